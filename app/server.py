@@ -1,0 +1,64 @@
+"""The process: load settings, build the app, serve it with waitress (and WebSockets) until SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+
+from dotenv import load_dotenv
+from waitress import create_server
+
+from app import ROOT, create_app, wsbridge
+from app.errors import SettingsError
+from app.settings import from_env
+
+log = logging.getLogger("stackpilot")
+SHUTDOWN_GRACE = 3.0
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=os.environ.get("STACKPILOT_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # Our own .env (beside the app), never the managed stack's.
+    load_dotenv(ROOT / ".env", override=False)
+    try:
+        settings = from_env()
+        app = create_app({"SETTINGS": settings})
+    except SettingsError as e:
+        print(f"stackpilot: {e.message}", file=sys.stderr)  # noqa: T201 - the one line for a bad setting
+        sys.exit(2)
+
+    server = create_server(
+        app,
+        host=settings.host,
+        port=settings.port,
+        threads=settings.threads,
+        ident="stackpilot",
+        channel_timeout=120,
+        connection_limit=max(200, settings.threads * 2),
+        clear_untrusted_proxy_headers=False,
+    )
+    wsbridge.install(server)
+
+    def stop(signum, frame):
+        log.info("signal %s: closing %d WebSocket(s) and stopping", signum, len(wsbridge.OPEN_SOCKETS))
+        wsbridge.OPEN_SOCKETS.close_all()
+        for hook in app.extensions.get("stackpilot.shutdown", []):
+            threading.Thread(target=hook, daemon=True).start()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("Stackpilot %s serving on http://%s:%s (%d threads)",
+             app.config["VERSION"], settings.host, settings.port, settings.threads)
+    try:
+        server.run()
+    finally:
+        server.close()
+    # Worker threads are daemons: whatever is still running is cut short here.
+    os._exit(0)

@@ -1,0 +1,240 @@
+"""The embedded store: one SQLite file in the data dir for users, sessions, settings and audit.
+
+SQLite in WAL mode lets page reads go on while a write commits; each thread keeps its own
+connection. The schema is versioned by a small migration table and upgraded at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MIGRATIONS: list[str] = [
+    # 1: users, server-side sessions, settings, audit
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'viewer')),
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created_at REAL NOT NULL,
+        last_seen REAL NOT NULL,
+        client TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        username TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL DEFAULT '',
+        result TEXT NOT NULL DEFAULT 'ok',
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX audit_at ON audit(at);
+    """,
+]
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    username: str
+    role: str
+    password_hash: str
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    at: float
+    username: str
+    action: str
+    target: str
+    result: str
+    detail: str
+
+
+class Store:
+    """Thread-safe access to the SQLite database; every public method is one transaction."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self.migrate()
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction taken immediately, so check-then-insert is atomic across threads
+        and processes (BEGIN IMMEDIATE holds SQLite's write lock)."""
+        conn = self._conn()
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def migrate(self) -> int:
+        """Bring the schema up to date; returns the version now in force."""
+        with self.transaction() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
+            version = row[0] if row else 0
+            if row is None:
+                conn.execute("INSERT INTO schema_version VALUES (0)")
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in filter(str.strip, script.split(";")):
+                    conn.execute(statement)
+                conn.execute("UPDATE schema_version SET version = ?", (number,))
+            return len(MIGRATIONS)
+
+    # -- users ------------------------------------------------------------------------------
+    def count_users(self, role: str | None = None) -> int:
+        sql, args = "SELECT COUNT(*) FROM users", ()
+        if role:
+            sql, args = sql + " WHERE role = ?", (role,)
+        return self._conn().execute(sql, args).fetchone()[0]
+
+    def user_by_name(self, username: str) -> User | None:
+        row = self._conn().execute("SELECT * FROM users WHERE username = ?", (username,)).fetchone()
+        return _user(row)
+
+    def user_by_id(self, user_id: int) -> User | None:
+        row = self._conn().execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
+        return _user(row)
+
+    def users(self) -> list[User]:
+        rows = self._conn().execute("SELECT * FROM users ORDER BY username").fetchall()
+        return [_user(r) for r in rows]
+
+    def add_user(self, username: str, password_hash: str, role: str) -> User:
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, ?, ?)",
+                (username, password_hash, role, time.time()),
+            )
+        return User(cur.lastrowid, username, role, password_hash)
+
+    def add_first_admin(self, username: str, password_hash: str) -> User | None:
+        """Create the admin only if no admin exists yet; None when someone else was first."""
+        with self.transaction() as conn:
+            if conn.execute("SELECT 1 FROM users WHERE role = 'admin'").fetchone():
+                return None
+            cur = conn.execute(
+                "INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, 'admin', ?)",
+                (username, password_hash, time.time()),
+            )
+        return User(cur.lastrowid, username, "admin", password_hash)
+
+    def set_password_hash(self, user_id: int, password_hash: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
+
+    def set_role(self, user_id: int, role: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE users SET role = ? WHERE id = ?", (role, user_id))
+
+    def delete_user(self, user_id: int) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
+
+    # -- sessions ---------------------------------------------------------------------------
+    def add_session(self, session_id: str, user_id: int, client: str = "") -> None:
+        now = time.time()
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO sessions (id, user_id, created_at, last_seen, client) VALUES (?, ?, ?, ?, ?)",
+                (session_id, user_id, now, now, client),
+            )
+
+    def session_user(self, session_id: str, idle_seconds: float) -> User | None:
+        """The user of a live session, touching it; an idle-expired session is deleted."""
+        conn = self._conn()
+        row = conn.execute(
+            "SELECT u.*, s.last_seen FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?",
+            (session_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        now = time.time()
+        if now - row["last_seen"] > idle_seconds:
+            self.delete_session(session_id)
+            return None
+        if now - row["last_seen"] > 30:  # touch at most every 30 s: reads stay reads
+            with self.transaction() as w:
+                w.execute("UPDATE sessions SET last_seen = ? WHERE id = ?", (now, session_id))
+        return _user(row)
+
+    def delete_session(self, session_id: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+
+    def delete_other_sessions(self, user_id: int, keep: str | None) -> int:
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "DELETE FROM sessions WHERE user_id = ? AND id IS NOT ?", (user_id, keep)
+            )
+        return cur.rowcount
+
+    # -- settings ---------------------------------------------------------------------------
+    def get_setting(self, key: str, default: Any = None) -> Any:
+        row = self._conn().execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set_setting(self, key: str, value: Any) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, json.dumps(value)),
+            )
+
+    # -- audit ------------------------------------------------------------------------------
+    def audit(self, username: str, action: str, target: str = "", result: str = "ok",
+              detail: str = "") -> None:
+        """Record who did what to which target, and how it ended. Never pass secret values."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO audit (at, username, action, target, result, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                (time.time(), username, action, target, result, detail[:2000]),
+            )
+
+    def audit_events(self, limit: int = 100) -> list[AuditEvent]:
+        rows = self._conn().execute(
+            "SELECT at, username, action, target, result, detail FROM audit ORDER BY id DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [AuditEvent(*r) for r in rows]
+
+
+def _user(row: sqlite3.Row | None) -> User | None:
+    if row is None:
+        return None
+    return User(row["id"], row["username"], row["role"], row["password_hash"])

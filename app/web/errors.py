@@ -1,0 +1,55 @@
+"""The one place where errors become pages: typed domain errors, HTTP errors, and the unexpected.
+
+A full request gets a full page; an htmx request gets an alert fragment retargeted into the
+page's alert area (so the page a person is on never turns into an error page); /api gets JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from app.errors import StackpilotError
+
+log = logging.getLogger(__name__)
+
+
+def wants_fragment() -> bool:
+    return bool(request.headers.get("HX-Request")) and not request.headers.get("HX-Boosted")
+
+
+def render_error(status: int, title: str, message: str, detail: str = ""):
+    if request.path.startswith("/api/") or request.headers.get("Upgrade", "").lower() == "websocket":
+        return jsonify(error=message, title=title), status
+    if wants_fragment():
+        html = render_template("_alert.html", kind="error", title=title, message=message, detail=detail)
+        return html, status, {"HX-Retarget": "#alerts", "HX-Reswap": "afterbegin"}
+    return render_template("errors/page.html", status=status, title=title, message=message,
+                           detail=detail), status
+
+
+def _domain_error(e: StackpilotError):
+    return render_error(e.status, e.title, e.message, e.detail)
+
+
+def _http_error(e: HTTPException):
+    titles = {401: "Sign-in needed", 403: "Not allowed", 404: "Page not found",
+              405: "Method not allowed", 413: "Too large", 429: "Too many requests"}
+    default = e.description if e.description and e.code not in (404, 405) else ""
+    messages = {404: "There is nothing at this address.",
+                405: "This address does not accept that kind of request."}
+    return render_error(e.code or 500, titles.get(e.code, e.name), default or messages.get(e.code, e.name))
+
+
+def _unexpected(e: Exception):
+    log.exception("unexpected error on %s %s", request.method, request.path)
+    return render_error(500, "Unexpected error",
+                        "Stackpilot hit an unexpected error. Nothing was changed; the details are in its log.")
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(StackpilotError, _domain_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)

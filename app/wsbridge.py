@@ -1,0 +1,133 @@
+"""WebSockets under waitress: the upgrade bridge flask-sock needs.
+
+waitress speaks plain HTTP/1.1 only. For a request carrying `Upgrade: websocket` our task hands
+the connection's socket (a blocking dup) to the app as `environ['werkzeug.socket']`, which is
+where flask-sock's simple-websocket looks for it. Once the app has written the 101 handshake on
+that socket, waitress must write nothing more: the task swallows the app's dummy response and
+closes the channel when the handler returns. A handshake the app refuses (401/403 before any
+byte was sent) is answered by waitress as a normal HTTP response.
+
+Each open WebSocket holds one waitress worker thread for its whole life: size `threads` for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+
+from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer, MultiSocketServer
+from waitress.task import WSGITask
+
+log = logging.getLogger(__name__)
+
+
+class UpgradeSocket:
+    """The dup'd client socket given to the app; remembers whether the app took it over."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.upgraded = False
+
+    def send(self, data: bytes, *args) -> int:
+        self.upgraded = True
+        return self._sock.send(data, *args)
+
+    def sendall(self, data: bytes, *args) -> None:
+        self.upgraded = True
+        self._sock.sendall(data, *args)
+
+    def __getattr__(self, name: str):
+        return getattr(self._sock, name)
+
+
+class OpenSockets:
+    """The WebSockets open right now, so shutdown can close them and tests can count them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: set[UpgradeSocket] = set()
+
+    def add(self, s: UpgradeSocket) -> None:
+        with self._lock:
+            self._open.add(s)
+
+    def discard(self, s: UpgradeSocket) -> None:
+        with self._lock:
+            self._open.discard(s)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._open)
+
+    def close_all(self) -> int:
+        """Shut every open WebSocket down; their handlers see the connection end and return."""
+        with self._lock:
+            sockets = list(self._open)
+        for s in sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        return len(sockets)
+
+
+OPEN_SOCKETS = OpenSockets()
+
+
+class WebSocketTask(WSGITask):
+    """A WSGITask that lets the app take over the connection for a WebSocket upgrade."""
+
+    upgrade: UpgradeSocket | None = None
+
+    def get_environment(self):
+        environ = super().get_environment()
+        if self.upgrade is None and environ.get("HTTP_UPGRADE", "").lower() == "websocket":
+            dup = self.channel.socket.dup()
+            dup.setblocking(True)
+            self.upgrade = UpgradeSocket(dup)
+            OPEN_SOCKETS.add(self.upgrade)
+            environ["werkzeug.socket"] = self.upgrade
+        return environ
+
+    @property
+    def taken_over(self) -> bool:
+        return self.upgrade is not None and self.upgrade.upgraded
+
+    def write(self, data: bytes) -> None:
+        if self.taken_over:
+            # The handshake and the frames went out on the socket; no HTTP response follows.
+            self.wrote_header = True
+            self.close_on_finish = True
+            return
+        super().write(data)
+
+    def finish(self) -> None:
+        if self.taken_over:
+            self.close_on_finish = True
+        else:
+            super().finish()
+
+    def service(self) -> None:
+        try:
+            super().service()
+        finally:
+            if self.upgrade is not None:
+                OPEN_SOCKETS.discard(self.upgrade)
+                if self.taken_over:
+                    self.close_on_finish = True
+                    self.upgrade.close()
+
+
+class WebSocketChannel(HTTPChannel):
+    task_class = WebSocketTask
+
+
+def install(server) -> None:
+    """Make every listening server created by waitress.create_server use our channel."""
+    servers = [server]
+    if isinstance(server, MultiSocketServer):
+        servers = [s for s in server.map.values() if isinstance(s, BaseWSGIServer)]
+    for s in servers:
+        s.channel_class = WebSocketChannel
