@@ -1,0 +1,110 @@
+"""Foundation benchmark: cold start, idle memory, health latency under 50 open WebSockets.
+
+Each figure is printed beside a baseline measured in the same run: a bare waitress "hello"
+app for start-up and memory, and /api/health with no socket open for latency.
+Run: python3 bench/bench_server.py
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import requests
+
+from _common import ROOT, p95, row, rss_mb
+
+sys.path.insert(0, str(ROOT))
+from tests.support.live import LiveServer, ensure_user, free_port  # noqa: E402
+
+BARE_APP = textwrap.dedent("""
+    import sys
+    from waitress import serve
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+    serve(app, host="127.0.0.1", port=int(sys.argv[1]), threads=96, _quiet=True)
+""")
+
+
+def wait_200(url: str, timeout: float = 15) -> float:
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        try:
+            if requests.get(url, timeout=0.5).status_code == 200:
+                return time.perf_counter() - start
+        except requests.RequestException:
+            time.sleep(0.01)
+    raise RuntimeError(f"{url} never answered")
+
+
+def cold_start_bare() -> tuple[float, float]:
+    port = free_port()
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port)])
+    try:
+        wait_200(f"http://127.0.0.1:{port}/")
+        elapsed = time.perf_counter() - start
+        time.sleep(1)
+        return elapsed, rss_mb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def health_latencies(url: str, n: int = 200) -> list[float]:
+    s = requests.Session()
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        s.get(url, timeout=5).raise_for_status()
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def main() -> None:
+    print("Stackpilot server benchmark (2-core machine; lower is better)")
+    bare_start, bare_rss = cold_start_bare()
+    with tempfile.TemporaryDirectory() as data:
+        ensure_user(Path(data), "admin", "admin")
+        srv = LiveServer(data_dir=Path(data), env={})
+        srv.port = free_port()
+        start = time.perf_counter()
+        env = {**os.environ, "STACKPILOT_HOST": "127.0.0.1", "STACKPILOT_PORT": str(srv.port),
+               "STACKPILOT_DATA_DIR": data}
+        proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        srv.proc = proc
+        try:
+            cold = wait_200(srv.url + "/api/health", timeout=15)
+            cold = time.perf_counter() - start
+            time.sleep(1.5)
+            idle_rss = rss_mb(proc.pid)
+            base_lat = health_latencies(srv.url + "/api/health")
+            session = srv.session()
+            sockets = [srv.ws_connect("/api/ws/echo", session) for _ in range(50)]
+            for ws in sockets:
+                ws.send("x")
+                ws.receive(timeout=5)
+            ws_lat = health_latencies(srv.url + "/api/health")
+            for ws in sockets:
+                ws.close()
+        finally:
+            srv.stop()
+
+    row("cold start to first 200 /api/health", f"{cold:.2f} s", "target < 1.5 s", cold < 1.5)
+    row("  baseline: bare waitress hello app", f"{bare_start:.2f} s", f"ratio {cold / bare_start:.1f}x")
+    row("idle RSS of the server process", f"{idle_rss:.1f} MB", "target < 60 MB", idle_rss < 60)
+    row("  baseline: bare waitress hello app", f"{bare_rss:.1f} MB", f"ratio {idle_rss / bare_rss:.1f}x")
+    row("/api/health p95, no socket open", f"{p95(base_lat):.1f} ms")
+    row("/api/health p95, 50 WebSockets open", f"{p95(ws_lat):.1f} ms", "target < 100 ms", p95(ws_lat) < 100)
+    row("  ratio to no-socket baseline", f"{p95(ws_lat) / p95(base_lat):.2f}x")
+
+
+if __name__ == "__main__":
+    main()
