@@ -1,0 +1,232 @@
+"""Containers of a compose project, as the engine sees them, and per-container actions.
+
+Why not `client.containers.list()`: the SDK inspects every container one by one (N+1 calls) on
+every refresh. We make ONE list call per refresh and inspect only containers whose summary
+(state, health, exit code) changed since we last looked, concurrently; a stale inspection is
+refreshed in the background, so a page never waits on N inspections of a steady stack.
+
+API (everything through Engine.call, so errors arrive as EngineUnavailable/NotFound/...):
+- ``project_containers(engine, project) -> list[ContainerInfo]``: every container (running or
+  not) labelled com.docker.compose.project=project, one-off `run` containers excluded.
+- ``ContainerInfo``: id, name, service, number, state (created|running|paused|restarting|exited|
+  dead|removing), health (healthy|unhealthy|starting|"" for none), exit_code, started_at,
+  finished_at (aware datetimes or None), restart_count, image (as configured), image_id,
+  stop_timeout; ``uptime(now)`` in seconds.
+- ``start(engine, container_id)``, ``stop(engine, container_id, timeout=None)``,
+  ``restart(engine, container_id, timeout=None)``: timeout None = the container's own stop
+  grace period (Compose's stop_grace_period), so the HTTP wait is sized to fit it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from datetime import timezone
+
+from app.engine import Engine
+from app.errors import EngineUnavailable
+
+log = logging.getLogger(__name__)
+
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+NUMBER_LABEL = "com.docker.compose.container-number"
+ONEOFF_LABEL = "com.docker.compose.oneoff"
+INSPECT_TTL = 15.0  # seconds before a cached inspection is refreshed in the background
+MAX_STOP_TIMEOUT = 120
+
+_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="inspect")
+_EXIT_RE = re.compile(r"\((\d+)\)")
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    id: str
+    name: str
+    service: str
+    number: int
+    state: str
+    health: str
+    exit_code: int | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    restart_count: int
+    image: str
+    image_id: str
+    stop_timeout: int | None = None
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    def uptime(self, now: float | None = None) -> float | None:
+        """Seconds since it started, while it runs."""
+        if self.state not in ("running", "paused") or self.started_at is None:
+            return None
+        return max(0.0, (now or time.time()) - self.started_at.timestamp())
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text or text.startswith("0001-"):
+        return None
+    # Docker gives nanoseconds; fromisoformat takes at most microseconds.
+    text = text.replace("Z", "+00:00")
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _health_from_status(status: str) -> str:
+    for word in ("unhealthy", "healthy", "health: starting"):
+        if f"({word})" in status:
+            return "starting" if word == "health: starting" else word
+    return ""
+
+
+def _summary_key(row: dict) -> tuple:
+    status = row.get("Status") or ""
+    exit_code = _EXIT_RE.search(status) if row.get("State") in ("exited", "restarting") else None
+    return (row.get("State"), _health_from_status(status), exit_code[1] if exit_code else None)
+
+
+@dataclass
+class _Cached:
+    key: tuple
+    at: float
+    info: ContainerInfo
+    refreshing: bool = False
+
+
+_cache: dict[str, _Cached] = {}
+_cache_lock = threading.Lock()
+
+
+def _from_inspect(data: dict) -> ContainerInfo:
+    state = data.get("State") or {}
+    config = data.get("Config") or {}
+    labels = config.get("Labels") or {}
+    health = (state.get("Health") or {}).get("Status") or ""
+    status = state.get("Status") or ("running" if state.get("Running") else "exited")
+    return ContainerInfo(
+        id=data["Id"],
+        name=(data.get("Name") or "").lstrip("/"),
+        service=labels.get(SERVICE_LABEL, ""),
+        number=int(labels.get(NUMBER_LABEL) or 1),
+        state=status,
+        health=health if health != "none" else "",
+        exit_code=state.get("ExitCode") if status in ("exited", "dead", "restarting") else None,
+        started_at=_parse_time(state.get("StartedAt")),
+        finished_at=_parse_time(state.get("FinishedAt")),
+        restart_count=int(data.get("RestartCount") or 0),
+        image=config.get("Image") or "",
+        image_id=data.get("Image") or "",
+        stop_timeout=config.get("StopTimeout"),
+    )
+
+
+def _inspect(engine: Engine, container_id: str) -> ContainerInfo:
+    return _from_inspect(engine.call(lambda c: c.api.inspect_container(container_id), "container"))
+
+
+def _refresh_later(engine: Engine, container_id: str, key: tuple) -> None:
+    def work() -> None:
+        try:
+            info = _inspect(engine, container_id)
+            with _cache_lock:
+                _cache[container_id] = _Cached(key, time.monotonic(), info)
+        except Exception:  # gone, or the engine left: the next list call will tell
+            with _cache_lock:
+                _cache.pop(container_id, None)
+
+    _pool.submit(work)
+
+
+def project_containers(engine: Engine, project: str) -> list[ContainerInfo]:
+    """All containers of the compose project (one list call; inspections cached by summary)."""
+    rows = engine.call(
+        lambda c: c.api.containers(all=True, filters={"label": [f"{PROJECT_LABEL}={project}"]}), "containers"
+    )
+    rows = [r for r in rows if (r.get("Labels") or {}).get(ONEOFF_LABEL, "False") != "True"]
+    now = time.monotonic()
+    wanted: dict[str, tuple] = {r["Id"]: _summary_key(r) for r in rows}
+    missing = []
+    with _cache_lock:
+        for cid, key in wanted.items():
+            hit = _cache.get(cid)
+            if hit is None or hit.key != key:
+                missing.append(cid)
+            elif now - hit.at > INSPECT_TTL and not hit.refreshing:
+                hit.refreshing = True
+                _refresh_later(engine, cid, key)
+    fresh = {}
+    if missing:
+        futures = {cid: _pool.submit(_inspect, engine, cid) for cid in missing}
+        for cid, fut in futures.items():
+            try:
+                fresh[cid] = fut.result(timeout=engine.timeout + 5)
+            except EngineUnavailable:
+                raise
+            except Exception as e:  # removed between list and inspect: skip it
+                log.debug("container %s vanished: %s", cid[:12], e)
+        with _cache_lock:
+            for cid, info in fresh.items():
+                _cache[cid] = _Cached(wanted[cid], now, info)
+    out = []
+    with _cache_lock:
+        for cid in wanted:
+            hit = _cache.get(cid)
+            if hit is not None:
+                out.append(hit.info)
+    out.sort(key=lambda i: (i.service, i.number, i.name))
+    return out
+
+
+def forget(container_id: str | None = None) -> None:
+    """Drop cached inspections (after an action we know changed them)."""
+    with _cache_lock:
+        if container_id is None:
+            _cache.clear()
+        else:
+            _cache.pop(container_id, None)
+
+
+def _timeout_for(engine: Engine, container_id: str, timeout: int | None) -> int:
+    if timeout is not None:
+        return max(0, min(int(timeout), MAX_STOP_TIMEOUT))
+    with _cache_lock:
+        hit = _cache.get(container_id)
+    grace = hit.info.stop_timeout if hit else None
+    if grace is None:
+        grace = _inspect(engine, container_id).stop_timeout
+    return max(0, min(int(grace if grace is not None else 10), MAX_STOP_TIMEOUT))
+
+
+def start(engine: Engine, container_id: str) -> None:
+    """Start one container."""
+    engine.call(lambda c: c.api.start(container_id), "container")
+    forget(container_id)
+
+
+def stop(engine: Engine, container_id: str, timeout: int | None = None) -> None:
+    """Stop one container, waiting at most its grace period (or timeout) before SIGKILL."""
+    grace = _timeout_for(engine, container_id, timeout)
+    engine.call(lambda c: c.api.stop(container_id, timeout=grace), "container")
+    forget(container_id)
+
+
+def restart(engine: Engine, container_id: str, timeout: int | None = None) -> None:
+    """Restart one container (stop with its grace period, then start)."""
+    grace = _timeout_for(engine, container_id, timeout)
+    engine.call(lambda c: c.api.restart(container_id, timeout=grace), "container")
+    forget(container_id)
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
