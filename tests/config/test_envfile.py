@@ -90,7 +90,6 @@ def test_inline_comment_rules():
     assert doc.get("A") == "1"
     assert doc.entry("A").comment == "inline"
     assert doc.get("B") == "x#notacomment"
-    assert doc.get("C") is None
     assert doc.get("Z") == "" and doc.get("Y") == ""
     assert doc.get("C") == "# only comment"  # Compose: no space before the hash once `= ` is trimmed
 
