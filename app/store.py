@@ -233,6 +233,28 @@ class Store:
         ).fetchall()
         return [AuditEvent(*r) for r in rows]
 
+    # -- user changes that must leave at least one admin (access area) -----------------------
+    def set_role_keeping_an_admin(self, user_id: int, role: str) -> bool:
+        """Change a role unless that would leave no admin; False when refused."""
+        with self.transaction() as conn:
+            if role != "admin" and _is_last_admin(conn, user_id):
+                return False
+            conn.execute("UPDATE users SET role = ? WHERE id = ?", (role, user_id))
+        return True
+
+    def delete_user_keeping_an_admin(self, user_id: int) -> bool:
+        """Delete a user (and their sessions) unless they are the last admin; False when refused."""
+        with self.transaction() as conn:
+            if _is_last_admin(conn, user_id):
+                return False
+            conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
+        return True
+
+
+def _is_last_admin(conn: sqlite3.Connection, user_id: int) -> bool:
+    admins = [r[0] for r in conn.execute("SELECT id FROM users WHERE role = 'admin'")]
+    return admins == [user_id]
+
 
 def _user(row: sqlite3.Row | None) -> User | None:
     if row is None:

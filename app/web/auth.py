@@ -1,18 +1,41 @@
-"""Sign-in and sign-out. Accounts live in the store; passwords are scrypt hashes."""
+"""Sign-in, sign-out, the own account (password), and user administration.
+
+Accounts live in the store; the rules (rate limits, last admin, setup token) live in
+app/accounts.py. Every user change is admin-only and audited.
+"""
 
 from __future__ import annotations
 
 import logging
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, redirect, render_template, request, url_for
+from flask import Blueprint
+from flask import Flask
+from flask import current_app
+from flask import g
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask import session
+from flask import url_for
 
+from app import accounts
 from app import passwords
+from app.errors import InvalidInput
+from app.errors import RateLimited
 from app.web import store
-from app.web.security import login_user, logout_user, public
+from app.web.security import client_address
+from app.web.security import login_user
+from app.web.security import logout_user
+from app.web.security import public
+from app.web.security import require_role
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
+
+
+def access() -> accounts.Access:
+    return current_app.extensions["stackpilot.access"]
 
 
 def _safe_next(target: str | None) -> str:
@@ -25,45 +48,119 @@ def _safe_next(target: str | None) -> str:
 @bp.route("/login", methods=["GET", "POST"])
 @public
 def login():
-    if store().count_users() == 0:
+    if store().count_users("admin") == 0:
         return redirect(url_for("setup.index"))
     error = None
+    status = 200
     username = ""
     if request.method == "POST":
-        username = request.form.get("username", "").strip()
+        username = request.form.get("username", "").strip()[:64]
         password = request.form.get("password", "")
+        throttle = access().throttle
+        client = client_address()
+        try:
+            throttle.check(client, username)
+        except RateLimited as e:
+            store().audit(username or "?", "login", result="throttled", detail=f"from {client}")
+            return render_template("auth/login.html", error=e.message, username=username), 429
         user = store().user_by_name(username)
         ok = passwords.verify_password(password, user.password_hash if user else passwords.DUMMY_HASH)
         if user and ok:
+            throttle.succeeded(username)
             login_user(user)
-            store().audit(user.username, "login")
+            store().audit(user.username, "login", detail=f"from {client}")
             return redirect(_safe_next(request.args.get("next")))
-        error = "Wrong username or password."
-        store().audit(username[:64] or "?", "login", result="failed")
-    return render_template("auth/login.html", error=error, username=username), (422 if error else 200)
+        throttle.failed(client, username)
+        error, status = "Wrong username or password.", 422
+        store().audit(username or "?", "login", result="failed", detail=f"from {client}")
+    return render_template("auth/login.html", error=error, username=username), status
 
 
 @bp.post("/logout")
+@require_role("viewer")
 def logout():
+    store().audit(g.user.username, "logout")
     logout_user()
     return redirect(url_for("auth.login"))
 
 
-def bootstrap_admin(app: Flask) -> None:
-    """Create the admin from STACKPILOT_ADMIN_PASSWORD_FILE (automated installs), once."""
-    settings = app.config["SETTINGS"]
-    if settings.admin_password_file is None:
-        return
-    st = app.extensions["stackpilot.store"]
-    if st.count_users("admin"):
-        return
-    password = settings.admin_password_file.read_text().strip()
-    if problem := passwords.password_problem(password):
-        log.error("STACKPILOT_ADMIN_PASSWORD_FILE refused: %s", problem)
-        return
-    if st.add_first_admin(settings.admin_user, passwords.hash_password(password)):
-        log.info("admin %r created from STACKPILOT_ADMIN_PASSWORD_FILE", settings.admin_user)
+# -- the own account -----------------------------------------------------------------------------
+@bp.get("/account")
+@require_role("viewer")
+def account():
+    return render_template("auth/account.html", error=None, done=False)
+
+
+@bp.post("/account/password")
+@require_role("viewer")
+def change_password():
+    form = request.form
+    try:
+        accounts.change_password(store(), g.user, form.get("current", ""), form.get("new", ""),
+                                 form.get("confirm", ""))
+    except InvalidInput as e:
+        store().audit(g.user.username, "password.change", g.user.username, result="refused")
+        return render_template("auth/account.html", error=e.message, done=False), 422
+    ended = 0
+    if form.get("logout_others"):
+        ended = store().delete_other_sessions(g.user.id, keep=session.get("sid"))
+    store().audit(g.user.username, "password.change", g.user.username,
+                  detail=f"other sessions ended: {ended}")
+    return render_template("auth/account.html", error=None, done=True, ended=ended)
+
+
+# -- user administration ----------------------------------------------------------------------
+def _users_page(status: int = 200, error: str | None = None, added: str | None = None):
+    template = "auth/_users.html" if request.headers.get("HX-Target") == "users" else "auth/users.html"
+    return render_template(template, users=store().users(), roles=accounts.ROLES, error=error,
+                           added=added), status
+
+
+@bp.get("/users")
+@require_role("admin")
+def users():
+    return _users_page()
+
+
+@bp.post("/users")
+@require_role("admin")
+def add_user():
+    form = request.form
+    username = form.get("username", "").strip()
+    try:
+        user = accounts.add_user(store(), username, form.get("password", ""), form.get("role", ""))
+    except InvalidInput as e:
+        store().audit(g.user.username, "user.add", username[:64], result="refused")
+        return _users_page(422, error=e.message)
+    store().audit(g.user.username, "user.add", user.username, detail=f"role {user.role}")
+    return _users_page(added=user.username)
+
+
+@bp.post("/users/<int:user_id>/role")
+@require_role("admin")
+def set_role(user_id: int):
+    role = request.form.get("role", "")
+    user = accounts.change_role(store(), user_id, role)
+    store().audit(g.user.username, "user.role", user.username, detail=f"role {role}")
+    return _users_page()
+
+
+@bp.post("/users/<int:user_id>/remove")
+@require_role("admin")
+def remove_user(user_id: int):
+    user = accounts.remove_user(store(), user_id)
+    store().audit(g.user.username, "user.remove", user.username)
+    if user.id == g.user.id:
+        logout_user()
+        return "", 200, {"HX-Redirect": url_for("auth.login")}
+    return _users_page()
 
 
 def init_app(app: Flask) -> None:
-    bootstrap_admin(app)
+    """Start-up: create the admin from the password file, or print a fresh setup token."""
+    settings = app.config["SETTINGS"]
+    host = settings.host if settings.host not in ("0.0.0.0", "::", "") else "<this-machine>"
+    link_base = f"http://{host}:{settings.port}"
+    token = accounts.start_up(app.extensions["stackpilot.store"], settings.data_dir,
+                              settings.admin_user, settings.admin_password_file, link_base)
+    app.extensions["stackpilot.access"] = accounts.Access(token=token, throttle=accounts.LoginThrottle())

@@ -47,6 +47,12 @@ def public(view: Callable) -> Callable:
     return view
 
 
+def public_until_claimed(view: Callable) -> Callable:
+    """Reachable without a session only while no admin exists (the setup claim)."""
+    view.stackpilot_until_claimed = True
+    return view
+
+
 def require_role(role: str) -> Callable[[Callable], Callable]:
     """Refuse the view (403) unless the signed-in user has at least `role`."""
     needed = ROLES[role]
@@ -55,6 +61,8 @@ def require_role(role: str) -> Callable[[Callable], Callable]:
         @functools.wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             user = g.get("user")
+            if g.get("claim_open"):  # a @public_until_claimed view before anyone claimed
+                return view(*args, **kwargs)
             if user is None or ROLES.get(user.role, 0) < needed:
                 raise Forbidden(f"This needs the {role} role.")
             return view(*args, **kwargs)
@@ -178,6 +186,10 @@ def _gate() -> Any:
     _load_user()
     view = current_app.view_functions.get(request.endpoint)
     is_public = request.endpoint == "static" or getattr(view, "stackpilot_public", False)
+    if not is_public and getattr(view, "stackpilot_until_claimed", False):
+        from app.web import store
+
+        is_public = g.claim_open = store().count_users("admin") == 0
 
     if request.method in UNSAFE_METHODS or is_websocket_handshake():
         if not same_origin_request():
@@ -188,7 +200,13 @@ def _gate() -> Any:
         if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
             abort(403, "The form expired or did not come from this page. Reload and try again.")
 
-    if is_public or g.user is not None:
+    if is_public:
+        return None
+    if g.user is not None:
+        # The role is checked here too, so a WebSocket is refused before its handshake.
+        role = getattr(view, "stackpilot_role", None)
+        if role is not None and not has_role(role):
+            raise Forbidden(f"This needs the {role} role.")
         return None
     if is_websocket_handshake() or request.path.startswith("/api/"):
         abort(401)
