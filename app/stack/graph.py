@@ -1,0 +1,131 @@
+"""Layout of the depends_on graph: layered left to right by dependency depth, for a server-drawn SVG.
+
+Why our own layout: the graph is a DAG of at most a few dozen services; a longest-path layering
+plus a barycentre ordering pass reads well and needs no JavaScript or graph library.
+
+API:
+- ``layout(model, rows) -> Layout``: nodes of the active services at (x, y), edges from each
+  dependency to its dependent (cubic path, label for service_healthy/service_completed_successfully),
+  width/height of the drawing. Cycles (invalid in Compose anyway) cannot loop forever.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.stack.model import ComposeModel
+from app.stack.services import Row
+
+NODE_W = 200
+NODE_H = 64
+COL_GAP = 110
+ROW_GAP = 18
+PAD = 16
+EDGE_LABELS = {"service_healthy": "healthy", "service_completed_successfully": "completed"}
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    x: int
+    y: int
+    row: Row
+    depth: int
+
+    @property
+    def label(self) -> str:
+        return self.name if len(self.name) <= 24 else self.name[:23] + "…"
+
+
+@dataclass(frozen=True)
+class Edge:
+    source: str
+    target: str
+    condition: str
+    path: str
+    label: str
+    label_x: float
+    label_y: float
+    unmet: bool  # the dependency does not satisfy the condition now
+
+
+@dataclass(frozen=True)
+class Layout:
+    width: int
+    height: int
+    nodes: list[Node]
+    edges: list[Edge]
+    layers: int
+
+
+def depths(model: ComposeModel) -> dict[str, int]:
+    """Longest dependency chain below each active service (0 = depends on nothing active)."""
+    active = {s.name: s for s in model.active_services()}
+    memo: dict[str, int] = {}
+
+    def depth(name: str, trail: frozenset[str]) -> int:
+        if name in memo:
+            return memo[name]
+        deps = [d.service for d in active[name].depends_on if d.service in active and d.service not in trail]
+        value = 1 + max((depth(d, trail | {d}) for d in deps), default=-1)
+        memo[name] = value
+        return value
+
+    for name in active:
+        depth(name, frozenset({name}))
+    return memo
+
+
+def _bezier(p0, p1, p2, p3, t: float) -> tuple[float, float]:
+    u = 1 - t
+    x = u**3 * p0[0] + 3 * u * u * t * p1[0] + 3 * u * t * t * p2[0] + t**3 * p3[0]
+    y = u**3 * p0[1] + 3 * u * u * t * p1[1] + 3 * u * t * t * p2[1] + t**3 * p3[1]
+    return x, y
+
+
+def layout(model: ComposeModel, rows: list[Row]) -> Layout:
+    """Place active services in columns by depth; order each column by its dependencies' places."""
+    by_name = {r.name: r for r in rows}
+    depth = depths(model)
+    columns: dict[int, list[str]] = {}
+    for name in sorted(depth):
+        columns.setdefault(depth[name], []).append(name)
+    position: dict[str, float] = {}
+    for d in sorted(columns):
+        names = columns[d]
+        if d > 0:
+            def centre(name: str) -> tuple[float, str]:
+                deps = [position[x.service] for x in model.services[name].depends_on if x.service in position]
+                return (sum(deps) / len(deps) if deps else 0.0, name)
+            names.sort(key=centre)
+        for i, name in enumerate(names):
+            position[name] = i
+    tallest = max((len(c) for c in columns.values()), default=0)
+    height = PAD * 2 + max(0, tallest * (NODE_H + ROW_GAP) - ROW_GAP)
+    width = PAD * 2 + max(0, len(columns) * (NODE_W + COL_GAP) - COL_GAP)
+    nodes: dict[str, Node] = {}
+    for d, names in columns.items():
+        offset = (tallest - len(names)) * (NODE_H + ROW_GAP) / 2
+        for i, name in enumerate(names):
+            nodes[name] = Node(name=name, x=PAD + d * (NODE_W + COL_GAP),
+                               y=int(PAD + offset + i * (NODE_H + ROW_GAP)), row=by_name[name], depth=d)
+    edges = []
+    for name, node in nodes.items():
+        for dep in model.services[name].depends_on:
+            src = nodes.get(dep.service)
+            if src is None:
+                continue
+            p0 = (src.x + NODE_W, src.y + NODE_H / 2)
+            p3 = (node.x, node.y + NODE_H / 2)
+            bend = max(40.0, (p3[0] - p0[0]) / 2)
+            p1, p2 = (p0[0] + bend, p0[1]), (p3[0] - bend, p3[1])
+            lx, ly = _bezier(p0, p1, p2, p3, 0.5)
+            edges.append(Edge(
+                source=dep.service, target=name, condition=dep.condition,
+                path=f"M{p0[0]:.0f},{p0[1]:.0f} C{p1[0]:.0f},{p1[1]:.0f} {p2[0]:.0f},{p2[1]:.0f} "
+                     f"{p3[0]:.0f},{p3[1]:.0f}",
+                label=EDGE_LABELS.get(dep.condition, ""), label_x=round(lx, 1), label_y=round(ly - 4, 1),
+                unmet=dep.service in node.row.blocked_by,
+            ))
+    return Layout(width=max(width, NODE_W + 2 * PAD), height=max(height, NODE_H + 2 * PAD),
+                  nodes=list(nodes.values()), edges=edges, layers=len(columns))

@@ -1,0 +1,82 @@
+"""The service table (/ and /services), service and stack actions, their progress, stack settings.
+
+Views are thin: they read a Snapshot (compose model + live containers + stats samples, see
+snapshot()) and render templates/services/*; actions go through app.compose (serialised per
+stack) and are audited when they finish. The graph blueprint reuses snapshot().
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from flask import Blueprint, Flask, current_app
+
+from app import compose
+from app.engine import containers as engine_containers
+from app.engine.stats import StatsSampler
+from app.errors import StackpilotError
+from app.stack import Stack
+from app.stack.model import ComposeModel, load_model
+from app.stack.services import Row, build_rows
+from app.web import current_stack, engine, settings
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("services", __name__)
+
+
+@dataclass
+class Snapshot:
+    """Everything the table and the graph show, taken once per request."""
+
+    stack: Stack | None
+    model: ComposeModel | None = None
+    model_error: StackpilotError | None = None
+    engine_error: str = ""
+    rows: list[Row] = field(default_factory=list)
+
+
+def sampler() -> StatsSampler:
+    return current_app.extensions["stackpilot.stats"]
+
+
+def snapshot() -> Snapshot:
+    """Model (cached), containers (one list call) and the latest samples; never raises for a
+    broken compose file or a dead engine: the page shows those as banners."""
+    stack = current_stack()
+    if stack is None:
+        return Snapshot(stack=None)
+    snap = Snapshot(stack=stack)
+    try:
+        snap.model = load_model(stack)
+    except StackpilotError as e:
+        snap.model_error = e
+        return snap
+    found = None
+    try:
+        found = engine_containers.project_containers(engine(), stack.project)
+        sampler().watch(stack.project)
+    except StackpilotError as e:
+        snap.engine_error = e.message
+    snap.rows = build_rows(snap.model, found, sampler().snapshot())
+    return snap
+
+
+def init_app(app: Flask) -> None:
+    """Point the Compose runner at our settings and own the stats sampler's lifetime."""
+    compose.configure(settings_of(app).compose_command, settings_of(app).docker_host)
+    stats = StatsSampler(app.extensions["stackpilot.engine"])
+    app.extensions["stackpilot.stats"] = stats
+    app.extensions.setdefault("stackpilot.shutdown", []).append(stats.stop)
+
+
+def settings_of(app: Flask):
+    return app.config["SETTINGS"]
+
+
+__all__ = ["bp", "init_app", "snapshot", "Snapshot", "sampler", "settings"]
+
+from app.web.services import actions  # noqa: E402,F401  (registers routes on bp)
+from app.web.services import table  # noqa: E402,F401
+from app.web.services import stack_settings  # noqa: E402,F401

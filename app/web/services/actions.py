@@ -1,0 +1,144 @@
+"""Service and stack actions, and the live progress panel of the Compose run behind each.
+
+Every action is a POST (CSRF checked globally) for operators; the service name is checked
+against the compose model before anything runs, so only names Compose itself defined reach a
+command line. The run streams into an in-memory log that the panel polls (286 when finished);
+the audit row is written when the run ends, with its exit code.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import abort
+from flask import g
+from flask import render_template
+from flask import request
+
+from app import compose
+from app.engine import containers as engine_containers
+from app.errors import InvalidInput
+from app.errors import NotFound
+from app.errors import StackBusy
+from app.stack.model import load_model
+from app.web import current_stack
+from app.web import engine
+from app.web import store
+from app.web.security import require_role
+from app.web.services import bp
+
+log = logging.getLogger(__name__)
+
+SERVICE_ACTIONS = ("start", "stop", "restart", "recreate", "pull")
+STACK_ACTIONS = ("up", "down", "pull", "restart")
+
+
+def _stack():
+    stack = current_stack()
+    if stack is None:
+        raise NotFound("No stack is configured (STACKPILOT_STACK_DIR is not set).")
+    return stack
+
+
+def _audit_when_done(action: str, target: str, detail: str = ""):
+    """An on_done hook writing the audit row with the run's result (from the run's own thread)."""
+    the_store = store()
+
+    def done(run: compose.Run) -> None:
+        result = "ok" if run.ok else ("timeout" if run.timed_out else f"failed (exit {run.exit_code})")
+        the_store.audit(run.user, action, target, result, detail)
+
+    return done
+
+
+def _start(stack, args: list[str], title: str, action: str, target: str, detail: str = ""):
+    user = g.user.username
+    try:
+        run = compose.start(stack, args, title=title, user=user,
+                            on_done=_audit_when_done(action, target, detail))
+    except StackBusy:
+        store().audit(user, action, target, "refused: busy", detail)
+        raise
+    lines, after = run.lines_since(0)
+    return render_template("services/_progress.html", run=run, lines=lines, after=after), 200, {
+        "HX-Trigger": "services-changed"}
+
+
+def service_args(stack, name: str, action: str) -> list[str]:
+    """The Compose arguments for a per-service action on a name already checked against the model."""
+    if action == "start":
+        exists = any(c.service == name for c in engine_containers.project_containers(engine(), stack.project))
+        return ["start", name] if exists else ["up", "-d", name]
+    return {
+        "stop": ["stop", name],
+        "restart": ["restart", name],
+        "recreate": ["up", "-d", "--force-recreate", "--no-deps", name],
+        "pull": ["pull", name],
+    }[action]
+
+
+@bp.post("/services/<path:name>/<action>")
+@require_role("operator")
+def service_action(name: str, action: str):
+    if action not in SERVICE_ACTIONS:
+        abort(404)
+    stack = _stack()
+    service = load_model(stack).require(name, active=True)
+    args = service_args(stack, service.name, action)
+    return _start(stack, args, f"{action} {service.name}", f"service.{action}", service.name)
+
+
+@bp.post("/stack/<action>")
+@require_role("operator")
+def stack_action(action: str):
+    if action not in STACK_ACTIONS:
+        abort(404)
+    stack = _stack()
+    model = load_model(stack)
+    detail = ""
+    if action == "up":
+        chosen = request.form.getlist("profile")
+        unknown = [p for p in chosen if p not in model.profiles]
+        if unknown:
+            raise InvalidInput("Choose profiles this stack defines.")
+        if "profiles" in request.form or chosen:
+            stack = stack.with_changes(profiles=tuple(chosen))
+        detail = f"profiles: {', '.join(stack.profiles) or 'none'}"
+        args = ["up", "-d"]
+    elif action == "down":
+        args = ["down"]
+        if request.form.get("volumes") == "delete":
+            args.append("-v")
+            detail = f"deleted volumes: {', '.join(model.volumes.values()) or 'none'}"
+        else:
+            detail = "volumes kept"
+    else:
+        args = [action]
+    title = f"{action} {stack.project}" + (" (with volumes)" if "-v" in args else "")
+    return _start(stack, args, title, f"stack.{action}", stack.project, detail)
+
+
+@bp.get("/stack/runs/<run_id>")
+def run_lines(run_id: str):
+    """New output of a run after line `after`; 286 (stop polling) once it has finished."""
+    run = compose.get_run(run_id)
+    if run is None:
+        abort(404)
+    after = request.args.get("after", "0")
+    after = int(after) if after.isdigit() else 0
+    done = run.done  # read before the lines, so no line is missed between the two
+    lines, count = run.lines_since(after)
+    html = render_template("services/_run_lines.html", run=run, lines=lines, after=count, done=done)
+    headers = {"HX-Trigger": "services-changed"} if done else {}
+    return html, 286 if done else 200, headers
+
+
+@bp.get("/stack/runs/<run_id>/panel")
+def run_panel(run_id: str):
+    """The whole panel of a run (to reopen it from the list of recent actions)."""
+    run = compose.get_run(run_id)
+    if run is None:
+        abort(404)
+    lines, after = run.lines_since(0)
+    return render_template("services/_progress.html", run=run, lines=lines, after=after)
+

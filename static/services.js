@@ -1,0 +1,97 @@
+/* Service table glue that htmx cannot express: the filter box, keeping open menus open across
+   refreshes, following the progress log, closing the progress panel. No inline script (CSP). */
+(function () {
+  "use strict";
+
+  function filterRows() {
+    var box = document.getElementById("svc-filter");
+    var table = document.getElementById("svc-table");
+    if (!box || !table) return;
+    var words = box.value.toLowerCase().split(/\s+/).filter(Boolean);
+    var shown = 0;
+    table.querySelectorAll("tbody.svc-group").forEach(function (group) {
+      var visible = 0;
+      group.querySelectorAll("tr.svc-row").forEach(function (row) {
+        var text = row.textContent.toLowerCase();
+        var match = words.every(function (w) { return text.indexOf(w) !== -1; });
+        row.hidden = !match;
+        if (match) visible++;
+      });
+      group.hidden = visible === 0;
+      shown += visible;
+    });
+    var none = document.getElementById("svc-nomatch");
+    if (none) none.hidden = shown !== 0 || words.length === 0;
+    // Keep the filter in the address so a reload or a shared link keeps it.
+    var url = new URL(window.location.href);
+    if (box.value) url.searchParams.set("q", box.value); else url.searchParams.delete("q");
+    window.history.replaceState(null, "", url);
+  }
+
+  document.addEventListener("input", function (event) {
+    if (event.target && event.target.id === "svc-filter") filterRows();
+  });
+  document.addEventListener("DOMContentLoaded", filterRows);
+
+  // An out-of-band swap of the whole table (new service, new order) must not close an open menu.
+  var openMenus = [];
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    var target = event.detail.target;
+    if (target && target.id === "svc-table") {
+      openMenus = Array.prototype.map.call(target.querySelectorAll("details[open]"), function (d) { return d.id; });
+    }
+  });
+  document.addEventListener("htmx:oobAfterSwap", function (event) {
+    var target = event.detail.target;
+    if (target && (target.id === "svc-table" || (target.closest && target.closest("#svc-table")))) {
+      openMenus.forEach(function (id) {
+        var d = document.getElementById(id);
+        if (d) d.open = true;
+      });
+      openMenus = [];
+      filterRows();
+    }
+  });
+
+  // Follow the progress log while the reader is at its end.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var t = event.detail.target;
+    if (t && t.classList && t.classList.contains("run-log")) {
+      t.dataset.follow = (t.scrollHeight - t.scrollTop - t.clientHeight < 24) ? "1" : "";
+    }
+  });
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var t = event.detail.target;
+    if (t && t.classList && t.classList.contains("run-log") && t.dataset.follow) t.scrollTop = t.scrollHeight;
+    if (t && t.id === "progress") {
+      var log = t.querySelector(".run-log");
+      if (log) log.scrollTop = log.scrollHeight;
+      // Close the menu whose button started the action.
+      document.querySelectorAll(".row-menu[open], .action-menu[open]").forEach(function (d) { d.open = false; });
+    }
+  });
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-close-run]");
+    if (button) {
+      var panel = button.closest(".run-panel");
+      if (panel) panel.remove();
+    }
+  });
+
+  // One menu open at a time; Escape closes it.
+  document.addEventListener("toggle", function (event) {
+    var d = event.target;
+    if (d.tagName === "DETAILS" && d.open && (d.classList.contains("row-menu") || d.classList.contains("action-menu"))) {
+      document.querySelectorAll(".row-menu[open], .action-menu[open]").forEach(function (o) { if (o !== d) o.open = false; });
+    }
+  }, true);
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") return;
+    document.querySelectorAll(".row-menu[open], .action-menu[open]").forEach(function (d) {
+      d.open = false;
+      var s = d.querySelector("summary");
+      if (s) s.focus();
+    });
+  });
+})();
