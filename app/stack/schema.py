@@ -196,7 +196,7 @@ def infer_kind(key: str, example: str | None, help_text: str) -> Kind:
         return Kind("hex", bytes=int(m.group(1)))
     if m := re.search(r"(?:exactly|must be)\s+(\d+)\s+char", h):
         return Kind("length", length=int(m.group(1)))
-    min_len = int(m.group(1)) if (m := re.search(r"at\s+least\s+(\d+)\s+char", h + " " + ex.lower())) else 0
+    min_len = int(m.group(1)) if (m := re.search(r"at[\s_-]+least[\s_-]+(\d+)[\s_-]+char", h + " " + ex.lower())) else 0
     if ex.startswith("eyJ") and (decoded := gen.jwt_decode(ex)):
         return Kind("jwt", signed_by="JWT_SECRET", role=str(decoded[1].get("role", "")))
     if k.endswith(("_HOSTNAME", "_DOMAIN", "_FQDN")):
