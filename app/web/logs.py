@@ -1,12 +1,225 @@
-"""Live logs of the stack's services, streamed over a WebSocket."""
+"""Live logs of the stack's services: the viewer pages, the log WebSocket and the .log download.
+
+The socket route is under /logs/-/ because "-" cannot start a compose service name, so no service
+can shadow it. Each open socket holds a waitress thread; LogSlots caps them (max_log_sockets) so
+ordinary pages keep threads, and the viewer past the cap is told so instead of hanging.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+import logging
+import re
+import threading
+import time
 
+from flask import Blueprint
+from flask import Flask
+from flask import Response
+from flask import current_app
+from flask import render_template
+from flask import request
+from flask import url_for
+
+from app.engine import logs as engine_logs
+from app.errors import InvalidInput
+from app.errors import InvalidName
+from app.errors import NotFound
+from app.errors import StackpilotError
+from app.logstream import wire
+from app.logstream.download import iter_download
+from app.logstream.filters import LineFilter
+from app.logstream.options import SINCE_CHOICES
+from app.logstream.options import TAIL_CHOICES
+from app.logstream.options import LogOptions
+from app.logstream.options import from_params
+from app.logstream.session import LogSession
+from app.web import current_stack
+from app.web import engine
+from app.web import sock
+from app.web.security import require_role
+
+log = logging.getLogger(__name__)
 bp = Blueprint("logs", __name__, url_prefix="/logs")
+
+SLOTS = "stackpilot.log_slots"
+SEND_INTERVAL = 0.1     # batch lines for ~100 ms between frames
+BATCH_ITEMS = 2000
+SERVICE_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+PALETTE_SIZE = 8
+
+
+class LogSlots:
+    """Counts open log sockets against the configured cap."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> bool:
+        with self._lock:
+            if self.open >= self.limit:
+                return False
+            self.open += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self.open = max(0, self.open - 1)
+
+
+def init_app(app: Flask) -> None:
+    app.extensions[SLOTS] = LogSlots(app.config["SETTINGS"].max_log_sockets)
+
+
+# -- what may be streamed -------------------------------------------------------------------------
+def _stack():
+    stack = current_stack()
+    if stack is None:
+        raise NotFound("No stack is configured yet, so there are no logs to show.")
+    return stack
+
+
+def known_services(stack) -> list[str]:
+    """The stack's services: from the compose model when it is available, else container labels."""
+    names: set[str] = set()
+    try:
+        from app.stack.model import load_model
+
+        names.update(load_model(stack).service_names())
+    except StackpilotError as e:  # a broken compose file must not hide logs of what runs
+        log.info("compose model unavailable for logs: %s", e.message)
+    names.update(engine_logs.service_names(engine(), stack.project))
+    return sorted(names)
+
+
+def _selected(stack, wanted: list[str]) -> tuple[list[str], list[str]]:
+    """(all services, the ones asked for); any unknown name is a 404 before it reaches the engine."""
+    services = known_services(stack)
+    for name in wanted:
+        if not SERVICE_NAME.match(name) or name not in services:
+            raise InvalidName(f"There is no service {name!r} in this stack.")
+    return services, (sorted(set(wanted)) if wanted else services)
+
+
+def _wanted() -> list[str]:
+    return [s for s in request.args.getlist("s") if s]
+
+
+# -- pages ---------------------------------------------------------------------------------------
+def _page(service: str | None):
+    stack = _stack()
+    services, selected = _selected(stack, [service] if service else _wanted())
+    filter_error = ""
+    try:
+        options = from_params(request.args)
+    except InvalidInput as e:
+        filter_error = e.message
+        options = LogOptions(query=request.args.get("q", ""))
+    colours = {name: i % PALETTE_SIZE for i, name in enumerate(services)}
+    return render_template(
+        "logs/page.html", service=service, services=services, selected=selected, colours=colours,
+        options=options, filter_error=filter_error, tail_choices=TAIL_CHOICES,
+        since_choices=SINCE_CHOICES, project=stack.project,
+        ws_path=url_for("logs.stream"), download_path=url_for("logs.download"),
+    )
 
 
 @bp.get("/")
+@require_role("viewer")
 def index():
-    return render_template("logs/page.html")
+    return _page(None)
+
+
+@bp.get("/<service>")
+@require_role("viewer")
+def service_page(service: str):
+    return _page(service)
+
+
+# -- the download ----------------------------------------------------------------------------------
+@bp.get("/-/download")
+@require_role("viewer")
+def download():
+    """The current selection as a .log file, streamed from the engine as it reads."""
+    stack = _stack()
+    _services, selected = _selected(stack, _wanted())
+    options = from_params(request.args)
+    containers = engine_logs.project_containers(engine(), stack.project, selected)
+    streams = []
+    try:
+        for c in containers:
+            streams.append(engine_logs.open_logs(engine(), c.id, follow=False, tail=options.tail,
+                                                 since_ns=options.since_ns))
+    except StackpilotError:
+        for s in streams:
+            s.close()
+        raise
+    name = selected[0] if len(selected) == 1 else stack.project
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    body = iter_download(containers, streams, timestamps=options.timestamps, query=options.query)
+    return Response(body, mimetype="text/plain", headers={
+        "Content-Disposition": f'attachment; filename="{name}-{stamp}.log"',
+        "X-Content-Type-Options": "nosniff",
+    })
+
+
+# -- the socket ------------------------------------------------------------------------------------
+@bp.before_request
+def _check_socket_request():
+    """Refuse unknown services at the handshake (404), before a socket and a thread are spent."""
+    if request.endpoint == "logs.stream":
+        _selected(_stack(), _wanted())
+
+
+@sock.route("/-/ws", bp=bp)
+def stream(ws):
+    slots: LogSlots = current_app.extensions[SLOTS]
+    if not slots.acquire():
+        ws.send(wire.message("full", text=f"Too many open log views ({slots.limit}). Close another "
+                             "logs tab or window, then reconnect."))
+        ws.close(1013, "too many open log views")
+        return
+    session = None
+    try:
+        stack = _stack()
+        services, selected = _selected(stack, _wanted())
+        try:
+            options = from_params(request.args)
+        except InvalidInput as e:
+            field = "q" if request.args.get("q") and _bad_filter(request.args.get("q", "")) else ""
+            ws.send(wire.message("error", field=field, text=e.message))
+            ws.close(1008, "invalid options")
+            return
+        ws.send(wire.message("hello", services=selected))
+        source = engine_logs.ProjectLogs(engine(), stack.project, selected)
+        session = LogSession(source, options, selected).start()
+        _pump(ws, session)
+    finally:
+        if session is not None:
+            session.close()
+            session.join(timeout=3)
+        slots.release()
+
+
+def _bad_filter(query: str) -> bool:
+    try:
+        LineFilter(query)
+    except InvalidInput:
+        return True
+    return False
+
+
+def _pump(ws, session: LogSession) -> None:
+    """Drain the session into the socket, at most one frame per SEND_INTERVAL unless behind."""
+    while ws.connected and not session.queue.closed:
+        batch = session.queue.get_batch(max_items=BATCH_ITEMS, wait=0.5)
+        if not ws.connected:
+            return
+        if not batch:
+            continue
+        ws.send(wire.encode_batch(batch))
+        if len(batch) < BATCH_ITEMS:
+            time.sleep(SEND_INTERVAL)
+        if any(getattr(item, "state", "") == "ended" for item in batch):
+            return

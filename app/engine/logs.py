@@ -1,0 +1,229 @@
+"""Docker log streams of a compose project's containers: list them, open their logs, close them.
+
+Why not `container.logs(stream=True)`: the SDK drops which stream (stdout or stderr) a message
+came from, and its generator cannot be interrupted from another thread. Here every open response
+is a LogStream whose close() shuts the HTTP connection down at once, from any thread, so a viewer
+that leaves releases its Docker connection within a scan interval, not at the next log line.
+
+Messages always carry the engine's timestamp ("<RFC3339Nano> payload"): it is what merging,
+resuming and de-duplicating are keyed on. Callers strip it when a person asked for no timestamps.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import requests.exceptions
+import urllib3.exceptions
+
+from app.engine import Engine
+from app.engine import engine_errors
+from app.errors import EngineUnavailable
+
+log = logging.getLogger(__name__)
+
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+NUMBER_LABEL = "com.docker.compose.container-number"
+ONEOFF_LABEL = "com.docker.compose.oneoff"
+
+STDOUT = 1
+STDERR = 2
+READ_SIZE = 256 * 1024
+
+
+@dataclass(frozen=True)
+class LogContainer:
+    """One container of the project, as far as logs care."""
+
+    id: str
+    name: str
+    service: str
+    number: int
+    running: bool
+    state: str
+
+
+def project_containers(engine: Engine, project: str, services: list[str] | None = None) -> list[LogContainer]:
+    """The project's containers (running or not, one-off `run` containers left out), by label."""
+
+    def fetch(client):
+        return client.api.containers(all=True, filters={"label": [f"{PROJECT_LABEL}={project}"]})
+
+    found = []
+    for c in engine.call(fetch, "containers"):
+        labels = c.get("Labels") or {}
+        service = labels.get(SERVICE_LABEL)
+        if not service or labels.get(ONEOFF_LABEL, "False") == "True":
+            continue
+        if services is not None and service not in services:
+            continue
+        try:
+            number = int(labels.get(NUMBER_LABEL, "1"))
+        except ValueError:
+            number = 1
+        names = c.get("Names") or [c["Id"][:12]]
+        found.append(LogContainer(
+            id=c["Id"], name=names[0].lstrip("/"), service=service, number=number,
+            running=c.get("State") in ("running", "restarting", "paused"), state=c.get("State", ""),
+        ))
+    found.sort(key=lambda c: (c.service, c.number, c.name))
+    return found
+
+
+def service_names(engine: Engine, project: str) -> list[str]:
+    """Services that have (or had) a container in the project: the label view of the stack."""
+    return sorted({c.service for c in project_containers(engine, project)})
+
+
+def is_tty(engine: Engine, container_id: str) -> bool:
+    """TTY containers send one raw stream (no stdout/stderr framing)."""
+    info = engine.call(lambda c: c.api.inspect_container(container_id), "container")
+    return bool((info.get("Config") or {}).get("Tty"))
+
+
+class LogStream:
+    """One open `GET /containers/{id}/logs`; iterate messages(), close() from any thread."""
+
+    def __init__(self, response, tty: bool) -> None:
+        self._response = response
+        self.tty = tty
+        self.closed = False
+        self._lock = threading.Lock()
+        self._sock = _socket_of(response)
+        if self._sock is not None:
+            # A followed stream may be quiet for hours: no read timeout, close() ends it instead.
+            self._sock.settimeout(None)
+
+    def _chunks(self) -> Iterator[bytes]:
+        fp = self._response.raw._fp  # http.client.HTTPResponse: de-chunks, read1 returns what is there
+        while not self.closed:
+            try:
+                data = fp.read1(READ_SIZE)
+            except (OSError, ValueError, AttributeError, urllib3.exceptions.HTTPError,
+                    requests.exceptions.RequestException) as e:
+                if self.closed:
+                    return
+                raise EngineUnavailable(f"the log stream broke: {e.__class__.__name__}") from None
+            except Exception as e:  # http.client.IncompleteRead and friends: the engine went away
+                if self.closed:
+                    return
+                raise EngineUnavailable(f"the log stream broke: {e.__class__.__name__}") from None
+            if not data:
+                return
+            yield data
+
+    def messages(self) -> Iterator[tuple[int, bytes]]:
+        """Yield (STDOUT|STDERR, message) until the stream ends or is closed.
+
+        A message is one log entry as the engine stores it: "<timestamp> text\\n", or a piece of a
+        long line without the newline (the engine splits lines at 16 KiB).
+        """
+        if self.tty:
+            yield from self._tty_messages()
+            return
+        buf = bytearray()
+        for chunk in self._chunks():
+            buf += chunk
+            pos = 0
+            end = len(buf)
+            while end - pos >= 8:
+                kind, length = struct.unpack_from(">BxxxL", buf, pos)
+                if end - pos - 8 < length:
+                    break
+                start = pos + 8
+                pos = start + length
+                if length:
+                    yield (STDERR if kind == 2 else STDOUT), bytes(buf[start:pos])
+            del buf[:pos]
+
+    def _tty_messages(self) -> Iterator[tuple[int, bytes]]:
+        rest = b""
+        for chunk in self._chunks():
+            data = rest + chunk
+            parts = data.split(b"\n")
+            rest = parts.pop()
+            for part in parts:
+                yield STDOUT, part + b"\n"
+            if len(rest) > 1 << 20:  # a TTY line without end: hand it over rather than hoard it
+                yield STDOUT, rest
+                rest = b""
+        if rest:
+            yield STDOUT, rest
+
+    def close(self) -> None:
+        """End the HTTP stream now; a reader blocked in messages() sees the end at once."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        try:
+            self._response.close()
+        except Exception:  # noqa: BLE001 - closing a half-dead connection: nothing to report
+            log.debug("closing a log response failed", exc_info=True)
+
+
+def _socket_of(response) -> socket.socket | None:
+    """The socket under a streamed requests response (unix or tcp), so close() can interrupt it."""
+    try:
+        raw = response.raw._fp.fp.raw
+    except AttributeError:
+        return None
+    sock = getattr(raw, "_sock", raw)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def api_since(ns: int) -> str:
+    """Nanoseconds since the epoch in the engine's `since` syntax (seconds.nanoseconds)."""
+    return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
+
+
+def open_logs(engine: Engine, container_id: str, *, follow: bool, tail: int | None = None,
+              since_ns: int | None = None, tty: bool | None = None) -> LogStream:
+    """Open the logs of one container (both streams, with timestamps)."""
+    if tty is None:
+        tty = is_tty(engine, container_id)
+    params = {"stdout": 1, "stderr": 1, "timestamps": 1, "follow": 1 if follow else 0,
+              "tail": "all" if tail is None else str(tail)}
+    if since_ns is not None:
+        params["since"] = api_since(since_ns)
+
+    def request(client):
+        api = client.api
+        response = api._get(api._url("/containers/{0}/logs", container_id), params=params, stream=True)
+        api._raise_for_status(response)
+        return response
+
+    with engine_errors("container"):
+        response = engine.call(request, "container")
+        return LogStream(response, tty)
+
+
+class ProjectLogs:
+    """The source a LogSession reads: containers of some services of one project, and their logs."""
+
+    def __init__(self, engine: Engine, project: str, services: list[str]) -> None:
+        self.engine = engine
+        self.project = project
+        self.services = list(services)
+        self._tty: dict[str, bool] = {}
+
+    def containers(self) -> list[LogContainer]:
+        return project_containers(self.engine, self.project, self.services)
+
+    def open(self, container: LogContainer, *, follow: bool, tail: int | None,
+             since_ns: int | None) -> LogStream:
+        if container.id not in self._tty:
+            self._tty[container.id] = is_tty(self.engine, container.id)
+        return open_logs(self.engine, container.id, follow=follow, tail=tail, since_ns=since_ns,
+                         tty=self._tty[container.id])

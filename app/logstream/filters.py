@@ -1,0 +1,52 @@
+"""The search box: plain text (case-insensitive) or /regex/ (with optional i flag), matched on the
+server against the plain text of each line, with the spans to highlight."""
+
+from __future__ import annotations
+
+import re
+
+from app.errors import InvalidInput
+
+MAX_PATTERN = 500
+MAX_MARKS = 64
+
+
+class LineFilter:
+    """A compiled search; `LineFilter("")` matches everything."""
+
+    def __init__(self, query: str = "") -> None:
+        self.query = query = (query or "").strip()
+        self.regex: re.Pattern | None = None
+        if not query:
+            return
+        if len(query) > MAX_PATTERN:
+            raise InvalidInput(f"The search is too long (at most {MAX_PATTERN} characters).")
+        is_regex = len(query) >= 2 and query.startswith("/") and (query.endswith("/") or query.endswith("/i"))
+        if is_regex:
+            flags = re.IGNORECASE if query.endswith("/i") else 0
+            body = query[1:-2] if query.endswith("/i") else query[1:-1]
+            if not body:
+                raise InvalidInput("The regular expression is empty.")
+            try:
+                self.regex = re.compile(body, flags)
+            except re.error as e:
+                raise InvalidInput(f"Invalid regular expression: {e}") from None
+        else:
+            self.regex = re.compile(re.escape(query), re.IGNORECASE)
+
+    def __bool__(self) -> bool:
+        return self.regex is not None
+
+    def match(self, text: str) -> list[tuple[int, int]] | None:
+        """None when the line does not match; else the (start, end) spans to highlight."""
+        if self.regex is None:
+            return []
+        spans = []
+        for m in self.regex.finditer(text):
+            if m.end() > m.start():
+                spans.append(m.span())
+                if len(spans) >= MAX_MARKS:
+                    break
+        if spans:
+            return spans
+        return [] if self.regex.search(text) else None

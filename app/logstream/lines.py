@@ -1,0 +1,124 @@
+"""Engine log messages to whole lines: timestamps parsed, long lines re-joined and cut, bytes decoded.
+
+The engine stores a line longer than 16 KiB as several messages (only the last ends in a newline)
+and stamps each; we join them back under the first stamp and keep at most LINE_LIMIT bytes, so a
+runaway line costs bounded memory however long it is.
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from dataclasses import dataclass
+
+from app.logstream import ansi
+
+LINE_LIMIT = 16 * 1024
+STDOUT = 1
+STDERR = 2
+
+_SECONDS: dict[bytes, int] = {}
+
+
+def parse_stamp(stamp: bytes) -> int | None:
+    """RFC 3339 (as the engine writes it, UTC) to nanoseconds since the epoch; None if malformed."""
+    head = stamp[:19]
+    seconds = _SECONDS.get(head)
+    if seconds is None:
+        try:
+            seconds = calendar.timegm(time.strptime(head.decode("ascii"), "%Y-%m-%dT%H:%M:%S"))
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if len(_SECONDS) > 4096:
+            _SECONDS.clear()
+        _SECONDS[head] = seconds
+    nanos = 0
+    if len(stamp) > 20 and stamp[19:20] == b".":
+        digits = stamp[20:].rstrip(b"Z")
+        end = 0
+        while end < len(digits) and 48 <= digits[end] <= 57:
+            end += 1
+        if end:
+            nanos = int(digits[:min(end, 9)].ljust(9, b"0"))
+    return seconds * 1_000_000_000 + nanos
+
+
+def split_message(message: bytes) -> tuple[int | None, bytes, bytes]:
+    """(nanoseconds, stamp, payload) of a "<stamp> payload" message; (None, b"", message) if unstamped."""
+    space = message.find(b" ", 0, 40)
+    if space > 0:
+        ns = parse_stamp(message[:space])
+        if ns is not None:
+            return ns, message[:space], message[space + 1:]
+    return None, b"", message
+
+
+@dataclass(slots=True)
+class LogLine:
+    """One line of one container, ready to filter and render."""
+
+    ts: int          # nanoseconds since the epoch (engine time)
+    stamp: str       # the engine's own RFC 3339 stamp, shown as is
+    source: int      # index of the service in the session's service list
+    stream: int      # STDOUT or STDERR
+    segments: list   # ansi.Segment list
+    cut: int = 0     # bytes cut off the end (0: whole line)
+    text: str = ""   # plain text (for filters)
+    marks: list | None = None  # search hits to highlight: (start, end) in text
+
+
+def decode(data: bytes) -> str:
+    """Bytes of a line to text: invalid UTF-8 becomes U+FFFD, never an error."""
+    return data.decode("utf-8", "replace")
+
+
+class Assembler:
+    """Joins one container's messages into lines, per stream, cutting each at LINE_LIMIT bytes."""
+
+    def __init__(self, source: int, limit: int = LINE_LIMIT) -> None:
+        self.source = source
+        self.limit = limit
+        self._partial: dict[int, tuple[int, bytes, bytearray, int]] = {}
+
+    def feed(self, stream: int, message: bytes, fallback_ts: int = 0) -> LogLine | None:
+        """Take one message; return the line it completes, or None while a long line continues."""
+        ns, stamp, payload = split_message(message)
+        ended = payload.endswith(b"\n")
+        if ended:
+            payload = payload[:-1]
+        part = self._partial.get(stream)
+        if part is None and ended:
+            if len(payload) > self.limit:
+                return self._line(ns, stamp, stream, payload[:self.limit], len(payload) - self.limit, fallback_ts)
+            return self._line(ns, stamp, stream, payload, 0, fallback_ts)
+        if part is None:
+            part = (ns, stamp, bytearray(), 0)
+        first_ns, first_stamp, buf, dropped = part
+        room = self.limit - len(buf)
+        if room > 0:
+            buf += payload[:room]
+            dropped += max(0, len(payload) - room)
+        else:
+            dropped += len(payload)
+        if not ended:
+            self._partial[stream] = (first_ns, first_stamp, buf, dropped)
+            return None
+        self._partial.pop(stream, None)
+        return self._line(first_ns, first_stamp, stream, bytes(buf), dropped, fallback_ts)
+
+    def flush(self) -> list[LogLine]:
+        """Lines still open when the stream ended (a last line without newline)."""
+        out = []
+        for stream, (ns, stamp, buf, dropped) in sorted(self._partial.items()):
+            out.append(self._line(ns, stamp, stream, bytes(buf), dropped, 0))
+        self._partial.clear()
+        return out
+
+    def _line(self, ns: int | None, stamp: bytes, stream: int, data: bytes, cut: int,
+              fallback_ts: int) -> LogLine:
+        if data.endswith(b"\r"):  # TTY line endings
+            data = data[:-1]
+        text = decode(data)
+        segs = ansi.segments(text)
+        return LogLine(ts=ns if ns is not None else fallback_ts, stamp=stamp.decode("ascii", "replace"),
+                       source=self.source, stream=stream, segments=segs, cut=cut, text=ansi.plain(segs))

@@ -1,0 +1,100 @@
+"""The bounded hand-over between reader threads and one WebSocket: a slow client costs at most
+MAX_ITEMS lines / MAX_BYTES of memory; live lines past that are dropped and the gap is reported
+in place ("N lines skipped"). History (tail) waits for room instead, so it is never dropped."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+MAX_ITEMS = 5000
+MAX_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Skipped:
+    count: int
+
+
+class LineQueue:
+    def __init__(self, max_items: int = MAX_ITEMS, max_bytes: int = MAX_BYTES) -> None:
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self._items: deque = deque()
+        self._bytes = 0
+        self._skipped = 0
+        self._cond = threading.Condition()
+        self._consumer_waiting = False
+        self._producers_waiting = 0
+        self.closed = False
+        self.total_skipped = 0
+
+    def _full(self, size: int) -> bool:
+        return len(self._items) >= self.max_items or (self._items and self._bytes + size > self.max_bytes)
+
+    def put(self, item, size: int = 64, block: bool = False, force: bool = False) -> bool:
+        """Queue item; when full, wait (block), take it anyway (force: notices), or drop and count."""
+        with self._cond:
+            if self.closed:
+                return False
+            if not force and self._full(size):
+                if not block:
+                    self._skipped += 1
+                    self.total_skipped += 1
+                    return False
+                self._producers_waiting += 1
+                try:
+                    while not self.closed and self._full(size):
+                        self._cond.wait(0.5)
+                finally:
+                    self._producers_waiting -= 1
+                if self.closed:
+                    return False
+            if self._skipped:
+                self._items.append((Skipped(self._skipped), 32))
+                self._skipped = 0
+            self._items.append((item, size))
+            self._bytes += size
+            if self._consumer_waiting:
+                self._cond.notify_all()
+            return True
+
+    def get_batch(self, max_items: int = 2000, max_bytes: int = 1024 * 1024, wait: float = 0.5) -> list:
+        """Up to max_items/max_bytes queued items, waiting up to `wait` seconds for the first."""
+        with self._cond:
+            deadline = time.monotonic() + wait
+            while not self._items and not self._skipped and not self.closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return []
+                self._consumer_waiting = True
+                try:
+                    self._cond.wait(remaining)
+                finally:
+                    self._consumer_waiting = False
+            batch = []
+            taken = 0
+            while self._items and len(batch) < max_items and (not batch or taken < max_bytes):
+                item, size = self._items.popleft()
+                self._bytes -= size
+                taken += size
+                batch.append(item)
+            if self._skipped and not self._items:
+                batch.append(Skipped(self._skipped))
+                self._skipped = 0
+            if self._producers_waiting:
+                self._cond.notify_all()
+            return batch
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._items)
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._items.clear()
+            self._bytes = 0
+            self._cond.notify_all()

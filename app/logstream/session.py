@@ -1,0 +1,310 @@
+"""One viewer's live logs: history merged by time, then one follower per container, re-attached
+when a container restarts or is recreated and when the engine comes back, all into one bounded
+LineQueue that the WebSocket handler drains. close() ends every thread and engine stream it owns.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from typing import Protocol
+
+from app.errors import EngineUnavailable
+from app.errors import NotFound
+from app.errors import StackpilotError
+from app.logstream.lines import Assembler
+from app.logstream.lines import LogLine
+from app.logstream.options import RESUME_TAIL
+from app.logstream.options import LogOptions
+from app.logstream.queue import LineQueue
+
+log = logging.getLogger(__name__)
+
+SCAN_IDLE = 3.0      # look for new containers this often while every follower is attached
+SCAN_WAITING = 1.0   # ... and this often while a container is stopped or the engine is away
+
+
+class Stream(Protocol):
+    def messages(self) -> Iterator[tuple[int, bytes]]: ...
+    def close(self) -> None: ...
+
+
+class Source(Protocol):
+    """Where containers and their log streams come from (app.engine.logs.ProjectLogs)."""
+
+    def containers(self) -> list[Any]: ...
+    def open(self, container: Any, *, follow: bool, tail: int | None, since_ns: int | None) -> Stream: ...
+
+
+@dataclass(frozen=True)
+class Notice:
+    """An event shown inline in the stream (stopped, restarted, engine gone...)."""
+
+    kind: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Status:
+    """The state of the whole view: live, waiting, engine-down, ended."""
+
+    state: str
+    text: str = ""
+
+
+@dataclass
+class _Follower:
+    container: Any
+    stream: Stream | None = None
+    thread: threading.Thread | None = None
+    ended: bool = False
+    stop_noted: bool = False
+
+
+class LogSession:
+    def __init__(self, source: Source, options: LogOptions, services: list[str],
+                 queue: LineQueue | None = None) -> None:
+        self.source = source
+        self.options = options
+        self.services = list(services)
+        self.filter = options.line_filter()
+        self.queue = queue or LineQueue()
+        self.closed = False
+        self.last_ts: dict[str, int] = {}
+        self._streams: set = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._followers: dict[str, _Follower] = {}
+        self._thread: threading.Thread | None = None
+
+    # -- life -------------------------------------------------------------------------------
+    def start(self) -> LogSession:
+        self._thread = threading.Thread(target=self._run, name="logs-supervisor", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop everything: engine streams closed, threads told to end, queue released."""
+        self.closed = True
+        self._wake.set()
+        self.queue.close()
+        with self._lock:
+            streams = list(self._streams)
+        for s in streams:
+            s.close()
+
+    def join(self, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        threads = [self._thread] + [f.thread for f in list(self._followers.values())]
+        for t in threads:
+            if t is not None:
+                t.join(max(0.0, deadline - time.monotonic()))
+
+    # -- output -----------------------------------------------------------------------------
+    def _note(self, kind: str, text: str) -> None:
+        self.queue.put(Notice(kind, text), force=True)
+
+    def _status(self, state: str, text: str = "") -> None:
+        self.queue.put(Status(state, text), force=True)
+
+    def _emit(self, line: LogLine, block: bool) -> None:
+        marks = self.filter.match(line.text)
+        if marks is None:
+            return
+        line.marks = marks
+        self.queue.put(line, len(line.text) + 96, block=block)
+
+    # -- streams ----------------------------------------------------------------------------
+    def _open(self, container: Any, *, follow: bool, tail: int | None, since_ns: int | None) -> Stream:
+        stream = self.source.open(container, follow=follow, tail=tail, since_ns=since_ns)
+        with self._lock:
+            if self.closed:
+                stream.close()
+                raise EngineUnavailable("closed")
+            self._streams.add(stream)
+        return stream
+
+    def _release(self, stream: Stream) -> None:
+        with self._lock:
+            self._streams.discard(stream)
+        stream.close()
+
+    def _lines(self, container: Any, stream: Stream, after_ns: int | None) -> Iterator[LogLine]:
+        """Lines of one stream, newer than after_ns, remembering the last time seen."""
+        asm = Assembler(self.services.index(container.service))
+        key = container.id
+        for kind, message in stream.messages():
+            line = asm.feed(kind, message, fallback_ts=self.last_ts.get(key, 0))
+            if line is None:
+                continue
+            if after_ns is not None and line.ts <= after_ns:
+                continue
+            self.last_ts[key] = line.ts
+            yield line
+        for line in asm.flush():
+            if after_ns is None or line.ts > after_ns:
+                self.last_ts[key] = line.ts
+                yield line
+
+    # -- the supervisor ---------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            self._supervise()
+        except Exception:
+            log.exception("log session failed")
+            self._status("ended", "The log stream failed unexpectedly; reload to try again.")
+        finally:
+            if not self.closed and not self.options.follow:
+                self._status("ended", "End of the selected logs (follow is off).")
+
+    def _list(self) -> list[Any] | None:
+        try:
+            return self.source.containers()
+        except EngineUnavailable as e:
+            return e  # type: ignore[return-value]
+
+    def _supervise(self) -> None:
+        engine_down = False
+        containers = None
+        while not self.closed:
+            found = self._list()
+            if isinstance(found, EngineUnavailable):
+                if not engine_down:
+                    self._status("engine-down", f"The Docker engine is unreachable: {found.message}. "
+                                 "Reconnecting by itself…")
+                    engine_down = True
+                self._wake.wait(SCAN_WAITING * 2)
+                self._wake.clear()
+                continue
+            containers = found
+            break
+        if self.closed:
+            return
+        if engine_down:
+            self._note("engine", "The Docker engine is back.")
+        self._history(containers)
+        if not self.options.follow or self.closed:
+            return
+        self._status("live")
+        self._follow_loop(containers)
+
+    def _history(self, containers: list[Any]) -> None:
+        """The tail/since part, merged across containers by engine time."""
+        opts = self.options
+        if opts.resume_ns is not None:
+            tail, since, after = RESUME_TAIL, opts.resume_ns, opts.resume_ns
+        else:
+            tail, since, after = opts.tail, opts.since_ns, None
+        self.started_ns = time.time_ns() - 1_000_000_000
+        if not containers:
+            self._note("info", "No container of this selection exists yet; waiting for one to start.")
+        streams = []
+        iters = []
+        try:
+            for c in containers:
+                try:
+                    stream = self._open(c, follow=False, tail=tail, since_ns=since)
+                except NotFound:
+                    continue
+                streams.append(stream)
+                iters.append(self._lines(c, stream, after))
+            for line in heapq.merge(*iters, key=lambda ln: ln.ts):
+                if self.closed:
+                    return
+                self._emit(line, block=True)
+        except EngineUnavailable as e:
+            if not self.closed:
+                self._status("engine-down", f"The Docker engine went away: {e.message}")
+        finally:
+            for s in streams:
+                self._release(s)
+
+    def _follow_loop(self, first: list[Any]) -> None:
+        known_ids = {c.id for c in first}
+        known_names = {c.name for c in first}
+        for c in first:
+            if c.running:
+                self._attach(c, since_ns=self.last_ts.get(c.id, self.started_ns))
+            else:
+                self._followers[c.id] = _Follower(c, ended=True, stop_noted=True)
+                self._note("stopped", f"{c.name} is not running ({c.state}); its lines will "
+                           "appear when it starts.")
+        engine_down = False
+        while not self.closed:
+            waiting = any(f.ended for f in self._followers.values()) or engine_down
+            self._wake.wait(SCAN_WAITING if waiting else SCAN_IDLE)
+            self._wake.clear()
+            if self.closed:
+                return
+            found = self._list()
+            if isinstance(found, EngineUnavailable):
+                if not engine_down:
+                    engine_down = True
+                    self._status("engine-down", f"The Docker engine is unreachable: {found.message}. "
+                                 "Reconnecting by itself…")
+                continue
+            if engine_down:
+                engine_down = False
+                self._note("engine", "The Docker engine is back; resuming where the stream stopped.")
+                self._status("live")
+            current = {c.id for c in found}
+            for fid, f in list(self._followers.items()):
+                if fid not in current and f.ended:
+                    self._followers.pop(fid)
+                    self._note("removed", f"{f.container.name} was removed.")
+            for c in found:
+                f = self._followers.get(c.id)
+                if f is not None and not f.ended:
+                    continue
+                if not c.running:
+                    if f is not None and not f.stop_noted:
+                        f.stop_noted = True
+                        self._note("stopped", f"{c.name} stopped ({c.state}).")
+                    elif f is None and c.id not in known_ids:
+                        self._followers[c.id] = _Follower(c, ended=True, stop_noted=True)
+                    known_ids.add(c.id)
+                    known_names.add(c.name)
+                    continue
+                if f is not None:
+                    text = f"{c.name} started again." if f.stop_noted else f"{c.name} restarted."
+                    self._note("restart", text)
+                    since = self.last_ts.get(c.id)
+                elif c.name in known_names:
+                    self._note("restart", f"{c.name} was recreated; following the new container.")
+                    since = None
+                else:
+                    self._note("restart", f"{c.name} started.")
+                    since = None
+                known_ids.add(c.id)
+                known_names.add(c.name)
+                self._attach(c, since_ns=since)
+
+    def _attach(self, container: Any, since_ns: int | None) -> None:
+        follower = _Follower(container)
+        self._followers[container.id] = follower
+        follower.thread = threading.Thread(target=self._follow, args=(follower, since_ns),
+                                           name="logs-follow", daemon=True)
+        follower.thread.start()
+
+    def _follow(self, follower: _Follower, since_ns: int | None) -> None:
+        c = follower.container
+        after = self.last_ts.get(c.id)
+        try:
+            follower.stream = self._open(c, follow=True, tail=None, since_ns=since_ns)
+            for line in self._lines(c, follower.stream, after):
+                if self.closed:
+                    break
+                self._emit(line, block=False)
+        except StackpilotError as e:
+            if not self.closed:
+                log.info("log stream of %s ended: %s", c.name, e.message)
+        finally:
+            if follower.stream is not None:
+                self._release(follower.stream)
+            follower.ended = True
+            self._wake.set()
