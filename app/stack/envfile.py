@@ -192,6 +192,11 @@ class EnvDocument:
             _replace_entry(self, e, new)
             return True
         nl = self.newline
+        for c in reversed(self.entries):
+            if c.kind == "comment" and re.match(rf"\s*#\s*(?:export\s+)?{key}\s*=", c.text):
+                # `# KEY=example` in the file: the new assignment takes the commented line's place
+                _replace_entry(self, c, f"{key}={encoded}{_line_ending(c.text) or nl}")
+                return True
         if self.entries and not self.entries[-1].text.endswith("\n"):
             last = self.entries[-1]
             _replace_entry(self, last, last.text + nl)

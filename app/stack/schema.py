@@ -343,3 +343,95 @@ def needs_value(key: str, value: str | None, kind: Kind, example: str | None, va
 
 def with_kind(var: Variable, kind: Kind) -> Variable:
     return replace(var, kind=kind)
+
+
+# -- the editor's view of a document -----------------------------------------------------------------
+@dataclass
+class Field:
+    """One variable as the editor shows it: the schema's facts plus the document's state."""
+
+    key: str
+    value: str | None  # None: not set in .env
+    kind: Kind
+    section: str
+    help: str = ""
+    example: str | None = None
+    required: bool = False
+    declared: bool = True  # in .env.example
+    commented_in_env: bool = False  # only present as `# KEY=...` in .env
+    duplicate: bool = False
+    uses_refs: bool = False
+    written_as: str = ""  # the text in the file when it refers to other variables
+    note: str = ""
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def level(self) -> str:
+        levels = {f.level for f in self.findings}
+        return "error" if "error" in levels else "warn" if "warn" in levels else "ok"
+
+    @property
+    def placeholder(self) -> bool:
+        return any("Placeholder" in f.message for f in self.findings)
+
+
+UNDECLARED = "Not in .env.example"
+
+
+def describe(doc: EnvDocument, schema: Schema, values: Mapping[str, str | None] | None = None,
+             notes: Mapping[str, str] | None = None) -> list[tuple[Section, list[Field]]]:
+    """Sections with their fields, in .env.example order, then the keys the example does not
+    declare. `values` (e.g. a submitted form) override the document's values; None = unset."""
+    current: dict[str, str | None] = dict(doc.values())
+    if values is not None:
+        current.update(values)
+    plain = {k: v for k, v in current.items() if v is not None}
+    commented = {m.group(1) for e in doc.entries if e.kind == "comment"
+                 if (m := _COMMENTED_VAR.match(e.text.strip()))}
+    dups = doc.duplicates()
+
+    def make(key: str, var: Variable | None, section: str) -> Field:
+        kind = var.kind if var else infer_kind(key, None, "")
+        entry = doc.entry(key)
+        value = current.get(key)
+        f = Field(
+            key=key, value=value, kind=kind, section=section, help=var.help if var else "",
+            example=var.example if var else None, required=var.required if var else False,
+            declared=var is not None, commented_in_env=key in commented and entry is None,
+            duplicate=key in dups, note=(notes or {}).get(key, ""),
+        )
+        if entry is not None and entry.uses_refs and value == entry.value:
+            f.uses_refs, f.written_as = True, entry.raw_value
+        f.findings = check(key, value, kind, plain, example=f.example, required=f.required)
+        if entry is not None and entry.problem:
+            f.findings.insert(0, Finding("error", entry.problem))
+        if f.duplicate:
+            f.findings.append(Finding("warn", "Set more than once in .env; the last line wins."))
+        return f
+
+    out: list[tuple[Section, list[Field]]] = []
+    for sec in schema.sections:
+        out.append((sec, [make(k, schema.variables[k], sec.title) for k in sec.keys]))
+    extra = [k for k in dict.fromkeys(list(doc.keys()) + list(values or {})) if k not in schema.variables]
+    if extra:
+        title = UNDECLARED if schema.variables else "Variables"
+        sec = Section(title, "Set in .env but not declared by .env.example." if schema.variables else "")
+        sec.keys = extra
+        out.append((sec, [make(k, None, title) for k in extra]))
+    return out
+
+
+def fill_missing(fields: list[Field], values: dict[str, str]) -> list[str]:
+    """Generate every secret that is empty or still the example's placeholder (never a real
+    value); JWT signing secrets first, so the JWTs are signed with the new ones. Returns the
+    keys filled; `values` is updated in place."""
+    filled: list[str] = []
+    ordered = sorted(fields, key=lambda f: f.kind.name == "jwt")
+    for f in ordered:
+        if needs_value(f.key, values.get(f.key), f.kind, f.example, values):
+            try:
+                values[f.key] = generate(f.key, f.kind, values)
+            except InvalidInput:
+                continue
+            filled.append(f.key)
+    return filled

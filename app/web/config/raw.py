@@ -1,0 +1,73 @@
+"""Raw-text mode of the .env editor: the whole file in a textarea, with the same validation and
+the same safe save as the form."""
+
+from __future__ import annotations
+
+from flask import render_template
+from flask import request
+
+from app.stack import schema as schema_mod
+from app.stack.envfile import BOM
+from app.stack.envfile import EnvDocument
+from app.web.config import _audit
+from app.web.config import _require_editor
+from app.web.config import bp
+from app.web.config import commit
+from app.web.security import require_role
+
+
+def submitted_bytes(doc: EnvDocument, text: str) -> bytes:
+    """Browsers send textarea lines as CRLF: give the file back its own line endings and BOM."""
+    if doc.newline == "\n":
+        text = text.replace("\r\n", "\n")
+    if doc.bom and not text.startswith(BOM):
+        text = BOM + text
+    return text.encode("utf-8", "surrogateescape")
+
+
+def raw_findings(ed, doc: EnvDocument) -> list[tuple[str, str, str]]:
+    """(level, key or line, message) for the whole text: Compose problems first, then kinds."""
+    out = [("error", f"line {line}", msg) for line, msg in doc.problems()]
+    for _, fields in schema_mod.describe(doc, ed.schema, None, ed.notes):
+        for f in fields:
+            for finding in f.findings:
+                if f.value is not None or finding.level == "error":
+                    out.append((finding.level, f.key, finding.message))
+    return out
+
+
+def render_raw(ed, text: str, version: str, findings=None, status: int = 200, result=None, confirm=None):
+    return render_template("config/_raw_form.html", ed=ed, text=text, version=version,
+                           findings=findings or [], result=result, confirm=confirm), status
+
+
+@bp.get("/raw")
+@require_role("admin")
+def raw_page():
+    ed = _require_editor()
+    text = ed.doc.text().lstrip(BOM)
+    return render_template("config/raw.html", ed=ed, text=text, version=ed.doc.version,
+                           findings=raw_findings(ed, ed.doc), result=None, confirm=None)
+
+
+@bp.post("/raw")
+@require_role("admin")
+def raw_save():
+    ed = _require_editor()
+    version = request.form.get("version", "")
+    text = request.form.get("text", "")
+    data = submitted_bytes(ed.doc, text)
+    doc = EnvDocument.parse(data)
+    findings = raw_findings(ed, doc)
+    errors = [f for f in findings if f[0] == "error"]
+    if errors:
+        _audit("config.save_raw", ", ".join(sorted({k for _, k, _ in errors})), "refused: invalid")
+        return render_raw(ed, text, version, findings, status=422)
+    if data == ed.doc.original and version == ed.doc.version:
+        return render_raw(ed, text, version, findings, result={"saved": False, "changed": [], "unchanged": True})
+    out = commit(ed, data, version, confirm_db=request.form.get("confirm_db") == "1", action="config.save_raw")
+    if out["confirm"]:
+        return render_raw(ed, text, version, findings, confirm=out["confirm"])
+    fresh = _require_editor()
+    return render_raw(fresh, fresh.doc.text().lstrip(BOM), fresh.doc.version, raw_findings(fresh, fresh.doc),
+                      result=out)
