@@ -1,31 +1,55 @@
-"""First run: claim the admin account with the setup token, then the guided setup wizard."""
+"""First run: claim the admin account with the setup token, then the guided setup wizard.
+
+Each step is a page (GET never changes anything) with a POST that saves the step's choices in
+the store and opens the next step. Nothing is written to the stack before the launch.
+"""
 
 from __future__ import annotations
 
+import functools
+
 from flask import Blueprint
+from flask import abort
+from flask import g
 from flask import redirect
 from flask import render_template
 from flask import request
 from flask import url_for
 
+from app import wizard
+from app.errors import InvalidInput
 from app.errors import StackpilotError
+from app.stack import PROJECT_NAME
+from app.stack import model as stack_model
+from app.web import engine
+from app.web import settings
 from app.web import store
 from app.web.auth import access
 from app.web.security import client_address
 from app.web.security import login_user
 from app.web.security import public_until_claimed
 from app.web.security import require_role
+from app.wizard import envdraft
+from app.wizard import launch
+from app.wizard import plan as planning
+from app.wizard import preflight
+from app.wizard import recipe as recipes
+from app.wizard import state as wizard_state
 
 bp = Blueprint("setup", __name__, url_prefix="/setup")
 
 
+# -- the claim ------------------------------------------------------------------------------------
 @bp.get("/")
 @public_until_claimed
 @require_role("admin")
 def index():
     if store().count_users("admin") == 0:
         return render_template("setup/claim.html", error=None, username="admin")
-    return render_template("setup/page.html")
+    state = wizard_state.load(store())
+    if state.completed and state.reached == "launch" and state.launch.get("status") == "ok":
+        return _page("done", state)
+    return redirect(url_for("setup.step", name=state.reached))
 
 
 @bp.post("/claim")
@@ -47,3 +71,284 @@ def claim():
     login_user(user)
     store().audit(user.username, "setup.claim", detail=f"from {client}")
     return redirect(url_for("setup.index"))
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def _directory():
+    return settings().stack_dir
+
+
+def _recipe(state):
+    directory = _directory()
+    return recipes.for_stack(directory, state.stack.get("recipe")) if directory else recipes.EMPTY
+
+
+def launch_running(state) -> bool:
+    job = launch.latest(state.stack.get("project") or "")
+    return job is not None and not job.done
+
+
+def _page(step: str, state, status: int = 200, **context):
+    return render_template("setup/page.html", step=step, state=state, steps=wizard.STEPS,
+                           titles=wizard.TITLES, recipe=_recipe(state), **context), status
+
+
+def form_step(name: str):
+    """A step's POST: a refused form shows the same step again with the reason (422)."""
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapped(*args, **kwargs):
+            try:
+                return view(*args, **kwargs)
+            except InvalidInput as e:
+                state = wizard_state.load(store())
+                if _directory() is None:
+                    raise
+                return _page(name, state, 422, **{**_context(name, state), "form_error": e.message})
+
+        return wrapped
+
+    return decorator
+
+
+def _save_and_go(state, done_step: str):
+    state.advance(done_step)
+    wizard_state.save(store(), state)
+    store().audit(g.user.username, f"setup.{done_step}")
+    return redirect(url_for("setup.step", name=wizard.STEPS[wizard.STEPS.index(done_step) + 1]))
+
+
+# -- the steps -------------------------------------------------------------------------------------
+@bp.get("/<name>")
+@require_role("admin")
+def step(name: str):
+    if name not in wizard.STEPS or name == "claim":
+        abort(404)
+    state = wizard_state.load(store())
+    if not state.may_open(name) or (_directory() is None and name != "preflight"):
+        return redirect(url_for("setup.step", name=state.reached if _directory() else "preflight"))
+    return _page(name, state, **_context(name, state))
+
+
+def _context(name: str, state) -> dict:
+    directory = _directory()
+    recipe = _recipe(state)
+    if name == "stack":
+        found = recipes.profiles_in_files(directory, tuple(recipe.files))
+        report = preflight.Report()
+        _, info = preflight.engine_check(engine())
+        _, report.nvidia, report.amd = preflight.gpu_checks(info) if info else ([], False, False)
+        return {"profiles": report.possible_profiles(recipe, found), "detected": recipes.detect(directory),
+                "choice": _stack_choice(state, recipe)}
+    if name == "config":
+        draft = envdraft.load(directory, recipe)
+        return {"draft": draft, "variables": envdraft.variables(draft, recipe, state.env)}
+    if name == "https":
+        return {"https": _https_choice(state, recipe)}
+    if name == "review":
+        return {"plan": planning.build(directory, state, recipe)}
+    if name == "launch":
+        job = launch.latest(planning.stack_for(directory, state, recipe).project)
+        return {"job": job.snapshot() if job else None}
+    return {}
+
+
+def _stack_choice(state, recipe) -> dict:
+    choice = dict(state.stack)
+    choice.setdefault("project", recipe.project)
+    choice.setdefault("override", "private" if "private" in recipe.overrides else "")
+    choice.setdefault("profile", recipe.default_profile)
+    sources = choice.setdefault("sources", {})
+    for prep in recipe.prepare:
+        if prep.source_name:
+            sources.setdefault(prep.source_name, prep.url)
+    return choice
+
+
+def _https_choice(state, recipe) -> dict:
+    current = envdraft.load(_directory(), recipe).base
+    https = dict(state.https)
+    https.setdefault("mode", "private")
+    names = dict(https.get("hostnames") or {})
+    for key in recipe.hostnames:
+        existing = current.get(key) or ""
+        names.setdefault(key, "" if envdraft.is_placeholder(existing, "", "hostname") or
+                         "yourdomain" in existing else existing)
+    https["hostnames"] = names
+    https.setdefault("email", "" if "yourdomain" in (current.get(recipe.email_key) or "") else
+                     (current.get(recipe.email_key) or "") if recipe.email_key else "")
+    https.setdefault("management", current.get("MANAGEMENT_HOSTNAME") or "")
+    return https
+
+
+@bp.get("/preflight/checks")
+@require_role("admin")
+def checks():
+    """The check rows (slow: they ask the engine and Compose), loaded into the preflight page."""
+    state = wizard_state.load(store())
+    directory = _directory()
+    if directory is None:
+        report = preflight.Report([preflight.Check(
+            "folder", "Stack folder", "fail", "Stackpilot was started without STACKPILOT_STACK_DIR.",
+            "Set STACKPILOT_STACK_DIR to the stack's folder (mounted at the same path) and restart Stackpilot.")])
+    else:
+        recipe = _recipe(state)
+        report = preflight.run(engine(), planning.stack_for(directory, state, recipe), recipe)
+    return render_template("setup/_checks.html", report=report)
+
+
+@bp.post("/preflight")
+@require_role("admin")
+@form_step("preflight")
+def preflight_done():
+    if _directory() is None:
+        raise InvalidInput("Set STACKPILOT_STACK_DIR first: there is no stack to set up.")
+    return _save_and_go(wizard_state.load(store()), "preflight")
+
+
+@bp.post("/stack")
+@require_role("admin")
+@form_step("stack")
+def stack_done():
+    state = wizard_state.load(store())
+    recipe = _recipe(state)
+    form = request.form
+    project = form.get("project", "").strip()
+    if not PROJECT_NAME.match(project):
+        raise InvalidInput("The project name may hold lowercase letters, digits, - and _ only.")
+    override = form.get("override", "")
+    if override and override not in recipe.overrides:
+        raise InvalidInput("Choose one of the override files offered.")
+    found = recipes.profiles_in_files(_directory(), tuple(recipe.files))
+    profile = form.get("profile", "")
+    if profile and profile not in found:
+        raise InvalidInput("Choose one of the profiles offered.")
+    sources = {}
+    for prep in recipe.prepare:
+        if prep.source_name:
+            url = form.get(f"source_{prep.source_name}", prep.url).strip()
+            if problem := launch.check_git_url(url):
+                raise InvalidInput(f"{prep.title}: {problem}")
+            sources[prep.source_name] = url
+    state.stack = {"recipe": recipe.name, "project": project, "files": list(recipe.files),
+                   "override": override, "profile": profile, "sources": sources}
+    return _save_and_go(state, "stack")
+
+
+@bp.post("/config/generate")
+@require_role("admin")
+def generate_secrets():
+    """Fill every missing or placeholder secret at once (kept in the wizard until launch)."""
+    state = wizard_state.load(store())
+    recipe = _recipe(state)
+    fresh = envdraft.generate_missing(envdraft.load(_directory(), recipe), recipe, state.env)
+    state.env.update(fresh)
+    wizard_state.save(store(), state)
+    store().audit(g.user.username, "setup.generate", ", ".join(sorted(fresh))[:500])
+    return redirect(url_for("setup.step", name="config", generated=len(fresh)))
+
+
+@bp.post("/config")
+@require_role("admin")
+@form_step("config")
+def config_done():
+    state = wizard_state.load(store())
+    recipe = _recipe(state)
+    draft = envdraft.load(_directory(), recipe)
+    for key in recipe.asked:
+        value = request.form.get(f"var_{key}", "").strip()
+        if not value:
+            raise InvalidInput(f"{key} needs a value: {recipe.asked[key]}.")
+        state.env[key] = value
+    missing = [v.key for v in envdraft.variables(draft, recipe, state.env) if v.secret and v.needs_value]
+    if missing:
+        raise InvalidInput(f"Still placeholders: {', '.join(missing)}. Use “Generate all missing secrets”.")
+    return _save_and_go(state, "config")
+
+
+@bp.post("/https")
+@require_role("admin")
+@form_step("https")
+def https_done():
+    state = wizard_state.load(store())
+    recipe = _recipe(state)
+    form = request.form
+    mode = form.get("mode", "private")
+    if mode not in ("private", "public"):
+        raise InvalidInput("Choose private or public.")
+    problems = []
+    names = {}
+    for key in recipe.hostnames:
+        value = form.get(f"host_{key}", "").strip().lower()
+        if value and (problem := envdraft.check_hostname(value)):
+            problems.append(f"{key}: {problem}")
+        names[key] = value
+    management = form.get("management", "").strip().lower()
+    if management and (problem := envdraft.check_hostname(management)):
+        problems.append(f"MANAGEMENT_HOSTNAME: {problem}")
+    email = form.get("email", "").strip()
+    if recipe.email_key and (email or mode == "public") and (problem := envdraft.check_email(email)):
+        problems.append(f"{recipe.email_key}: {problem}")
+    state.https = {"mode": mode, "hostnames": names, "management": management, "email": email}
+    if problems:
+        wizard_state.save(store(), state)  # keep what was typed; the step shows it again
+        raise InvalidInput(" ".join(problems))
+    return _save_and_go(state, "https")
+
+
+@bp.post("/launch")
+@require_role("admin")
+@form_step("review")
+def launch_start():
+    state = wizard_state.load(store())
+    if not state.may_open("review"):
+        raise InvalidInput("Finish the earlier steps first.")
+    recipe = _recipe(state)
+    plan = planning.build(_directory(), state, recipe)
+    st = store()
+    user = g.user.username
+
+    def remember(stack_settings: dict) -> None:
+        st.set_setting("stack", stack_settings)
+        stack_model.forget()
+
+    def finished(job: launch.LaunchJob) -> None:
+        latest_state = wizard_state.load(st)
+        latest_state.launch = {"status": job.status, "service": job.failure.service if job.failure else "",
+                               "finished_at": job.finished_at}
+        if job.status == "ok":
+            latest_state.completed = True
+            latest_state.env = {}  # the .env holds them now; the store keeps no copies
+        wizard_state.save(st, latest_state)
+        st.audit(user, "setup.launch", job.project, result=job.status,
+                 detail=job.failure.reason if job.failure else "")
+
+    launch.start(plan, engine(), user, settings().backups_keep, remember, finished)
+    state.advance("review")
+    wizard_state.save(st, state)
+    return redirect(url_for("setup.step", name="launch"))
+
+
+@bp.get("/launch/progress")
+@require_role("admin")
+def launch_progress():
+    """The live launch panel; polling stops (286) when the launch ended; success opens the table."""
+    state = wizard_state.load(store())
+    job = launch.latest(planning.stack_for(_directory(), state, _recipe(state)).project)
+    snapshot = job.snapshot() if job else None
+    html = render_template("setup/_launch.html", job=snapshot)
+    if snapshot is None or snapshot["status"] == "failed":
+        return html, 286
+    if snapshot["status"] == "ok":
+        return html, 200, {"HX-Redirect": url_for("services.index")}
+    return html
+
+
+@bp.post("/restart")
+@require_role("admin")
+def restart():
+    """Run the wizard again (earlier choices are kept as defaults)."""
+    wizard_state.restart(store())
+    store().audit(g.user.username, "setup.restart")
+    return redirect(url_for("setup.step", name="preflight"))

@@ -1,0 +1,116 @@
+"""The plan: everything the launch will write and run, built from the wizard's saved choices.
+
+The review step shows it in plain words; the launch executes exactly this object, so what a
+person approved is what happens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from dataclasses import field
+from pathlib import Path
+
+from app.stack import Stack
+from app.wizard import envdraft
+from app.wizard.recipe import PrepareStep
+from app.wizard.recipe import Recipe
+from app.wizard.state import WizardState
+
+UP_ARGS = ("up", "-d", "--wait", "--wait-timeout", "600", "--remove-orphans")
+
+
+@dataclass(frozen=True)
+class FileChange:
+    path: str  # relative to the stack folder
+    action: str  # "create" | "update" | "copy" | "unchanged"
+    summary: str
+    backup: str = ""  # where the old version goes
+
+
+@dataclass
+class Plan:
+    stack: Stack
+    recipe: Recipe
+    env_bytes: bytes
+    env_version: str  # the .env version the plan was built from (a stale plan is refused)
+    env_keys: list[str]
+    files: list[FileChange] = field(default_factory=list)
+    prepare: list[PrepareStep] = field(default_factory=list)
+    command: list[str] = field(default_factory=list)
+    settings: dict = field(default_factory=dict)  # what Stackpilot remembers about the stack
+
+    @property
+    def env_copies(self) -> tuple[str, ...]:
+        return self.recipe.env_copies
+
+
+def stack_for(directory: Path, state: WizardState, recipe: Recipe) -> Stack:
+    choice = state.stack
+    files = list(choice.get("files") or recipe.files)
+    override = recipe.overrides.get(choice.get("override") or "")
+    if override and override not in files:
+        files.append(override)
+    profile = choice.get("profile") or ""
+    return Stack(directory=directory, project=choice.get("project") or recipe.project,
+                 files=tuple(files), profiles=(profile,) if profile else ())
+
+
+def decided_env(state: WizardState, recipe: Recipe) -> dict[str, str]:
+    """The wizard's .env values: configuration choices plus the HTTPS step's names."""
+    values = dict(state.env)
+    https = state.https
+    for key, name in (https.get("hostnames") or {}).items():
+        if name:
+            values[key] = name
+    if recipe.email_key and https.get("email"):
+        values[recipe.email_key] = https["email"]
+    if https.get("management"):
+        values["MANAGEMENT_HOSTNAME"] = https["management"]
+        values["MANAGEMENT_TLS"] = "tls internal" if https.get("mode") == "private" else ""
+    return values
+
+
+def build(directory: Path, state: WizardState, recipe: Recipe) -> Plan:
+    stack = stack_for(directory, state, recipe)
+    draft = envdraft.load(directory, recipe)
+    decided = decided_env(state, recipe)
+    data = envdraft.render(draft, decided)
+    keys = envdraft.changed_keys(draft, decided)
+    files: list[FileChange] = []
+    if draft.env_exists:
+        files.append(FileChange(".env", "update" if keys else "unchanged",
+                                f"Set {len(keys)} variable{'s' if len(keys) != 1 else ''}: {', '.join(keys)}"
+                                if keys else "Nothing changes.",
+                                backup=".env_backups/.env.<time of launch>" if keys else ""))
+    else:
+        source = recipe.env_example if draft.example else "nothing"
+        files.append(FileChange(".env", "create", f"Made from {source}, with {len(keys)} value"
+                                f"{'s' if len(keys) != 1 else ''} set: {', '.join(keys) or 'none'}"))
+    for copy in recipe.env_copies:
+        files.append(FileChange(copy, "copy", "A copy of .env, as the stack expects it there."))
+    sources = state.stack.get("sources") or {}
+    prepare = []
+    for step in recipe.prepare:
+        if step.kind == "git":
+            url = sources.get(step.source_name) or step.url
+            prepare.append(PrepareStep(**{**step.__dict__, "url": url}))
+        elif step.kind == "template" and not (directory / step.dest).exists():
+            prepare.append(step)
+    for step in prepare:
+        if step.kind == "git":
+            exists = (directory / step.dest / ".git").is_dir()
+            files.append(FileChange(step.dest + "/", "update" if exists else "create",
+                                    f"{'Update' if exists else 'Fetch'} the {step.sparse or ''} folder from "
+                                    f"{step.url} ({step.ref or 'default branch'})."))
+        else:
+            files.append(FileChange(step.dest, "create", f"Copy of {step.source} with a fresh secret key in "
+                                    f"place of “{step.replace}”."))
+    command = ["docker", "compose", "-p", stack.project]
+    for f in stack.files:
+        command += ["-f", f]
+    for p in stack.profiles:
+        command += ["--profile", p]
+    command += list(UP_ARGS)
+    settings = {"project": stack.project, "files": list(stack.files), "profiles": list(stack.profiles)}
+    return Plan(stack=stack, recipe=recipe, env_bytes=data, env_version=draft.base.version, env_keys=keys, files=files, prepare=prepare,
+                command=command, settings=settings)
