@@ -45,6 +45,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -159,12 +160,15 @@ def config_json(stack: Stack, env_file: Path | None = None, profiles: Sequence[s
         raise ComposeFailed("`docker compose config` did not finish in time.") from None
     except OSError as e:
         raise ComposeUnavailable(f"Docker Compose could not be run: {e.strerror or e}") from None
-    if done.returncode != 0:
-        raise ComposeFailed("The compose files are not valid.", detail=_failure_text(done.stderr))
+    # Some errors (e.g. a bad port) exit 0 with nothing on stdout: judge by the output too.
     try:
-        return json.loads(done.stdout)
+        parsed = json.loads(done.stdout) if done.returncode == 0 else None
     except ValueError:
-        raise ComposeFailed("Compose printed something that is not JSON.", detail=done.stdout[:2000]) from None
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise ComposeFailed("The compose files are not valid.",
+                            detail=_failure_text(done.stderr or done.stdout[:2000]))
+    return parsed
 
 
 def query(stack: Stack, args: Sequence[str], timeout: float = CONFIG_TIMEOUT) -> subprocess.CompletedProcess:
@@ -315,13 +319,14 @@ def _execute(stack: Stack, run: Run, timeout: float, on_line: Callable[[str], No
     log.info("compose %s: %s", stack.project, " ".join(run.args))
     try:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                text=True, errors="replace", bufsize=1, env=_env(), cwd=stack.directory)
+                                text=True, errors="replace", bufsize=1, env=_env(), cwd=stack.directory,
+                                start_new_session=True)
     except OSError as e:
         raise ComposeUnavailable(f"Docker Compose could not be run: {e.strerror or e}") from None
 
     def kill() -> None:
         run.timed_out = True
-        proc.kill()
+        _kill_group(proc)
 
     timer = threading.Timer(timeout, kill)
     timer.daemon = True
@@ -337,12 +342,20 @@ def _execute(stack: Stack, run: Run, timeout: float, on_line: Callable[[str], No
     finally:
         timer.cancel()
         if proc.poll() is None:
-            proc.kill()
+            _kill_group(proc)
             proc.wait()
     if run.timed_out:
         run.add(f"Stopped: the action ran longer than {int(timeout)} s.")
         return -1
     return code
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill Compose and anything it spawned (plugins hold our pipe open otherwise)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        proc.kill()
 
 
 def _new_run(stack: Stack, args: Sequence[str], title: str, user: str) -> Run:
@@ -383,13 +396,14 @@ def start(stack: Stack, args: Sequence[str], title: str = "", user: str = "",
             log.exception("compose run %s failed to execute", job.title)
             job.add(f"Could not run Compose: {getattr(e, 'message', e)}")
         finally:
-            job.finish(code)
+            job.exit_code, job.finished_at = code, time.time()
             _release(stack)
-            if on_done is not None:
+            if on_done is not None:  # before `done` is set, so a waiter sees its effects (audit)
                 try:
                     on_done(job)
                 except Exception:
                     log.exception("on_done hook of %s failed", job.title)
+            job.finish(code)
 
     threading.Thread(target=body, name=f"compose-{job.title}", daemon=True).start()
     return job
