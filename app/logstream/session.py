@@ -293,7 +293,7 @@ class LogSession:
 
     def _follow(self, follower: _Follower, since_ns: int | None) -> None:
         c = follower.container
-        after = self.last_ts.get(c.id)
+        after = self.last_ts.get(c.id, self.options.resume_ns)
         try:
             follower.stream = self._open(c, follow=True, tail=None, since_ns=since_ns)
             for line in self._lines(c, follower.stream, after):
