@@ -56,8 +56,11 @@ def open_stack(busybox_image, real_compose):
 
     def factory(files: dict[str, str], name: str | None = None) -> OpenProject:
         project = f"{PREFIX}-{name or secrets.token_hex(3)}"
-        root = Path(tempfile.mkdtemp(prefix=f"{project}-"))
-        root.chmod(0o755)
+        # The folder is named after the project: Stackpilot derives the project name from it.
+        parent = Path(tempfile.mkdtemp(prefix=f"{project}-"))
+        parent.chmod(0o755)
+        root = parent / project
+        root.mkdir(mode=0o755)
         proj = OpenProject(dir=root, project=project)
         proj.binary = real_compose
         for rel, text in files.items():
@@ -69,7 +72,7 @@ def open_stack(busybox_image, real_compose):
     for proj in made:
         proj.compose("down", "-v", "--remove-orphans", "-t", "0", check=False)
         # ./data made by the engine (as root) inside the stack: remove it all.
-        shutil.rmtree(proj.dir, ignore_errors=True)
+        shutil.rmtree(proj.dir.parent, ignore_errors=True)
 
 
 @dataclass

@@ -132,3 +132,70 @@ def test_sigterm_stops_the_container_promptly(open_stack, sidecar_factory):
     assert took < 10, f"stop took {took:.1f}s: the server did not exit on SIGTERM"
     with pytest.raises(requests.RequestException):
         requests.get(sidecar.url + "/api/health", timeout=2)
+
+
+def sign_in_to(sidecar) -> requests.Session:
+    """An admin made in the container's own /data (hash made on the host), signed in through
+    the real login form."""
+    import re
+
+    from tests.support.live import TEST_PASSWORD
+    from tests.support.live import password_hash
+
+    made = sidecar.exec(
+        "python3", "-c",
+        "import sys; from app.store import Store; s = Store(sys.argv[1]); "
+        "s.user_by_name('admin') or s.add_user('admin', sys.argv[2], 'admin')",
+        "/data/stackpilot.sqlite3", password_hash())
+    assert made.returncode == 0, made.stderr
+    csrf = re.compile(r'name="csrf-token" content="([^"]+)"')
+    s = requests.Session()
+    s.trust_env = False
+    page = s.get(sidecar.url + "/login", timeout=10)
+    r = s.post(sidecar.url + "/login", data={"username": "admin", "password": TEST_PASSWORD,
+                                              "csrf_token": csrf.search(page.text).group(1)},
+               timeout=30, allow_redirects=False)
+    assert r.status_code in (302, 303), r.text[:300]
+    s.headers.update({"X-CSRF-Token": csrf.search(s.get(sidecar.url + "/", timeout=10).text).group(1),
+                      "Origin": sidecar.url})
+    return s
+
+
+def test_ui_lists_services_and_stops_and_starts_one_from_inside_the_container(open_stack, sidecar_factory):
+    stack = open_stack(STACK)
+    stack.compose("up", "-d", "--pull", "never")
+    sidecar = sidecar_factory(stack.dir)
+    sidecar.wait_healthy()
+    s = sign_in_to(sidecar)
+
+    page = s.get(sidecar.url + "/services", timeout=30)
+    assert page.status_code == 200, page.text[:500]
+    assert "web" in page.text and "worker" in page.text
+
+    def state(service: str) -> str:
+        rows = stack.compose("ps", "-a", "--format", "{{.Service}} {{.State}}").stdout.splitlines()
+        return dict(r.split(" ", 1) for r in rows if " " in r).get(service, "")
+
+    stop = s.post(sidecar.url + "/services/worker/stop", timeout=30)
+    assert stop.status_code == 200, stop.text[:500]
+    wait_for(lambda: state("worker") == "exited", timeout=30, interval=0.3,
+             message=f"worker to stop ({run_output(s, sidecar, stop.text)})")
+    start = s.post(sidecar.url + "/services/worker/start", timeout=30)
+    assert start.status_code == 200, start.text[:500]
+    wait_for(lambda: state("worker") == "running", timeout=30, interval=0.3, message="worker to start")
+
+    # Recreating the service with the bind mount, from inside, keeps the host path.
+    stack.dir.joinpath("data", "marker").unlink(missing_ok=True)
+    s.post(sidecar.url + "/services/web/recreate", timeout=30).raise_for_status()
+    wait_for(lambda: (stack.dir / "data" / "marker").exists(), timeout=30, interval=0.3,
+             message="the recreated service to write into the host's ./data")
+
+
+def run_output(s: requests.Session, sidecar, panel: str) -> str:
+    """The Compose run's output as the progress panel shows it (for failure messages)."""
+    import re
+
+    found = re.search(r'/stack/runs/([\w-]+)', panel)
+    if not found:
+        return panel[:800]
+    return s.get(sidecar.url + f"/stack/runs/{found.group(1)}?after=0", timeout=10).text[:1500]
