@@ -197,6 +197,8 @@ def infer_kind(key: str, example: str | None, help_text: str) -> Kind:
     if m := re.search(r"(?:exactly|must be)\s+(\d+)\s+char", h):
         return Kind("length", length=int(m.group(1)))
     min_len = int(m.group(1)) if (m := re.search(r"at[\s_-]+least[\s_-]+(\d+)[\s_-]+char", h + " " + ex.lower())) else 0
+    if k in gen.SUPABASE_ROLES:  # Supabase's API keys: JWTs signed with JWT_SECRET
+        return Kind("jwt", signed_by="JWT_SECRET", role=gen.SUPABASE_ROLES[k])
     if ex.startswith("eyJ") and (decoded := gen.jwt_decode(ex)):
         return Kind("jwt", signed_by="JWT_SECRET", role=str(decoded[1].get("role", "")))
     if k.endswith(("_HOSTNAME", "_DOMAIN", "_FQDN")):
@@ -244,7 +246,8 @@ def check(key: str, value: str | None, kind: Kind, values: Mapping[str, str], *,
             out.append(Finding("warn", "Required: set a value."))
         return out
     if kind.secret and example and value == example:
-        out.append(Finding("warn", "Placeholder from .env.example: change me."))
+        # One clear message; the example's text usually fails the format too (hex, length).
+        return [Finding("warn", "Placeholder from .env.example: change me.")]
     if value in kind.allow:
         return out
     bad = _format_problem(value, kind, values)
