@@ -11,6 +11,7 @@ import logging
 import re
 import threading
 import time
+from urllib.parse import urlsplit
 
 from flask import Blueprint
 from flask import Flask
@@ -121,7 +122,7 @@ def _page(service: str | None):
         "logs/page.html", service=service, services=services, selected=selected, colours=colours,
         options=options, filter_error=filter_error, tail_choices=TAIL_CHOICES,
         since_choices=SINCE_CHOICES, project=stack.project,
-        ws_path=url_for("logs.stream"), download_path=url_for("logs.download"),
+        ws_path=urlsplit(url_for("logs.stream")).path,  # a ws rule builds ws://host/... download_path=url_for("logs.download"),
     )
 
 
