@@ -254,3 +254,38 @@ def test_log_routes_are_never_buffered():
     handler = config.rfind('"flush_interval": -1', 0, logs)
     assert handler != -1, "the /logs* route must proxy with flush_interval -1"
     assert '"host": ["manage.example.com"]' in config
+
+
+@pytest.mark.docker
+def test_log_websocket_streams_through_caddy(server_factory, open_stack, tmp_path):
+    """The live log socket of a real service, followed through Caddy over wss."""
+    # open_stack: the folder is named after the project, as Stackpilot expects.
+    stack = open_stack({"docker-compose.yml": """
+services:
+  talker:
+    image: {image}
+    pull_policy: never
+    command: ["sh", "-c", "i=0; while true; do echo tick-$$i; i=$$((i+1)); sleep 0.2; done"]
+"""})
+    stack.compose("up", "-d", "--pull", "never")
+    server = server_factory(stack_dir=stack.dir, STACKPILOT_TRUSTED_PROXIES="127.0.0.1")
+    caddy = Caddy(tmp_path, f"127.0.0.1:{server.port}",
+                  MANAGEMENT_HOSTNAME=HOSTNAME, MANAGEMENT_TLS="tls internal").start()
+    try:
+        s, _ = sign_in(server, caddy)
+        cookie = "; ".join(f"{c.name}={c.value}" for c in s.cookies)
+        ws = caddy.ws_connect("/logs/-/ws?s=talker", {"Origin": caddy.origin, "Cookie": cookie})
+        try:
+            seen: list[str] = []
+
+            def ticks() -> int:
+                frame = ws.receive(timeout=5)
+                if frame:
+                    seen.append(frame)
+                return sum("tick-" in f for f in seen) >= 3
+
+            wait_for(ticks, timeout=30, interval=0, message="log lines through Caddy")
+        finally:
+            ws.close()
+    finally:
+        caddy.stop()
