@@ -1,11 +1,14 @@
 """CPU and memory of running containers, sampled in the background so a page never waits on stats.
 
 Why a sampler: a stats call that computes CPU % itself blocks ~2 s per container; we ask the
-engine for one-shot samples (~20 ms each), concurrently, every INTERVAL seconds, and compute CPU %
-from our own previous sample. Pages read the latest sample from memory.
+engine for one-shot samples, all containers at once, every INTERVAL seconds, and compute CPU %
+from our own previous sample. Pages read the latest sample from memory. A one-shot call still
+waits for the engine's next collection tick (up to ~1 s), so the calls of one round must run in
+parallel, not in batches: the sampler has its own pool of workers and its own HTTP connection
+pool of the same size (the shared client's pool holds 10).
 
 API:
-- ``StatsSampler(engine, interval=2.0, workers=8, idle_after=60.0)``
+- ``StatsSampler(engine, interval=2.0, workers=48, idle_after=60.0)``
 - ``sampler.watch(project)``: (re)start sampling the project's running containers; starts the
   thread lazily on first use. Projects nobody asked about for ``idle_after`` seconds are dropped.
 - ``sampler.latest(container_id) -> Sample | None`` and ``sampler.snapshot() -> dict``: never block.
@@ -23,7 +26,10 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 
+import docker
+
 from app.engine import Engine
+from app.engine import engine_errors
 from app.engine.containers import PROJECT_LABEL
 from app.errors import StackpilotError
 
@@ -68,7 +74,7 @@ def sample_from(raw: dict, previous: Sample | None, at: float) -> Sample:
 class StatsSampler:
     """Owns one thread and a small pool; keeps the latest Sample per running container."""
 
-    def __init__(self, engine: Engine, interval: float = 2.0, workers: int = 8, idle_after: float = 60.0) -> None:
+    def __init__(self, engine: Engine, interval: float = 2.0, workers: int = 48, idle_after: float = 60.0) -> None:
         self.engine = engine
         self.interval = interval
         self.idle_after = idle_after
@@ -81,6 +87,8 @@ class StatsSampler:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._client: docker.DockerClient | None = None
+        self._client_lock = threading.Lock()
 
     def watch(self, project: str) -> None:
         with self._lock:
@@ -112,6 +120,24 @@ class StatsSampler:
             self._thread.join(timeout=5)
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+        self._drop_client()
+
+    def _call(self, fn):
+        """fn(api client) on our own connection pool, with the engine's error translation."""
+        with engine_errors("container"):
+            with self._client_lock:
+                if self._client is None:
+                    kwargs = {"timeout": self.engine.timeout, "max_pool_size": self._workers}
+                    self._client = (docker.DockerClient(base_url=self.engine.base_url, **kwargs)
+                                    if self.engine.base_url else docker.DockerClient.from_env(**kwargs))
+                client = self._client
+            return fn(client.api)
+
+    def _drop_client(self) -> None:
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
 
     # -- the loop --------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -127,12 +153,14 @@ class StatsSampler:
                     self._thread = None
                     self._pool.shutdown(wait=False)
                     self._pool = None
+                self._drop_client()
                 return
             try:
                 self._sample(projects)
                 self.error = ""
             except StackpilotError as e:
                 self.error = e.message
+                self._drop_client()
             except Exception:  # never let the sampler die silently
                 log.exception("stats sampler round failed")
             self._wake.clear()
@@ -141,7 +169,7 @@ class StatsSampler:
     def _sample(self, projects: list[str]) -> None:
         ids: list[str] = []
         for project in projects:
-            rows = self.engine.call(lambda c, p=project: c.api.containers(
+            rows = self._call(lambda api, p=project: api.containers(
                 filters={"label": [f"{PROJECT_LABEL}={p}"], "status": "running"}))
             ids += [r["Id"] for r in rows]
         futures = {cid: self._pool.submit(self._one, cid) for cid in ids}
@@ -156,7 +184,7 @@ class StatsSampler:
 
     def _one(self, container_id: str) -> Sample | None:
         try:
-            raw = self.engine.call(lambda c: c.api.stats(container_id, stream=False, one_shot=True))
+            raw = self._call(lambda api: api.stats(container_id, stream=False, one_shot=True))
         except StackpilotError:
             return None
         return sample_from(raw, self._samples.get(container_id), time.time())
