@@ -15,10 +15,13 @@ import uuid
 
 import requests
 
-from _common import ROOT, row
+from _common import ROOT
+from _common import row
 
 sys.path.insert(0, str(ROOT))
-from tests.packaging.image import build_image, docker_socket_gid, layers_over_base  # noqa: E402
+from tests.packaging.image import build_image  # noqa: E402
+from tests.packaging.image import docker_socket_gid  # noqa: E402
+from tests.packaging.image import layers_over_base  # noqa: E402
 from tests.support.images import ensure_python_base_image  # noqa: E402
 from tests.support.live import free_port  # noqa: E402
 
