@@ -90,17 +90,33 @@ def layout(model: ComposeModel, rows: list[Row]) -> Layout:
     columns: dict[int, list[str]] = {}
     for name in sorted(depth):
         columns.setdefault(depth[name], []).append(name)
-    position: dict[str, float] = {}
-    for d in sorted(columns):
-        names = columns[d]
-        if d > 0:
-            def centre(name: str) -> tuple[float, str]:
-                deps = [position[x.service] for x in model.services[name].depends_on if x.service in position]
-                return (sum(deps) / len(deps) if deps else 0.0, name)
-            names.sort(key=centre)
-        for i, name in enumerate(names):
-            position[name] = i
     tallest = max((len(c) for c in columns.values()), default=0)
+    position: dict[str, float] = {}  # vertical slot, columns centred on each other
+    dependents: dict[str, list[str]] = {}
+    for name in depth:
+        for dep in model.services[name].depends_on:
+            if dep.service in depth:
+                dependents.setdefault(dep.service, []).append(name)
+
+    def place(names: list[str]) -> None:
+        for i, name in enumerate(names):
+            position[name] = (tallest - len(names)) / 2 + i
+
+    def sweep(order: list[int], neighbours) -> None:
+        for d in order:
+            def centre(name: str) -> tuple[float, float, str]:
+                near = [position[n] for n in neighbours(name) if n in position]
+                return (sum(near) / len(near) if near else position.get(name, 0.0), position.get(name, 0.0), name)
+            columns[d].sort(key=centre)
+            place(columns[d])
+
+    for d in sorted(columns):
+        place(columns[d])
+    # Barycentre sweeps: forward by dependencies, back by dependents, forward again.
+    ahead = sorted(columns)
+    sweep(ahead[1:], lambda n: [x.service for x in model.services[n].depends_on])
+    sweep(list(reversed(ahead))[1:], lambda n: dependents.get(n, []))
+    sweep(ahead[1:], lambda n: [x.service for x in model.services[n].depends_on])
     height = PAD * 2 + max(0, tallest * (NODE_H + ROW_GAP) - ROW_GAP)
     width = PAD * 2 + max(0, len(columns) * (NODE_W + COL_GAP) - COL_GAP)
     nodes: dict[str, Node] = {}
@@ -119,7 +135,7 @@ def layout(model: ComposeModel, rows: list[Row]) -> Layout:
             p3 = (node.x, node.y + NODE_H / 2)
             bend = max(40.0, (p3[0] - p0[0]) / 2)
             p1, p2 = (p0[0] + bend, p0[1]), (p3[0] - bend, p3[1])
-            lx, ly = _bezier(p0, p1, p2, p3, 0.5)
+            lx, ly = _bezier(p0, p1, p2, p3, 0.7)  # near the waiting end: fan-outs spread
             edges.append(Edge(
                 source=dep.service, target=name, condition=dep.condition,
                 path=f"M{p0[0]:.0f},{p0[1]:.0f} C{p1[0]:.0f},{p1[1]:.0f} {p2[0]:.0f},{p2[1]:.0f} "

@@ -185,7 +185,7 @@ def _row(service: Service, mine: list[ContainerInfo], samples: Mapping[str, Samp
         restarts=sum(c.restart_count for c in mine),
         cpu=sum(cpus) if cpus else None,
         mem_used=sum(s.mem_used for s in picked) if picked else None,
-        mem_limit=(service.memory or max(s.mem_limit for s in picked)) if picked else None,
+        mem_limit=service.memory if picked else None,  # the host's memory is no limit worth showing
         sample_at=min(s.at for s in picked) if picked else None,
         running=len(running),
         containers=tuple(c.name for c in mine),
@@ -199,6 +199,15 @@ def _satisfied(dep_row: Row, condition: str) -> bool:
     if condition == "service_completed_successfully":
         return dep_row.state == "completed"
     return dep_row.state in ("running", "completed")
+
+
+def _blocks(row: Row, dep_row: Row, condition: str) -> bool:
+    """A dependency blocks a service when it is broken (unhealthy, crashed), or when the service
+    was created and waits for a condition the dependency does not meet. A stack that is simply
+    down blocks nothing: that is not news."""
+    if dep_row.health == "unhealthy" or dep_row.state in ("exited", "dead", "restarting"):
+        return True
+    return row.state == "created" and not _satisfied(dep_row, condition)
 
 
 def build_rows(model: ComposeModel, containers: Iterable[ContainerInfo] | None,
@@ -221,7 +230,7 @@ def build_rows(model: ComposeModel, containers: Iterable[ContainerInfo] | None,
                 dep_row = rows.get(dep.service)
                 if dep_row is None or not dep_row.active:
                     continue
-                if dep_row.health == "unhealthy" or (not row.is_up and not _satisfied(dep_row, dep.condition)):
+                if _blocks(row, dep_row, dep.condition):
                     blocked.append(dep.service)
             if blocked:
                 rows[name] = _replace(row, blocked_by=tuple(blocked))

@@ -19,6 +19,7 @@ def test_table_shows_each_state(web_stack, web_app):
     client = sign_in(web_app, web_app.test_client(), "viewer")
     before = states(client)
     assert before["web"] == ("not-created", "not created")
+    assert "blocked by" not in client.get("/services").get_data(as_text=True)  # down is not blocked
     web_stack.compose("up", "-d", "db", "init", "web", "worker", "crashy")
     assert wait_state(client, "init", "completed")[1] == "completed"
     wait_state(client, "web", "running")
