@@ -43,7 +43,7 @@ def test_edit_generate_and_save_in_the_browser(make_stack, server_factory, page)
 
     # bulk generate: JWT_SECRET and ANON_KEY get values, the real password stays; then save
     p.click("text=Generate missing secrets")
-    p.wait_for_selector("text=Review, then Save")
+    p.wait_for_selector("#config-form .banner-info")
     p.click("#config-form .config-toolbar button[type=submit]")
     p.wait_for_selector("#config-result")
     doc = EnvDocument.load(proj.dir / ".env")
