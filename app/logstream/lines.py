@@ -8,6 +8,7 @@ runaway line costs bounded memory however long it is.
 from __future__ import annotations
 
 import calendar
+import re
 import time
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ STDOUT = 1
 STDERR = 2
 
 _SECONDS: dict[bytes, int] = {}
+_FRACTION = re.compile(rb"\.(\d+)")
 
 
 def parse_stamp(stamp: bytes) -> int | None:
@@ -32,14 +34,13 @@ def parse_stamp(stamp: bytes) -> int | None:
         if len(_SECONDS) > 4096:
             _SECONDS.clear()
         _SECONDS[head] = seconds
-    nanos = 0
-    if len(stamp) > 20 and stamp[19:20] == b".":
-        digits = stamp[20:].rstrip(b"Z")
-        end = 0
-        while end < len(digits) and 48 <= digits[end] <= 57:
-            end += 1
-        if end:
-            nanos = int(digits[:min(end, 9)].ljust(9, b"0"))
+    if len(stamp) == 30 and stamp[19] == 46:  # the usual "...SS.nnnnnnnnnZ": the hot path
+        try:
+            return seconds * 1_000_000_000 + int(stamp[20:29])
+        except ValueError:
+            return None
+    m = _FRACTION.match(stamp, 19)
+    nanos = int(m.group(1)[:9].ljust(9, b"0")) if m else 0
     return seconds * 1_000_000_000 + nanos
 
 

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 SCAN_IDLE = 3.0      # look for new containers this often while every follower is attached
 SCAN_WAITING = 1.0   # ... and this often while a container is stopped or the engine is away
+FOLLOW_TAIL = 5000   # lines a follower may need to catch up after history, a restart or an outage
 
 
 class Stream(Protocol):
@@ -295,7 +296,10 @@ class LogSession:
         c = follower.container
         after = self.last_ts.get(c.id, self.options.resume_ns)
         try:
-            follower.stream = self._open(c, follow=True, tail=None, since_ns=since_ns)
+            # A tail bounds the engine's work: with `since` alone it reads the whole log file to
+            # find the spot; tail+since reads back from the end only.
+            tail = FOLLOW_TAIL if since_ns is not None else None
+            follower.stream = self._open(c, follow=True, tail=tail, since_ns=since_ns)
             for line in self._lines(c, follower.stream, after):
                 if self.closed:
                     break
