@@ -50,13 +50,20 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 
-from app.errors import ComposeFailed, ComposeUnavailable, InvalidInput, StackBusy
-from app.stack import PROFILE_NAME, Stack
+from app.errors import ComposeFailed
+from app.errors import ComposeUnavailable
+from app.errors import InvalidInput
+from app.errors import StackBusy
+from app.stack import PROFILE_NAME
+from app.stack import Stack
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +95,8 @@ def compose_command() -> list[str]:
         return [found]
     if found := shutil.which("docker"):
         return [found, "compose"]
-    raise ComposeUnavailable("Docker Compose v2 was not found: neither `docker-compose` nor `docker` is on PATH.")
+    raise ComposeUnavailable(
+        "Docker Compose v2 was not found: neither `docker-compose` nor `docker` is on PATH.")
 
 
 def _env() -> dict[str, str]:
@@ -318,7 +326,8 @@ def _execute(stack: Stack, run: Run, timeout: float, on_line: Callable[[str], No
     argv = [*base_args(stack), "--progress", "plain", *run.args]
     log.info("compose %s: %s", stack.project, " ".join(run.args))
     try:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL,
                                 text=True, errors="replace", bufsize=1, env=_env(), cwd=stack.directory,
                                 start_new_session=True)
     except OSError as e:
@@ -381,7 +390,8 @@ def run(stack: Stack, args: Sequence[str], on_line: Callable[[str], None] | None
 
 
 def start(stack: Stack, args: Sequence[str], title: str = "", user: str = "",
-          on_done: Callable[[Run], None] | None = None, timeout: float = ACTION_TIMEOUT, wait: float = 0) -> Run:
+          on_done: Callable[[Run], None] | None = None, timeout: float = ACTION_TIMEOUT,
+          wait: float = 0) -> Run:
     """Start a Compose action in a background thread; StackBusy is raised here, not later."""
     compose_version()
     job = _new_run(stack, args, title, user)

@@ -25,8 +25,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC
 from datetime import datetime
-from datetime import timezone
 
 from app.engine import Engine
 from app.errors import EngineUnavailable
@@ -229,4 +229,4 @@ def restart(engine: Engine, container_id: str, timeout: int | None = None) -> No
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

@@ -27,7 +27,6 @@ from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 
 import docker
-
 from app.engine import Engine
 from app.engine import engine_errors
 from app.engine.containers import PROJECT_LABEL
@@ -74,7 +73,8 @@ def sample_from(raw: dict, previous: Sample | None, at: float) -> Sample:
 class StatsSampler:
     """Owns one thread and a small pool; keeps the latest Sample per running container."""
 
-    def __init__(self, engine: Engine, interval: float = 2.0, workers: int = 48, idle_after: float = 60.0) -> None:
+    def __init__(self, engine: Engine, interval: float = 2.0, workers: int = 48,
+                 idle_after: float = 60.0) -> None:
         self.engine = engine
         self.interval = interval
         self.idle_after = idle_after

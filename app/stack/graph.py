@@ -106,7 +106,8 @@ def layout(model: ComposeModel, rows: list[Row]) -> Layout:
         for d in order:
             def centre(name: str) -> tuple[float, float, str]:
                 near = [position[n] for n in neighbours(name) if n in position]
-                return (sum(near) / len(near) if near else position.get(name, 0.0), position.get(name, 0.0), name)
+                here = position.get(name, 0.0)
+                return (sum(near) / len(near) if near else here, here, name)
             columns[d].sort(key=centre)
             place(columns[d])
 

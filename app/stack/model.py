@@ -23,7 +23,8 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 
 from app.errors import InvalidName
@@ -136,7 +137,8 @@ def _ports(raw: list) -> tuple[Port, ...]:
     for p in raw or []:
         if isinstance(p, dict):
             out.append(Port(host_ip=str(p.get("host_ip") or ""), host_port=str(p.get("published") or ""),
-                            container_port=str(p.get("target") or ""), protocol=str(p.get("protocol") or "tcp")))
+                            container_port=str(p.get("target") or ""),
+                            protocol=str(p.get("protocol") or "tcp")))
     return tuple(out)
 
 
@@ -182,14 +184,15 @@ def _service(name: str, spec: dict, active: bool, one_shot: bool) -> Service:
 def model_from_json(active: dict, every: dict | None = None) -> ComposeModel:
     """The model from config JSON of the active profiles (and of all profiles, if given)."""
     every = every or active
-    active_names = set((active.get("services") or {}))
+    active_names = set(active.get("services") or {})
     specs = dict(every.get("services") or {})
     for name, spec in (active.get("services") or {}).items():
         specs.setdefault(name, spec)
     waited_on = {
         dep
         for spec in specs.values()
-        for dep, cond in ((spec.get("depends_on") or {}).items() if isinstance(spec.get("depends_on"), dict) else [])
+        if isinstance(spec.get("depends_on"), dict)
+        for dep, cond in spec["depends_on"].items()
         if (cond or {}).get("condition") == "service_completed_successfully"
     }
     services = {

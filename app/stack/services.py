@@ -22,12 +22,16 @@ import hashlib
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
 
 from app.engine.containers import ContainerInfo
 from app.engine.stats import Sample
-from app.stack.model import ComposeModel, Port, Service
+from app.stack.model import ComposeModel
+from app.stack.model import Port
+from app.stack.model import Service
 
 # Worst first: the state a folded service row shows is the most alarming of its containers.
 _SEVERITY = ["dead", "restarting", "exited", "unhealthy", "paused", "created", "stopped", "starting",
@@ -246,7 +250,8 @@ def _replace(row: Row, **changes) -> Row:
 def sort_rows(rows: list[Row], key: str = "name") -> list[Row]:
     """Rows sorted by name, state (worst first), cpu/memory/uptime (largest first) or image."""
     if key == "state":
-        return sorted(rows, key=lambda r: (STATE_ORDER.index(r.state) if r.state in STATE_ORDER else 99, r.name))
+        rank = {s: i for i, s in enumerate(STATE_ORDER)}
+        return sorted(rows, key=lambda r: (rank.get(r.state, 99), r.name))
     if key == "cpu":
         return sorted(rows, key=lambda r: (-(r.cpu or 0.0), r.name))
     if key == "memory":

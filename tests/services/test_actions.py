@@ -19,7 +19,8 @@ from tests.services.conftest import wait_state
 
 
 def audit(app) -> list[tuple[str, str, str, str]]:
-    return [(e.username, e.action, e.target, e.result) for e in app.extensions["stackpilot.store"].audit_events()]
+    events = app.extensions["stackpilot.store"].audit_events()
+    return [(e.username, e.action, e.target, e.result) for e in events]
 
 
 def container_id(docker_engine, project: str, service: str) -> str:
@@ -78,8 +79,10 @@ def test_stack_up_down_keeps_volumes_unless_asked(web_stack, web_app, operator, 
     assert volume not in [v.name for v in docker_engine.volumes.list()]
 
     events = [(a, t, r) for _, a, t, r in audit(web_app)]
-    assert ("stack.down", web_stack.project, "ok") in events and ("stack.up", web_stack.project, "ok") in events
-    details = [e.detail for e in web_app.extensions["stackpilot.store"].audit_events() if e.action == "stack.down"]
+    assert ("stack.down", web_stack.project, "ok") in events
+    assert ("stack.up", web_stack.project, "ok") in events
+    store = web_app.extensions["stackpilot.store"]
+    details = [e.detail for e in store.audit_events() if e.action == "stack.down"]
     assert "volumes kept" in details and any(volume in d for d in details)
 
 
@@ -131,7 +134,8 @@ def test_progress_panel_streams_until_done(web_stack, operator):
     r = operator.post("/services/worker/start")
     run = finish(r)
     body = r.get_data(as_text=True)
-    assert "<html" not in body and 'class="run-panel"' in body and r.headers["HX-Trigger"] == "services-changed"
+    assert "<html" not in body and 'class="run-panel"' in body
+    assert r.headers["HX-Trigger"] == "services-changed"
     poll = operator.get(f"/stack/runs/{run.id}", query_string={"after": 0})
     assert poll.status_code == 286  # finished: polling stops
     text = poll.get_data(as_text=True)

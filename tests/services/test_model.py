@@ -38,13 +38,14 @@ def test_model_reads_what_the_table_needs(web_stack):
 
 
 def test_include_and_override_files(make_stack):
-    proj = make_stack({"docker-compose.yml": stacks.INCLUDE_MAIN, "extra/compose.extra.yml": stacks.INCLUDE_EXTRA,
+    proj = make_stack({"docker-compose.yml": stacks.INCLUDE_MAIN,
+                       "extra/compose.extra.yml": stacks.INCLUDE_EXTRA,
                        "docker-compose.override.private.yml": stacks.OVERRIDE}, name="inc")
     plain = load_model(stack_from(proj.dir, {"project": proj.project}))
     assert set(plain.service_names()) == {"app", "sidecar"}
     assert plain.require("app").group == ""
-    both = load_model(stack_from(proj.dir, {"project": proj.project,
-                                            "files": ["docker-compose.yml", "docker-compose.override.private.yml"]}))
+    files = ["docker-compose.yml", "docker-compose.override.private.yml"]
+    both = load_model(stack_from(proj.dir, {"project": proj.project, "files": files}))
     assert both.require("app").group == "apps"
     assert both.require("app").environment["FROM_OVERRIDE"] == "yes"
     assert both.require("sidecar").name == "sidecar"
@@ -76,8 +77,8 @@ def test_model_follows_file_changes(web_stack):
 
 
 def test_invalid_file_raises_with_compose_message(make_stack):
-    proj = make_stack({"docker-compose.yml": "services:\n  web:\n    image: {image}\n    ports: [\"nope:x:y:z\"]\n"},
-                      name="bad")
+    bad = "services:\n  web:\n    image: {image}\n    ports: [\"nope:x:y:z\"]\n"
+    proj = make_stack({"docker-compose.yml": bad}, name="bad")
     with pytest.raises(ComposeFailed) as info:
         compose.config_json(stack_from(proj.dir, {"project": proj.project}))
     assert info.value.detail  # Compose's own words

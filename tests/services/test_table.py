@@ -104,8 +104,8 @@ def test_engine_down_shows_banner_and_recovers(app_factory, web_stack, engine_pr
 
 
 def test_broken_compose_file_shows_the_reason(make_stack, app_factory):
-    proj = make_stack({"docker-compose.yml": "services:\n  a:\n    image: {image}\n    ports: ['nope:x:y:z']\n"},
-                      name="broken")
+    bad = "services:\n  a:\n    image: {image}\n    ports: ['nope:x:y:z']\n"
+    proj = make_stack({"docker-compose.yml": bad}, name="broken")
     app = app_for(app_factory, proj)
     client = sign_in(app, app.test_client(), "admin")
     page = client.get("/services")

@@ -8,18 +8,24 @@ stack) and are audited when they finish. The graph blueprint reuses snapshot().
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 
-from flask import Blueprint, Flask, current_app
+from flask import Blueprint
+from flask import Flask
+from flask import current_app
 
 from app import compose
 from app.engine import containers as engine_containers
 from app.engine.stats import StatsSampler
 from app.errors import StackpilotError
 from app.stack import Stack
-from app.stack.model import ComposeModel, load_model
-from app.stack.services import Row, build_rows
-from app.web import current_stack, engine, settings
+from app.stack.model import ComposeModel
+from app.stack.model import load_model
+from app.stack.services import Row
+from app.stack.services import build_rows
+from app.web import current_stack
+from app.web import engine
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +81,8 @@ def settings_of(app: Flask):
     return app.config["SETTINGS"]
 
 
-__all__ = ["bp", "init_app", "snapshot", "Snapshot", "sampler", "settings"]
+__all__ = ["bp", "init_app", "snapshot", "Snapshot", "sampler"]
 
 from app.web.services import actions  # noqa: E402,F401  (registers routes on bp)
-from app.web.services import table  # noqa: E402,F401
 from app.web.services import stack_settings  # noqa: E402,F401
+from app.web.services import table  # noqa: E402,F401

@@ -39,7 +39,8 @@ def _form(stack, *, error: str = "", detail: str = "", values: dict | None = Non
         model = load_model(stack)
     except StackpilotError:
         pass
-    values = values or {"project": stack.project, "files": "\n".join(stack.files), "profiles": list(stack.profiles)}
+    values = values or {"project": stack.project, "files": "\n".join(stack.files),
+                        "profiles": list(stack.profiles)}
     known = sorted(set(model.profiles if model else ()) | set(values["profiles"]))
     return render_template("services/settings.html", stack=stack, values=values, known_profiles=known,
                            candidates=_candidates(stack.directory), error=error, detail=detail), status
@@ -75,6 +76,8 @@ def save_settings():
         return _form(stack, error=e.message, detail=e.detail, values=values, status=422)
     store().set_setting("stack", clean)
     forget(stack)
+    files_text = ", ".join(clean["files"]) or "default"
+    profiles_text = ", ".join(clean["profiles"]) or "none"
     store().audit(g.user.username, "stack.settings", clean["project"], "ok",
-                  f"files: {', '.join(clean['files']) or 'default'}; profiles: {', '.join(clean['profiles']) or 'none'}")
+                  f"files: {files_text}; profiles: {profiles_text}")
     return redirect(url_for("services.index"), 303)

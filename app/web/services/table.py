@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 from urllib.parse import urlsplit
 
-from flask import render_template, request
+from flask import render_template
+from flask import request
 
 from app import compose
 from app.stack.services import SORT_KEYS
@@ -50,7 +51,8 @@ def table_context(snap: Snapshot) -> dict:
                       snap.stack and compose.busy(snap.stack)))
     state_counts = counts(snap.rows)
     return {
-        "snap": snap, "stack": snap.stack, "model": snap.model, "groups": groups, "sort": sort, "group": group,
+        "snap": snap, "stack": snap.stack, "model": snap.model, "groups": groups,
+        "sort": sort, "group": group,
         "counts": state_counts, "can_act": can_act, "host": browser_host(),
         "versions": {"layout": layout, "counts": _digest(state_counts), "banner": banner},
         "busy": snap.stack and compose.busy(snap.stack),
