@@ -9,6 +9,7 @@ actions menu of a row are never replaced and an open menu stays open). Nothing m
 from __future__ import annotations
 
 import hashlib
+import time
 from urllib.parse import urlsplit
 
 from flask import render_template
@@ -24,6 +25,8 @@ from app.web.security import own_origin
 from app.web.services import Snapshot
 from app.web.services import bp
 from app.web.services import snapshot
+
+RECENT_RUN_SECONDS = 600  # a finished action's panel is shown again on reload for this long
 
 
 def _digest(value: object) -> str:
@@ -66,7 +69,9 @@ def index():
     ctx = table_context(snap)
     run = None
     if snap.stack is not None:
-        run = compose.current_run(snap.stack) or next(iter(compose.recent_runs(snap.stack, 1)), None)
+        last = next(iter(compose.recent_runs(snap.stack, 1)), None)
+        recent = last is not None and last.finished_at and time.time() - last.finished_at < RECENT_RUN_SECONDS
+        run = compose.current_run(snap.stack) or (last if recent else None)
     after = run.lines_since(0)[1] if run else 0
     return render_template("services/page.html", run=run, lines=run.lines_since(0)[0] if run else [],
                            after=after, query=request.args.get("q", "")[:200], **ctx)
