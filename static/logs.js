@@ -156,11 +156,16 @@
 
   function pad(n, w) { n = String(n); while (n.length < (w || 2)) n = "0" + n; return n; }
 
-  function formatTime(stamp) {
+  function fillTime(el, stamp) {
+    // Local date (hidden on narrow screens) and time to the millisecond; the engine's stamp stays in datetime.
     var d = new Date(stamp.slice(0, 23) + "Z");
-    if (isNaN(d)) return stamp;
-    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
-      pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds()) + "." + pad(d.getMilliseconds(), 3);
+    if (isNaN(d)) { el.textContent = stamp; return; }
+    var day = document.createElement("span");
+    day.className = "day";
+    day.textContent = d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " ";
+    el.appendChild(day);
+    el.appendChild(document.createTextNode(pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" +
+      pad(d.getSeconds()) + "." + pad(d.getMilliseconds(), 3)));
   }
 
   function lineEl(item) {
@@ -171,7 +176,7 @@
     var t = document.createElement("time");
     t.className = "ts";
     t.dateTime = item[1];
-    t.textContent = formatTime(item[1]);
+    fillTime(t, item[1]);
     div.appendChild(t);
     var name = names[item[2]] || "";
     var svc = document.createElement("span");
@@ -271,6 +276,9 @@
     pauseBtn.textContent = paused ? "Resume" : "Pause";
     pauseBtn.setAttribute("aria-pressed", paused ? "true" : "false");
     root.classList.toggle("paused", paused);
+    if (stateEl.getAttribute("data-state") === "live" || stateEl.getAttribute("data-state") === "paused") {
+      setState(paused ? "paused" : "live", paused ? "Paused" : "Live");
+    }
     if (!paused) {
       if (pendingDropped) {
         var note = document.createElement("div");
