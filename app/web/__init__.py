@@ -41,9 +41,20 @@ def init_app(app: Flask) -> None:
 
 def current_stack():
     """The managed stack as configured now, or None when STACKPILOT_STACK_DIR is not set."""
+    from app import compose
+    from app.errors import StackpilotError
+    from app.stack import default_files
     from app.stack import stack_from
 
     directory = settings().stack_dir
     if directory is None:
         return None
-    return stack_from(directory, store().get_setting("stack"))
+    saved = dict(store().get_setting("stack") or {})
+    if not saved.get("project"):
+        # Compose's own choice: `name:` in the file, COMPOSE_PROJECT_NAME in .env, else the folder.
+        try:
+            saved["project"] = compose.default_project_name(
+                directory, saved.get("files") or default_files(directory))
+        except StackpilotError:
+            pass  # stack_from falls back to the folder name; the model shows the compose error
+    return stack_from(directory, saved)
