@@ -30,7 +30,8 @@ def main() -> None:
         settings = from_env()
         app = create_app({"SETTINGS": settings})
     except SettingsError as e:
-        print(f"stackpilot: {e.message}", file=sys.stderr)  # noqa: T201 - the one line for a bad setting
+        # One line a person can act on, before logging is even useful; no traceback.
+        sys.stderr.write(f"stackpilot: {e.message}\n")
         sys.exit(2)
 
     server = create_server(
