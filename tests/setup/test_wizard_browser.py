@@ -1,0 +1,198 @@
+"""The whole wizard in Chromium against the real server, engine and Compose: from the setup token
+to a running stack on the service table; then a re-run with a service whose healthcheck fails.
+
+Set STACKPILOT_SHOTS=/tmp/shots/setup to also save every step light/dark at 390 and 1280 px.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PREFIX
+from tests.setup import fixture_stack as fx
+from tests.support.live import LiveServer
+from tests.support.live import free_port
+from tests.support.live import wait_for
+
+pytestmark = [pytest.mark.docker, pytest.mark.browser, pytest.mark.slow]
+PASSWORD = "owner-password-long"
+SHOTS = os.environ.get("STACKPILOT_SHOTS")
+
+
+def shoot(page, name: str) -> None:
+    """Screenshots of the current page in both colour schemes and both widths (when asked)."""
+    if not SHOTS:
+        return
+    folder = Path(SHOTS)
+    folder.mkdir(parents=True, exist_ok=True)
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        for width in (390, 1280):
+            page.set_viewport_size({"width": width, "height": 900})
+            page.screenshot(path=str(folder / f"{name}-{scheme}-{width}.png"), full_page=True)
+    page.emulate_media(color_scheme="light")
+    page.set_viewport_size({"width": 1280, "height": 800})
+
+
+@pytest.fixture
+def local_ai(make_stack, tmp_path, busybox_image):
+    name = f"lai{secrets.token_hex(2)}"
+    project = f"{PREFIX}-{name}"
+    remote = fx.make_supabase_remote(tmp_path, busybox_image)
+    proj = make_stack(fx.files(project, free_port()), name=name)
+    assert proj.project == project
+    return proj, remote
+
+
+@pytest.fixture
+def unclaimed_server(tmp_path, local_ai):
+    proj, _remote = local_ai
+    data = tmp_path / "server-data"
+    data.mkdir()
+    srv = LiveServer(data_dir=data, env={"STACKPILOT_STACK_DIR": str(proj.dir)}).start()
+    yield srv
+    srv.stop()
+    print(srv.log()[-6000:])  # shown by pytest only when the test failed
+
+
+def url_for_services(srv) -> set[str]:
+    """The service table's addresses (it answers at / and /services)."""
+    return {f"{srv.url}/", f"{srv.url}/services"}
+
+
+def _states(docker_engine, project: str) -> dict[str, tuple[str, str]]:
+    out = {}
+    for c in docker_engine.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"}):
+        health = (c.attrs["State"].get("Health") or {}).get("Status", "")
+        out[c.labels["com.docker.compose.service"]] = (c.status, health)
+    return out
+
+
+def test_wizard_from_claim_to_running_stack_then_failure_view(page, unclaimed_server, local_ai, docker_engine,
+                                                               busybox_image):
+    srv = unclaimed_server
+    proj, remote = local_ai
+    pg = page.page
+    pg.set_default_timeout(20_000)
+
+    # 1. Claim, with the ready link from the log (token in the fragment).
+    token = (srv.data_dir / "setup-token").read_text().strip()
+    pg.goto(f"{srv.url}/setup/#token={token}")
+    assert pg.input_value("#token") == token and "#token" not in pg.url
+    shoot(pg, "1-claim")
+    pg.fill("#username", "owner")
+    pg.fill("#password", PASSWORD)
+    pg.click("button[type=submit]")
+
+    # 2. Preflight rows.
+    pg.wait_for_url("**/setup/preflight")
+    pg.wait_for_selector("#check-engine")
+    for check in ("engine", "compose", "files", "disk", "ports", "nvidia", "amd", "ram"):
+        assert pg.locator(f"#check-{check} .badge").count() == 1, check
+    assert "Reachable" in pg.inner_text("#check-engine")
+    assert "fetched at launch" in pg.inner_text("#check-files")
+    shoot(pg, "2-preflight")
+    pg.click("button:has-text('Continue')")
+
+    # 3. Stack: recipe recognised, profile only where possible, git URL pointed at our remote.
+    pg.wait_for_url("**/setup/stack")
+    assert "Local AI Packaged" in pg.inner_text(".recipe-note")
+    assert pg.is_disabled("input[name=profile][value=gpu-nvidia]")
+    assert pg.is_checked("input[name=profile][value=cpu]")
+    assert pg.is_checked("input[name=override][value=private]")
+    pg.fill("#project", proj.project)
+    pg.fill("#source-supabase", remote)
+    shoot(pg, "3-stack")
+    pg.click("button:has-text('Continue')")
+
+    # 4. Configuration: every secret generated in one click.
+    pg.wait_for_url("**/setup/config")
+    assert pg.locator(".badge.warn", has_text="placeholder").count() >= 15
+    shoot(pg, "4-config-before")
+    pg.click("button:has-text('Generate all missing secrets')")
+    pg.wait_for_selector("text=Generated")
+    assert pg.locator(".badge.warn", has_text="placeholder").count() == 0
+    assert pg.input_value("#var-DASHBOARD_USERNAME") == "supabase"
+    shoot(pg, "4-config")
+    pg.click("button:has-text('Continue')")
+
+    # 5. HTTPS: a bad name is refused with the reason; good names pass.
+    pg.wait_for_url("**/setup/https")
+    pg.fill("#host-N8N_HOSTNAME", "n8n..home.lan")
+    pg.click("button:has-text('Continue')")
+    assert "letters, digits and dashes" in pg.inner_text(".form-error")
+    pg.fill("#host-N8N_HOSTNAME", "n8n.home.lan")
+    pg.fill("#management", "stackpilot.home.lan")
+    shoot(pg, "5-https")
+    pg.click("button:has-text('Continue')")
+
+    # 6. Review: everything listed, nothing written yet.
+    pg.wait_for_url("**/setup/review")
+    review = pg.inner_text(".wizard-body")
+    assert "Made from .env.example" in review and "supabase/docker/.env" in review
+    assert "searxng/settings.yml" in review and remote in review and "--profile cpu" in review
+    assert not (proj.dir / ".env").exists() and not (proj.dir / "supabase").exists()
+    assert not (proj.dir / "searxng" / "settings.yml").exists()
+    shoot(pg, "6-review")
+
+    # 7. Launch: live progress, then the service table.
+    with pg.expect_navigation():
+        pg.click("button:has-text('Start the stack')")
+    pg.wait_for_selector("#launch-panel")
+    shoot(pg, "7-launch-progress")
+    table = url_for_services(srv)
+    pg.wait_for_url(lambda url: url.split("?")[0] in table, timeout=240_000)
+    states = _states(docker_engine, proj.project)
+    for service in ("vector", "db", "analytics", "flowise", "searxng"):
+        assert states[service] == ("running", "healthy"), (service, states)
+    assert states["n8n"][0] == states["studio"][0] == states["ollama-cpu"][0] == "running"
+    assert states["n8n-import"][0] == "exited" and "ollama-gpu" not in states
+    env = (proj.dir / ".env").read_text()
+    assert "super-secret-key" not in env and "N8N_HOSTNAME=n8n.home.lan" in env
+    assert (proj.dir / "supabase" / "docker" / ".env").read_text() == env
+    assert not (proj.dir / "supabase" / "apps").exists()  # sparse: docker/ only
+    settings_yml = (proj.dir / "searxng" / "settings.yml").read_text()
+    assert "ultrasecretkey" not in settings_yml
+    shoot(pg, "8-service-table")
+
+    # Re-run after someone added a service whose healthcheck fails.
+    compose_file = proj.dir / "docker-compose.yml"
+    compose_file.write_text(compose_file.read_text() + fx.BROKEN.replace("{image}", busybox_image))
+    pg.goto(f"{srv.url}/setup/")
+    assert "Setup is finished" in pg.inner_text("h1")
+    shoot(pg, "9-done")
+    pg.click("button:has-text('Run setup again')")
+    pg.wait_for_url("**/setup/preflight")
+    pg.wait_for_selector("#check-ports")
+    assert "free" in pg.inner_text("#check-ports")  # our own running stack does not count
+    pg.click("button:has-text('Continue')")
+    pg.wait_for_url("**/setup/stack")
+    assert pg.input_value("#project") == proj.project  # earlier choices kept
+    pg.click("button:has-text('Continue')")
+    pg.wait_for_url("**/setup/config")
+    assert pg.locator("text=Generate all missing secrets").count() == 0
+    pg.click("button:has-text('Continue')")
+    pg.wait_for_url("**/setup/https")
+    assert pg.input_value("#host-N8N_HOSTNAME") == "n8n.home.lan"
+    pg.click("button:has-text('Continue')")
+    pg.wait_for_url("**/setup/review")
+    assert "update" in pg.inner_text(".plan-files") or "unchanged" in pg.inner_text(".plan-files")
+    pg.click("button:has-text('Start the stack')")
+    pg.wait_for_selector(".failure", timeout=240_000)
+    failure = pg.inner_text(".failure")
+    assert "clickhouse did not start" in failure and "healthcheck fails" in failure
+    assert "FATAL: cannot open /var/lib/clickhouse" in failure
+    logs_link = pg.get_attribute(".failure a[href*='service=clickhouse']", "href")
+    assert logs_link and logs_link.startswith("/logs")
+    assert "failed" in pg.inner_text("#svc-clickhouse") and "healthy" in pg.inner_text("#svc-db")
+    shoot(pg, "10-failure")
+    with pg.expect_navigation():
+        pg.click("button:has-text('Retry')")
+    pg.wait_for_selector(".failure", timeout=240_000)
+    assert "clickhouse did not start" in pg.inner_text(".failure")
+    # The refused HTTPS form (422) is the only complaint allowed: no CSP violation, no script error.
+    assert [e for e in page.console_errors if "status of 422" not in e] == []
