@@ -39,6 +39,11 @@ from app.wizard import state as wizard_state
 bp = Blueprint("setup", __name__, url_prefix="/setup")
 
 
+@bp.app_template_test("bad_hostname")
+def bad_hostname(name: str) -> bool:
+    return envdraft.check_hostname(name) is not None
+
+
 # -- the claim ------------------------------------------------------------------------------------
 @bp.get("/")
 @public_until_claimed
@@ -259,7 +264,7 @@ def config_done():
     for key in recipe.asked:
         value = request.form.get(f"var_{key}", "").strip()
         if not value:
-            raise InvalidInput(f"{key} needs a value: {recipe.asked[key]}.")
+            raise InvalidInput(f"{key} needs a value ({recipe.asked[key].lower()}).")
         state.env[key] = value
     missing = [v.key for v in envdraft.variables(draft, recipe, state.env) if v.secret and v.needs_value]
     if missing:
@@ -337,7 +342,7 @@ def launch_progress():
     state = wizard_state.load(store())
     job = launch.latest(planning.stack_for(_directory(), state, _recipe(state)).project)
     snapshot = job.snapshot() if job else None
-    html = render_template("setup/_launch.html", job=snapshot)
+    html = render_template("setup/_launch_panel.html", job=snapshot)
     if snapshot is None or snapshot["status"] == "failed":
         return html, 286
     if snapshot["status"] == "ok":

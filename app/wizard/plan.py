@@ -86,8 +86,6 @@ def build(directory: Path, state: WizardState, recipe: Recipe) -> Plan:
         source = recipe.env_example if draft.example else "nothing"
         files.append(FileChange(".env", "create", f"Made from {source}, with {len(keys)} value"
                                 f"{'s' if len(keys) != 1 else ''} set: {', '.join(keys) or 'none'}"))
-    for copy in recipe.env_copies:
-        files.append(FileChange(copy, "copy", "A copy of .env, as the stack expects it there."))
     sources = state.stack.get("sources") or {}
     prepare = []
     for step in recipe.prepare:
@@ -105,6 +103,8 @@ def build(directory: Path, state: WizardState, recipe: Recipe) -> Plan:
         else:
             files.append(FileChange(step.dest, "create", f"Copy of {step.source} with a fresh secret key in "
                                     f"place of “{step.replace}”."))
+    for copy in recipe.env_copies:
+        files.append(FileChange(copy, "copy", "A copy of .env, as the stack expects it there."))
     command = ["docker", "compose", "-p", stack.project]
     for f in stack.files:
         command += ["-f", f]

@@ -141,9 +141,9 @@ def files_check(stack: Stack, recipe: Recipe) -> Check:
     except StackpilotError as e:
         fetched = [p for p in recipe.prepare if p.kind == "git" and not (stack.directory / p.dest).exists()]
         if fetched:
-            return Check("files", title, "warn", f"Not checkable yet: files that {', '.join(p.dest for p in fetched)} "
-                         "will hold are fetched at launch.", "Nothing to do; the launch checks them again.",
-                         detail=e.detail)
+            return Check("files", title, "warn", f"Not checkable yet: {', '.join(p.dest + '/' for p in fetched)} "
+                         "is fetched at launch (a preparation step of the recipe), and the compose files "
+                         "include it.", "Nothing to do; the launch checks the files again.", detail=e.detail)
         return Check("files", title, "fail", e.message, "Fix the compose file Compose names below.",
                      detail=e.detail)
     n = len(config.get("services") or {})

@@ -93,7 +93,7 @@ LOCAL_AI = Recipe(
         "SEARXNG_HOSTNAME": "SearXNG", "NEO4J_HOSTNAME": "Neo4j",
     },
     email_key="LETSENCRYPT_EMAIL",
-    asked={"DASHBOARD_USERNAME": "the name you sign in to the Supabase dashboard with"},
+    asked={"DASHBOARD_USERNAME": "The name you sign in to the Supabase dashboard with"},
     prepare=(
         PrepareStep(kind="git", title="Fetch Supabase's compose folder", dest="supabase",
                     url="https://github.com/supabase/supabase.git", ref="master", sparse="docker",

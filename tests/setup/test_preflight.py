@@ -1,0 +1,117 @@
+"""Preflight checks against the real engine: mounts as the engine reports them, taken ports,
+GPU devices, and the compose-file check with and without the recipe's fetched folder."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from app import compose
+from app.engine import Engine
+from app.stack import Stack
+from app.wizard import preflight
+from app.wizard import recipe as recipes
+from tests.conftest import PREFIX
+from tests.setup import fixture_stack as fx
+from tests.support.engine import DEFAULT_SOCKET
+from tests.support.live import free_port
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture
+def engine(docker_engine):
+    eng = Engine(f"unix://{DEFAULT_SOCKET}")
+    yield eng
+    eng.close()
+
+
+@pytest.fixture
+def container_with_mount(docker_engine, busybox_image, tmp_path):
+    """A real container whose /stack is the host folder tmp_path/host-stack (a different path)."""
+    host = tmp_path / "host-stack"
+    host.mkdir()
+    made = []
+
+    def run(target: str):
+        c = docker_engine.containers.run(busybox_image, ["sleep", "60"], detach=True,
+                                         name=f"{PREFIX}-mount-{secrets.token_hex(3)}",
+                                         volumes={str(host): {"bind": target, "mode": "rw"}})
+        made.append(c)
+        return c
+
+    yield host, run
+    for c in made:
+        c.remove(force=True)
+
+
+def test_mount_at_another_path_fails_with_the_fix(engine, container_with_mount):
+    host, run = container_with_mount
+    c = run("/stack")
+    row = preflight.mount_check(engine, __import__("pathlib").Path("/stack/sub"), container=c.id)
+    assert row.status == "fail"
+    assert f"{host}/sub on the host but /stack/sub in here" in row.reason
+    assert f"- {host}/sub:{host}/sub" in row.fix
+
+
+def test_mount_at_the_same_path_passes(engine, container_with_mount):
+    host, run = container_with_mount
+    c = run(str(host))
+    assert preflight.mount_check(engine, host, container=c.id).status == "pass"
+
+
+def test_not_in_a_container_says_so(engine, tmp_path):
+    row = preflight.mount_check(engine, tmp_path, container=None) if preflight.own_container_id() is None \
+        else preflight.compare_mounts([{"Destination": str(tmp_path), "Source": str(tmp_path)}], tmp_path)
+    assert row.status == "pass"
+
+
+def test_port_taken_by_another_container_fails(engine, docker_engine, busybox_image, make_stack):
+    port = free_port()
+    other = docker_engine.containers.run(busybox_image, ["httpd", "-f", "-p", "80"], detach=True,
+                                         name=f"{PREFIX}-port-{secrets.token_hex(3)}", ports={"80/tcp": port})
+    try:
+        proj = make_stack({"docker-compose.yml": f"services:\n  web:\n    image: {{image}}\n    pull_policy: never\n"
+                                                 f"    ports: ['{port}:80']\n"})
+        stack = Stack(proj.dir, proj.project, ("docker-compose.yml",))
+        row = preflight.ports_check(engine, stack, compose.config_json(stack))
+        assert row.status == "fail" and f"{port} (web) is used by {other.name}" in row.reason
+        other.remove(force=True)
+        assert preflight.ports_check(engine, stack, compose.config_json(stack)).status == "pass"
+    finally:
+        try:
+            other.remove(force=True)
+        except Exception:
+            pass
+
+
+def test_gpu_rows_follow_runtimes_and_devices(tmp_path):
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    rows, nvidia, amd = preflight.gpu_checks({"Runtimes": {"runc": {}}}, dev)
+    assert not nvidia and not amd and all(r.status == "info" for r in rows)
+    (dev / "kfd").write_text("")
+    (dev / "dri").mkdir()
+    rows, nvidia, amd = preflight.gpu_checks({"Runtimes": {"runc": {}, "nvidia": {}}}, dev)
+    assert nvidia and amd and all(r.status == "pass" for r in rows)
+    report = preflight.Report(rows, nvidia=False, amd=True)
+    offered = report.possible_profiles(recipes.LOCAL_AI, ["cpu", "gpu-nvidia", "gpu-amd"])
+    assert offered == {"cpu": "", "gpu-nvidia": "no NVIDIA runtime in the Docker engine", "gpu-amd": ""}
+
+
+def test_ram_warns_below_the_recipe_minimum():
+    assert preflight.ram_check({"MemTotal": 4 * 1024**3}, recipes.LOCAL_AI).status == "warn"
+    assert preflight.ram_check({"MemTotal": 16 * 1024**3}, recipes.LOCAL_AI).status == "pass"
+
+
+def test_compose_files_wait_for_the_recipe_then_fail_when_really_broken(make_stack, engine):
+    proj = make_stack(fx.files("x", free_port()))
+    recipe = recipes.for_stack(proj.dir)
+    assert recipe.name == "local-ai-packaged"
+    stack = Stack(proj.dir, proj.project, ("docker-compose.yml",))
+    assert preflight.files_check(stack, recipe).status == "warn"
+    proj.write("supabase/docker/docker-compose.yml", "services: [not, a, mapping\n")
+    row = preflight.files_check(stack, recipe)
+    assert row.status == "fail" and row.detail
+    assert recipes.profiles_in_files(proj.dir, ("docker-compose.yml",)) == ["cpu", "gpu-nvidia", "gpu-amd"]
