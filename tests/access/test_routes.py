@@ -217,3 +217,24 @@ def test_the_inventory_catches_an_unprotected_action(app_factory):
 
     with pytest.raises(AssertionError, match="not on the reviewed list"):
         test_only_the_known_routes_are_public(app2)
+
+
+def test_every_socket_refuses_anonymous_and_foreign_origin_on_the_real_server(app, server):
+    """The real waitress + WebSocket bridge: the handshake itself is refused, before any frame."""
+    import simple_websocket
+
+    sockets = [r for r in app.url_map.iter_rules() if r.websocket]
+    assert sockets, "no WebSocket routes found"
+    signed_in = server.session("admin", "admin")
+    for rule in sockets:
+        path = _path(rule)
+        with pytest.raises(simple_websocket.ConnectionError):
+            server.ws_connect(path)  # no session
+        with pytest.raises(simple_websocket.ConnectionError):
+            server.ws_connect(path, signed_in, origin="https://evil.example")
+    ok = server.ws_connect("/api/ws/echo", signed_in)  # and the same socket opens when it should
+    try:
+        ok.send("ping")
+        assert ok.receive(timeout=5) == "ping"
+    finally:
+        ok.close()
