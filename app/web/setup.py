@@ -162,7 +162,7 @@ def _context(name: str, state) -> dict:
 def _stack_choice(state, recipe) -> dict:
     choice = dict(state.stack)
     choice.setdefault("project", recipe.project)
-    choice.setdefault("override", "private" if "private" in recipe.overrides else "")
+    choice.setdefault("override", recipe.default_override or ("private" if "private" in recipe.overrides else ""))
     choice.setdefault("profile", recipe.default_profile)
     sources = choice.setdefault("sources", {})
     for prep in recipe.prepare:
@@ -178,8 +178,7 @@ def _https_choice(state, recipe) -> dict:
     names = dict(https.get("hostnames") or {})
     for key in recipe.hostnames:
         existing = current.get(key) or ""
-        names.setdefault(key, "" if envdraft.is_placeholder(existing, "", "hostname") or
-                         "yourdomain" in existing else existing)
+        names.setdefault(key, "" if envdraft.is_placeholder(existing) or "yourdomain" in existing else existing)
     https["hostnames"] = names
     https.setdefault("email", "" if "yourdomain" in (current.get(recipe.email_key) or "") else
                      (current.get(recipe.email_key) or "") if recipe.email_key else "")

@@ -1,5 +1,8 @@
 """The .env the wizard will write: the current .env (or .env.example when there is none) with
 the values decided in the wizard laid over it. Built in memory; written only at launch.
+
+Kinds, placeholders and generators are the configuration area's (app.stack.schema), so the
+wizard and the /config editor agree on what counts as a real secret.
 """
 
 from __future__ import annotations
@@ -8,29 +11,26 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.stack import schema
 from app.stack.envfile import EnvDocument
+from app.stack.schema import Kind
 from app.wizard.recipe import Recipe
-from app.wizard.recipe import generate
-from app.wizard.recipe import is_secret
-from app.wizard.recipe import kind_of
 
-HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-PLACEHOLDER_WORDS = re.compile(r"^(|changeme|change-me|change_me|your[-_].*|super-secret.*|example.*|xxx+)$", re.I)
+_PLACEHOLDER = re.compile(r"^(|changeme|change-me|change_me|your[-_].*|xxx+)$", re.I)
 
 
 @dataclass(frozen=True)
 class Variable:
     key: str
-    kind: str
+    kind: Kind
     value: str  # what the launch will write
     example: str
     source: str  # "env" (kept from .env) | "example" | "wizard" (decided here) | "missing"
-    needs_value: bool  # a placeholder or empty secret/decision
+    needs_value: bool  # a placeholder or empty secret / decision
 
     @property
     def secret(self) -> bool:
-        return is_secret(self.kind)
+        return self.kind.secret
 
 
 @dataclass
@@ -38,35 +38,33 @@ class Draft:
     base: EnvDocument  # the document the launch edits
     example: EnvDocument | None
     env_exists: bool
+    schema: schema.Schema
 
     def example_value(self, key: str) -> str:
         return (self.example.get(key) if self.example else None) or ""
+
+    def kind(self, key: str) -> Kind:
+        return self.schema.kind(key)
 
 
 def load(directory: Path, recipe: Recipe) -> Draft:
     env = EnvDocument.load(directory / ".env")
     example = EnvDocument.load(directory / recipe.env_example)
     example = example if example.exists else None
+    parsed = schema.parse_example(example.to_bytes() if example else b"", overrides=recipe.kinds)
     if env.exists:
-        return Draft(env, example, True)
+        return Draft(env, example, True, parsed)
     base = EnvDocument.parse(example.to_bytes(), exists=False) if example else EnvDocument(exists=False)
-    return Draft(base, example, False)
-
-
-def is_placeholder(value: str, example: str, kind: str) -> bool:
-    """A value a person must replace: empty, a well-known placeholder, or (for secrets) the example's."""
-    if not value.strip() or PLACEHOLDER_WORDS.match(value.strip()):
-        return True
-    return is_secret(kind) and value == example
+    return Draft(base, example, False, parsed)
 
 
 def variables(draft: Draft, recipe: Recipe, decided: dict[str, str]) -> list[Variable]:
     """Every variable the stack declares, with what the launch will write for it."""
-    keys = list(dict.fromkeys([*(draft.example.keys() if draft.example else []), *draft.base.keys(),
-                               *decided]))
+    keys = list(dict.fromkeys([*(draft.example.keys() if draft.example else []), *draft.base.keys(), *decided]))
+    values = {**draft.base.values(), **decided}
     out = []
     for key in keys:
-        kind = kind_of(recipe, key)
+        kind = draft.kind(key)
         example = draft.example_value(key)
         if key in decided:
             value, source = decided[key], "wizard"
@@ -74,31 +72,32 @@ def variables(draft: Draft, recipe: Recipe, decided: dict[str, str]) -> list[Var
             value, source = draft.base.get(key) or "", "env" if draft.env_exists else "example"
         else:
             value, source = example, "missing"
-        needs = is_placeholder(value, example, kind) if (is_secret(kind) or key in recipe.asked) else False
+        if kind.secret:
+            needs = schema.needs_value(key, value, kind, example, values) if kind.generatable else not value
+        elif key in recipe.asked:
+            needs = bool(_PLACEHOLDER.match(value.strip()))
+        else:
+            needs = False
         out.append(Variable(key, kind, value, example, source, needs))
     return out
 
 
 def generate_missing(draft: Draft, recipe: Recipe, decided: dict[str, str]) -> dict[str, str]:
-    """Values for every secret still missing or a placeholder; real values are never replaced.
-    JWT_SECRET comes first so the Supabase keys can be signed with it."""
+    """Values for every generatable secret still missing or a placeholder; real values are never
+    replaced. Signing secrets come first; JWTs signed by a secret generated now are re-signed."""
+    current = variables(draft, recipe, decided)
+    values = {v.key: v.value for v in current}
     fresh: dict[str, str] = {}
-    current = {v.key: v for v in variables(draft, recipe, decided)}
-    order = sorted(current.values(), key=lambda v: v.kind.startswith("jwt:"))
-    for var in order:
-        if not var.secret or not var.needs_value:
+    for var in sorted(current, key=lambda v: v.kind.name == "jwt"):
+        if not (var.secret and var.kind.generatable):
             continue
-        if var.kind.startswith("jwt:"):
-            secret = {**{k: v.value for k, v in current.items()}, **decided, **fresh}.get("JWT_SECRET", "")
-            if len(secret) < 32:
+        stale_jwt = var.kind.name == "jwt" and var.kind.signed_by in fresh
+        if var.needs_value or stale_jwt:
+            try:
+                value = schema.generate(var.key, var.kind, values)
+            except Exception:  # a JWT whose signing secret is not set yet: left for the person
                 continue
-            fresh[var.key] = generate(var.kind, {"JWT_SECRET": secret})
-        else:
-            fresh[var.key] = generate(var.kind, {})
-    if "JWT_SECRET" in fresh:  # a new signing secret makes the old keys worthless: re-sign them
-        for key, kind in recipe.kinds.items():
-            if kind.startswith("jwt:") and key in current:
-                fresh[key] = generate(kind, {"JWT_SECRET": fresh["JWT_SECRET"]})
+            values[var.key] = fresh[var.key] = value
     return fresh
 
 
@@ -115,12 +114,18 @@ def changed_keys(draft: Draft, decided: dict[str, str]) -> list[str]:
 
 
 def check_hostname(name: str) -> str | None:
-    if not HOSTNAME_RE.match(name or ""):
-        return "Use a name like n8n.example.com: letters, digits and dashes between dots."
-    return None
+    if not name:
+        return "Give a host name such as n8n.example.com."
+    problems = schema.check("host", name, Kind("hostname"), {})
+    return problems[0].message if problems else None
 
 
 def check_email(value: str) -> str | None:
-    if not EMAIL_RE.match(value or ""):
-        return "Use an address like you@example.com; Let's Encrypt writes to it about expiring certificates."
-    return None
+    problems = schema.check("email", value, Kind("email"), {})
+    if not value:
+        return "Give an e-mail address; Let's Encrypt writes to it about expiring certificates."
+    return problems[0].message if problems else None
+
+
+def is_placeholder(value: str) -> bool:
+    return bool(_PLACEHOLDER.match((value or "").strip()))

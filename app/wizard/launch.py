@@ -358,7 +358,7 @@ def run_prepare(step: PrepareStep, directory: Path, output: Callable[[str], None
         text = source.read_text()
         if step.replace and step.replace not in text:
             raise StackpilotError(f"{step.source} does not contain “{step.replace}” to replace.")
-        text = text.replace(step.replace, secrets.token_hex(32)) if step.replace else text
+        text = text.replace(step.replace, secrets.token_hex(step.hex_bytes)) if step.replace else text
         atomic_write(dest, text.encode(), mode=source.stat().st_mode & 0o777)
         return f"Made {step.dest} from {step.source}."
     raise StackpilotError(f"Unknown preparation step {step.kind!r}.")

@@ -1,13 +1,9 @@
-"""What the wizard knows about a stack: a recipe for known stacks, generic inference for others.
+"""What the wizard knows about a stack: the shipped recipe for known stacks (app.stack.recipes,
+owned by the configuration area), or generic inference for any other compose folder.
 
-A recipe names the project, the compose files, the override variants (private/public), the
-profiles and what hardware each needs, the variable kinds (which secrets to generate and how),
-the hostnames and e-mail a person must decide, the copies of .env the stack expects, and the
-preparation steps (fetch a compose folder from git, make a settings file from a template).
-
-ADAPTER: the configuration area owns the recipe files (app/stack/recipes/) and the variable
-kinds (app/stack/schema.py). Until they land, the local-ai-packaged facts live here; `for_stack`
-is the one entry point, so switching to the shared loader changes only this module.
+The wizard's `Recipe` is a view of the shared one with what the wizard needs precomputed: the
+hardware each profile needs, a label per hostname, which plain variables a person must decide,
+and the preparation steps as typed objects (the git URL a person may change).
 """
 
 from __future__ import annotations
@@ -21,7 +17,8 @@ import yaml
 
 from app.stack import default_files
 from app.stack import normalize_project_name
-from app.stack import secrets as gen
+from app.stack import recipes as shared
+from app.stack.schema import Kind
 
 
 @dataclass(frozen=True)
@@ -36,6 +33,7 @@ class PrepareStep:
     sparse: str = ""  # git: the only folder checked out
     source: str = ""  # template: the file copied
     replace: str = ""  # template: the placeholder replaced by a fresh hex key
+    hex_bytes: int = 32  # template: size of the fresh key
     source_name: str = ""  # the key of the editable URL in the wizard's stack step
 
 
@@ -46,11 +44,12 @@ class Recipe:
     project: str
     files: tuple[str, ...]
     overrides: dict[str, str] = field(default_factory=dict)  # variant -> file
+    default_override: str = ""
     profiles: dict[str, str] = field(default_factory=dict)  # profile -> need ("", "nvidia", "amd")
     default_profile: str = ""
     env_example: str = ".env.example"
     env_copies: tuple[str, ...] = ()
-    kinds: dict[str, str] = field(default_factory=dict)  # KEY -> kind spec (see generate)
+    kinds: dict[str, Kind] = field(default_factory=dict)  # the recipe's kind overrides
     hostnames: dict[str, str] = field(default_factory=dict)  # KEY -> what it serves
     email_key: str = ""
     asked: dict[str, str] = field(default_factory=dict)  # KEY -> why a person decides it
@@ -59,121 +58,94 @@ class Recipe:
     notes: dict[str, str] = field(default_factory=dict)  # KEY -> warning shown next to it
 
 
-LOCAL_AI = Recipe(
-    name="local-ai-packaged",
-    title="Local AI Packaged (n8n, Open WebUI, Ollama, Supabase, Flowise, Langfuse, SearXNG, Neo4j)",
-    project="localai",
-    files=("docker-compose.yml",),
-    overrides={"private": "docker-compose.override.private.yml", "public": "docker-compose.override.public.yml"},
-    profiles={"cpu": "", "gpu-nvidia": "nvidia", "gpu-amd": "amd"},
-    default_profile="cpu",
-    env_copies=("supabase/docker/.env",),
-    kinds={
-        "N8N_ENCRYPTION_KEY": "hex:32",
-        "N8N_USER_MANAGEMENT_JWT_SECRET": "hex:32",
-        "POSTGRES_PASSWORD": "password:32",
-        "JWT_SECRET": "password:48",
-        "ANON_KEY": "jwt:anon",
-        "SERVICE_ROLE_KEY": "jwt:service_role",
-        "DASHBOARD_PASSWORD": "password:24",
-        "SECRET_KEY_BASE": "length:64",
-        "VAULT_ENC_KEY": "length:32",
-        "LOGFLARE_PUBLIC_ACCESS_TOKEN": "password:40",
-        "LOGFLARE_PRIVATE_ACCESS_TOKEN": "password:40",
-        "NEO4J_AUTH": "userpass:neo4j",
-        "CLICKHOUSE_PASSWORD": "password:32",
-        "MINIO_ROOT_PASSWORD": "password:32",
-        "LANGFUSE_SALT": "password:32",
-        "NEXTAUTH_SECRET": "password:32",
-        "ENCRYPTION_KEY": "hex:32",
-    },
-    hostnames={
-        "N8N_HOSTNAME": "n8n", "WEBUI_HOSTNAME": "Open WebUI", "FLOWISE_HOSTNAME": "Flowise",
-        "SUPABASE_HOSTNAME": "Supabase", "LANGFUSE_HOSTNAME": "Langfuse", "OLLAMA_HOSTNAME": "Ollama",
-        "SEARXNG_HOSTNAME": "SearXNG", "NEO4J_HOSTNAME": "Neo4j",
-    },
-    email_key="LETSENCRYPT_EMAIL",
-    asked={"DASHBOARD_USERNAME": "The name you sign in to the Supabase dashboard with"},
-    prepare=(
-        PrepareStep(kind="git", title="Fetch Supabase's compose folder", dest="supabase",
-                    url="https://github.com/supabase/supabase.git", ref="master", sparse="docker",
-                    source_name="supabase"),
-        PrepareStep(kind="template", title="Make searxng/settings.yml with a fresh secret key",
-                    dest="searxng/settings.yml", source="searxng/settings-base.yml", replace="ultrasecretkey"),
-    ),
-    min_ram_gib=8,
-    notes={"POSTGRES_PASSWORD": "Shared by three services. Once the database exists, changing it here "
-                                "breaks their sign-in (the database keeps the old one)."},
-)
-RECIPES = (LOCAL_AI,)
 EMPTY = Recipe(name="", title="No stack folder", project="stack", files=())
+_LABELS = {"WEBUI": "Open WebUI", "N8N": "n8n", "SEARXNG": "SearXNG", "NEO4J": "Neo4j"}
+_ASKED = re.compile(r"(USER|USERNAME|_LOGIN)$")
 
 
-def detect(directory: Path) -> Recipe | None:
-    """The recipe whose layout the folder has (its override files and the .env example)."""
-    for recipe in RECIPES:
-        marks = [*recipe.files, *recipe.overrides.values(), recipe.env_example]
-        if all((directory / m).is_file() for m in marks):
-            return recipe
+def _need(profile: str) -> str:
+    """The hardware a profile needs, read from its name (gpu-nvidia, cuda, gpu-amd, rocm)."""
+    p = profile.lower()
+    if "nvidia" in p or "cuda" in p:
+        return "nvidia"
+    if "amd" in p or "rocm" in p:
+        return "amd"
+    return ""
+
+
+def _label(key: str) -> str:
+    stem = re.sub(r"_HOSTNAME$", "", key)
+    return _LABELS.get(stem, stem.replace("_", " ").title())
+
+
+def _step(step: shared.PrepareStep) -> PrepareStep | None:
+    o = step.options
+    if step.action == "git_sparse":
+        paths = list(o.get("paths") or [])
+        return PrepareStep(kind="git", title=step.title, dest=o.get("target", step.id), url=o.get("repo", ""),
+                           ref=o.get("ref", ""), sparse=paths[0] if paths else "", source_name=step.id)
+    if step.action == "secret_template":
+        generate = o.get("generate") or {}
+        return PrepareStep(kind="template", title=step.title, dest=o["target"], source=o["source"],
+                           replace=o.get("placeholder", ""), hex_bytes=int(generate.get("bytes", 32)))
     return None
 
 
+def from_shared(r: shared.Recipe) -> Recipe:
+    """The wizard's view of a shipped recipe."""
+    asked = {k: f"A name you choose ({kind.label})" for k, kind in r.kinds.items()
+             if kind.name == "text" and _ASKED.search(k)}
+    if "DASHBOARD_USERNAME" in asked:
+        asked["DASHBOARD_USERNAME"] = "The name you sign in to the Supabase dashboard with"
+    return Recipe(
+        name=r.name, title=r.title, project=r.project, files=r.compose_files, overrides=dict(r.overrides),
+        default_override=r.default_override, profiles={p: _need(p) for p in r.profiles},
+        default_profile=next((p for p in r.profiles if not _need(p)), ""), env_copies=r.env_copies,
+        kinds=dict(r.kinds), hostnames={k: _label(k) for k in r.hostnames}, email_key=r.email,
+        asked=asked, prepare=tuple(s for s in map(_step, r.prepare) if s is not None),
+        min_ram_gib=r.min_ram_gib, notes=dict(r.notes),
+    )
+
+
+def detect(directory: Path) -> Recipe | None:
+    """The shipped recipe whose match rules fit the folder."""
+    found = shared.detect(directory)
+    return from_shared(found) if found else None
+
+
 def by_name(name: str) -> Recipe | None:
-    return next((r for r in RECIPES if r.name == name), None)
+    try:
+        return from_shared(shared.load(name))
+    except KeyError:
+        return None
 
 
 # -- generic inference for any compose stack ---------------------------------------------------
-_SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|_KEY$|TOKEN|SALT)")
-_HOST_NAME = re.compile(r"_HOSTNAME$|_HOST_NAME$|_DOMAIN$")
-_EMAIL_NAME = re.compile(r"EMAIL")
+_DECLARED = re.compile(r"(?m)^\s*#?\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
 OVERRIDE_RE = re.compile(r"^(?:docker-)?compose\.override\.([\w-]+)\.ya?ml$")
 
 
 def generic(directory: Path) -> Recipe:
-    """A recipe inferred from the folder: default compose file, override variants, name-based kinds."""
+    """A recipe inferred from the folder: default compose file, override variants, and the
+    hostnames and e-mail declared (even commented out) in .env.example."""
     files = default_files(directory)
     overrides = {}
     for path in sorted(directory.iterdir()) if directory.is_dir() else []:
         if m := OVERRIDE_RE.match(path.name):
             overrides[m.group(1)] = path.name
+    try:
+        declared = list(dict.fromkeys(_DECLARED.findall((directory / ".env.example").read_text(errors="replace"))))
+    except OSError:
+        declared = []
+    hostnames = {k: _label(k) for k in declared if k.endswith("_HOSTNAME") and k != "MANAGEMENT_HOSTNAME"}
+    email = next((k for k in declared if "EMAIL" in k), "")
     return Recipe(name="", title="Any Compose stack", project=normalize_project_name(directory.name),
-                  files=files, overrides=overrides)
+                  files=files, overrides=overrides, hostnames=hostnames, email_key=email)
 
 
 def for_stack(directory: Path, name: str | None = None) -> Recipe:
     """The recipe to use for directory: the named one, else the detected one, else inference."""
     return (by_name(name) if name else None) or detect(directory) or generic(directory)
-
-
-def kind_of(recipe: Recipe, key: str) -> str:
-    """A variable's kind: the recipe's word, else guessed from its name."""
-    if key in recipe.kinds:
-        return recipe.kinds[key]
-    if key in recipe.hostnames or _HOST_NAME.search(key):
-        return "hostname"
-    if key == recipe.email_key or _EMAIL_NAME.search(key):
-        return "email"
-    if _SECRET_NAME.search(key):
-        return "password:32"
-    return "text"
-
-
-def is_secret(kind: str) -> bool:
-    return kind.split(":")[0] in ("hex", "password", "length", "jwt", "userpass")
-
-
-def generate(kind: str, values: dict[str, str]) -> str:
-    """A fresh value of a secret kind; JWTs are signed with JWT_SECRET from values."""
-    base, _, arg = kind.partition(":")
-    if base == "hex":
-        return gen.hex_key(int(arg or 32))
-    if base in ("password", "length"):
-        return gen.password(int(arg or 32))
-    if base == "jwt":
-        return gen.supabase_key(arg, values["JWT_SECRET"])
-    if base == "userpass":
-        return f"{arg or 'user'}/{gen.password(32)}"
-    raise ValueError(f"{kind} is not a secret kind")
 
 
 def profiles_in_files(directory: Path, files: tuple[str, ...]) -> list[str]:

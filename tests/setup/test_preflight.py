@@ -96,13 +96,13 @@ def test_gpu_rows_follow_runtimes_and_devices(tmp_path):
     rows, nvidia, amd = preflight.gpu_checks({"Runtimes": {"runc": {}, "nvidia": {}}}, dev)
     assert nvidia and amd and all(r.status == "pass" for r in rows)
     report = preflight.Report(rows, nvidia=False, amd=True)
-    offered = report.possible_profiles(recipes.LOCAL_AI, ["cpu", "gpu-nvidia", "gpu-amd"])
+    offered = report.possible_profiles(recipes.by_name("local-ai-packaged"), ["cpu", "gpu-nvidia", "gpu-amd"])
     assert offered == {"cpu": "", "gpu-nvidia": "no NVIDIA runtime in the Docker engine", "gpu-amd": ""}
 
 
 def test_ram_warns_below_the_recipe_minimum():
-    assert preflight.ram_check({"MemTotal": 4 * 1024**3}, recipes.LOCAL_AI).status == "warn"
-    assert preflight.ram_check({"MemTotal": 16 * 1024**3}, recipes.LOCAL_AI).status == "pass"
+    assert preflight.ram_check({"MemTotal": 4 * 1024**3}, recipes.by_name("local-ai-packaged")).status == "warn"
+    assert preflight.ram_check({"MemTotal": 16 * 1024**3}, recipes.by_name("local-ai-packaged")).status == "pass"
 
 
 def test_compose_files_wait_for_the_recipe_then_fail_when_really_broken(make_stack, engine):

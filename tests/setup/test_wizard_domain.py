@@ -76,7 +76,7 @@ def test_git_urls_cannot_smuggle_options():
 
 def test_template_step_replaces_the_placeholder_once(tmp_path):
     directory = _stack(tmp_path)
-    step = recipes.LOCAL_AI.prepare[1]
+    step = recipes.by_name("local-ai-packaged").prepare[1]
     lines: list[str] = []
     launch.run_prepare(step, directory, lines.append)
     text = (directory / "searxng" / "settings.yml").read_text()
