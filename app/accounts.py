@@ -157,8 +157,10 @@ class SetupToken:
                 raise Forbidden("The admin account has already been claimed. Sign in instead.")
             if not hmac.compare_digest(candidate.strip().encode(), self._token.encode()):
                 self.limiter.fail(client)
-                raise Forbidden("That setup token is not right. Copy it again from the server's "
-                                "log or from the setup-token file in its data folder.")
+                raise Forbidden(
+                    "That setup token is not right. Copy it again from the server's "
+                    "log or from the setup-token file in its data folder."
+                )
             user = store.add_first_admin(username, passwords.hash_password(password))
             if user is None:  # another process or the password file won meanwhile
                 raise Forbidden("The admin account has already been claimed. Sign in instead.")
@@ -167,8 +169,9 @@ class SetupToken:
         return user
 
 
-def start_up(store: Store, data_dir: Path, admin_user: str, password_file: Path | None,
-             link_base: str) -> SetupToken:
+def start_up(
+    store: Store, data_dir: Path, admin_user: str, password_file: Path | None, link_base: str
+) -> SetupToken:
     """At start: create the admin from the password file, or print a fresh setup token."""
     token = SetupToken(data_dir)
     if password_file is not None and not store.count_users("admin"):
@@ -184,7 +187,11 @@ def start_up(store: Store, data_dir: Path, admin_user: str, password_file: Path 
     log.warning(
         "No admin yet. Claim the admin account with this one-time setup token:\n\n    %s\n\n"
         "or open %s/setup/#token=%s\n(the token is also in %s; a new one is made at each start "
-        "until the account is claimed)", value, link_base, value, token.path,
+        "until the account is claimed)",
+        value,
+        link_base,
+        value,
+        token.path,
     )
     return token
 
@@ -192,8 +199,10 @@ def start_up(store: Store, data_dir: Path, admin_user: str, password_file: Path 
 # -- users ------------------------------------------------------------------------------------
 def check_username(username: str) -> None:
     if not USERNAME.match(username):
-        raise InvalidInput("A username is 1 to 64 letters, digits, dots, dashes, underscores or @, "
-                           "starting with a letter or digit.")
+        raise InvalidInput(
+            "A username is 1 to 64 letters, digits, dots, dashes, underscores or @, "
+            "starting with a letter or digit."
+        )
 
 
 def check_role(role: str) -> None:

@@ -96,24 +96,27 @@ def account():
 def change_password():
     form = request.form
     try:
-        accounts.change_password(store(), g.user, form.get("current", ""), form.get("new", ""),
-                                 form.get("confirm", ""))
+        accounts.change_password(
+            store(), g.user, form.get("current", ""), form.get("new", ""), form.get("confirm", "")
+        )
     except InvalidInput as e:
         store().audit(g.user.username, "password.change", g.user.username, result="refused")
         return render_template("auth/account.html", error=e.message, done=False), 422
     ended = 0
     if form.get("logout_others"):
         ended = store().delete_other_sessions(g.user.id, keep=session.get("sid"))
-    store().audit(g.user.username, "password.change", g.user.username,
-                  detail=f"other sessions ended: {ended}")
+    store().audit(
+        g.user.username, "password.change", g.user.username, detail=f"other sessions ended: {ended}"
+    )
     return render_template("auth/account.html", error=None, done=True, ended=ended)
 
 
 # -- user administration ----------------------------------------------------------------------
 def _users_page(status: int = 200, error: str | None = None, added: str | None = None):
     template = "auth/_users.html" if request.headers.get("HX-Target") == "users" else "auth/users.html"
-    return render_template(template, users=store().users(), roles=accounts.ROLES, error=error,
-                           added=added), status
+    return render_template(
+        template, users=store().users(), roles=accounts.ROLES, error=error, added=added
+    ), status
 
 
 @bp.get("/users")
@@ -161,6 +164,11 @@ def init_app(app: Flask) -> None:
     settings = app.config["SETTINGS"]
     host = settings.host if settings.host not in ("0.0.0.0", "::", "") else "<this-machine>"
     link_base = f"http://{host}:{settings.port}"
-    token = accounts.start_up(app.extensions["stackpilot.store"], settings.data_dir,
-                              settings.admin_user, settings.admin_password_file, link_base)
+    token = accounts.start_up(
+        app.extensions["stackpilot.store"],
+        settings.data_dir,
+        settings.admin_user,
+        settings.admin_password_file,
+        link_base,
+    )
     app.extensions["stackpilot.access"] = accounts.Access(token=token, throttle=accounts.LoginThrottle())

@@ -66,8 +66,9 @@ def claim():
     username = form.get("username", "").strip()[:64]
     client = client_address()
     try:
-        user = access().token.claim(store(), client, form.get("token", ""), username,
-                                    form.get("password", ""))
+        user = access().token.claim(
+            store(), client, form.get("token", ""), username, form.get("password", "")
+        )
     except StackpilotError as e:
         store().audit(username or "?", "setup.claim", result="refused", detail=f"from {client}")
         if store().count_users("admin"):
@@ -94,8 +95,15 @@ def launch_running(state) -> bool:
 
 
 def _page(step: str, state, status: int = 200, **context):
-    return render_template("setup/page.html", step=step, state=state, steps=wizard.STEPS,
-                           titles=wizard.TITLES, recipe=_recipe(state), **context), status
+    return render_template(
+        "setup/page.html",
+        step=step,
+        state=state,
+        steps=wizard.STEPS,
+        titles=wizard.TITLES,
+        recipe=_recipe(state),
+        **context,
+    ), status
 
 
 def form_step(name: str):
@@ -144,8 +152,11 @@ def _context(name: str, state) -> dict:
         report = preflight.Report()
         _, info = preflight.engine_check(engine())
         _, report.nvidia, report.amd = preflight.gpu_checks(info) if info else ([], False, False)
-        return {"profiles": report.possible_profiles(recipe, found), "detected": recipes.detect(directory),
-                "choice": _stack_choice(state, recipe)}
+        return {
+            "profiles": report.possible_profiles(recipe, found),
+            "detected": recipes.detect(directory),
+            "choice": _stack_choice(state, recipe),
+        }
     if name == "config":
         draft = envdraft.load(directory, recipe)
         return {"draft": draft, "variables": envdraft.variables(draft, recipe, state.env)}
@@ -162,7 +173,9 @@ def _context(name: str, state) -> dict:
 def _stack_choice(state, recipe) -> dict:
     choice = dict(state.stack)
     choice.setdefault("project", recipe.project)
-    choice.setdefault("override", recipe.default_override or ("private" if "private" in recipe.overrides else ""))
+    choice.setdefault(
+        "override", recipe.default_override or ("private" if "private" in recipe.overrides else "")
+    )
     choice.setdefault("profile", recipe.default_profile)
     sources = choice.setdefault("sources", {})
     for prep in recipe.prepare:
@@ -178,10 +191,18 @@ def _https_choice(state, recipe) -> dict:
     names = dict(https.get("hostnames") or {})
     for key in recipe.hostnames:
         existing = current.get(key) or ""
-        names.setdefault(key, "" if envdraft.is_placeholder(existing) or "yourdomain" in existing else existing)
+        names.setdefault(
+            key, "" if envdraft.is_placeholder(existing) or "yourdomain" in existing else existing
+        )
     https["hostnames"] = names
-    https.setdefault("email", "" if "yourdomain" in (current.get(recipe.email_key) or "") else
-                     (current.get(recipe.email_key) or "") if recipe.email_key else "")
+    https.setdefault(
+        "email",
+        ""
+        if "yourdomain" in (current.get(recipe.email_key) or "")
+        else (current.get(recipe.email_key) or "")
+        if recipe.email_key
+        else "",
+    )
     https.setdefault("management", current.get("MANAGEMENT_HOSTNAME") or "")
     return https
 
@@ -193,9 +214,18 @@ def checks():
     state = wizard_state.load(store())
     directory = _directory()
     if directory is None:
-        report = preflight.Report([preflight.Check(
-            "folder", "Stack folder", "fail", "Stackpilot was started without STACKPILOT_STACK_DIR.",
-            "Set STACKPILOT_STACK_DIR to the stack's folder (mounted at the same path) and restart Stackpilot.")])
+        report = preflight.Report(
+            [
+                preflight.Check(
+                    "folder",
+                    "Stack folder",
+                    "fail",
+                    "Stackpilot was started without STACKPILOT_STACK_DIR.",
+                    "Set STACKPILOT_STACK_DIR to the stack's folder (mounted at the same path) "
+                    "and restart Stackpilot.",
+                )
+            ]
+        )
     else:
         recipe = _recipe(state)
         report = preflight.run(engine(), planning.stack_for(directory, state, recipe), recipe)
@@ -235,8 +265,14 @@ def stack_done():
             if problem := launch.check_git_url(url):
                 raise InvalidInput(f"{prep.title}: {problem}")
             sources[prep.source_name] = url
-    state.stack = {"recipe": recipe.name, "project": project, "files": list(recipe.files),
-                   "override": override, "profile": profile, "sources": sources}
+    state.stack = {
+        "recipe": recipe.name,
+        "project": project,
+        "files": list(recipe.files),
+        "override": override,
+        "profile": profile,
+        "sources": sources,
+    }
     return _save_and_go(state, "stack")
 
 
@@ -319,14 +355,22 @@ def launch_start():
 
     def finished(job: launch.LaunchJob) -> None:
         latest_state = wizard_state.load(st)
-        latest_state.launch = {"status": job.status, "service": job.failure.service if job.failure else "",
-                               "finished_at": job.finished_at}
+        latest_state.launch = {
+            "status": job.status,
+            "service": job.failure.service if job.failure else "",
+            "finished_at": job.finished_at,
+        }
         if job.status == "ok":
             latest_state.completed = True
             latest_state.env = {}  # the .env holds them now; the store keeps no copies
         wizard_state.save(st, latest_state)
-        st.audit(user, "setup.launch", job.project, result=job.status,
-                 detail=job.failure.reason if job.failure else "")
+        st.audit(
+            user,
+            "setup.launch",
+            job.project,
+            result=job.status,
+            detail=job.failure.reason if job.failure else "",
+        )
 
     launch.start(plan, engine(), user, settings().backups_keep, remember, finished)
     state.advance("review")

@@ -60,7 +60,9 @@ def load(directory: Path, recipe: Recipe) -> Draft:
 
 def variables(draft: Draft, recipe: Recipe, decided: dict[str, str]) -> list[Variable]:
     """Every variable the stack declares, with what the launch will write for it."""
-    keys = list(dict.fromkeys([*(draft.example.keys() if draft.example else []), *draft.base.keys(), *decided]))
+    keys = list(
+        dict.fromkeys([*(draft.example.keys() if draft.example else []), *draft.base.keys(), *decided])
+    )
     values = {**draft.base.values(), **decided}
     out = []
     for key in keys:

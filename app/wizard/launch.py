@@ -39,9 +39,21 @@ GIT_TIMEOUT = 300
 LOG_TAIL = 40
 _CONTAINER_LINE = re.compile(r"^\s*Container\s+(\S+)\s+(\w+)")
 _PULL_LINE = re.compile(r"^\s*(?:Image\s+)?(\S+)\s+(Pulling|Pulled)\b")
-_STAGES = {"Creating": "creating", "Created": "created", "Recreate": "creating", "Recreated": "created",
-           "Starting": "starting", "Started": "started", "Running": "started", "Waiting": None,
-           "Healthy": "healthy", "Exited": "exited", "Error": "failed", "Stopping": None, "Stopped": None}
+_STAGES = {
+    "Creating": "creating",
+    "Created": "created",
+    "Recreate": "creating",
+    "Recreated": "created",
+    "Starting": "starting",
+    "Started": "started",
+    "Running": "started",
+    "Waiting": None,
+    "Healthy": "healthy",
+    "Exited": "exited",
+    "Error": "failed",
+    "Stopping": None,
+    "Stopped": None,
+}
 
 
 @dataclass
@@ -55,7 +67,8 @@ class Step:
 @dataclass
 class ServiceProgress:
     name: str
-    stage: str = "waiting"  # waiting | pulling | creating | created | starting | started | healthy | running | done | failed
+    # waiting | pulling | creating | created | starting | started | healthy | running | done | failed
+    stage: str = "waiting"
     note: str = ""
     one_shot: bool = False
 
@@ -90,10 +103,13 @@ class LaunchJob:
         """A consistent copy for a page to render while the thread goes on."""
         with self._lock:
             return {
-                "id": self.id, "status": self.status, "project": self.project,
+                "id": self.id,
+                "status": self.status,
+                "project": self.project,
                 "steps": [Step(**s.__dict__) for s in self.steps],
                 "services": [ServiceProgress(**s.__dict__) for s in self.services.values()],
-                "failure": self.failure, "output": list(self.output)[-30:],
+                "failure": self.failure,
+                "output": list(self.output)[-30:],
                 "elapsed": int((self.finished_at or time.time()) - self.started_at),
             }
 
@@ -142,28 +158,50 @@ def get(job_id: str) -> LaunchJob | None:
     return _jobs.get(job_id)
 
 
-def start(plan: Plan, engine: Engine, user: str, keep_backups: int,
-          remember: Callable[[dict], None], on_finish: Callable[[LaunchJob], None] | None = None) -> LaunchJob:
+def start(
+    plan: Plan,
+    engine: Engine,
+    user: str,
+    keep_backups: int,
+    remember: Callable[[dict], None],
+    on_finish: Callable[[LaunchJob], None] | None = None,
+) -> LaunchJob:
     """Begin the launch in a background thread; StackBusy when a launch or action already runs."""
     running = latest(plan.stack.project)
     if running is not None and not running.done:
         from app.errors import StackBusy
 
         raise StackBusy("The launch is already running; follow it on this page.")
-    steps = [Step("env", "Write .env" + (" (the old one is backed up first)" if any(
-        f.path == ".env" and f.action == "update" for f in plan.files) else ""))]
+    steps = [
+        Step(
+            "env",
+            "Write .env"
+            + (
+                " (the old one is backed up first)"
+                if any(f.path == ".env" and f.action == "update" for f in plan.files)
+                else ""
+            ),
+        )
+    ]
     for i, prep in enumerate(plan.prepare):
         steps.append(Step(f"prepare-{i}", prep.title))
     if plan.env_copies:
         steps.append(Step("copies", "Copy .env to " + ", ".join(plan.env_copies)))
-    steps += [Step("config", "Check the compose files"), Step("up", "Start the services"),
-              Step("verify", "Check that every service runs")]
+    steps += [
+        Step("config", "Check the compose files"),
+        Step("up", "Start the services"),
+        Step("verify", "Check that every service runs"),
+    ]
     job = LaunchJob(id=secrets.token_urlsafe(9), project=plan.stack.project, user=user, steps=steps)
     with _jobs_lock:
         _jobs[job.id] = job
         _latest[job.project] = job.id
-    thread = threading.Thread(target=_run, args=(job, plan, engine, keep_backups, remember, on_finish),
-                              name=f"launch-{job.project}", daemon=True)
+    thread = threading.Thread(
+        target=_run,
+        args=(job, plan, engine, keep_backups, remember, on_finish),
+        name=f"launch-{job.project}",
+        daemon=True,
+    )
     thread.start()
     return job
 
@@ -205,8 +243,13 @@ def _execute(job: LaunchJob, plan: Plan, engine: Engine, keep: int, remember) ->
 
     job.mark("env", "running")
     result = backups.save_env(env_path, plan.env_bytes, based_on=plan.env_version, keep=keep)
-    job.mark("env", "ok", f"Backed up to .env_backups/{result.backup.name}." if result.backup
-             else ("Written." if result.changed_keys else "Already as planned."))
+    job.mark(
+        "env",
+        "ok",
+        f"Backed up to .env_backups/{result.backup.name}."
+        if result.backup
+        else ("Written." if result.changed_keys else "Already as planned."),
+    )
 
     for i, prep in enumerate(plan.prepare):
         job.mark(f"prepare-{i}", "running")
@@ -218,8 +261,10 @@ def _execute(job: LaunchJob, plan: Plan, engine: Engine, keep: int, remember) ->
         synced = backups.sync_copies(env_path, env_path.read_bytes(), plan.env_copies)
         missing = [c for c in plan.env_copies if c not in synced]
         if missing:
-            raise StackpilotError(f"Cannot copy .env to {', '.join(missing)}: the folder does not exist. "
-                                  "The step that fetches it did not create it.")
+            raise StackpilotError(
+                f"Cannot copy .env to {', '.join(missing)}: the folder does not exist. "
+                "The step that fetches it did not create it."
+            )
         job.mark("copies", "ok")
 
     job.mark("config", "running")
@@ -234,21 +279,29 @@ def _execute(job: LaunchJob, plan: Plan, engine: Engine, keep: int, remember) ->
     job.mark("config", "ok", f"{len(job.services)} services to start.")
 
     job.mark("up", "running")
-    code = compose.run(plan.stack, list(UP_ARGS), on_line=job.line, title="Setup: start the stack",
-                       user=job.user, wait=10)
+    code = compose.run(
+        plan.stack, list(UP_ARGS), on_line=job.line, title="Setup: start the stack", user=job.user, wait=10
+    )
     # `up --wait` exits 1 when a one-shot job that nothing waits on finishes (exit 0) in time
     # for it to notice, and exits 0 with an unhealthy container: the engine decides below.
     said = next((ln.strip() for ln in reversed(job.output) if ln.strip()), "")
-    job.mark("up", "ok", "" if code == 0 else f"Compose exited with code {code} ({said}); "
-             "every container is checked next.")
+    job.mark(
+        "up",
+        "ok",
+        "" if code == 0 else f"Compose exited with code {code} ({said}); every container is checked next.",
+    )
 
     job.mark("verify", "running")
     failure = verify(job, engine, model)
     if failure is not None:
         _fail(job, failure)
         return
-    job.mark("verify", "ok", "Every service is running" + (" or finished its job." if any(
-        s.stage == "done" for s in job.services.values()) else "."))
+    job.mark(
+        "verify",
+        "ok",
+        "Every service is running"
+        + (" or finished its job." if any(s.stage == "done" for s in job.services.values()) else "."),
+    )
     with job._lock:
         job.status = "ok"
 
@@ -318,10 +371,19 @@ def _git(args: list[str], cwd: Path | None, output: Callable[[str], None]) -> No
     argv = ["git", "-c", "protocol.ext.allow=never", *args]
     output("$ " + " ".join(["git", *args]))
     try:
-        done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=GIT_TIMEOUT,
-                              stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            argv,
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
     except FileNotFoundError:
-        raise StackpilotError("git is not installed where Stackpilot runs, so the folder cannot be fetched.") from None
+        raise StackpilotError(
+            "git is not installed where Stackpilot runs, so the folder cannot be fetched."
+        ) from None
     except subprocess.TimeoutExpired:
         raise StackpilotError(f"git {args[0]} did not finish within {GIT_TIMEOUT} s.") from None
     for ln in (done.stdout + done.stderr).splitlines():
@@ -342,7 +404,9 @@ def run_prepare(step: PrepareStep, directory: Path, output: Callable[[str], None
             _git(["-C", str(dest), "pull", "--ff-only", step.url, step.ref or "HEAD"], None, output)
             return f"Updated from {step.url}."
         if dest.exists() and any(dest.iterdir()):
-            raise StackpilotError(f"{step.dest}/ exists but is not a git checkout; move it away to fetch a fresh one.")
+            raise StackpilotError(
+                f"{step.dest}/ exists but is not a git checkout; move it away to fetch a fresh one."
+            )
         _git(["clone", "--filter=blob:none", "--no-checkout", "--", step.url, str(dest)], directory, output)
         if step.sparse:
             _git(["-C", str(dest), "sparse-checkout", "init", "--cone"], None, output)

@@ -51,8 +51,12 @@ def stack_for(directory: Path, state: WizardState, recipe: Recipe) -> Stack:
     if override and override not in files:
         files.append(override)
     profile = choice.get("profile") or ""
-    return Stack(directory=directory, project=choice.get("project") or recipe.project,
-                 files=tuple(files), profiles=(profile,) if profile else ())
+    return Stack(
+        directory=directory,
+        project=choice.get("project") or recipe.project,
+        files=tuple(files),
+        profiles=(profile,) if profile else (),
+    )
 
 
 def decided_env(state: WizardState, recipe: Recipe) -> dict[str, str]:
@@ -78,14 +82,26 @@ def build(directory: Path, state: WizardState, recipe: Recipe) -> Plan:
     keys = envdraft.changed_keys(draft, decided)
     files: list[FileChange] = []
     if draft.env_exists:
-        files.append(FileChange(".env", "update" if keys else "unchanged",
-                                f"Set {len(keys)} variable{'s' if len(keys) != 1 else ''}: {', '.join(keys)}"
-                                if keys else "Nothing changes.",
-                                backup=".env_backups/.env.<time of launch>" if keys else ""))
+        files.append(
+            FileChange(
+                ".env",
+                "update" if keys else "unchanged",
+                f"Set {len(keys)} variable{'s' if len(keys) != 1 else ''}: {', '.join(keys)}"
+                if keys
+                else "Nothing changes.",
+                backup=".env_backups/.env.<time of launch>" if keys else "",
+            )
+        )
     else:
         source = recipe.env_example if draft.example else "nothing"
-        files.append(FileChange(".env", "create", f"Made from {source}, with {len(keys)} value"
-                                f"{'s' if len(keys) != 1 else ''} set: {', '.join(keys) or 'none'}"))
+        files.append(
+            FileChange(
+                ".env",
+                "create",
+                f"Made from {source}, with {len(keys)} value"
+                f"{'s' if len(keys) != 1 else ''} set: {', '.join(keys) or 'none'}",
+            )
+        )
     sources = state.stack.get("sources") or {}
     prepare = []
     for step in recipe.prepare:
@@ -97,12 +113,22 @@ def build(directory: Path, state: WizardState, recipe: Recipe) -> Plan:
     for step in prepare:
         if step.kind == "git":
             exists = (directory / step.dest / ".git").is_dir()
-            files.append(FileChange(step.dest + "/", "update" if exists else "create",
-                                    f"{'Update' if exists else 'Fetch'} the {step.sparse or ''} folder from "
-                                    f"{step.url} ({step.ref or 'default branch'})."))
+            files.append(
+                FileChange(
+                    step.dest + "/",
+                    "update" if exists else "create",
+                    f"{'Update' if exists else 'Fetch'} the {step.sparse or ''} folder from "
+                    f"{step.url} ({step.ref or 'default branch'}).",
+                )
+            )
         else:
-            files.append(FileChange(step.dest, "create", f"Copy of {step.source} with a fresh secret key in "
-                                    f"place of “{step.replace}”."))
+            files.append(
+                FileChange(
+                    step.dest,
+                    "create",
+                    f"Copy of {step.source} with a fresh secret key in place of “{step.replace}”.",
+                )
+            )
     for copy in recipe.env_copies:
         files.append(FileChange(copy, "copy", "A copy of .env, as the stack expects it there."))
     command = ["docker", "compose", "-p", stack.project]
@@ -112,5 +138,14 @@ def build(directory: Path, state: WizardState, recipe: Recipe) -> Plan:
         command += ["--profile", p]
     command += list(UP_ARGS)
     settings = {"project": stack.project, "files": list(stack.files), "profiles": list(stack.profiles)}
-    return Plan(stack=stack, recipe=recipe, env_bytes=data, env_version=draft.base.version, env_keys=keys, files=files, prepare=prepare,
-                command=command, settings=settings)
+    return Plan(
+        stack=stack,
+        recipe=recipe,
+        env_bytes=data,
+        env_version=draft.base.version,
+        env_keys=keys,
+        files=files,
+        prepare=prepare,
+        command=command,
+        settings=settings,
+    )

@@ -82,28 +82,54 @@ def _step(step: shared.PrepareStep) -> PrepareStep | None:
     o = step.options
     if step.action == "git_sparse":
         paths = list(o.get("paths") or [])
-        return PrepareStep(kind="git", title=step.title, dest=o.get("target", step.id), url=o.get("repo", ""),
-                           ref=o.get("ref", ""), sparse=paths[0] if paths else "", source_name=step.id)
+        return PrepareStep(
+            kind="git",
+            title=step.title,
+            dest=o.get("target", step.id),
+            url=o.get("repo", ""),
+            ref=o.get("ref", ""),
+            sparse=paths[0] if paths else "",
+            source_name=step.id,
+        )
     if step.action == "secret_template":
         generate = o.get("generate") or {}
-        return PrepareStep(kind="template", title=step.title, dest=o["target"], source=o["source"],
-                           replace=o.get("placeholder", ""), hex_bytes=int(generate.get("bytes", 32)))
+        return PrepareStep(
+            kind="template",
+            title=step.title,
+            dest=o["target"],
+            source=o["source"],
+            replace=o.get("placeholder", ""),
+            hex_bytes=int(generate.get("bytes", 32)),
+        )
     return None
 
 
 def from_shared(r: shared.Recipe) -> Recipe:
     """The wizard's view of a shipped recipe."""
-    asked = {k: f"A name you choose ({kind.label})" for k, kind in r.kinds.items()
-             if kind.name == "text" and _ASKED.search(k)}
+    asked = {
+        k: f"A name you choose ({kind.label})"
+        for k, kind in r.kinds.items()
+        if kind.name == "text" and _ASKED.search(k)
+    }
     if "DASHBOARD_USERNAME" in asked:
         asked["DASHBOARD_USERNAME"] = "The name you sign in to the Supabase dashboard with"
     return Recipe(
-        name=r.name, title=r.title, project=r.project, files=r.compose_files, overrides=dict(r.overrides),
-        default_override=r.default_override, profiles={p: _need(p) for p in r.profiles},
-        default_profile=next((p for p in r.profiles if not _need(p)), ""), env_copies=r.env_copies,
-        kinds=dict(r.kinds), hostnames={k: _label(k) for k in r.hostnames}, email_key=r.email,
-        asked=asked, prepare=tuple(s for s in map(_step, r.prepare) if s is not None),
-        min_ram_gib=r.min_ram_gib, notes=dict(r.notes),
+        name=r.name,
+        title=r.title,
+        project=r.project,
+        files=r.compose_files,
+        overrides=dict(r.overrides),
+        default_override=r.default_override,
+        profiles={p: _need(p) for p in r.profiles},
+        default_profile=next((p for p in r.profiles if not _need(p)), ""),
+        env_copies=r.env_copies,
+        kinds=dict(r.kinds),
+        hostnames={k: _label(k) for k in r.hostnames},
+        email_key=r.email,
+        asked=asked,
+        prepare=tuple(s for s in map(_step, r.prepare) if s is not None),
+        min_ram_gib=r.min_ram_gib,
+        notes=dict(r.notes),
     )
 
 
@@ -134,13 +160,22 @@ def generic(directory: Path) -> Recipe:
         if m := OVERRIDE_RE.match(path.name):
             overrides[m.group(1)] = path.name
     try:
-        declared = list(dict.fromkeys(_DECLARED.findall((directory / ".env.example").read_text(errors="replace"))))
+        declared = list(
+            dict.fromkeys(_DECLARED.findall((directory / ".env.example").read_text(errors="replace")))
+        )
     except OSError:
         declared = []
     hostnames = {k: _label(k) for k in declared if k.endswith("_HOSTNAME") and k != "MANAGEMENT_HOSTNAME"}
     email = next((k for k in declared if "EMAIL" in k), "")
-    return Recipe(name="", title="Any Compose stack", project=normalize_project_name(directory.name),
-                  files=files, overrides=overrides, hostnames=hostnames, email_key=email)
+    return Recipe(
+        name="",
+        title="Any Compose stack",
+        project=normalize_project_name(directory.name),
+        files=files,
+        overrides=overrides,
+        hostnames=hostnames,
+        email_key=email,
+    )
 
 
 def for_stack(directory: Path, name: str | None = None) -> Recipe:

@@ -29,9 +29,13 @@ def _claim_session(srv: LiveServer) -> tuple[requests.Session, str]:
 
 
 def _claim(srv, s, csrf, token, username="owner", password=PASSWORD):
-    return s.post(srv.url + "/setup/claim", data={"csrf_token": csrf, "token": token, "username": username,
-                                                   "password": password},
-                  headers={"Origin": srv.url}, allow_redirects=False, timeout=60)
+    return s.post(
+        srv.url + "/setup/claim",
+        data={"csrf_token": csrf, "token": token, "username": username, "password": password},
+        headers={"Origin": srv.url},
+        allow_redirects=False,
+        timeout=60,
+    )
 
 
 def test_token_is_printed_and_kept_private_and_renewed_each_start(tmp_path):

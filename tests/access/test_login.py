@@ -16,8 +16,9 @@ CSRF_RE = re.compile(r'name="csrf-token" content="([^"]+)"')
 def _login(client, username, password, **headers):
     page = client.get("/login")
     token = CSRF_RE.search(page.get_data(as_text=True)).group(1)
-    return client.post("/login", data={"username": username, "password": password, "csrf_token": token},
-                       headers=headers)
+    return client.post(
+        "/login", data={"username": username, "password": password, "csrf_token": token}, headers=headers
+    )
 
 
 def _data(app):
@@ -107,12 +108,26 @@ def test_password_change_can_sign_out_other_sessions(app):
         assert _login(c, "admin", TEST_PASSWORD).status_code == 302
     page = here.get("/account")
     csrf = CSRF_RE.search(page.get_data(as_text=True)).group(1)
-    wrong = here.post("/account/password", data={"csrf_token": csrf, "current": "nope-nope-nope",
-                                                 "new": "brand-new-password-1", "confirm": "brand-new-password-1"})
+    wrong = here.post(
+        "/account/password",
+        data={
+            "csrf_token": csrf,
+            "current": "nope-nope-nope",
+            "new": "brand-new-password-1",
+            "confirm": "brand-new-password-1",
+        },
+    )
     assert wrong.status_code == 422 and "current password is not right" in wrong.get_data(as_text=True)
-    r = here.post("/account/password", data={"csrf_token": csrf, "current": TEST_PASSWORD,
-                                             "new": "brand-new-password-1", "confirm": "brand-new-password-1",
-                                             "logout_others": "1"})
+    r = here.post(
+        "/account/password",
+        data={
+            "csrf_token": csrf,
+            "current": TEST_PASSWORD,
+            "new": "brand-new-password-1",
+            "confirm": "brand-new-password-1",
+            "logout_others": "1",
+        },
+    )
     assert r.status_code == 200 and "2 other sessions signed out" in r.get_data(as_text=True)
     assert here.get("/services").status_code == 200
     assert elsewhere.get("/services").status_code == 302 and third.get("/services").status_code == 302

@@ -20,13 +20,22 @@ from tests.conftest import sign_in
 PUBLIC = {"static", "auth.login", "api.health"}
 UNTIL_CLAIMED = {"setup.index", "setup.claim"}
 ARG = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>")
-WS_HEADERS = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
-              "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+WS_HEADERS = {
+    "Upgrade": "websocket",
+    "Connection": "Upgrade",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
 
 
 def _path(rule) -> str:
     def fill(m):
-        return {"int": "999999", "float": "1.5", "path": "x/y", "uuid": "00000000-0000-0000-0000-000000000000"}.get(m.group(1), "x")
+        return {
+            "int": "999999",
+            "float": "1.5",
+            "path": "x/y",
+            "uuid": "00000000-0000-0000-0000-000000000000",
+        }.get(m.group(1), "x")
 
     return ARG.sub(fill, rule.rule)
 
@@ -56,8 +65,13 @@ def _cases(app):
 @pytest.fixture
 def stack_app(app_factory, make_stack):
     """The app with a real (not started) stack folder, so every area's pages have something to read."""
-    proj = make_stack({"docker-compose.yml": "services:\n  web:\n    image: {image}\n    pull_policy: never\n"
-                                             "    command: sleep 300\n", ".env": "A=1\n"})
+    proj = make_stack(
+        {
+            "docker-compose.yml": "services:\n  web:\n    image: {image}\n    pull_policy: never\n"
+            "    command: sleep 300\n",
+            ".env": "A=1\n",
+        }
+    )
     return app_factory(stack_dir=proj.dir)
 
 
@@ -160,11 +174,13 @@ def test_unsafe_routes_refuse_missing_csrf_and_foreign_origin(stack_app):
         assert no_token.status_code == 403, ("no CSRF", method, path, no_token.status_code)
         wrong = client.open(path, method=method, headers={"X-CSRF-Token": "forged"})
         assert wrong.status_code == 403, ("wrong CSRF", method, path)
-        foreign = client.open(path, method=method, headers={"X-CSRF-Token": "test-csrf-token",
-                                                             "Origin": "https://evil.example"})
+        foreign = client.open(
+            path, method=method, headers={"X-CSRF-Token": "test-csrf-token", "Origin": "https://evil.example"}
+        )
         assert foreign.status_code == 403, ("foreign Origin", method, path, foreign.status_code)
-        cross = client.open(path, method=method, headers={"X-CSRF-Token": "test-csrf-token",
-                                                           "Sec-Fetch-Site": "cross-site"})
+        cross = client.open(
+            path, method=method, headers={"X-CSRF-Token": "test-csrf-token", "Sec-Fetch-Site": "cross-site"}
+        )
         assert cross.status_code == 403, ("cross-site", method, path)
         checked += 1
     assert checked >= 5
@@ -174,13 +190,17 @@ def test_unsafe_routes_refuse_missing_csrf_and_foreign_origin(stack_app):
 def _snapshot(app, stack_dir):
     conn = sqlite3.connect(app.config["SETTINGS"].database_path)
     try:
-        db = {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()  # noqa: S608 - fixed names
-              for t in ("users", "settings", "audit")}
+        db = {
+            t: conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()  # noqa: S608 - fixed names
+            for t in ("users", "settings", "audit")
+        }
         db["sessions"] = conn.execute("SELECT id, user_id FROM sessions ORDER BY 1").fetchall()
     finally:
         conn.close()
-    files = {str(p.relative_to(stack_dir)): (p.stat().st_mtime_ns, p.stat().st_size)
-             for p in sorted(stack_dir.rglob("*"))}
+    files = {
+        str(p.relative_to(stack_dir)): (p.stat().st_mtime_ns, p.stat().st_size)
+        for p in sorted(stack_dir.rglob("*"))
+    }
     return db, files
 
 

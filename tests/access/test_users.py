@@ -19,25 +19,33 @@ def _store(app) -> Store:
 
 def test_admin_adds_a_user_who_can_sign_in_with_that_role(app):
     admin = sign_in(app, app.test_client(), "admin")
-    r = admin.post("/users", data={"username": "olga", "password": "olga-password-12", "role": "operator"},
-                   headers=HX)
+    r = admin.post(
+        "/users", data={"username": "olga", "password": "olga-password-12", "role": "operator"}, headers=HX
+    )
     body = r.get_data(as_text=True)
     assert r.status_code == 200 and "<html" not in body and "Added olga" in body
     assert _store(app).user_by_name("olga").role == "operator"
     fresh = app.test_client()
     token = CSRF_RE.search(fresh.get("/login").get_data(as_text=True)).group(1)
-    assert fresh.post("/login", data={"username": "olga", "password": "olga-password-12",
-                                      "csrf_token": token}).status_code == 302
+    assert (
+        fresh.post(
+            "/login", data={"username": "olga", "password": "olga-password-12", "csrf_token": token}
+        ).status_code
+        == 302
+    )
     assert fresh.get("/users").status_code == 403
     assert _store(app).audit_events()[1].action == "user.add"
 
 
-@pytest.mark.parametrize(("form", "message"), [
-    ({"username": "x y", "password": "long-enough-pass", "role": "viewer"}, "letters, digits"),
-    ({"username": "short", "password": "tooshort", "role": "viewer"}, "at least 12"),
-    ({"username": "roleless", "password": "long-enough-pass", "role": "root"}, "Unknown role"),
-    ({"username": "ADMIN", "password": "long-enough-pass", "role": "viewer"}, "already a user"),
-])
+@pytest.mark.parametrize(
+    ("form", "message"),
+    [
+        ({"username": "x y", "password": "long-enough-pass", "role": "viewer"}, "letters, digits"),
+        ({"username": "short", "password": "tooshort", "role": "viewer"}, "at least 12"),
+        ({"username": "roleless", "password": "long-enough-pass", "role": "root"}, "Unknown role"),
+        ({"username": "ADMIN", "password": "long-enough-pass", "role": "viewer"}, "already a user"),
+    ],
+)
 def test_bad_new_users_are_refused_with_the_reason(app, form, message):
     admin = sign_in(app, app.test_client(), "admin")
     r = admin.post("/users", data=form, headers=HX)
@@ -81,8 +89,12 @@ def test_only_admins_manage_users(app, role):
     sign_in(app, app.test_client(), "admin")
     client = sign_in(app, app.test_client(), role)
     target = _store(app).user_by_name("admin")
-    assert client.post("/users", data={"username": "eve", "password": "eve-password-12",
-                                       "role": "admin"}).status_code == 403
+    assert (
+        client.post(
+            "/users", data={"username": "eve", "password": "eve-password-12", "role": "admin"}
+        ).status_code
+        == 403
+    )
     assert client.post(f"/users/{target.id}/role", data={"role": "viewer"}).status_code == 403
     assert client.post(f"/users/{target.id}/remove").status_code == 403
     assert _store(app).user_by_name("eve") is None and _store(app).user_by_name("admin").role == "admin"

@@ -1,3 +1,4 @@
+# ruff: noqa: E501 - compose files are clearer on one line each
 """A stack laid out like local-ai-packaged, with busybox standing in for every image.
 
 - docker-compose.yml `include:`s ./supabase/docker/docker-compose.yml, which is NOT in the folder:
@@ -211,8 +212,22 @@ BROKEN = """\
 
 
 def _git(cwd: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=Test", "-c", "user.email=test@example.invalid",
-                    "-c", "init.defaultBranch=master", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "git",
+            "-c",
+            "user.name=Test",
+            "-c",
+            "user.email=test@example.invalid",
+            "-c",
+            "init.defaultBranch=master",
+            *args,
+        ],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
 
 
 def make_supabase_remote(root: Path, image: str) -> str:
@@ -232,8 +247,10 @@ def make_supabase_remote(root: Path, image: str) -> str:
 def files(project: str, port: int) -> dict[str, str]:
     """The stack folder's files ({image} is filled in by make_stack)."""
     return {
-        "docker-compose.yml": MAIN.replace("{project}", project).replace("{health}", HEALTH)
-        .replace("{{", "{").replace("}}", "}"),
+        "docker-compose.yml": MAIN.replace("{project}", project)
+        .replace("{health}", HEALTH)
+        .replace("{{", "{")
+        .replace("}}", "}"),
         "docker-compose.override.private.yml": PRIVATE.format(port=port),
         "docker-compose.override.public.yml": PUBLIC.format(port=port),
         ".env.example": ENV_EXAMPLE,

@@ -35,9 +35,13 @@ def container_with_mount(docker_engine, busybox_image, tmp_path):
     made = []
 
     def run(target: str):
-        c = docker_engine.containers.run(busybox_image, ["sleep", "60"], detach=True,
-                                         name=f"{PREFIX}-mount-{secrets.token_hex(3)}",
-                                         volumes={str(host): {"bind": target, "mode": "rw"}})
+        c = docker_engine.containers.run(
+            busybox_image,
+            ["sleep", "60"],
+            detach=True,
+            name=f"{PREFIX}-mount-{secrets.token_hex(3)}",
+            volumes={str(host): {"bind": target, "mode": "rw"}},
+        )
         made.append(c)
         return c
 
@@ -62,18 +66,30 @@ def test_mount_at_the_same_path_passes(engine, container_with_mount):
 
 
 def test_not_in_a_container_says_so(engine, tmp_path):
-    row = preflight.mount_check(engine, tmp_path, container=None) if preflight.own_container_id() is None \
+    row = (
+        preflight.mount_check(engine, tmp_path, container=None)
+        if preflight.own_container_id() is None
         else preflight.compare_mounts([{"Destination": str(tmp_path), "Source": str(tmp_path)}], tmp_path)
+    )
     assert row.status == "pass"
 
 
 def test_port_taken_by_another_container_fails(engine, docker_engine, busybox_image, make_stack):
     port = free_port()
-    other = docker_engine.containers.run(busybox_image, ["httpd", "-f", "-p", "80"], detach=True,
-                                         name=f"{PREFIX}-port-{secrets.token_hex(3)}", ports={"80/tcp": port})
+    other = docker_engine.containers.run(
+        busybox_image,
+        ["httpd", "-f", "-p", "80"],
+        detach=True,
+        name=f"{PREFIX}-port-{secrets.token_hex(3)}",
+        ports={"80/tcp": port},
+    )
     try:
-        proj = make_stack({"docker-compose.yml": f"services:\n  web:\n    image: {{image}}\n    pull_policy: never\n"
-                                                 f"    ports: ['{port}:80']\n"})
+        proj = make_stack(
+            {
+                "docker-compose.yml": f"services:\n  web:\n    image: {{image}}\n    pull_policy: never\n"
+                f"    ports: ['{port}:80']\n"
+            }
+        )
         stack = Stack(proj.dir, proj.project, ("docker-compose.yml",))
         row = preflight.ports_check(engine, stack, compose.config_json(stack))
         assert row.status == "fail" and f"{port} (web) is used by {other.name}" in row.reason
@@ -101,8 +117,12 @@ def test_gpu_rows_follow_runtimes_and_devices(tmp_path):
 
 
 def test_ram_warns_below_the_recipe_minimum():
-    assert preflight.ram_check({"MemTotal": 4 * 1024**3}, recipes.by_name("local-ai-packaged")).status == "warn"
-    assert preflight.ram_check({"MemTotal": 16 * 1024**3}, recipes.by_name("local-ai-packaged")).status == "pass"
+    assert (
+        preflight.ram_check({"MemTotal": 4 * 1024**3}, recipes.by_name("local-ai-packaged")).status == "warn"
+    )
+    assert (
+        preflight.ram_check({"MemTotal": 16 * 1024**3}, recipes.by_name("local-ai-packaged")).status == "pass"
+    )
 
 
 def test_compose_files_wait_for_the_recipe_then_fail_when_really_broken(make_stack, engine):

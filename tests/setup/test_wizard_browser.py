@@ -16,7 +16,6 @@ from tests.conftest import PREFIX
 from tests.setup import fixture_stack as fx
 from tests.support.live import LiveServer
 from tests.support.live import free_port
-from tests.support.live import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.browser, pytest.mark.slow]
 PASSWORD = "owner-password-long"
@@ -67,14 +66,17 @@ def url_for_services(srv) -> set[str]:
 
 def _states(docker_engine, project: str) -> dict[str, tuple[str, str]]:
     out = {}
-    for c in docker_engine.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"}):
+    for c in docker_engine.containers.list(
+        all=True, filters={"label": f"com.docker.compose.project={project}"}
+    ):
         health = (c.attrs["State"].get("Health") or {}).get("Status", "")
         out[c.labels["com.docker.compose.service"]] = (c.status, health)
     return out
 
 
-def test_wizard_from_claim_to_running_stack_then_failure_view(page, unclaimed_server, local_ai, docker_engine,
-                                                               busybox_image):
+def test_wizard_from_claim_to_running_stack_then_failure_view(
+    page, unclaimed_server, local_ai, docker_engine, busybox_image
+):
     srv = unclaimed_server
     proj, remote = local_ai
     pg = page.page

@@ -26,7 +26,9 @@ def _stack(tmp_path, env: str | None = None):
 
 def test_generate_fills_placeholders_only_and_signs_supabase_keys(tmp_path):
     real_pw = "kept-real-password-1234567890"
-    directory = _stack(tmp_path, fx.ENV_EXAMPLE.replace("your-super-secret-and-long-postgres-password", real_pw))
+    directory = _stack(
+        tmp_path, fx.ENV_EXAMPLE.replace("your-super-secret-and-long-postgres-password", real_pw)
+    )
     recipe = recipes.for_stack(directory)
     draft = envdraft.load(directory, recipe)
     fresh = envdraft.generate_missing(draft, recipe, {})
@@ -56,10 +58,21 @@ def test_render_keeps_comments_and_sets_values_in_place(tmp_path):
 def test_plan_lists_every_write_and_the_command(tmp_path):
     directory = _stack(tmp_path)
     recipe = recipes.for_stack(directory)
-    state = wizard_state.WizardState(stack={"project": "demo", "override": "private", "profile": "cpu",
-                                            "sources": {"supabase": "file:///somewhere"}})
+    state = wizard_state.WizardState(
+        stack={
+            "project": "demo",
+            "override": "private",
+            "profile": "cpu",
+            "sources": {"supabase": "file:///somewhere"},
+        }
+    )
     plan = planning.build(directory, state, recipe)
-    assert [f.path for f in plan.files] == [".env", "supabase/", "searxng/settings.yml", "supabase/docker/.env"]
+    assert [f.path for f in plan.files] == [
+        ".env",
+        "supabase/",
+        "searxng/settings.yml",
+        "supabase/docker/.env",
+    ]
     assert plan.files[0].action == "create"
     assert plan.command[-6:] == list(planning.UP_ARGS)
     assert "--profile" in plan.command and "docker-compose.override.private.yml" in plan.command
