@@ -248,6 +248,16 @@ def change_password(store: Store, user: User, current: str, new: str, confirm: s
     store.set_password_hash(user.id, passwords.hash_password(new))
 
 
+def reset_password(store: Store, user_id: int, new: str) -> User:
+    """An admin sets a new password for someone who lost theirs; their sessions end."""
+    user = _existing(store, user_id)
+    if problem := passwords.password_problem(new):
+        raise InvalidInput(problem)
+    store.set_password_hash(user.id, passwords.hash_password(new))
+    store.delete_other_sessions(user.id, keep=None)
+    return user
+
+
 def _existing(store: Store, user_id: int) -> User:
     user = store.user_by_id(user_id)
     if user is None:

@@ -112,10 +112,10 @@ def change_password():
 
 
 # -- user administration ----------------------------------------------------------------------
-def _users_page(status: int = 200, error: str | None = None, added: str | None = None):
+def _users_page(status: int = 200, error: str | None = None, added: str | None = None, notice: str = ""):
     template = "auth/_users.html" if request.headers.get("HX-Target") == "users" else "auth/users.html"
     return render_template(
-        template, users=store().users(), roles=accounts.ROLES, error=error, added=added
+        template, users=store().users(), roles=accounts.ROLES, error=error, added=added, notice=notice
     ), status
 
 
@@ -146,6 +146,21 @@ def set_role(user_id: int):
     user = accounts.change_role(store(), user_id, role)
     store().audit(g.user.username, "user.role", user.username, detail=f"role {role}")
     return _users_page()
+
+
+@bp.post("/users/<int:user_id>/password")
+@require_role("admin")
+def reset_password(user_id: int):
+    """Set a new password for a user (who lost theirs); all their sessions end."""
+    try:
+        user = accounts.reset_password(store(), user_id, request.form.get("password", ""))
+    except InvalidInput as e:
+        return _users_page(422, error=e.message)
+    store().audit(g.user.username, "user.password", user.username)
+    if user.id == g.user.id:
+        logout_user()
+        return "", 200, {"HX-Redirect": url_for("auth.login")}
+    return _users_page(notice=f"New password set for {user.username}; their sessions were ended.")
 
 
 @bp.post("/users/<int:user_id>/remove")

@@ -27,7 +27,7 @@ def shoot(page, name: str) -> None:
         for width in (390, 1280):
             page.set_viewport_size({"width": width, "height": 800})
             page.evaluate("window.scrollTo(0, 0)")
-            page.screenshot(path=str(folder / f"{name}-{scheme}-{width}.png"), full_page=True)
+            page.screenshot(path=str(folder / f"{name}-{scheme}-{width}.png"), full_page=True, caret="initial")
     page.emulate_media(color_scheme="light")
     page.set_viewport_size({"width": 1280, "height": 800})
 
@@ -65,7 +65,11 @@ def test_sign_in_manage_users_and_change_password(page, server):
     from tests.support.live import wait_for
 
     wait_for(lambda: page_store_role() == "viewer", message="role saved")
+    pg.click(f"#user-{olga.id} summary")
     shoot(pg, "users")
+    pg.fill(f"#reset-{olga.id}", "olgas-new-password")
+    pg.click(f"#user-{olga.id} button:has-text('Set')")
+    pg.wait_for_selector("text=New password set for olga")
     me = store.user_by_name("admin")
     pg.once("dialog", lambda d: d.accept())
     pg.click(f"#user-{me.id} button:has-text('Remove')")

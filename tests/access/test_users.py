@@ -98,3 +98,20 @@ def test_only_admins_manage_users(app, role):
     assert client.post(f"/users/{target.id}/role", data={"role": "viewer"}).status_code == 403
     assert client.post(f"/users/{target.id}/remove").status_code == 403
     assert _store(app).user_by_name("eve") is None and _store(app).user_by_name("admin").role == "admin"
+
+
+def test_admin_sets_a_new_password_and_ends_that_users_sessions(app):
+    admin = sign_in(app, app.test_client(), "admin")
+    viewer = sign_in(app, app.test_client(), "viewer", username="vic")
+    vic = _store(app).user_by_name("vic")
+    r = admin.post(f"/users/{vic.id}/password", data={"password": "short"}, headers=HX)
+    assert r.status_code == 422 and "at least 12" in r.get_data(as_text=True)
+    assert viewer.get("/services").status_code == 200
+    r = admin.post(f"/users/{vic.id}/password", data={"password": "vics-new-password"}, headers=HX)
+    assert r.status_code == 200 and "New password set for vic" in r.get_data(as_text=True)
+    assert viewer.get("/services").status_code == 302
+    fresh = app.test_client()
+    token = CSRF_RE.search(fresh.get("/login").get_data(as_text=True)).group(1)
+    assert fresh.post("/login", data={"username": "vic", "password": "vics-new-password",
+                                      "csrf_token": token}).status_code == 302
+    assert viewer.post(f"/users/{vic.id}/password", data={"password": "x" * 20}).status_code == 302
