@@ -112,6 +112,10 @@ def test_admin_sets_a_new_password_and_ends_that_users_sessions(app):
     assert viewer.get("/services").status_code == 302
     fresh = app.test_client()
     token = CSRF_RE.search(fresh.get("/login").get_data(as_text=True)).group(1)
-    assert fresh.post("/login", data={"username": "vic", "password": "vics-new-password",
-                                      "csrf_token": token}).status_code == 302
+    assert (
+        fresh.post(
+            "/login", data={"username": "vic", "password": "vics-new-password", "csrf_token": token}
+        ).status_code
+        == 302
+    )
     assert viewer.post(f"/users/{vic.id}/password", data={"password": "x" * 20}).status_code == 302
