@@ -144,3 +144,22 @@ def test_progress_panel_streams_until_done(web_stack, operator):
     tail = operator.get(f"/stack/runs/{run.id}", query_string={"after": count}).get_data(as_text=True)
     assert not any(line and line in tail for line in lines)
     assert operator.get("/stack/runs/nope").status_code == 404
+
+
+def test_recreate_several_services_in_one_run(web_stack, web_app, operator, docker_engine):
+    assert finish(operator.post("/stack/up")).ok
+    before = {s: container_id(docker_engine, web_stack.project, s) for s in ("db", "worker")}
+    run = finish(operator.post("/stack/recreate", data={"service": ["worker", "db"]}))
+    assert run.ok and run.args == ["up", "-d", "--force-recreate", "--no-deps", "worker", "db"]
+    after = {s: container_id(docker_engine, web_stack.project, s) for s in ("db", "worker")}
+    assert all(before[s] != after[s] for s in before)
+    assert ("operator", "stack.recreate", web_stack.project, "ok") in audit(web_app)
+
+
+@pytest.mark.parametrize("names", [[], ["worker", "../etc"], ["nope"]])
+def test_recreate_refuses_unknown_or_missing_names(web_stack, operator, names):
+    stack = stack_from(web_stack.dir, {"project": web_stack.project})
+    runs_before = [x.id for x in compose.recent_runs(stack, limit=30)]
+    r = operator.post("/stack/recreate", data={"service": names})
+    assert r.status_code in (404, 422)
+    assert [x.id for x in compose.recent_runs(stack, limit=30)] == runs_before

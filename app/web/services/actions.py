@@ -30,7 +30,7 @@ from app.web.services import bp
 log = logging.getLogger(__name__)
 
 SERVICE_ACTIONS = ("start", "stop", "restart", "recreate", "pull")
-STACK_ACTIONS = ("up", "down", "pull", "restart")
+STACK_ACTIONS = ("up", "down", "pull", "restart", "recreate")
 
 
 def _stack():
@@ -112,6 +112,13 @@ def stack_action(action: str):
             detail = f"deleted volumes: {', '.join(model.volumes.values()) or 'none'}"
         else:
             detail = "volumes kept"
+    elif action == "recreate":
+        # Several services in one Compose run (e.g. all that use a changed .env variable).
+        names = [model.require(n, active=True).name for n in request.form.getlist("service")]
+        if not names:
+            raise InvalidInput("Choose the services to recreate.")
+        args = ["up", "-d", "--force-recreate", "--no-deps", *names]
+        detail = f"services: {', '.join(names)}"
     else:
         args = [action]
     title = f"{action} {stack.project}" + (" (with volumes)" if "-v" in args else "")
