@@ -33,7 +33,8 @@ def shoot(page, name: str) -> None:
         for width in (390, 1280):
             page.set_viewport_size({"width": width, "height": 900})
             page.evaluate("window.scrollTo(0, 0)")
-            page.screenshot(path=str(folder / f"{name}-{scheme}-{width}.png"), full_page=True, caret="initial")
+            path = str(folder / f"{name}-{scheme}-{width}.png")
+            page.screenshot(path=path, full_page=True, caret="initial")
     page.emulate_media(color_scheme="light")
     page.set_viewport_size({"width": 1280, "height": 800})
 

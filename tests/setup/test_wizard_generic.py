@@ -30,7 +30,12 @@ services:
     profiles: ["extra"]
     command: ["sleep", "3600"]
 """
-EXAMPLE = "# The API's signing secret\nAPI_SECRET=changeme\n# APP_HOSTNAME=app.example.com\n# LETSENCRYPT_EMAIL=you@example.com\n"
+EXAMPLE = """\
+# The API's signing secret
+API_SECRET=changeme
+# APP_HOSTNAME=app.example.com
+# LETSENCRYPT_EMAIL=you@example.com
+"""
 
 
 def test_generic_stack_from_checks_to_running(app_factory, make_stack, docker_engine):
