@@ -14,7 +14,14 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, abort, current_app, g, redirect, request, session, url_for
+from flask import Flask
+from flask import abort
+from flask import current_app
+from flask import g
+from flask import redirect
+from flask import request
+from flask import session
+from flask import url_for
 from flask.sessions import SecureCookieSessionInterface
 
 from app.errors import Forbidden
@@ -169,7 +176,8 @@ def is_websocket_handshake() -> bool:
 
 
 def _load_user() -> None:
-    from app.web import settings, store
+    from app.web import settings
+    from app.web import store
 
     g.user = None
     sid = session.get("sid")
