@@ -110,7 +110,9 @@ def make_stack(tmp_path_factory, busybox_image):
 
     def factory(files: dict[str, str], name: str | None = None) -> ComposeProject:
         project = f"{PREFIX}-{name or secrets.token_hex(3)}"
-        root = tmp_path_factory.mktemp(project)
+        # The folder is named like the project, so Compose's default name (the folder's) is the
+        # project's too: an app managing the folder acts on the project this fixture takes down.
+        root = tmp_path_factory.mktemp(project, numbered=False)
         proj = ComposeProject(dir=root, project=project)
         for rel, text in files.items():
             proj.write(rel, text.replace("{image}", busybox_image))

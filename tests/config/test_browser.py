@@ -36,6 +36,9 @@ def test_edit_generate_and_save_in_the_browser(make_stack, server_factory, page)
     p.wait_for_selector("#config-result")
     assert "Saved." in p.inner_text("#config-result")
     assert "Recreate web" in p.inner_text("#config-result")
+    p.click("#config-result button:has-text('Recreate web')")
+    panel = p.wait_for_selector("#config-runs .run-panel")
+    assert "recreate" in panel.inner_text()
     doc = EnvDocument.load(proj.dir / ".env")
     assert doc.get("GREETING") == "hello 'world' $USER"
     assert doc.get("ENCRYPTION_KEY") == key
