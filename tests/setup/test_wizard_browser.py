@@ -190,10 +190,14 @@ def test_wizard_from_claim_to_running_stack_then_failure_view(
     failure = pg.inner_text(".failure")
     assert "clickhouse did not start" in failure and "healthcheck fails" in failure
     assert "FATAL: cannot open /var/lib/clickhouse" in failure
-    logs_link = pg.get_attribute(".failure a[href*='service=clickhouse']", "href")
-    assert logs_link and logs_link.startswith("/logs")
+    logs_link = pg.get_attribute(".failure a:has-text('Open the logs of clickhouse')", "href")
+    assert logs_link == "/logs/clickhouse"
     assert "failed" in pg.inner_text("#svc-clickhouse") and "healthy" in pg.inner_text("#svc-db")
     shoot(pg, "10-failure")
+    pg.click(".failure a:has-text('Open the logs of clickhouse')")
+    pg.wait_for_url("**/logs/clickhouse")
+    assert "clickhouse" in pg.inner_text("main")
+    pg.goto(f"{srv.url}/setup/launch")  # the failure view is still there to retry from
     with pg.expect_navigation():
         pg.click("button:has-text('Retry')")
     pg.wait_for_selector(".failure", timeout=240_000)
