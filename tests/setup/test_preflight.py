@@ -135,3 +135,22 @@ def test_compose_files_wait_for_the_recipe_then_fail_when_really_broken(make_sta
     row = preflight.files_check(stack, recipe)
     assert row.status == "fail" and row.detail
     assert recipes.profiles_in_files(proj.dir, ("docker-compose.yml",)) == ["cpu", "gpu-nvidia", "gpu-amd"]
+
+
+def test_dead_engine_is_a_problem_row_and_blocks_continue(app_factory, make_stack, dead_docker_host):
+    from tests.conftest import sign_in
+
+    proj = make_stack({"compose.yaml": "services:\n  a:\n    image: {image}\n"})
+    app = app_factory(stack_dir=proj.dir, docker_host=dead_docker_host)
+    client = sign_in(app, app.test_client(), "admin")
+    body = client.get("/setup/preflight/checks").get_data(as_text=True)
+    engine_row = body[body.index('id="check-engine"') :]
+    engine_row = engine_row[: engine_row.index("</li>")]
+    assert "Problem" in engine_row and "Fix:" in engine_row and "Docker socket" in engine_row
+    assert 'class="primary" disabled' in body
+
+
+def test_no_stack_folder_is_a_problem_row(app, admin_client):
+    body = admin_client.get("/setup/preflight/checks").get_data(as_text=True)
+    assert "STACKPILOT_STACK_DIR" in body and 'class="primary" disabled' in body
+    assert admin_client.get("/setup/stack").headers["Location"].endswith("/setup/preflight")
