@@ -5,6 +5,7 @@ Every check returns a row (pass / warn / fail, the reason, the fix). Checks neve
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 from dataclasses import dataclass
@@ -89,9 +90,17 @@ def compose_check() -> Check:
 
 
 def own_container_id() -> str | None:
-    """Our container's id/hostname when we run in a container, else None."""
+    """Our container's id when we run in a container, else None. The engine bind-mounts
+    /etc/hostname from /var/lib/docker/containers/<id>/, which names the full id even when the
+    compose file sets a hostname; the hostname is the fallback."""
     if not (Path("/.dockerenv").exists() or Path("/run/.containerenv").exists()):
         return None
+    try:
+        mountinfo = Path("/proc/self/mountinfo").read_text()
+    except OSError:
+        mountinfo = ""
+    if m := re.search(r"/containers/([0-9a-f]{64})/(?:hostname|hosts|resolv\.conf)", mountinfo):
+        return m.group(1)
     return socket.gethostname()
 
 
