@@ -383,9 +383,10 @@ def launch_start():
 def launch_progress():
     """The live launch panel; polling stops (286) when the launch ended; success opens the table."""
     state = wizard_state.load(store())
-    job = launch.latest(planning.stack_for(_directory(), state, _recipe(state)).project)
+    directory = _directory()
+    job = launch.latest(planning.stack_for(directory, state, _recipe(state)).project) if directory else None
     snapshot = job.snapshot() if job else None
-    html = render_template("setup/_launch_panel.html", job=snapshot)
+    html = render_template("setup/_launch_panel.html", job=snapshot, state=state)
     if snapshot is None or snapshot["status"] == "failed":
         return html, 286
     if snapshot["status"] == "ok":

@@ -24,6 +24,7 @@ from pathlib import Path
 from app import compose
 from app.engine import Engine
 from app.engine import containers as engine_containers
+from app.errors import StackBusy
 from app.errors import StackpilotError
 from app.stack import backups
 from app.stack.atomic import atomic_write
@@ -167,11 +168,6 @@ def start(
     on_finish: Callable[[LaunchJob], None] | None = None,
 ) -> LaunchJob:
     """Begin the launch in a background thread; StackBusy when a launch or action already runs."""
-    running = latest(plan.stack.project)
-    if running is not None and not running.done:
-        from app.errors import StackBusy
-
-        raise StackBusy("The launch is already running; follow it on this page.")
     steps = [
         Step(
             "env",
@@ -193,7 +189,10 @@ def start(
         Step("verify", "Check that every service runs"),
     ]
     job = LaunchJob(id=secrets.token_urlsafe(9), project=plan.stack.project, user=user, steps=steps)
-    with _jobs_lock:
+    with _jobs_lock:  # check and register in one step: two clicks cannot start two launches
+        running = _jobs.get(_latest.get(job.project, ""))
+        if running is not None and not running.done:
+            raise StackBusy("The launch is already running; follow it on this page.")
         _jobs[job.id] = job
         _latest[job.project] = job.id
     thread = threading.Thread(
