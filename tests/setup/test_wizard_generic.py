@@ -39,8 +39,13 @@ API_SECRET=changeme
 
 
 def test_generic_stack_from_checks_to_running(app_factory, make_stack, docker_engine):
+    old_env = "# mine\nAPI_SECRET=changeme\nKEEP_ME=a-real-value\n"
     proj = make_stack(
-        {"compose.yaml": COMPOSE.replace("${#API_SECRET}", "$${#API_SECRET}"), ".env.example": EXAMPLE}
+        {
+            "compose.yaml": COMPOSE.replace("${#API_SECRET}", "$${#API_SECRET}"),
+            ".env.example": EXAMPLE,
+            ".env": old_env,
+        }
     )
     app = app_factory(stack_dir=proj.dir)
     c = sign_in(app, app.test_client(), "admin")
@@ -77,7 +82,7 @@ def test_generic_stack_from_checks_to_running(app_factory, make_stack, docker_en
     )
     assert r.status_code == 302
     review = c.get("/setup/review").get_data(as_text=True)
-    assert "compose.yaml" in review and "APP_HOSTNAME" in review
+    assert "compose.yaml" in review and "APP_HOSTNAME" in review and ".env_backups/" in review
     assert sorted(p.name for p in proj.dir.iterdir()) == before  # nothing written before the launch
 
     assert c.post("/setup/launch").headers["Location"].endswith("/setup/launch")
@@ -91,6 +96,9 @@ def test_generic_stack_from_checks_to_running(app_factory, make_stack, docker_en
     env = (proj.dir / ".env").read_text()
     secret = re.search(r"^API_SECRET=(.+)$", env, re.M).group(1)
     assert len(secret) >= 32 and "APP_HOSTNAME=app.example.com" in env
+    assert env.startswith("# mine\n") and "KEEP_ME=a-real-value" in env  # edited in place
+    backups = list((proj.dir / ".env_backups").glob(".env.*"))
+    assert [b.read_text() for b in backups] == [old_env] and (backups[0].stat().st_mode & 0o777) == 0o600
     containers = docker_engine.containers.list(
         filters={"label": f"com.docker.compose.project={proj.project}"}
     )
