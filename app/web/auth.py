@@ -50,6 +50,8 @@ def _safe_next(target: str | None) -> str:
 def login():
     if store().count_users("admin") == 0:
         return redirect(url_for("setup.index"))
+    if g.get("user") is not None and request.method == "GET":
+        return redirect(_safe_next(request.args.get("next")))
     error = None
     status = 200
     username = ""

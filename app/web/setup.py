@@ -50,7 +50,7 @@ def bad_hostname(name: str) -> bool:
 @require_role("admin")
 def index():
     if store().count_users("admin") == 0:
-        return render_template("setup/claim.html", error=None, username="admin")
+        return render_template("setup/claim.html", error=None, username=settings().admin_user)
     state = wizard_state.load(store())
     if state.completed and state.reached == "launch" and state.launch.get("status") == "ok":
         return _page("done", state)

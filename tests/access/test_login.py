@@ -134,3 +134,12 @@ def test_password_change_can_sign_out_other_sessions(app):
     fresh = app.test_client()
     assert _login(fresh, "admin", TEST_PASSWORD).status_code == 422
     assert _login(fresh, "admin", "brand-new-password-1").status_code == 302
+
+
+def test_signed_in_people_skip_the_login_form(app):
+    sign_in(app, app.test_client(), "admin")
+    client = sign_in(app, app.test_client(), "viewer")
+    r = client.get("/login?next=/logs/")
+    assert r.status_code == 302 and r.headers["Location"].endswith("/logs/")
+    r = client.get("/login?next=//evil.example/")
+    assert r.status_code == 302 and "evil" not in r.headers["Location"]
