@@ -28,7 +28,6 @@ from app.errors import StackBusy
 from app.errors import StackpilotError
 from app.stack import backups
 from app.stack.atomic import atomic_write
-from app.stack.model import ComposeModel
 from app.stack.model import model_from_json
 from app.wizard.plan import UP_ARGS
 from app.wizard.plan import Plan
@@ -38,6 +37,7 @@ log = logging.getLogger(__name__)
 
 GIT_TIMEOUT = 300
 LOG_TAIL = 40
+HEALTH_WAIT = 600.0  # seconds a container may stay "starting" before the launch gives up on it
 _CONTAINER_LINE = re.compile(r"^\s*Container\s+(\S+)\s+(\w+)")
 _PULL_LINE = re.compile(r"^\s*(?:Image\s+)?(\S+)\s+(Pulling|Pulled)\b")
 _STAGES = {
@@ -281,19 +281,21 @@ def _execute(job: LaunchJob, plan: Plan, engine: Engine, keep: int, remember) ->
     code = compose.run(
         plan.stack, list(UP_ARGS), on_line=job.line, title="Setup: start the stack", user=job.user, wait=10
     )
-    # `up --wait` exits 1 when a one-shot job that nothing waits on finishes (exit 0) in time
-    # for it to notice, and exits 0 with an unhealthy container: the engine decides below.
+    # Not `up --wait`: it exits 1 when a one-shot job nobody waits on finishes in time for it to
+    # notice, and 0 with an unhealthy container. Compose starts in dependency order (waiting on
+    # health where depends_on says so); Stackpilot then follows every container to the end.
     said = next((ln.strip() for ln in reversed(job.output) if ln.strip()), "")
     job.mark(
-        "up",
-        "ok",
-        "" if code == 0 else f"Compose exited with code {code} ({said}); every container is checked next.",
+        "up", "ok" if code == 0 else "failed", "" if code == 0 else f"Compose exited with code {code}: {said}"
     )
 
     job.mark("verify", "running")
-    failure = verify(job, engine, model)
+    failure = follow(job, engine, time.monotonic() + HEALTH_WAIT)
     if failure is not None:
         _fail(job, failure)
+        return
+    if code != 0:
+        _fail(job, Failure("", f"Compose exited with code {code}.", list(job.output)[-LOG_TAIL:]))
         return
     job.mark(
         "verify",
@@ -305,39 +307,22 @@ def _execute(job: LaunchJob, plan: Plan, engine: Engine, keep: int, remember) ->
         job.status = "ok"
 
 
-def verify(job: LaunchJob, engine: Engine, model: ComposeModel) -> Failure | None:
-    """Settle each service from the engine's view; the first broken one (in start order) is the failure."""
+def follow(job: LaunchJob, engine: Engine, deadline: float, interval: float = 1.0) -> Failure | None:
+    """Watch the containers until each is healthy, running (no healthcheck) or done; the first
+    broken one (or one still starting at the deadline) is the failure."""
     engine_containers.forget()
-    found = engine_containers.project_containers(engine, job.project)
-    by_service: dict[str, list] = {}
-    for info in found:
-        by_service.setdefault(info.service, []).append(info)
-    broken: list[tuple[str, str, str]] = []
-    with job._lock:
-        for name, progress in job.services.items():
-            infos = by_service.get(name) or []
-            if not infos:
-                progress.stage, progress.note = "failed", "not created"
-                broken.append((name, "was never created.", ""))
-                continue
-            info = infos[0]
-            if info.state == "running" and info.health == "unhealthy":
-                progress.stage, progress.note = "failed", "unhealthy"
-                broken.append((name, "is running but its healthcheck fails (unhealthy).", info.id))
-            elif info.state == "running" and info.health == "starting":
-                progress.stage, progress.note = "failed", "still starting"
-                broken.append((name, "did not become healthy in time.", info.id))
-            elif info.state == "running":
-                progress.stage = "healthy" if info.health == "healthy" else "running"
-            elif info.state == "exited" and info.exit_code == 0:
-                progress.stage, progress.note = "done", "finished its job"
-            elif info.state == "restarting":
-                progress.stage, progress.note = "failed", "keeps restarting"
-                broken.append((name, "keeps restarting.", info.id))
-            else:
-                code = info.exit_code
-                progress.stage, progress.note = "failed", f"exited with code {code}"
-                broken.append((name, f"stopped with exit code {code}.", info.id))
+    while True:
+        broken, pending = settle(job, engine)
+        if broken or not pending:
+            break
+        if time.monotonic() >= deadline:
+            waited = int(HEALTH_WAIT)
+            broken = [(name, f"did not become healthy within {waited} s.", cid) for name, cid in pending]
+            with job._lock:
+                for name, _cid in pending:
+                    job.services[name].stage, job.services[name].note = "failed", "still starting"
+            break
+        time.sleep(interval)
     if not broken:
         return None
     name, reason, container_id = broken[0]
@@ -345,6 +330,48 @@ def verify(job: LaunchJob, engine: Engine, model: ComposeModel) -> Failure | Non
     others = [b[0] for b in broken[1:]]
     also = f" Also failing: {', '.join(others)}." if others else ""
     return Failure(name, f"{name} {reason}{also}", lines)
+
+
+def settle(job: LaunchJob, engine: Engine) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
+    """One look at the engine: (broken services with reason and container, services still starting)."""
+    found = engine_containers.project_containers(engine, job.project)
+    by_service: dict[str, list] = {}
+    for info in found:
+        by_service.setdefault(info.service, []).append(info)
+    broken: list[tuple[str, str, str]] = []
+    pending: list[tuple[str, str]] = []
+    with job._lock:
+        for name, progress in job.services.items():
+            infos = by_service.get(name) or []
+            if not infos:
+                progress.stage, progress.note = "failed", "not created"
+                broken.append((name, "was never created (see the Compose output).", ""))
+                continue
+            info = infos[0]
+            if info.state == "running" and info.health == "unhealthy":
+                progress.stage, progress.note = "failed", "unhealthy"
+                broken.append((name, "is running but its healthcheck fails (unhealthy).", info.id))
+            elif info.state == "running" and info.health == "starting":
+                progress.stage, progress.note = "started", "waiting for its healthcheck"
+                pending.append((name, info.id))
+            elif info.state == "running":
+                progress.stage = "healthy" if info.health == "healthy" else "running"
+                progress.note = ""
+            elif info.state == "exited" and info.exit_code == 0:
+                progress.stage, progress.note = "done", "finished its job"
+            elif info.state == "restarting":
+                progress.stage, progress.note = "failed", "keeps restarting"
+                broken.append((name, "keeps restarting.", info.id))
+            elif info.state == "created":
+                progress.stage, progress.note = "failed", "never started"
+                broken.append(
+                    (name, "was created but never started (a service it depends on failed?).", info.id)
+                )
+            else:
+                code = info.exit_code
+                progress.stage, progress.note = "failed", f"exited with code {code}"
+                broken.append((name, f"stopped with exit code {code}.", info.id))
+    return broken, pending
 
 
 def tail_logs(engine: Engine, container_id: str, lines: int = LOG_TAIL) -> list[str]:

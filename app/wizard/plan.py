@@ -16,7 +16,7 @@ from app.wizard.recipe import PrepareStep
 from app.wizard.recipe import Recipe
 from app.wizard.state import WizardState
 
-UP_ARGS = ("up", "-d", "--wait", "--wait-timeout", "600", "--remove-orphans")
+UP_ARGS = ("up", "-d", "--remove-orphans")
 
 
 @dataclass(frozen=True)

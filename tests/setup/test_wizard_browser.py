@@ -150,6 +150,8 @@ def test_wizard_from_claim_to_running_stack_then_failure_view(
     shoot(pg, "7-launch-progress")
     table = url_for_services(srv)
     pg.wait_for_url(lambda url: url.split("?")[0] in table, timeout=240_000)
+    pg.wait_for_selector("text=Setup: start the stack")  # the table shows the launch's Compose run...
+    assert "failed" not in pg.inner_text("main")  # ...and it did not fail
     states = _states(docker_engine, proj.project)
     for service in ("vector", "db", "analytics", "flowise", "searxng"):
         assert states[service] == ("running", "healthy"), (service, states)
