@@ -56,6 +56,12 @@ LABEL org.opencontainers.image.title="Stackpilot" \
 
 # A fixed, unprivileged uid/gid. The Docker socket is reached through `group_add: [<socket gid>]`.
 # /data is writable by any uid (mode 1777) so `user:` may be set to the stack folder's owner.
+# git only on request (+~40 MB): the setup wizard's recipe step that fetches a compose folder
+# from a git URL needs it; without it the wizard says so and the folder can be fetched on the host.
+ARG WITH_GIT=0
+RUN if [ "$WITH_GIT" = 1 ]; then apt-get update -q \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends git \
+      && rm -rf /var/lib/apt/lists/*; fi
 RUN groupadd --system --gid 10001 stackpilot \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /data \
         --shell /usr/sbin/nologin stackpilot \

@@ -109,7 +109,8 @@ def make_stack(tmp_path_factory, busybox_image):
     made: list[ComposeProject] = []
 
     def factory(files: dict[str, str], name: str | None = None) -> ComposeProject:
-        project = f"{PREFIX}-{name or secrets.token_hex(3)}"
+        # Unique per call even when several tests ask for the same name.
+        project = f"{PREFIX}-{name}-{secrets.token_hex(2)}" if name else f"{PREFIX}-{secrets.token_hex(3)}"
         # The folder is named like the project, so Compose's default name (the folder's) is the
         # project's too: an app managing the folder acts on the project this fixture takes down.
         root = tmp_path_factory.mktemp(project, numbered=False)

@@ -189,9 +189,11 @@ def _load_user() -> None:
 
 def _gate() -> Any:
     """Runs before every request: session, login requirement, CSRF and Origin checks."""
+    if request.endpoint == "static":
+        return None
+    _load_user()  # also for a 404, so its page keeps the signed-in navigation
     if request.endpoint is None:  # 404: let the error handler answer
         return None
-    _load_user()
     view = current_app.view_functions.get(request.endpoint)
     is_public = request.endpoint == "static" or getattr(view, "stackpilot_public", False)
     if not is_public and getattr(view, "stackpilot_until_claimed", False):

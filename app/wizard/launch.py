@@ -408,7 +408,9 @@ def _git(args: list[str], cwd: Path | None, output: Callable[[str], None]) -> No
         )
     except FileNotFoundError:
         raise StackpilotError(
-            "git is not installed where Stackpilot runs, so the folder cannot be fetched."
+            "git is not installed where Stackpilot runs, so the folder cannot be fetched.",
+            detail="Fix: rebuild the Stackpilot image with --build-arg WITH_GIT=1, or run the same "
+                   "git command in the stack folder on the host, then Retry.",
         ) from None
     except subprocess.TimeoutExpired:
         raise StackpilotError(f"git {args[0]} did not finish within {GIT_TIMEOUT} s.") from None

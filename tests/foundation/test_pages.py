@@ -74,3 +74,8 @@ def test_post_without_csrf_token_is_refused(app):
 def test_post_from_foreign_origin_is_refused(admin_client):
     r = admin_client.post("/logout", headers={"Origin": "https://evil.example"})
     assert r.status_code == 403
+
+
+def test_404_page_keeps_the_signed_in_navigation(admin_client):
+    body = admin_client.get("/no-such-page").get_data(as_text=True)
+    assert 'class="mainnav"' in body and "Sign out" in body
