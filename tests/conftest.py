@@ -109,11 +109,11 @@ def make_stack(tmp_path_factory, busybox_image):
     made: list[ComposeProject] = []
 
     def factory(files: dict[str, str], name: str | None = None) -> ComposeProject:
-        # Unique per call even when several tests ask for the same name.
-        project = f"{PREFIX}-{name}-{secrets.token_hex(2)}" if name else f"{PREFIX}-{secrets.token_hex(3)}"
+        project = f"{PREFIX}-{name or secrets.token_hex(3)}"
         # The folder is named like the project, so Compose's default name (the folder's) is the
         # project's too: an app managing the folder acts on the project this fixture takes down.
-        root = tmp_path_factory.mktemp(project, numbered=False)
+        root = tmp_path_factory.mktemp("stack") / project
+        root.mkdir()
         proj = ComposeProject(dir=root, project=project)
         for rel, text in files.items():
             proj.write(rel, text.replace("{image}", busybox_image))
@@ -123,6 +123,14 @@ def make_stack(tmp_path_factory, busybox_image):
     yield factory
     for proj in made:
         proj.compose("down", "-v", "--remove-orphans", "-t", "0", check=False)
+        # `down` leaves one-off `run` containers (e.g. of a killed `compose run`), and with them
+        # the network: remove them by label, then let Compose remove the rest.
+        label = f"label=com.docker.compose.project={proj.project}"
+        ids = subprocess.run(["docker", "ps", "-aq", "--filter", label],
+                             capture_output=True, text=True).stdout.split()
+        if ids:
+            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+            proj.compose("down", "-v", "--remove-orphans", "-t", "0", check=False)
 
 
 # -- the app in-process ---------------------------------------------------------------------
