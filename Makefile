@@ -1,15 +1,19 @@
 # The two commands of the README: `make run` serves Stackpilot, `make test` runs the whole suite.
-PYTHON ?= python3
+# Both use a virtual environment in .venv (Debian's own Python refuses system-wide pip installs).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: run test bench
 run:
-	$(PYTHON) -m pip install -q --disable-pip-version-check -r requirements.txt
-	$(PYTHON) -m app
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m app
 
 test:
-	bash tests/prepare.sh
-	$(PYTHON) -m pytest
+	VENV=$(VENV) bash tests/prepare.sh
+	$(PY) -m pytest
 
 bench:
-	bash tests/prepare.sh
-	for b in bench/bench_*.py; do $(PYTHON) $$b || exit 1; done
+	VENV=$(VENV) bash tests/prepare.sh
+	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done

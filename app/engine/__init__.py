@@ -33,7 +33,9 @@ def describe(exc: BaseException) -> str:
             return {
                 "FileNotFoundError": "no Docker socket at that path",
                 "ConnectionRefusedError": "the Docker socket refused the connection (daemon stopped?)",
-                "PermissionError": "permission denied on the Docker socket (add our user to its group)",
+                "PermissionError": (
+                    "permission denied on the Docker socket: give the container the socket's group "
+                    "(group_add: DOCKER_GID = `stat -c %g /var/run/docker.sock` on the host)"),
             }[marker]
     if isinstance(exc, requests.exceptions.Timeout):
         return "the Docker engine did not answer in time"

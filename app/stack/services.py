@@ -180,7 +180,8 @@ def _row(service: Service, mine: list[ContainerInfo], samples: Mapping[str, Samp
             f"running {len(running)}/{len(mine)}"
     healths = [c.health for c in running if c.health]
     health = next((h for h in ("unhealthy", "starting", "healthy") if h in healths), "")
-    uptimes = [u for c in running if (u := c.uptime(now)) is not None]
+    # A paused container is still up: its uptime counts too.
+    uptimes = [u for c in mine if c.state in ("running", "paused") and (u := c.uptime(now)) is not None]
     picked = [samples[c.id] for c in running if c.id in samples]
     cpus = [s.cpu_percent for s in picked if s.cpu_percent is not None]
     return Row(

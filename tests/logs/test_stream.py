@@ -133,7 +133,6 @@ def test_follow_continues_across_a_container_restart(logs_server, ticker):
                      message="ticks of the restarted container")
         stamps = [line[1] for line in reader.lines]
         assert len(stamps) == len(set(stamps)), "a line was sent twice"
-        assert any(e.get("kind") == "stopped" for e in reader.events) or True
     finally:
         reader.close()
 
