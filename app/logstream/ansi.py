@@ -76,7 +76,9 @@ class Style:
         return " ".join(out)
 
     def apply(self, params: str) -> None:
-        codes = [int(p) if p.isdigit() else 0 for p in re.split(r"[;:]", params)] if params else [0]
+        # At most 3 digits: SGR codes are small, and int() of a huge digit string raises.
+        codes = [0 if not p else int(p) if p.isascii() and p.isdigit() and len(p) <= 3 else -1
+                 for p in re.split(r"[;:]", params)] if params else [0]
         i = 0
         while i < len(codes):
             c = codes[i]

@@ -1,14 +1,20 @@
 """The search box: plain text (case-insensitive) or /regex/ (with optional i flag), matched on the
-server against the plain text of each line, with the spans to highlight."""
+server against the plain text of each line, with the spans to highlight.
+
+Patterns come from any signed-in viewer, so matching uses the `regex` package: it can stop a
+match after a time limit (the standard `re` cannot, and a pattern like `(.*.*.*)x` on a long line
+would otherwise hold the interpreter for minutes) and releases the GIL while it matches.
+A line whose match runs out of time counts as not matching and is counted in `timeouts`."""
 
 from __future__ import annotations
 
-import re
+import regex as re
 
 from app.errors import InvalidInput
 
 MAX_PATTERN = 500
 MAX_MARKS = 64
+MATCH_SECONDS = 0.05  # per line; a sane pattern needs microseconds
 
 
 class LineFilter:
@@ -17,6 +23,7 @@ class LineFilter:
     def __init__(self, query: str = "") -> None:
         self.query = query = (query or "").strip()
         self.regex: re.Pattern | None = None
+        self.timeouts = 0
         if not query:
             return
         if len(query) > MAX_PATTERN:
@@ -42,11 +49,15 @@ class LineFilter:
         if self.regex is None:
             return []
         spans = []
-        for m in self.regex.finditer(text):
-            if m.end() > m.start():
-                spans.append(m.span())
-                if len(spans) >= MAX_MARKS:
-                    break
-        if spans:
-            return spans
-        return [] if self.regex.search(text) else None
+        try:
+            for m in self.regex.finditer(text, timeout=MATCH_SECONDS, concurrent=True):
+                if m.end() > m.start():
+                    spans.append(m.span())
+                    if len(spans) >= MAX_MARKS:
+                        break
+            if spans:
+                return spans
+            return [] if self.regex.search(text, timeout=MATCH_SECONDS, concurrent=True) else None
+        except TimeoutError:
+            self.timeouts += 1
+            return None

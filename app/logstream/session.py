@@ -65,6 +65,7 @@ class _Follower:
     thread: threading.Thread | None = None
     ended: bool = False
     stop_noted: bool = False
+    broken: bool = False  # its logs cannot be read: never re-attached (no retry storm)
 
 
 class LogSession:
@@ -212,6 +213,11 @@ class LogSession:
                     stream = self._open(c, follow=False, tail=tail, since_ns=since)
                 except NotFound:
                     continue
+                except EngineUnavailable:
+                    raise
+                except StackpilotError as e:  # e.g. a log driver the engine cannot read back
+                    self._note("error", f"The logs of {c.name} cannot be read: {e.message}")
+                    continue
                 streams.append(stream)
                 iters.append(self._lines(c, stream, after))
             for line in heapq.merge(*iters, key=lambda ln: ln.ts):
@@ -260,7 +266,7 @@ class LogSession:
                     self._note("removed", f"{f.container.name} was removed.")
             for c in found:
                 f = self._followers.get(c.id)
-                if f is not None and not f.ended:
+                if f is not None and (not f.ended or f.broken):
                     continue
                 if not c.running:
                     if f is not None and not f.stop_noted:
@@ -304,9 +310,19 @@ class LogSession:
                 if self.closed:
                     break
                 self._emit(line, block=False)
-        except StackpilotError as e:
-            if not self.closed:
+        except (EngineUnavailable, NotFound) as e:
+            if not self.closed:  # the follow loop notices and re-attaches when it can
                 log.info("log stream of %s ended: %s", c.name, e.message)
+        except StackpilotError as e:
+            follower.broken = True
+            if not self.closed:
+                self._note("error", f"The logs of {c.name} cannot be read: {e.message}")
+        except Exception:
+            # Whatever a container printed must not loop us: note it once and leave that container.
+            follower.broken = True
+            log.exception("log stream of %s failed", c.name)
+            if not self.closed:
+                self._note("error", f"The logs of {c.name} could not be read further; reopen the view to retry.")
         finally:
             if follower.stream is not None:
                 self._release(follower.stream)

@@ -270,3 +270,36 @@ def test_reconnect_with_resume_sends_only_newer_lines(logs_server, ticker):
         second.close()
     assert int(second.lines[0][4].split()[1]) == int(last[4].split()[1]) + 1
     assert json.dumps(second.lines).count(last[1]) == 0
+
+
+HOSTILE = """\
+services:
+  hostile:
+    image: {image}
+    pull_policy: never
+    command: ["sh", "-c", "printf '\\\\033[%sm boom\\\\n' $(printf '9%.0s' $(seq 1 5000)); echo after-boom; exec sleep 3600"]
+    stop_grace_period: 1s
+  silent:
+    image: {image}
+    pull_policy: never
+    command: ["sh", "-c", "echo unreadable; exec sleep 3600"]
+    logging: {driver: none}
+    stop_grace_period: 1s
+"""
+
+
+def test_a_hostile_line_or_an_unreadable_log_driver_does_not_break_the_view(logs_server, make_stack):
+    proj = make_stack({"docker-compose.yml": HOSTILE}, name="hostile")
+    proj.compose("up", "-d")
+    wait_for(lambda: "after-boom" in container_logs(proj, "hostile"), timeout=20, message="hostile output")
+    server = logs_server(proj)
+    reader = open_logs(server, server.session(), "tail=all")
+    try:
+        reader.until(lambda r: any(line[4] == "after-boom" for line in r.lines), message="lines after the boom")
+        reader.until(lambda r: any("silent" in (e.get("text") or "") for e in r.events),
+                     message="a note about the unreadable log")
+        reader.pump(2.0)
+    finally:
+        reader.close()
+    notes = [e for e in reader.events if e.get("t") == "note"]
+    assert len(notes) < 5, notes  # no retry storm of re-attach notices

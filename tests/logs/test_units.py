@@ -118,3 +118,19 @@ def test_queue_makes_history_wait_instead_of_dropping():
     assert got == list(range(6))
     assert done.wait(2)
     assert q.total_skipped == 0
+
+
+def test_runaway_regex_is_stopped_and_counted_not_hung():
+    from app.logstream.filters import LineFilter
+
+    search = LineFilter("/(a|aa)+$/")
+    assert search.match("a" * 60 + "b") is None  # would take minutes with the standard re
+    assert search.timeouts == 1
+    assert search.match("aaaa") == [(0, 4)]
+
+
+def test_absurd_sgr_code_is_ignored_not_fatal():
+    from app.logstream.ansi import segments
+
+    text = "".join(part for part, _classes in segments("\x1b[" + "9" * 5000 + "mhello \x1b[;31mred"))
+    assert text == "hello red"
