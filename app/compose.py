@@ -382,6 +382,9 @@ def _execute(stack: Stack, run: Run, timeout: float, on_line: Callable[[str], No
         run.timed_out = True
         _kill_group(proc)
 
+    with _live_lock:
+        _live.add(proc)
+
     timer = threading.Timer(timeout, kill)
     timer.daemon = True
     timer.start()
@@ -398,10 +401,37 @@ def _execute(stack: Stack, run: Run, timeout: float, on_line: Callable[[str], No
         if proc.poll() is None:
             _kill_group(proc)
             proc.wait()
+        with _live_lock:
+            _live.discard(proc)
     if run.timed_out:
         run.add(f"Stopped: the action ran longer than {int(timeout)} s.")
         return -1
     return code
+
+
+_live: set[subprocess.Popen] = set()
+_live_lock = threading.Lock()
+
+
+def shutdown(grace: float = 2.0) -> None:
+    """Stop every running Compose action with its process group (SIGTERM, then SIGKILL after
+    `grace`), and give the runs' threads a moment to write their audit rows. Without this,
+    Compose (in its own session) would outlive us, unlocked and unaudited."""
+    with _live_lock:
+        procs = list(_live)
+    for proc in procs:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except OSError:
+            pass
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+    for run in [r for r in list(_runs.values()) if not r.done]:
+        run.wait(max(0.2, deadline + 1.0 - time.monotonic()))
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

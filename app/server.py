@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 from dotenv import load_dotenv
 from waitress import create_server
@@ -49,8 +50,6 @@ def main() -> None:
     def stop(signum, frame):
         log.info("signal %s: closing %d WebSocket(s) and stopping", signum, len(wsbridge.OPEN_SOCKETS))
         wsbridge.OPEN_SOCKETS.close_all()
-        for hook in app.extensions.get("stackpilot.shutdown", []):
-            threading.Thread(target=hook, daemon=True).start()
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
@@ -61,5 +60,16 @@ def main() -> None:
         server.run()
     finally:
         server.close()
+        _run_shutdown_hooks(app.extensions.get("stackpilot.shutdown", []))
     # Worker threads are daemons: whatever is still running is cut short here.
     os._exit(0)
+
+
+def _run_shutdown_hooks(hooks: list) -> None:
+    """Run the owners' stop hooks (Compose runs, stats sampler) side by side, bounded in time."""
+    threads = [threading.Thread(target=hook, daemon=True) for hook in hooks]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + SHUTDOWN_GRACE
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))

@@ -7,6 +7,7 @@ connection. The schema is versioned by a small migration table and upgraded at s
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -71,6 +72,13 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        # Password hashes and session ids: readable by us only (SQLite gives -wal/-shm the same mode).
+        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+        os.close(fd)
+        try:
+            os.chmod(self.path, 0o600)
+        except OSError:
+            pass
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self.migrate()

@@ -52,7 +52,7 @@ def parse_tail(raw: str | None) -> int | None:
     raw = (raw or "100").strip().lower()
     if raw == "all":
         return None
-    if not raw.isdigit() or not 0 < int(raw) <= MAX_TAIL:
+    if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) <= MAX_TAIL:
         raise InvalidInput(f"Tail must be a number of lines from 1 to {MAX_TAIL:,}, or all.")
     return int(raw)
 

@@ -44,7 +44,7 @@ class Port:
     @property
     def linkable(self) -> bool:
         """A browser can open it: TCP, a single fixed host port."""
-        return self.protocol == "tcp" and self.host_port.isdigit()
+        return self.protocol == "tcp" and self.host_port.isascii() and self.host_port.isdigit()
 
     @property
     def label(self) -> str:

@@ -302,7 +302,7 @@ def _format_problem(value: str, kind: Kind, values: Mapping[str, str]) -> str:
         if not parts.scheme or not (parts.netloc or parts.path):
             return "Not a URL (e.g. https://example.com/path)."
     elif name == "port":
-        if not value.isdigit() or not 1 <= int(value) <= 65535:
+        if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 65535:
             return "Must be a port number between 1 and 65535."
     elif name == "boolean":
         if value.lower() not in _TRUE_FALSE:

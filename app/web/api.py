@@ -7,6 +7,7 @@ from flask import Blueprint, current_app, jsonify
 from app import wsbridge
 from app.web import engine, sock
 from app.web.security import public
+from app.web.security import require_role
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -26,8 +27,10 @@ def health():
 
 
 @sock.route("/ws/echo", bp=bp)
+@require_role("admin")
 def echo(ws):
-    """Echoes text frames back: a cheap end-to-end check of the WebSocket bridge."""
+    """Echoes text frames back: a cheap end-to-end check of the WebSocket bridge (admins only:
+    each open socket holds a server thread)."""
     while True:
         message = ws.receive()
         if message is None:

@@ -12,6 +12,7 @@ from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from app.errors import StackpilotError
+from app.web.security import has_role
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +22,9 @@ def wants_fragment() -> bool:
 
 
 def render_error(status: int, title: str, message: str, detail: str = ""):
+    # Details quote engine/Compose output, which can echo .env values: admins only.
+    if detail and not has_role("admin"):
+        detail = ""
     if request.path.startswith("/api/") or request.headers.get("Upgrade", "").lower() == "websocket":
         return jsonify(error=message, title=title), status
     if wants_fragment():

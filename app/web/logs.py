@@ -122,7 +122,8 @@ def _page(service: str | None):
         "logs/page.html", service=service, services=services, selected=selected, colours=colours,
         options=options, filter_error=filter_error, tail_choices=TAIL_CHOICES,
         since_choices=SINCE_CHOICES, project=stack.project,
-        ws_path=urlsplit(url_for("logs.stream")).path,  # a ws rule builds ws://host/... download_path=url_for("logs.download"),
+        ws_path=urlsplit(url_for("logs.stream")).path,  # a ws rule builds ws://host/...
+        download_path=url_for("logs.download"),
     )
 
 

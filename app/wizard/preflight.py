@@ -5,15 +5,14 @@ Every check returns a row (pass / warn / fail, the reason, the fix). Checks neve
 
 from __future__ import annotations
 
-import re
 import shutil
-import socket
 from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
 
 from app import compose
 from app.engine import Engine
+from app.engine.self import own_container_id
 from app.errors import StackpilotError
 from app.stack import Stack
 from app.wizard.recipe import Recipe
@@ -87,21 +86,6 @@ def compose_check() -> Check:
     return Check(
         "compose", "Docker Compose", "pass", f"Version {version} (2.20 or newer is needed for include:)."
     )
-
-
-def own_container_id() -> str | None:
-    """Our container's id when we run in a container, else None. The engine bind-mounts
-    /etc/hostname from /var/lib/docker/containers/<id>/, which names the full id even when the
-    compose file sets a hostname; the hostname is the fallback."""
-    if not (Path("/.dockerenv").exists() or Path("/run/.containerenv").exists()):
-        return None
-    try:
-        mountinfo = Path("/proc/self/mountinfo").read_text()
-    except OSError:
-        mountinfo = ""
-    if m := re.search(r"/containers/([0-9a-f]{64})/(?:hostname|hosts|resolv\.conf)", mountinfo):
-        return m.group(1)
-    return socket.gethostname()
 
 
 def mount_check(engine: Engine, stack_dir: Path, container: str | None = None) -> Check:
@@ -231,7 +215,7 @@ def published_ports(config: dict) -> dict[str, list[str]]:
     for name, spec in (config.get("services") or {}).items():
         for p in (spec or {}).get("ports") or []:
             published = str(p.get("published") or "")
-            if published.isdigit():
+            if published.isascii() and published.isdigit():
                 out.setdefault(f"{published}/{p.get('protocol') or 'tcp'}", []).append(name)
     return out
 

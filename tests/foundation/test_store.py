@@ -39,3 +39,12 @@ def test_audit_keeps_newest_first(tmp_path):
     store.audit("alice", "start", "web", result="failed", detail="exit 1")
     events = store.audit_events()
     assert [(e.action, e.result) for e in events] == [("start", "failed"), ("stop", "ok")]
+
+
+def test_database_files_are_private(tmp_path):
+    import stat
+
+    store = Store(tmp_path / "db.sqlite3")
+    store.set_setting("k", "v")
+    for path in tmp_path.glob("db.sqlite3*"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path

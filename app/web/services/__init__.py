@@ -75,6 +75,7 @@ def init_app(app: Flask) -> None:
     stats = StatsSampler(app.extensions["stackpilot.engine"])
     app.extensions["stackpilot.stats"] = stats
     app.extensions.setdefault("stackpilot.shutdown", []).append(stats.stop)
+    app.extensions["stackpilot.shutdown"].append(compose.shutdown)
 
 
 def settings_of(app: Flask):
