@@ -69,3 +69,10 @@ class Forbidden(StackpilotError):
 class RateLimited(StackpilotError):
     status = 429
     title = "Too many attempts"
+
+
+class OwnContainer(StackpilotError):
+    """An action would stop or replace the container Stackpilot itself runs in."""
+
+    status = 409
+    title = "Stackpilot's own container"

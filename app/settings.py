@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ class Settings:
     admin_password_file: Path | None = None
     compose_command: tuple[str, ...] = field(default_factory=tuple)
     backups_keep: int = 30
+    # Our container's id when detection cannot see it (tests, unusual runtimes): app/engine/self.py
+    self_container_id: str = ""
 
     @property
     def database_path(self) -> Path:
@@ -105,6 +108,10 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
 
     compose = tuple(env.get("STACKPILOT_COMPOSE", "").split())
 
+    self_id = env.get("STACKPILOT_SELF_CONTAINER_ID", "").strip()
+    if self_id and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", self_id):
+        raise SettingsError("STACKPILOT_SELF_CONTAINER_ID must be a container id or name")
+
     secret_key = env.get("MANAGEMENT_SECRET_KEY", "").strip()
     if secret_key and len(secret_key) < 32:
         raise SettingsError("MANAGEMENT_SECRET_KEY must be at least 32 characters")
@@ -129,4 +136,5 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         admin_password_file=password_file,
         compose_command=compose,
         backups_keep=_int(env, "STACKPILOT_BACKUPS_KEEP", 30, 1, 1000),
+        self_container_id=self_id,
     )

@@ -58,7 +58,7 @@ def _stack():
 
 def _own(stack) -> str | None:
     """Our own service in this stack (None when Stackpilot is not one of its containers)."""
-    return None
+    return own_service(engine(), stack.project, settings().self_container_id)
 
 
 def own_container_error(stack, name: str, action: str) -> OwnContainer:
