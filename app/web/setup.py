@@ -17,6 +17,7 @@ from flask import request
 from flask import url_for
 
 from app import wizard
+from app.engine.self import own_container_id
 from app.errors import InvalidInput
 from app.errors import StackpilotError
 from app.stack import PROJECT_NAME
@@ -228,7 +229,8 @@ def checks():
         )
     else:
         recipe = _recipe(state)
-        report = preflight.run(engine(), planning.stack_for(directory, state, recipe), recipe)
+        report = preflight.run(engine(), planning.stack_for(directory, state, recipe), recipe,
+                               container=own_container_id(settings().self_container_id) or None)
     return render_template("setup/_checks.html", report=report)
 
 
