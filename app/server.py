@@ -12,7 +12,9 @@ import time
 from dotenv import load_dotenv
 from waitress import create_server
 
-from app import ROOT, create_app, wsbridge
+from app import ROOT
+from app import create_app
+from app import wsbridge
 from app.errors import SettingsError
 from app.settings import from_env
 

@@ -17,7 +17,8 @@ import socket
 import threading
 
 from waitress.channel import HTTPChannel
-from waitress.server import BaseWSGIServer, MultiSocketServer
+from waitress.server import BaseWSGIServer
+from waitress.server import MultiSocketServer
 from waitress.task import WSGITask
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,6 @@ import time
 import uuid
 
 import requests
-
 from _common import ROOT
 from _common import row
 

@@ -29,9 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import docker  # noqa: E402
 import requests  # noqa: E402
 
+import docker  # noqa: E402
 from app.logstream.lines import parse_stamp  # noqa: E402
 from app.store import Store  # noqa: E402
 from tests.support import images  # noqa: E402

@@ -16,11 +16,15 @@ import time
 from pathlib import Path
 
 import requests
-
-from _common import ROOT, p95, row, rss_mb
+from _common import ROOT
+from _common import p95
+from _common import row
+from _common import rss_mb
 
 sys.path.insert(0, str(ROOT))
-from tests.support.live import LiveServer, ensure_user, free_port  # noqa: E402
+from tests.support.live import LiveServer  # noqa: E402
+from tests.support.live import ensure_user  # noqa: E402
+from tests.support.live import free_port  # noqa: E402
 
 BARE_APP = textwrap.dedent("""
     import sys

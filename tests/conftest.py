@@ -22,7 +22,10 @@ from app import settings as settings_module
 from app.store import Store
 from tests.support import engine as engine_support
 from tests.support import images
-from tests.support.live import TEST_PASSWORD, LiveServer, ensure_user, password_hash
+from tests.support.live import TEST_PASSWORD
+from tests.support.live import LiveServer
+from tests.support.live import ensure_user
+from tests.support.live import password_hash
 
 PREFIX = f"sptest{uuid.uuid4().hex[:6]}"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

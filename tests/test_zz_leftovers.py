@@ -1,6 +1,7 @@
 import pytest
 
-from tests.conftest import PREFIX, leftovers
+from tests.conftest import PREFIX
+from tests.conftest import leftovers
 
 
 @pytest.mark.docker

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-import docker
 import docker.errors
 import requests.exceptions
 
-from app.errors import EngineUnavailable, NotFound, StackpilotError
+import docker
+from app.errors import EngineUnavailable
+from app.errors import NotFound
+from app.errors import StackpilotError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

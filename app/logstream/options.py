@@ -7,8 +7,8 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC
 from datetime import datetime
-from datetime import timezone
 
 from app.errors import InvalidInput
 from app.logstream.filters import LineFilter
@@ -72,7 +72,7 @@ def parse_since(raw: str | None, now: float | None = None) -> int | None:
     except ValueError:
         raise InvalidInput("Since must be 5m, 1h, 24h or a date and time such as 2024-05-01T13:30.") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1_000_000) * 1000
 
 

@@ -7,7 +7,9 @@ name. Its settings live in the store (key "stack"); defaults come from the folde
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
+from dataclasses import field
+from dataclasses import replace
 from pathlib import Path
 
 from app.errors import InvalidInput

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 
 from app.errors import InvalidInput
@@ -292,7 +293,8 @@ def _parse_statement(text: str, pos: int, end: int, env: dict[str, str]) -> tupl
     if first in ("'", '"'):
         closed, value, after = _scan_quoted(text, start, first)
         if closed < 0:
-            return Entry(physical, "invalid", key=key, problem=f"{key}: the quote is never closed (Compose refuses the file)."), end
+            problem = f"{key}: the quote is never closed (Compose refuses the file)."
+            return Entry(physical, "invalid", key=key, problem=problem), end
         line_end = text.find("\n", after)
         line_end = len(text) if line_end < 0 else line_end + 1
         suffix = text[after:line_end]

@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
+from dataclasses import field
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 from app.errors import InvalidInput

@@ -5,7 +5,8 @@ Views here are thin: parse input, call the domain, render a page or a fragment.
 
 from __future__ import annotations
 
-from flask import Flask, current_app
+from flask import Flask
+from flask import current_app
 from flask_sock import Sock
 
 from app.engine import Engine
@@ -28,7 +29,15 @@ def settings() -> Settings:
 
 
 def init_app(app: Flask) -> None:
-    from app.web import api, auth, config, errors, graph, logs, security, services, setup
+    from app.web import api
+    from app.web import auth
+    from app.web import config
+    from app.web import errors
+    from app.web import graph
+    from app.web import logs
+    from app.web import security
+    from app.web import services
+    from app.web import setup
 
     security.init_app(app)
     errors.init_app(app)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint
+from flask import current_app
+from flask import jsonify
 
 from app import wsbridge
-from app.web import engine, sock
+from app.web import engine
+from app.web import sock
 from app.web.security import public
 from app.web.security import require_role
 

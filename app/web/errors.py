@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask
+from flask import jsonify
+from flask import render_template
+from flask import request
 from werkzeug.exceptions import HTTPException
 
 from app.errors import StackpilotError

@@ -5,33 +5,13 @@ Set STACKPILOT_SHOTS=/tmp/shots/access to also save each page light/dark at 390 
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from app.store import Store
 from tests.support.live import TEST_PASSWORD
+from tests.support.screens import shoot
 
 pytestmark = pytest.mark.browser
-SHOTS = os.environ.get("STACKPILOT_SHOTS")
-
-
-def shoot(page, name: str) -> None:
-    if not SHOTS:
-        return
-    folder = Path(SHOTS)
-    folder.mkdir(parents=True, exist_ok=True)
-    for scheme in ("light", "dark"):
-        page.emulate_media(color_scheme=scheme)
-        for width in (390, 1280):
-            page.set_viewport_size({"width": width, "height": 800})
-            page.evaluate("window.scrollTo(0, 0)")
-            page.screenshot(
-                path=str(folder / f"{name}-{scheme}-{width}.png"), full_page=True, caret="initial"
-            )
-    page.emulate_media(color_scheme="light")
-    page.set_viewport_size({"width": 1280, "height": 800})
 
 
 def test_sign_in_manage_users_and_change_password(page, server):

@@ -8,8 +8,8 @@ import subprocess
 
 from app.stack.envfile import EnvDocument
 from app.stack.envfile import encode_value
-from tests.conftest import compose_bin
 from tests.config.hostile import hostile_values
+from tests.conftest import compose_bin
 
 BATCH = 200
 

@@ -59,7 +59,8 @@ def test_example_sections_help_and_flags():
     titles = [sec.title for sec in s.sections]
     assert titles[:5] == ["Required", "Supabase Secrets", "Neo4j Secrets", "Langfuse credentials", "Caddy Config"]
     db = s.variables["POSTGRES_HOST"]
-    assert db.section == "Database" and "logical replication" in next(x.help for x in s.sections if x.title == "Database")
+    assert db.section == "Database"
+    assert "logical replication" in next(x.help for x in s.sections if x.title == "Database")
     host = s.variables["N8N_HOSTNAME"]
     assert host.commented and not host.required and host.kind.name == "hostname"
     assert s.variables["ENCRYPTION_KEY"].example == "generate-with-openssl"

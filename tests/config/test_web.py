@@ -10,8 +10,8 @@ import pytest
 from app.stack import backups
 from app.stack import secrets as gen
 from app.stack.envfile import EnvDocument
-from tests.conftest import sign_in
 from tests.config.example_env import LOCAL_AI_EXAMPLE
+from tests.conftest import sign_in
 
 COMPOSE = """\
 services:

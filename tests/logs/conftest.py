@@ -165,7 +165,7 @@ class Reader:
         got = predicate(self)
         if got:
             return got
-        raise AssertionError(f"timed out waiting for {message}; lines={[l[4][:80] for l in self.lines[-10:]]} "
+        raise AssertionError(f"timed out waiting for {message}; lines={[line[4][:80] for line in self.lines[-10:]]} "
                              f"events={self.events[-10:]} messages={[m['t'] for m in self.messages[-5:]]}")
 
     def html(self) -> list[str]:

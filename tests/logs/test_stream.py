@@ -84,7 +84,7 @@ def test_merged_view_of_three_services_interleaves_by_time(logs_server, chorus):
                    for ln in container_logs(chorus, svc, "-t").splitlines())
     assert [(line[1], line[4]) for line in reader.lines] == truth
     order = [services[line[2]] for line in reader.lines]
-    switches = sum(1 for a, b in zip(order, order[1:]) if a != b)
+    switches = sum(1 for a, b in zip(order, order[1:], strict=False) if a != b)
     assert switches >= 6, f"services not interleaved: {order}"
     assert all(line[4].startswith(services[line[2]]) for line in reader.lines)
 

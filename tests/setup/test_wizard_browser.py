@@ -6,9 +6,7 @@ Set STACKPILOT_SHOTS=/tmp/shots/setup to also save every step light/dark at 390 
 
 from __future__ import annotations
 
-import os
 import secrets
-from pathlib import Path
 
 import pytest
 
@@ -16,27 +14,10 @@ from tests.conftest import PREFIX
 from tests.setup import fixture_stack as fx
 from tests.support.live import LiveServer
 from tests.support.live import free_port
+from tests.support.screens import shoot
 
 pytestmark = [pytest.mark.docker, pytest.mark.browser, pytest.mark.slow]
 PASSWORD = "owner-password-long"
-SHOTS = os.environ.get("STACKPILOT_SHOTS")
-
-
-def shoot(page, name: str) -> None:
-    """Screenshots of the current page in both colour schemes and both widths (when asked)."""
-    if not SHOTS:
-        return
-    folder = Path(SHOTS)
-    folder.mkdir(parents=True, exist_ok=True)
-    for scheme in ("light", "dark"):
-        page.emulate_media(color_scheme=scheme)
-        for width in (390, 1280):
-            page.set_viewport_size({"width": width, "height": 900})
-            page.evaluate("window.scrollTo(0, 0)")
-            path = str(folder / f"{name}-{scheme}-{width}.png")
-            page.screenshot(path=path, full_page=True, caret="initial")
-    page.emulate_media(color_scheme="light")
-    page.set_viewport_size({"width": 1280, "height": 800})
 
 
 @pytest.fixture

@@ -9,13 +9,15 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 
 import requests
 from simple_websocket import Client
 
-from app import ROOT, passwords
+from app import ROOT
+from app import passwords
 from app.store import Store
 
 TEST_PASSWORD = "correct-horse-battery-staple"
@@ -137,7 +139,7 @@ class LiveServer:
         return WSClient.connect(self.ws_url(path), headers=self.ws_headers(session, origin), **kwargs)
 
     def ws_url(self, path: str) -> str:
-        return "ws://127.0.0.1:%d%s" % (self.port, path)
+        return f"ws://127.0.0.1:{self.port}{path}"
 
     def ws_headers(self, session: requests.Session | None = None, origin: str | None = None) -> dict:
         headers = {"Origin": origin or self.url}
