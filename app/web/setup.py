@@ -374,7 +374,8 @@ def launch_start():
             detail=job.failure.reason if job.failure else "",
         )
 
-    launch.start(plan, engine(), user, settings().backups_keep, remember, finished)
+    launch.start(plan, engine(), user, settings().backups_keep, remember, finished,
+                 self_container=settings().self_container_id)
     state.advance("review")
     wizard_state.save(st, state)
     return redirect(url_for("setup.step", name="launch"))

@@ -24,6 +24,7 @@ from pathlib import Path
 from app import compose
 from app.engine import Engine
 from app.engine import containers as engine_containers
+from app.engine.self import own_service
 from app.errors import StackBusy
 from app.errors import StackpilotError
 from app.stack import backups
@@ -93,6 +94,7 @@ class LaunchJob:
     services: dict[str, ServiceProgress] = field(default_factory=dict)
     failure: Failure | None = None
     output: deque = field(default_factory=lambda: deque(maxlen=400))
+    self_container: str = ""  # override of our own container id (Settings.self_container_id)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _names: dict[str, str] = field(default_factory=dict)  # container name -> service
 
@@ -166,6 +168,7 @@ def start(
     keep_backups: int,
     remember: Callable[[dict], None],
     on_finish: Callable[[LaunchJob], None] | None = None,
+    self_container: str = "",
 ) -> LaunchJob:
     """Begin the launch in a background thread; StackBusy when a launch or action already runs."""
     steps = [
@@ -188,7 +191,8 @@ def start(
         Step("up", "Start the services"),
         Step("verify", "Check that every service runs"),
     ]
-    job = LaunchJob(id=secrets.token_urlsafe(9), project=plan.stack.project, user=user, steps=steps)
+    job = LaunchJob(id=secrets.token_urlsafe(9), project=plan.stack.project, user=user, steps=steps,
+                    self_container=self_container)
     with _jobs_lock:  # check and register in one step: two clicks cannot start two launches
         running = _jobs.get(_latest.get(job.project, ""))
         if running is not None and not running.done:
@@ -278,9 +282,16 @@ def _execute(job: LaunchJob, plan: Plan, engine: Engine, keep: int, remember) ->
     job.mark("config", "ok", f"{len(job.services)} services to start.")
 
     job.mark("up", "running")
-    code = compose.run(
-        plan.stack, list(UP_ARGS), on_line=job.line, title="Setup: start the stack", user=job.user, wait=10
-    )
+    args = list(UP_ARGS)
+    # Installed inside this very stack, Compose must not recreate us mid-launch (our config may
+    # have changed with the new .env): start every other service, ours stays as it is.
+    own = own_service(engine, plan.stack.project, job.self_container)
+    if own:
+        others = [name for name in job.services if name != own]
+        args = ["up", "-d", "--no-deps", *others] if others else []
+        job.line(f"Stackpilot runs here as the service {own!r}: it is left as it is.")
+    code = 0 if not args else compose.run(
+        plan.stack, args, on_line=job.line, title="Setup: start the stack", user=job.user, wait=10)
     # Not `up --wait`: it exits 1 when a one-shot job nobody waits on finishes in time for it to
     # notice, and 0 with an unhealthy container. Compose starts in dependency order (waiting on
     # health where depends_on says so); Stackpilot then follows every container to the end.
