@@ -19,6 +19,7 @@ from flask import Response
 from flask import current_app
 from flask import render_template
 from flask import request
+from flask import session as cookie_session
 from flask import url_for
 
 from app.engine import logs as engine_logs
@@ -36,7 +37,9 @@ from app.logstream.options import from_params
 from app.logstream.session import LogSession
 from app.web import current_stack
 from app.web import engine
+from app.web import settings
 from app.web import sock
+from app.web import store
 from app.web.security import require_role
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,7 @@ bp = Blueprint("logs", __name__, url_prefix="/logs")
 
 SLOTS = "stackpilot.log_slots"
 SEND_INTERVAL = 0.1     # batch lines for ~100 ms between frames
+SESSION_RECHECK = 5.0   # a signed-out viewer's socket closes within this long
 BATCH_ITEMS = 2000
 SERVICE_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 PALETTE_SIZE = 8
@@ -196,7 +200,7 @@ def stream(ws):
         ws.send(wire.message("hello", services=selected))
         source = engine_logs.ProjectLogs(engine(), stack.project, selected)
         session = LogSession(source, options, selected).start()
-        _pump(ws, session)
+        _pump(ws, session, _signed_in_check())
     finally:
         if session is not None:
             session.close()
@@ -212,9 +216,24 @@ def _bad_filter(query: str) -> bool:
     return False
 
 
-def _pump(ws, session: LogSession) -> None:
-    """Drain the session into the socket, at most one frame per SEND_INTERVAL unless behind."""
+def _signed_in_check():
+    """A check that the socket's sign-in still holds (sign-out, removed user, password reset)."""
+    the_store, sid = store(), cookie_session.get("sid", "")
+    idle = settings().session_idle_minutes * 60
+    return lambda: bool(sid) and the_store.session_user(sid, idle) is not None
+
+
+def _pump(ws, session: LogSession, signed_in=lambda: True) -> None:
+    """Drain the session into the socket, at most one frame per SEND_INTERVAL unless behind;
+    every SESSION_RECHECK seconds make sure the viewer is still signed in."""
+    recheck_at = time.monotonic() + SESSION_RECHECK
     while ws.connected and not session.queue.closed:
+        if time.monotonic() >= recheck_at:
+            if not signed_in():
+                ws.send(wire.message("error", field="", text="You were signed out; sign in again to see the logs."))
+                ws.close(1008, "signed out")
+                return
+            recheck_at = time.monotonic() + SESSION_RECHECK
         batch = session.queue.get_batch(max_items=BATCH_ITEMS, wait=0.5)
         if not ws.connected:
             return

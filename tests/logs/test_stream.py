@@ -303,3 +303,17 @@ def test_a_hostile_line_or_an_unreadable_log_driver_does_not_break_the_view(logs
         reader.close()
     notes = [e for e in reader.events if e.get("t") == "note"]
     assert len(notes) < 5, notes  # no retry storm of re-attach notices
+
+
+def test_signing_out_closes_the_open_log_socket(logs_server, ticker):
+    server = logs_server(ticker)
+    session = server.session("viewer", "viewer")
+    reader = open_logs(server, session, "s=ticker&tail=5")
+    try:
+        reader.until(lambda r: len(r.lines) >= 3, message="live ticks")
+        assert session.post(server.url + "/logout", timeout=10).status_code in (200, 302)
+        reader.until(lambda r: any(m.get("t") == "error" and "signed out" in m.get("text", "") for m in r.messages),
+                     timeout=15, message="the signed-out message")
+        reader.until(lambda r: r.closed, timeout=10, message="the socket to close")
+    finally:
+        reader.close()
