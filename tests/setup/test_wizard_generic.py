@@ -8,7 +8,7 @@ import re
 import pytest
 
 from tests.conftest import sign_in
-from tests.support.live import wait_for
+from tests.setup.flow import launch_and_wait
 
 pytestmark = pytest.mark.docker
 
@@ -85,13 +85,7 @@ def test_generic_stack_from_checks_to_running(app_factory, make_stack, docker_en
     assert "compose.yaml" in review and "APP_HOSTNAME" in review and ".env_backups/" in review
     assert sorted(p.name for p in proj.dir.iterdir()) == before  # nothing written before the launch
 
-    assert c.post("/setup/launch").headers["Location"].endswith("/setup/launch")
-
-    def finished():
-        r = c.get("/setup/launch/progress")
-        return r if r.status_code == 286 or r.headers.get("HX-Redirect") else None
-
-    done = wait_for(finished, timeout=120, interval=0.5, message="the launch to end")
+    done = launch_and_wait(c)
     assert done.headers.get("HX-Redirect") in ("/", "/services"), done.get_data(as_text=True)
     env = (proj.dir / ".env").read_text()
     secret = re.search(r"^API_SECRET=(.+)$", env, re.M).group(1)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import sign_in
-from tests.support.live import wait_for
+from tests.setup.flow import launch_and_wait
 
 pytestmark = pytest.mark.docker
 
@@ -50,13 +50,7 @@ def test_launch_leaves_our_own_container_alone(app_factory, make_stack, docker_e
     assert c.post("/setup/config").status_code == 302
     assert c.post("/setup/https", data={"mode": "private"}).status_code == 302
     c.get("/setup/review")
-    assert c.post("/setup/launch").headers["Location"].endswith("/setup/launch")
-
-    def finished():
-        r = c.get("/setup/launch/progress")
-        return r if r.status_code == 286 or r.headers.get("HX-Redirect") else None
-
-    done = wait_for(finished, timeout=120, interval=0.5, message="the launch to end")
+    done = launch_and_wait(c)
     assert done.headers.get("HX-Redirect") in ("/", "/services"), done.get_data(as_text=True)
     assert "API_SECRET=changeme" not in (proj.dir / ".env").read_text()  # Stackpilot's config changed
     after = container(docker_engine, proj.project, "stackpilot")
