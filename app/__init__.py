@@ -17,6 +17,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Application factory: defaults, then the environment (Settings), then the test config."""
     from app import settings as settings_module
     from app.engine import Engine
+    from app.engine.registry import EngineRegistry
     from app.store import Store
 
     app = Flask(
@@ -41,7 +42,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(config)
 
     app.extensions["stackpilot.store"] = Store(settings.database_path)
-    app.extensions["stackpilot.engine"] = Engine(settings.docker_host)
+    local_engine = Engine(settings.docker_host)
+    app.extensions["stackpilot.engine"] = local_engine
+    app.extensions["stackpilot.engines"] = EngineRegistry(local_engine)
 
     from app import web
 
