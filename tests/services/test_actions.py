@@ -35,11 +35,11 @@ def test_service_actions_end_to_end(web_stack, web_app, operator, docker_engine)
     assert states(operator)["worker"][0] == "running" and states(operator)["db"][0] == "running"
 
     run = finish(operator.post("/services/worker/stop"))
-    assert run.ok and run.args == ["stop", "worker"]
+    assert run.ok and run.args == ["stop", "--", "worker"]
     wait_state(operator, "worker", "stopped")
 
     run = finish(operator.post("/services/worker/start"))
-    assert run.ok and run.args == ["start", "worker"]
+    assert run.ok and run.args == ["start", "--", "worker"]
     wait_state(operator, "worker", "running")
 
     before = container_id(docker_engine, web_stack.project, "worker")
@@ -150,7 +150,7 @@ def test_recreate_several_services_in_one_run(web_stack, web_app, operator, dock
     assert finish(operator.post("/stack/up")).ok
     before = {s: container_id(docker_engine, web_stack.project, s) for s in ("db", "worker")}
     run = finish(operator.post("/stack/recreate", data={"service": ["worker", "db"]}))
-    assert run.ok and run.args == ["up", "-d", "--force-recreate", "--no-deps", "worker", "db"]
+    assert run.ok and run.args == ["up", "-d", "--force-recreate", "--no-deps", "--", "worker", "db"]
     after = {s: container_id(docker_engine, web_stack.project, s) for s in ("db", "worker")}
     assert all(before[s] != after[s] for s in before)
     assert ("operator", "stack.recreate", web_stack.project, "ok") in audit(web_app)
@@ -163,3 +163,34 @@ def test_recreate_refuses_unknown_or_missing_names(web_stack, operator, names):
     r = operator.post("/stack/recreate", data={"service": names})
     assert r.status_code in (404, 422)
     assert [x.id for x in compose.recent_runs(stack, limit=30)] == runs_before
+
+
+FLAG_NAMED = """
+services:
+  keep:
+    image: {image}
+    pull_policy: never
+    command: ["sleep", "3600"]
+    stop_grace_period: 1s
+  "--remove-orphans":
+    image: {image}
+    pull_policy: never
+    command: ["sleep", "3600"]
+    stop_grace_period: 1s
+"""
+
+
+def test_a_service_named_like_a_flag_stays_a_name(make_stack, app_factory, docker_engine):
+    """Compose allows a service called `--remove-orphans`; Start must start it, not become
+    `up -d --remove-orphans` (issue 12 item 6): names go after `--`."""
+    proj = make_stack({"docker-compose.yml": FLAG_NAMED}, name="flag")
+    app = app_for(app_factory, proj)
+    client = sign_in(app, app.test_client(), "operator")
+    run = finish(client.post(f"/services/{quote('--remove-orphans', safe='')}/start"))
+    assert run.ok, run.lines_since(0)[0]
+    assert run.args == ["up", "-d", "--", "--remove-orphans"]
+    services = {c.labels["com.docker.compose.service"] for c in docker_engine.containers.list(
+        filters={"label": f"com.docker.compose.project={proj.project}"})}
+    assert services == {"--remove-orphans"}  # the flag did not start `keep` too
+    run = finish(client.post("/services/--remove-orphans/stop"))
+    assert run.ok and run.args == ["stop", "--", "--remove-orphans"]

@@ -141,7 +141,7 @@ def test_stack_restart_leaves_us_running(self_stack, self_app, operator, docker_
     web = started_at(docker_engine, self_stack.project, "web")
     run = finish(operator.post("/stack/restart"))
     assert run.ok, run.lines_since(0)[0]
-    assert run.args == ["restart", "web", "worker"]
+    assert run.args == ["restart", "--", "web", "worker"]
     assert started_at(docker_engine, self_stack.project, "stackpilot") == ours
     assert started_at(docker_engine, self_stack.project, "web") != web
     assert any(a == "stack.restart" and res == "ok" and "not restarted" in d
@@ -190,7 +190,7 @@ def test_recreate_of_several_skips_us_and_alone_is_refused(self_stack, self_app,
                                                           self_id):
     web = container(docker_engine, self_stack.project, "web").id
     run = finish(operator.post("/stack/recreate", data={"service": ["stackpilot", "web"]}))
-    assert run.ok and run.args == ["up", "-d", "--force-recreate", "--no-deps", "web"]
+    assert run.ok and run.args == ["up", "-d", "--force-recreate", "--no-deps", "--", "web"]
     assert "skipped" in run.title
     assert container(docker_engine, self_stack.project, "web").id != web
     r = operator.post("/stack/recreate", data={"service": ["stackpilot"]})

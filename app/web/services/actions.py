@@ -2,18 +2,9 @@
 
 Every action is a POST (CSRF checked globally) for operators; the service name is checked
 against the compose model before anything runs, so only names Compose itself defined reach a
-command line. The run streams into an in-memory log that the panel polls (286 when finished);
-the audit row is written when the run ends, with its exit code.
-
-When Stackpilot runs as a service of the stack it manages (the README's `include:` install), no
-run may stop or replace that service: Compose would kill the very process running it and the UI
-would never come back. So stop/restart/recreate of our service are refused (OwnContainer, with the
-host command to use instead), and stack actions name every OTHER service: `down` becomes
-`rm -f -s [-v] <others>` (networks and our container kept), `restart` restarts the others, `up`
-is `up -d --no-deps <others>` (--no-deps: a service depending on ours must not pull it into the
-run, where a changed config would recreate it). `rm -v` deletes anonymous volumes only: named
-volumes are kept while Stackpilot runs in the stack (the panel title and the audit say so);
-deleting them needs `docker compose down -v` on the host.
+command line. The arguments come from app.stack.actions (names after `--`; Stackpilot's own
+service left alone when it runs in the stack). The run streams into an in-memory log that the
+panel polls (286 when finished); the audit row is written when the run ends, with its exit code.
 """
 
 from __future__ import annotations
@@ -33,6 +24,10 @@ from app.errors import NotFound
 from app.errors import OwnContainer
 from app.errors import StackBusy
 from app.errors import StackpilotError
+from app.stack.actions import SERVICE_ACTIONS
+from app.stack.actions import STACK_ACTIONS
+from app.stack.actions import plan_service
+from app.stack.actions import plan_stack
 from app.stack.model import load_model
 from app.web import current_stack
 from app.web import engine
@@ -42,11 +37,6 @@ from app.web.security import require_role
 from app.web.services import bp
 
 log = logging.getLogger(__name__)
-
-SERVICE_ACTIONS = ("start", "stop", "restart", "recreate", "pull")
-STACK_ACTIONS = ("up", "down", "pull", "restart", "recreate")
-SELF_REFUSED = ("stop", "restart", "recreate")  # per-service actions that would kill us
-HOST_COMMANDS = {"stop": "stop", "restart": "restart", "recreate": "up -d --force-recreate"}
 
 
 def _stack():
@@ -59,13 +49,6 @@ def _stack():
 def _own(stack) -> str | None:
     """Our own service in this stack (None when Stackpilot is not one of its containers)."""
     return own_service(engine(), stack.project, settings().self_container_id)
-
-
-def own_container_error(stack, name: str, action: str) -> OwnContainer:
-    command = f"docker compose -p {stack.project} {HOST_COMMANDS[action]} {name}"
-    return OwnContainer(
-        f"Stackpilot cannot stop or recreate its own container from inside; run `{command}` "
-        f"on the host (in {stack.directory}).")
 
 
 @bp.app_context_processor
@@ -82,16 +65,6 @@ def _own_service_context() -> dict:
         return g.own_service
 
     return {"own_service": lookup}
-
-
-def _others(model, own: str) -> list[str]:
-    """Every active service but ours; refused when ours is the only one (an empty list would
-    make Compose act on all services, ours included)."""
-    names = [n for n in model.service_names() if n != own]
-    if not names:
-        raise InvalidInput(f"{own} (Stackpilot itself) is the only service of this stack; "
-                           "manage it from the host.")
-    return names
 
 
 def _audit_when_done(action: str, target: str, detail: str = ""):
@@ -118,17 +91,8 @@ def _start(stack, args: list[str], title: str, action: str, target: str, detail:
         "HX-Trigger": "services-changed"}
 
 
-def service_args(stack, name: str, action: str) -> list[str]:
-    """The Compose arguments for a per-service action on a name already checked against the model."""
-    if action == "start":
-        exists = any(c.service == name for c in engine_containers.project_containers(engine(), stack.project))
-        return ["start", name] if exists else ["up", "-d", name]
-    return {
-        "stop": ["stop", name],
-        "restart": ["restart", name],
-        "recreate": ["up", "-d", "--force-recreate", "--no-deps", name],
-        "pull": ["pull", name],
-    }[action]
+def _exists(stack, name: str) -> bool:
+    return any(c.service == name for c in engine_containers.project_containers(engine(), stack.project))
 
 
 @bp.post("/services/<path:name>/<action>")
@@ -138,11 +102,13 @@ def service_action(name: str, action: str):
         abort(404)
     stack = _stack()
     service = load_model(stack).require(name, active=True)
-    if action in SELF_REFUSED and service.name == _own(stack):
+    try:
+        plan = plan_service(stack, action, service.name, own=_own(stack),
+                            exists=action != "start" or _exists(stack, service.name))
+    except OwnContainer:
         store().audit(g.user.username, f"service.{action}", service.name, "refused: own container")
-        raise own_container_error(stack, service.name, action)
-    args = service_args(stack, service.name, action)
-    return _start(stack, args, f"{action} {service.name}", f"service.{action}", service.name)
+        raise
+    return _start(stack, list(plan.args), plan.title, f"service.{action}", service.name)
 
 
 @bp.post("/stack/<action>")
@@ -152,59 +118,24 @@ def stack_action(action: str):
         abort(404)
     stack = _stack()
     model = load_model(stack)
-    own = _own(stack)
-    detail = ""
-    note = ""
+    names: list[str] = []
     if action == "up":
         chosen = request.form.getlist("profile")
-        unknown = [p for p in chosen if p not in model.profiles]
-        if unknown:
+        if [p for p in chosen if p not in model.profiles]:
             raise InvalidInput("Choose profiles this stack defines.")
         if "profiles" in request.form or chosen:
             stack = stack.with_changes(profiles=tuple(chosen))
-        detail = f"profiles: {', '.join(stack.profiles) or 'none'}"
-        args = ["up", "-d"]
-        if own:
-            args += ["--no-deps", *_others(load_model(stack), own)]
-            note = f"{own} (Stackpilot) left as it is"
-    elif action == "down":
-        delete = request.form.get("volumes") == "delete"
-        if own:
-            args = ["rm", "-f", "-s", *(["-v"] if delete else []), *_others(model, own)]
-            note = (f"{own} (Stackpilot), the networks and named volumes kept" if delete
-                    else f"{own} (Stackpilot) and the networks kept")
-            detail = ("anonymous volumes deleted; named volumes kept while Stackpilot runs in the stack: "
-                      f"{', '.join(model.volumes.values()) or 'none'}") if delete else "volumes kept"
-        else:
-            args = ["down", *(["-v"] if delete else [])]
-            if delete:
-                detail = f"deleted volumes: {', '.join(model.volumes.values()) or 'none'}"
-            else:
-                detail = "volumes kept"
+            model = load_model(stack)
     elif action == "recreate":
         # Several services in one Compose run (e.g. all that use a changed .env variable).
         names = [model.require(n, active=True).name for n in request.form.getlist("service")]
-        if not names:
-            raise InvalidInput("Choose the services to recreate.")
-        if own in names:
-            names = [n for n in names if n != own]
-            if not names:
-                store().audit(g.user.username, "stack.recreate", stack.project, "refused: own container")
-                raise own_container_error(stack, own, "recreate")
-            note = f"{own} (Stackpilot) skipped: recreate it from the host"
-        args = ["up", "-d", "--force-recreate", "--no-deps", *names]
-        detail = f"services: {', '.join(names)}"
-    elif action == "restart" and own:
-        args = ["restart", *_others(model, own)]
-        note = f"{own} (Stackpilot) not restarted"
-    else:
-        args = [action]
-    if note:
-        detail = f"{detail}; {note}" if detail else note
-    title = f"{action} {stack.project}" + (" (with volumes)" if "-v" in args and not own else "")
-    if note:
-        title += f" ({note})"
-    return _start(stack, args, title, f"stack.{action}", stack.project, detail)
+    try:
+        plan = plan_stack(stack, action, model, own=_own(stack),
+                          delete_volumes=request.form.get("volumes") == "delete", services=names)
+    except OwnContainer:
+        store().audit(g.user.username, f"stack.{action}", stack.project, "refused: own container")
+        raise
+    return _start(stack, list(plan.args), plan.title, f"stack.{action}", stack.project, plan.detail)
 
 
 @bp.get("/stack/runs/<run_id>")

@@ -1,0 +1,156 @@
+"""Action planning: which Compose arguments a requested action runs (no Flask, no Docker).
+
+Why a domain module: the service table, the wizard's launch and any API must agree on two rules
+that, broken, either kill the UI or let a name become a flag.
+
+1. Names go after ``--``. A service name reaches the command line only after the model vouched
+   for it, but Compose allows names such as ``--remove-orphans`` (a valid YAML key); without the
+   separator `start --remove-orphans` would be a different command.
+2. Stackpilot's own service is left alone. When Stackpilot runs as a service of the stack it
+   manages (the README's ``include:`` install), no run may stop or replace that service: Compose
+   would kill the process that runs Compose, half way, and the UI would never come back. So
+   per-service stop/restart/recreate of our service are refused (OwnContainer, naming the host
+   command), and stack actions name every OTHER service: ``down`` becomes ``rm -f -s [-v] --
+   <others>`` (networks and our container kept), ``restart`` restarts the others, ``up`` is ``up
+   -d --no-deps -- <others>`` (--no-deps: a service depending on ours must not pull ours into the
+   run, where a changed config would recreate it). ``rm -v`` deletes anonymous volumes only:
+   named volumes are kept while Stackpilot runs in the stack.
+
+API:
+- ``plan_service(stack, action, name, own=None, exists=True) -> ActionPlan``
+- ``plan_stack(stack, action, model, own=None, delete_volumes=False, services=()) -> ActionPlan``
+- ``plan_up(services, own=None, base=("up", "-d")) -> ActionPlan``: the launch's start (the wizard
+  passes the services of its model and its own UP_ARGS).
+- ``ActionPlan``: ``args`` (empty: nothing to run), ``note`` (what was left alone), ``detail``
+  (for the audit row), ``title``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from app.errors import InvalidInput
+from app.errors import OwnContainer
+from app.stack import Stack
+from app.stack.model import ComposeModel
+
+SERVICE_ACTIONS = ("start", "stop", "restart", "recreate", "pull")
+STACK_ACTIONS = ("up", "down", "pull", "restart", "recreate")
+SELF_REFUSED = ("stop", "restart", "recreate")  # per-service actions that would kill us
+HOST_COMMANDS = {"stop": "stop", "restart": "restart", "recreate": "up -d --force-recreate"}
+
+
+@dataclass(frozen=True)
+class ActionPlan:
+    """What to run and what to tell: args for the stack's runner, a note naming what was spared."""
+
+    args: tuple[str, ...]
+    title: str
+    note: str = ""
+    detail: str = ""
+
+
+def names_arg(names: Iterable[str]) -> list[str]:
+    """``--`` then the names: a name never becomes a flag, whatever it looks like."""
+    names = list(names)
+    return ["--", *names] if names else []
+
+
+def own_container_error(stack: Stack, name: str, action: str) -> OwnContainer:
+    """The refusal for an action on our own service, with the host command that does it."""
+    command = f"docker compose -p {stack.project} {HOST_COMMANDS.get(action, action)} -- {name}"
+    return OwnContainer(
+        f"Stackpilot cannot stop or recreate its own container from inside; run `{command}` "
+        f"on the host (in {stack.directory}).")
+
+
+def others(names: Iterable[str], own: str) -> list[str]:
+    """Every name but ours; refused when ours is the only one (an empty list would make Compose
+    act on all services, ours included)."""
+    rest = [n for n in names if n != own]
+    if not rest:
+        raise InvalidInput(f"{own} (Stackpilot itself) is the only service of this stack; "
+                           "manage it from the host.")
+    return rest
+
+
+def plan_service(stack: Stack, action: str, name: str, own: str | None = None,
+                 exists: bool = True) -> ActionPlan:
+    """One service's action; `name` already checked against the model, `exists`: it has a
+    container (start then means `start`, else `up -d` creates it)."""
+    if action not in SERVICE_ACTIONS:
+        raise InvalidInput(f"Unknown action {action!r}.")
+    if action in SELF_REFUSED and own is not None and name == own:
+        raise own_container_error(stack, name, action)
+    if action == "start":
+        args = ["start", *names_arg([name])] if exists else ["up", "-d", *names_arg([name])]
+    elif action == "recreate":
+        args = ["up", "-d", "--force-recreate", "--no-deps", *names_arg([name])]
+    else:
+        args = [action, *names_arg([name])]
+    return ActionPlan(args=tuple(args), title=f"{action} {name}")
+
+
+def plan_up(services: Sequence[str], own: str | None = None,
+            base: Sequence[str] = ("up", "-d")) -> ActionPlan:
+    """Start the stack; with our own service among them, start every other one (--no-deps) and
+    leave ours as it is. No other service at all: nothing to run (args empty)."""
+    if not own:
+        return ActionPlan(args=tuple(base), title="up")
+    rest = [n for n in services if n != own]
+    note = f"{own} (Stackpilot) left as it is"
+    if not rest:
+        return ActionPlan(args=(), title="up", note=note)
+    flags = [a for a in base if a != "--remove-orphans"]  # orphans removal could take ours
+    return ActionPlan(args=(*flags, "--no-deps", *names_arg(rest)), title="up", note=note)
+
+
+def plan_stack(stack: Stack, action: str, model: ComposeModel, own: str | None = None,
+               delete_volumes: bool = False, services: Sequence[str] = ()) -> ActionPlan:
+    """A stack action; `model` is the model of the run's profiles, `services` the names (already
+    checked against the model) for ``recreate``."""
+    if action not in STACK_ACTIONS:
+        raise InvalidInput(f"Unknown action {action!r}.")
+    detail = note = ""
+    if action == "up":
+        planned = plan_up(model.service_names(), own)
+        if own:
+            others(model.service_names(), own)
+        args, note = list(planned.args), planned.note
+        detail = f"profiles: {', '.join(stack.profiles) or 'none'}"
+    elif action == "down":
+        if own:
+            args = ["rm", "-f", "-s", *(["-v"] if delete_volumes else []),
+                    *names_arg(others(model.service_names(), own))]
+            note = (f"{own} (Stackpilot), the networks and named volumes kept" if delete_volumes
+                    else f"{own} (Stackpilot) and the networks kept")
+            detail = ("anonymous volumes deleted; named volumes kept while Stackpilot runs in the stack: "
+                      f"{', '.join(model.volumes.values()) or 'none'}") if delete_volumes else "volumes kept"
+        else:
+            args = ["down", *(["-v"] if delete_volumes else [])]
+            detail = (f"deleted volumes: {', '.join(model.volumes.values()) or 'none'}" if delete_volumes
+                      else "volumes kept")
+    elif action == "recreate":
+        names = list(services)
+        if not names:
+            raise InvalidInput("Choose the services to recreate.")
+        if own in names:
+            names = [n for n in names if n != own]
+            if not names:
+                raise own_container_error(stack, own, "recreate")
+            note = f"{own} (Stackpilot) skipped: recreate it from the host"
+        args = ["up", "-d", "--force-recreate", "--no-deps", *names_arg(names)]
+        detail = f"services: {', '.join(names)}"
+    elif action == "restart" and own:
+        args = ["restart", *names_arg(others(model.service_names(), own))]
+        note = f"{own} (Stackpilot) not restarted"
+    else:
+        args = [action]
+    if note:
+        detail = f"{detail}; {note}" if detail else note
+    title = f"{action} {stack.project}" + (" (with volumes)" if "-v" in args and not own else "")
+    if note:
+        title += f" ({note})"
+    return ActionPlan(args=tuple(args), title=title, note=note, detail=detail)
