@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TypeVar
 
 import docker.errors
@@ -26,6 +28,20 @@ T = TypeVar("T")
 
 # Fast calls (ping, list, inspect) must not hang a page when the engine is wedged.
 API_TIMEOUT = 10
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and everything it wraps (requests -> urllib3 -> ssl/socket), outermost first."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        e = todo.pop(0)
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        todo.extend(x for x in (getattr(e, "reason", None), e.__cause__, e.__context__, *e.args)
+                    if isinstance(x, BaseException))
 
 
 def describe(exc: BaseException) -> str:
@@ -46,7 +62,7 @@ def describe(exc: BaseException) -> str:
 
 
 @contextmanager
-def engine_errors(what: str = "") -> Iterator[None]:
+def engine_errors(what: str = "", describe: Callable[[BaseException], str] = describe) -> Iterator[None]:
     """Translate SDK/transport exceptions raised inside the block into our typed errors."""
     try:
         yield
@@ -60,29 +76,110 @@ def engine_errors(what: str = "") -> Iterator[None]:
         raise EngineUnavailable(describe(e)) from None
 
 
-class Engine:
-    """One lazily opened Docker client shared by the app; reopened after the engine comes back."""
+@dataclass(frozen=True)
+class EngineState:
+    """What the last call to an engine found, known without calling it (None: not tried yet)."""
 
-    def __init__(self, base_url: str | None = None, timeout: int = API_TIMEOUT) -> None:
+    reachable: bool | None
+    reason: str = ""
+    since: float = 0.0
+
+
+class Engine:
+    """One Docker endpoint and its one lazily opened client (one connection pool), shared by every
+    stack on it; reopened after the engine comes back.
+
+    Subclasses (app/engine/remote.py) only change how the client is opened, how failures are
+    worded and what Compose needs in its environment; a Swarm manager would be one more.
+    """
+
+    kind = "local"
+    # After a failure, calls are refused for a while (doubling up to the cap) instead of each page
+    # waiting for the transport to fail again. 0 = off: a local socket fails in microseconds.
+    backoff_first = 0.0
+    backoff_cap = 15.0
+
+    def __init__(self, base_url: str | None = None, timeout: int = API_TIMEOUT, *, engine_id: str = "local",
+                 name: str = "This machine") -> None:
         self.base_url = base_url
         self.timeout = timeout
+        self.id = engine_id
+        self.name = name
         self._client: docker.DockerClient | None = None
         self._lock = threading.Lock()
+        self._state = EngineState(None)
+        self._backoff = 0.0
+        self._down_until = 0.0
+
+    def __repr__(self) -> str:
+        return f"<{self.__class__.__name__} {self.id} {self.endpoint}>"
+
+    @property
+    def endpoint(self) -> str:
+        """Where the engine is, for people: the URL without secrets."""
+        return self.base_url or "the local Docker socket"
+
+    def _open(self) -> docker.DockerClient:
+        if self.base_url:
+            return docker.DockerClient(base_url=self.base_url, timeout=self.timeout)
+        return docker.DockerClient.from_env(timeout=self.timeout)
 
     def client(self) -> docker.DockerClient:
         with self._lock:
             if self._client is None:
-                with engine_errors():
-                    if self.base_url:
-                        self._client = docker.DockerClient(base_url=self.base_url, timeout=self.timeout)
-                    else:
-                        self._client = docker.DockerClient.from_env(timeout=self.timeout)
+                with engine_errors(describe=self.describe):
+                    self._client = self._open()
             return self._client
+
+    def describe(self, exc: BaseException) -> str:
+        """The failure in words for this kind of transport."""
+        return describe(exc)
+
+    def compose_env(self) -> dict[str, str]:
+        """Environment for a Compose subprocess acting on this engine (merged over os.environ)."""
+        return {"DOCKER_HOST": self.base_url} if self.base_url else {}
+
+    def state(self) -> EngineState:
+        """The last call's outcome, without calling the engine: for marking its stacks unreachable."""
+        return self._state
+
+    def reset(self) -> None:
+        """Forget a recorded failure so the next call really tries (an admin's explicit check)."""
+        self._down_until = 0.0
+        self._backoff = 0.0
+
+    def _failed(self, reason: str) -> None:
+        now = time.monotonic()
+        if self._state.reachable is not False:
+            log.warning("engine %s (%s) unreachable: %s", self.id, self.endpoint, reason)
+            self._state = EngineState(False, reason, time.time())
+        elif reason != self._state.reason:
+            self._state = EngineState(False, reason, self._state.since)
+        if self.backoff_first:
+            self._backoff = min(self.backoff_cap, self._backoff * 2 if self._backoff else self.backoff_first)
+            self._down_until = now + self._backoff
+
+    def _succeeded(self) -> None:
+        if self._state.reachable is not True:
+            if self._state.reachable is False:
+                log.info("engine %s (%s) answers again", self.id, self.endpoint)
+            self._state = EngineState(True, "", time.time())
+        self._backoff = 0.0
+        self._down_until = 0.0
 
     def call(self, fn: Callable[[docker.DockerClient], T], what: str = "") -> T:
         """Run fn(client) with error translation; the one funnel for SDK calls."""
-        with engine_errors(what):
-            return fn(self.client())
+        wait = self._down_until - time.monotonic()
+        if wait > 0:
+            raise EngineUnavailable(f"{self.name}: {self._state.reason} (next try in {wait:.0f} s)")
+        try:
+            with engine_errors(what, self.describe):
+                result = fn(self.client())
+        except EngineUnavailable as e:
+            self._failed(e.message)
+            raise
+        self._succeeded()
+        return result
 
     def version(self) -> str:
         """The engine's version; raises EngineUnavailable with the reason when it cannot answer."""
