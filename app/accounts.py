@@ -13,8 +13,6 @@ import os
 import re
 import secrets
 import threading
-import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,76 +31,80 @@ ROLES = ("admin", "operator", "viewer")
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 
 
-# -- rate limits ------------------------------------------------------------------------------
-class RateLimiter:
-    """Counts failures per key in a sliding window; a key with `limit` failures waits.
+# -- throttles ------------------------------------------------------------------------------
+def wait_message(seconds: float, what: str = "failed sign-ins") -> str:
+    if seconds < 90:
+        secs = max(1, math.ceil(seconds))
+        return f"Too many {what} from your address. Wait {secs} second{'s' if secs != 1 else ''} and try again."
+    minutes = math.ceil(seconds / 60)
+    return f"Too many {what} from your address. Wait {minutes} minutes and try again."
 
-    In memory on purpose: Stackpilot is one process, and a restart (which needs host access)
-    may forget the counts.
+
+class Throttle:
+    """Failures counted per (account, address) and per address, in SQLite (a restart keeps them).
+
+    Nobody is ever locked out everywhere: a wrong guess slows down only the address it came
+    from, so the owner signing in from another address is not affected. After `free` failures on
+    a key each further attempt waits twice as long as the last (1 s, 2 s, 4 s ... up to `cap`).
+    An attempt is counted *before* the password is checked, in one transaction, so twenty
+    concurrent guesses cannot all slip under the limit; a right password clears its pair.
     """
 
-    def __init__(self, limit: int, window_seconds: float, max_keys: int = 10_000) -> None:
-        self.limit = limit
-        self.window = window_seconds
-        self.max_keys = max_keys
-        self._hits: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
+    def __init__(self, store: Store, *, per_pair: int = 5, per_address: int = 20, per_claim: int = 10,
+                 cap: float = 15 * 60, forget_after: float = 6 * 3600) -> None:
+        self.store = store
+        self.free = {"pair": per_pair, "addr": per_address, "claim": per_claim}
+        self.cap = cap
+        self.forget_after = forget_after
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        hits = self._hits.get(key)
-        if hits is None:
-            if len(self._hits) >= self.max_keys:  # bound memory: forget the stalest key
-                stalest = min(self._hits, key=lambda k: self._hits[k][-1] if self._hits[k] else 0)
-                del self._hits[stalest]
-            hits = self._hits[key] = deque()
-        while hits and now - hits[0] >= self.window:
-            hits.popleft()
-        return hits
+    def delay(self, key: str, failures: int) -> float:
+        free = self.free[key.split("|", 1)[0]]
+        if failures < free:
+            return 0.0
+        return float(min(self.cap, 2 ** min(failures - free, 20)))
 
-    def wait_seconds(self, key: str) -> float:
-        """0 when key may try now, else the seconds until its oldest counted failure expires."""
-        now = time.monotonic()
-        with self._lock:
-            hits = self._recent(key, now)
-            if len(hits) < self.limit:
-                return 0.0
-            return max(0.0, self.window - (now - hits[0]))
-
-    def fail(self, key: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._recent(key, now).append(now)
-
-    def reset(self, key: str) -> None:
-        with self._lock:
-            self._hits.pop(key, None)
+    def attempt(self, address: str, account: str | None = None, what: str = "failed sign-ins") -> Attempt:
+        """Count one attempt from address (at account); RateLimited when it must wait first."""
+        if account is None:
+            keys = [f"claim|{address}"]
+        else:
+            keys = [f"pair|{account.lower()}|{address}", f"addr|{address}"]
+        wait = self.store.count_attempt(keys, self.delay, self.forget_after)
+        if wait > 0:
+            error = RateLimited(wait_message(wait, what))
+            error.retry_after = math.ceil(wait)
+            raise error
+        return Attempt(self.store, keys)
 
 
-def wait_message(seconds: float, what: str = "failed sign-ins") -> str:
-    minutes = max(1, math.ceil(seconds / 60))
-    unit = "minute" if minutes == 1 else "minutes"
-    return f"Too many {what}. Wait {minutes} {unit} and try again."
+@dataclass
+class Attempt:
+    """One counted attempt: it stays a failure unless it succeeded or never ran."""
+
+    store: Store
+    keys: list[str]
+
+    def succeeded(self) -> None:
+        """The (account, address) pair starts clean; the address keeps its other failures."""
+        pair = [k for k in self.keys if k.startswith("pair|")]
+        self.store.clear_throttle(pair)
+        self.store.refund_attempt([k for k in self.keys if k not in pair])
+
+    def not_checked(self) -> None:
+        self.store.refund_attempt(self.keys)
 
 
-class LoginThrottle:
-    """Sign-in failures counted per client address and per account name (5 per 15 minutes)."""
-
-    def __init__(self, limit: int = 5, window_seconds: float = 15 * 60) -> None:
-        self.by_client = RateLimiter(limit, window_seconds)
-        self.by_account = RateLimiter(limit, window_seconds)
-
-    def check(self, client: str, username: str) -> None:
-        """Raise RateLimited before any password work when either key has used its attempts."""
-        wait = max(self.by_client.wait_seconds(client), self.by_account.wait_seconds(username.lower()))
-        if wait:
-            raise RateLimited(wait_message(wait))
-
-    def failed(self, client: str, username: str) -> None:
-        self.by_client.fail(client)
-        self.by_account.fail(username.lower())
-
-    def succeeded(self, username: str) -> None:
-        self.by_account.reset(username.lower())
+def check_password(throttle: Throttle, address: str, account: str, password: str, stored: str) -> bool:
+    """A throttled, memory-bounded password check: every place that checks a password uses it."""
+    attempt = throttle.attempt(address, account)
+    try:
+        ok = passwords.verify_password(password, stored)
+    except passwords.Busy:
+        attempt.not_checked()
+        raise
+    if ok:
+        attempt.succeeded()
+    return ok
 
 
 # -- the setup token --------------------------------------------------------------------------
@@ -114,11 +116,11 @@ class SetupToken:
     Claims are serialised by one lock, so concurrent claims cannot each spend a password hash.
     """
 
-    def __init__(self, data_dir: Path, limiter: RateLimiter | None = None) -> None:
+    def __init__(self, data_dir: Path, throttle: Throttle) -> None:
         self.path = Path(data_dir) / TOKEN_FILE
         self._token: str | None = None
         self._lock = threading.Lock()
-        self.limiter = limiter or RateLimiter(10, 15 * 60)
+        self.throttle = throttle
 
     @property
     def active(self) -> bool:
@@ -144,10 +146,10 @@ class SetupToken:
             pass
 
     def claim(self, store: Store, client: str, candidate: str, username: str, password: str) -> User:
-        """Create the first admin when candidate is the token; exactly one claim can win."""
-        wait = self.limiter.wait_seconds(client)
-        if wait:
-            raise RateLimited(wait_message(wait, "wrong setup tokens"))
+        """Create the first admin when candidate is the token; exactly one claim can win.
+
+        Wrong tokens slow down only the address they came from. The attempt is counted under the
+        claim lock, before the compare, so concurrent guesses are counted one after another."""
         username = username.strip()
         check_username(username)
         if problem := passwords.password_problem(password):
@@ -155,12 +157,13 @@ class SetupToken:
         with self._lock:
             if self._token is None or store.count_users("admin"):
                 raise Forbidden("The admin account has already been claimed. Sign in instead.")
+            attempt = self.throttle.attempt(client, what="wrong setup tokens")
             if not hmac.compare_digest(candidate.strip().encode(), self._token.encode()):
-                self.limiter.fail(client)
                 raise Forbidden(
                     "That setup token is not right. Copy it again from the server's "
                     "log or from the setup-token file in its data folder."
                 )
+            attempt.succeeded()
             user = store.add_first_admin(username, passwords.hash_password(password))
             if user is None:  # another process or the password file won meanwhile
                 raise Forbidden("The admin account has already been claimed. Sign in instead.")
@@ -173,7 +176,7 @@ def start_up(
     store: Store, data_dir: Path, admin_user: str, password_file: Path | None, link_base: str
 ) -> SetupToken:
     """At start: create the admin from the password file, or print a fresh setup token."""
-    token = SetupToken(data_dir)
+    token = SetupToken(data_dir, Throttle(store))
     if password_file is not None and not store.count_users("admin"):
         password = password_file.read_text().strip()
         if problem := passwords.password_problem(password):
@@ -219,7 +222,10 @@ def add_user(store: Store, username: str, password: str, role: str) -> User:
         raise InvalidInput(problem)
     if store.user_by_name(username) is not None:
         raise InvalidInput(f"There is already a user named {username!r}.")
-    return store.add_user(username, passwords.hash_password(password), role)
+    user = store.add_user(username, passwords.hash_password(password), role)
+    if user is None:  # a concurrent add of the same name won
+        raise InvalidInput(f"There is already a user named {username!r}.")
+    return user
 
 
 def change_role(store: Store, user_id: int, role: str) -> User:
@@ -237,14 +243,15 @@ def remove_user(store: Store, user_id: int) -> User:
     return user
 
 
-def change_password(store: Store, user: User, current: str, new: str, confirm: str) -> None:
-    """Replace user's password after checking the current one."""
-    if not passwords.verify_password(current, user.password_hash):
-        raise InvalidInput("The current password is not right.")
+def change_password(store: Store, throttle: Throttle, client: str, user: User, current: str, new: str,
+                    confirm: str) -> None:
+    """Replace user's password after checking the current one (throttled like a sign-in)."""
     if new != confirm:
         raise InvalidInput("The new password and its confirmation differ.")
     if problem := passwords.password_problem(new):
         raise InvalidInput(problem)
+    if not check_password(throttle, client, user.username, current, user.password_hash):
+        raise InvalidInput("The current password is not right.")
     store.set_password_hash(user.id, passwords.hash_password(new))
 
 
@@ -270,4 +277,4 @@ class Access:
     """What the web layer keeps per app: the token and the sign-in throttle."""
 
     token: SetupToken
-    throttle: LoginThrottle
+    throttle: Throttle

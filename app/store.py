@@ -11,7 +11,9 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from collections.abc import Iterator
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +48,46 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX audit_at ON audit(at);
     """,
+    # 2 (hardening): failures counted per sign-in/setup-token key, kept across restarts
+    """
+    CREATE TABLE IF NOT EXISTS throttles (
+        key TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL,
+        last_at REAL NOT NULL
+    );
+    """,
+    # engines (issue 11): Docker engines an admin added (tcp+TLS, ssh); their certificates and keys
+    # are files under the data dir's engines/<id>/, never rows
+    """
+    CREATE TABLE IF NOT EXISTS engines (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        url TEXT NOT NULL,
+        options TEXT NOT NULL DEFAULT '{}',
+        created_at REAL NOT NULL
+    );
+    """,
+    # many stacks (issue 11): the stack registry, per-user stack limits, the stack of each audit row
+    """
+    CREATE TABLE IF NOT EXISTS stacks (
+        slug TEXT PRIMARY KEY,
+        project TEXT NOT NULL DEFAULT '',
+        directory TEXT NOT NULL DEFAULT '',
+        files TEXT NOT NULL DEFAULT '[]',
+        engine TEXT NOT NULL DEFAULT 'local',
+        source TEXT NOT NULL,
+        added_at REAL NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS user_stacks (
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        stack TEXT NOT NULL,
+        PRIMARY KEY (user_id, stack)
+    );
+    ALTER TABLE audit ADD COLUMN stack TEXT NOT NULL DEFAULT '';
+    CREATE INDEX IF NOT EXISTS audit_stack ON audit(stack, id)
+    """,
 ]
+SQLITE_MAX_INT = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -135,6 +176,8 @@ class Store:
         return _user(row)
 
     def user_by_id(self, user_id: int) -> User | None:
+        if not 0 < user_id <= SQLITE_MAX_INT:  # a 26-digit id from a URL is nobody, not an error
+            return None
         row = self._conn().execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
         return _user(row)
 
@@ -142,12 +185,16 @@ class Store:
         rows = self._conn().execute("SELECT * FROM users ORDER BY username").fetchall()
         return [_user(r) for r in rows]
 
-    def add_user(self, username: str, password_hash: str, role: str) -> User:
+    def add_user(self, username: str, password_hash: str, role: str) -> User | None:
+        """The new user, or None when the name (in any case) is taken, even by a concurrent add."""
         with self.transaction() as conn:
             cur = conn.execute(
-                "INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, ?, ?)",
+                "INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (username) DO NOTHING",
                 (username, password_hash, role, time.time()),
             )
+            if cur.rowcount != 1:
+                return None
         return User(cur.lastrowid, username, role, password_hash)
 
     def add_first_admin(self, username: str, password_hash: str) -> User | None:
@@ -182,8 +229,9 @@ class Store:
                 (session_id, user_id, now, now, client),
             )
 
-    def session_user(self, session_id: str, idle_seconds: float) -> User | None:
-        """The user of a live session, touching it; an idle-expired session is deleted."""
+    def session_user(self, session_id: str, idle_seconds: float, touch: bool = True) -> User | None:
+        """The user of a live session, touching it (unless touch is False: an open log socket is
+        not activity); an idle-expired session is deleted."""
         conn = self._conn()
         row = conn.execute(
             "SELECT u.*, s.last_seen FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?",
@@ -195,7 +243,7 @@ class Store:
         if now - row["last_seen"] > idle_seconds:
             self.delete_session(session_id)
             return None
-        if now - row["last_seen"] > 30:  # touch at most every 30 s: reads stay reads
+        if touch and now - row["last_seen"] > 30:  # touch at most every 30 s: reads stay reads
             with self.transaction() as w:
                 w.execute("UPDATE sessions SET last_seen = ? WHERE id = ?", (now, session_id))
         return _user(row)
@@ -211,6 +259,49 @@ class Store:
             )
         return cur.rowcount
 
+    # -- throttles (sign-in and setup-token failures) ----------------------------------------
+    def count_attempt(self, keys: Sequence[str], wait_for: Callable[[str, int], float],
+                      forget_after: float) -> float:
+        """Atomically: the seconds some key must still wait (nothing counted), or 0 after counting
+        this attempt on every key. Counting before the check is what makes the limit unraceable."""
+        now = time.time()
+        marks = ",".join("?" * len(keys))
+        with self.transaction() as conn:
+            rows = {r["key"]: r for r in conn.execute(
+                f"SELECT key, failures, last_at FROM throttles WHERE key IN ({marks})", tuple(keys))}
+            counts = {}
+            wait = 0.0
+            for key in keys:
+                row = rows.get(key)
+                failures = row["failures"] if row and now - row["last_at"] < forget_after else 0
+                counts[key] = failures
+                if failures:
+                    wait = max(wait, row["last_at"] + wait_for(key, failures) - now)
+            if wait > 0:
+                return wait
+            conn.executemany(
+                "INSERT INTO throttles (key, failures, last_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET failures = excluded.failures, last_at = excluded.last_at",
+                [(key, counts[key] + 1, now) for key in keys],
+            )
+            # Bound the table: rows quiet for longer than forget_after count for nothing.
+            conn.execute("DELETE FROM throttles WHERE last_at < ?", (now - forget_after,))
+        return 0.0
+
+    def refund_attempt(self, keys: Sequence[str]) -> None:
+        """Take back one counted attempt (it was not a failure: the check never ran)."""
+        with self.transaction() as conn:
+            conn.executemany("UPDATE throttles SET failures = MAX(0, failures - 1) WHERE key = ?",
+                             [(k,) for k in keys])
+
+    def clear_throttle(self, keys: Sequence[str]) -> None:
+        with self.transaction() as conn:
+            conn.executemany("DELETE FROM throttles WHERE key = ?", [(k,) for k in keys])
+
+    def throttle_failures(self, key: str) -> int:
+        row = self._conn().execute("SELECT failures FROM throttles WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else 0
+
     # -- settings ---------------------------------------------------------------------------
     def get_setting(self, key: str, default: Any = None) -> Any:
         row = self._conn().execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
@@ -225,14 +316,23 @@ class Store:
             )
 
     # -- audit ------------------------------------------------------------------------------
+    # The stack an audit row belongs to when the caller does not say: the web layer sets this to
+    # "the current request's stack, or the stack of the Compose run finishing in this thread".
+    audit_stack: Callable[[], str] = staticmethod(lambda: "")
+
     def audit(self, username: str, action: str, target: str = "", result: str = "ok",
-              detail: str = "") -> None:
-        """Record who did what to which target, and how it ended. Never pass secret values."""
+              detail: str = "", stack: str | None = None) -> None:
+        """Record who did what to which target (on which stack), and how it ended. Never pass secret values."""
+        stack = self.audit_stack() if stack is None else stack
         with self.transaction() as conn:
             conn.execute(
-                "INSERT INTO audit (at, username, action, target, result, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                (time.time(), username, action, target, result, detail[:2000]),
+                "INSERT INTO audit (at, username, action, target, result, detail, stack) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (time.time(), username, action, target, result, detail[:2000], stack or ""),
             )
+
+    def select(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """A read for a domain module's own tables (the stack registry), outside a write transaction."""
+        return self._conn().execute(sql, tuple(args)).fetchall()
 
     def audit_events(self, limit: int = 100) -> list[AuditEvent]:
         rows = self._conn().execute(

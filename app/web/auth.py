@@ -58,21 +58,20 @@ def login():
     if request.method == "POST":
         username = request.form.get("username", "").strip()[:64]
         password = request.form.get("password", "")
-        throttle = access().throttle
         client = client_address()
+        user = store().user_by_name(username)
         try:
-            throttle.check(client, username)
+            # Unknown names are checked against a dummy hash: the same time, the same throttle.
+            ok = accounts.check_password(access().throttle, client, username, password,
+                                         user.password_hash if user else passwords.DUMMY_HASH)
         except RateLimited as e:
             store().audit(username or "?", "login", result="throttled", detail=f"from {client}")
-            return render_template("auth/login.html", error=e.message, username=username), 429
-        user = store().user_by_name(username)
-        ok = passwords.verify_password(password, user.password_hash if user else passwords.DUMMY_HASH)
+            return render_template("auth/login.html", error=e.message, username=username), 429, {
+                "Retry-After": str(getattr(e, "retry_after", 3))}
         if user and ok:
-            throttle.succeeded(username)
             login_user(user)
             store().audit(user.username, "login", detail=f"from {client}")
             return redirect(_safe_next(request.args.get("next")))
-        throttle.failed(client, username)
         error, status = "Wrong username or password.", 422
         store().audit(username or "?", "login", result="failed", detail=f"from {client}")
     return render_template("auth/login.html", error=error, username=username), status
@@ -98,9 +97,11 @@ def account():
 def change_password():
     form = request.form
     try:
-        accounts.change_password(
-            store(), g.user, form.get("current", ""), form.get("new", ""), form.get("confirm", "")
-        )
+        accounts.change_password(store(), access().throttle, client_address(), g.user,
+                                 form.get("current", ""), form.get("new", ""), form.get("confirm", ""))
+    except RateLimited as e:
+        store().audit(g.user.username, "password.change", g.user.username, result="throttled")
+        return render_template("auth/account.html", error=e.message, done=False), 429
     except InvalidInput as e:
         store().audit(g.user.username, "password.change", g.user.username, result="refused")
         return render_template("auth/account.html", error=e.message, done=False), 422
@@ -181,6 +182,7 @@ def init_app(app: Flask) -> None:
     settings = app.config["SETTINGS"]
     host = settings.host if settings.host not in ("0.0.0.0", "::", "") else "<this-machine>"
     link_base = f"http://{host}:{settings.port}"
+    passwords.configure(settings.password_memory_mib)
     token = accounts.start_up(
         app.extensions["stackpilot.store"],
         settings.data_dir,
@@ -188,4 +190,4 @@ def init_app(app: Flask) -> None:
         settings.admin_password_file,
         link_base,
     )
-    app.extensions["stackpilot.access"] = accounts.Access(token=token, throttle=accounts.LoginThrottle())
+    app.extensions["stackpilot.access"] = accounts.Access(token=token, throttle=token.throttle)

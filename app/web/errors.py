@@ -38,11 +38,17 @@ def render_error(status: int, title: str, message: str, detail: str = ""):
 
 
 def _domain_error(e: StackpilotError):
-    return render_error(e.status, e.title, e.message, e.detail)
+    response = render_error(e.status, e.title, e.message, e.detail)
+    if retry_after := getattr(e, "retry_after", None):  # throttles and full slots say when
+        body, status, *rest = response if isinstance(response, tuple) else (response, e.status)
+        headers = dict(rest[0]) if rest else {}
+        headers["Retry-After"] = str(retry_after)
+        return body, status, headers
+    return response
 
 
 def _http_error(e: HTTPException):
-    titles = {401: "Sign-in needed", 403: "Not allowed", 404: "Page not found",
+    titles = {400: "Bad request", 401: "Sign-in needed", 403: "Not allowed", 404: "Page not found",
               405: "Method not allowed", 413: "Too large", 429: "Too many requests"}
     default = e.description if e.description and e.code not in (404, 405) else ""
     messages = {404: "There is nothing at this address.",

@@ -1,15 +1,15 @@
 """Live logs of the stack's services: the viewer pages, the log WebSocket and the .log download.
 
 The socket route is under /logs/-/ because "-" cannot start a compose service name, so no service
-can shadow it. Each open socket holds a waitress thread; LogSlots caps them (max_log_sockets) so
-ordinary pages keep threads, and the viewer past the cap is told so instead of hanging.
+can shadow it. Each open socket (and each download) holds a waitress thread; the shared stream
+caps (app/shares.py: per user, max_log_sockets in all, never the reserved threads) keep threads
+for ordinary pages, and the viewer past a cap is told who holds what instead of hanging.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from urllib.parse import urlsplit
 
@@ -17,6 +17,7 @@ from flask import Blueprint
 from flask import Flask
 from flask import Response
 from flask import current_app
+from flask import g
 from flask import render_template
 from flask import request
 from flask import session as cookie_session
@@ -35,6 +36,8 @@ from app.logstream.options import TAIL_CHOICES
 from app.logstream.options import LogOptions
 from app.logstream.options import from_params
 from app.logstream.session import LogSession
+from app.shares import ShareRefused
+from app.shares import Shares
 from app.web import current_stack
 from app.web import engine
 from app.web import settings
@@ -45,36 +48,21 @@ from app.web.security import require_role
 log = logging.getLogger(__name__)
 bp = Blueprint("logs", __name__, url_prefix="/logs")
 
-SLOTS = "stackpilot.log_slots"
-SEND_INTERVAL = 0.1     # batch lines for ~100 ms between frames
+SHARES = "stackpilot.shares"
+SEND_INTERVAL = 0.02    # batch lines for ~20 ms between frames (latency at rest stays well under 50 ms)
 SESSION_RECHECK = 5.0   # a signed-out viewer's socket closes within this long
 BATCH_ITEMS = 2000
 SERVICE_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 PALETTE_SIZE = 8
 
 
-class LogSlots:
-    """Counts open log sockets against the configured cap."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.open = 0
-        self._lock = threading.Lock()
-
-    def acquire(self) -> bool:
-        with self._lock:
-            if self.open >= self.limit:
-                return False
-            self.open += 1
-            return True
-
-    def release(self) -> None:
-        with self._lock:
-            self.open = max(0, self.open - 1)
-
-
 def init_app(app: Flask) -> None:
-    app.extensions[SLOTS] = LogSlots(app.config["SETTINGS"].max_log_sockets)
+    """Log sockets count against the shared stream caps (app/shares.py), made by the security
+    layer; the total for log sockets is STACKPILOT_MAX_LOG_SOCKETS."""
+
+
+def shares() -> Shares:
+    return current_app.extensions[SHARES]
 
 
 # -- what may be streamed -------------------------------------------------------------------------
@@ -147,27 +135,34 @@ def service_page(service: str):
 @bp.get("/-/download")
 @require_role("viewer")
 def download():
-    """The current selection as a .log file, streamed from the engine as it reads."""
+    """The current selection as a .log file, streamed from the engine as it reads.
+
+    A download holds a worker thread while the client reads it, so each person has a few at
+    once (max_downloads_per_user) and all streams together leave the reserve for pages."""
     stack = _stack()
     _services, selected = _selected(stack, _wanted())
     options = from_params(request.args)
-    containers = engine_logs.project_containers(engine(), stack.project, selected)
+    share = shares().take("download", g.user.username)
     streams = []
     try:
+        containers = engine_logs.project_containers(engine(), stack.project, selected)
         for c in containers:
             streams.append(engine_logs.open_logs(engine(), c.id, follow=False, tail=options.tail,
                                                  since_ns=options.since_ns))
-    except StackpilotError:
+    except BaseException:
         for s in streams:
             s.close()
+        share.release()
         raise
     name = selected[0] if len(selected) == 1 else stack.project
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     body = iter_download(containers, streams, timestamps=options.timestamps, query=options.query)
-    return Response(body, mimetype="text/plain", headers={
+    response = Response(body, mimetype="text/plain", headers={
         "Content-Disposition": f'attachment; filename="{name}-{stamp}.log"',
         "X-Content-Type-Options": "nosniff",
     })
+    response.call_on_close(share.release)  # the server closes the body when the client is done
+    return response
 
 
 # -- the socket ------------------------------------------------------------------------------------
@@ -180,10 +175,10 @@ def _check_socket_request():
 
 @sock.route("/-/ws", bp=bp)
 def stream(ws):
-    slots: LogSlots = current_app.extensions[SLOTS]
-    if not slots.acquire():
-        ws.send(wire.message("full", text=f"Too many open log views ({slots.limit}). Close another "
-                             "logs tab or window, then reconnect."))
+    try:
+        share = shares().take("logs", g.user.username)
+    except ShareRefused as e:
+        ws.send(wire.message("full", text=e.message))
         ws.close(1013, "too many open log views")
         return
     session = None
@@ -205,7 +200,7 @@ def stream(ws):
         if session is not None:
             session.close()
             session.join(timeout=3)
-        slots.release()
+        share.release()
 
 
 def _bad_filter(query: str) -> bool:
@@ -217,10 +212,11 @@ def _bad_filter(query: str) -> bool:
 
 
 def _signed_in_check():
-    """A check that the socket's sign-in still holds (sign-out, removed user, password reset)."""
+    """A check that the socket's sign-in still holds (sign-out, removed user, password reset, idle
+    timeout). It never touches the session: an open log tab is not activity."""
     the_store, sid = store(), cookie_session.get("sid", "")
     idle = settings().session_idle_minutes * 60
-    return lambda: bool(sid) and the_store.session_user(sid, idle) is not None
+    return lambda: bool(sid) and the_store.session_user(sid, idle, touch=False) is not None
 
 
 def _pump(ws, session: LogSession, signed_in=lambda: True) -> None:

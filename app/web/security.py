@@ -9,7 +9,11 @@ from __future__ import annotations
 import functools
 import hmac
 import ipaddress
+import logging
 import secrets
+import socket
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,9 +29,14 @@ from flask import url_for
 from flask.sessions import SecureCookieSessionInterface
 
 from app.errors import Forbidden
+from app.shares import Shares
 from app.store import User
 
+log = logging.getLogger(__name__)
 ROLES = {"viewer": 1, "operator": 2, "admin": 3}
+LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
+HSTS = "max-age=31536000"
+RESOLVE_EVERY = 60.0
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
@@ -113,45 +122,140 @@ def logout_user() -> None:
     g.user = None
 
 
+class TrustedProxies:
+    """The proxies whose X-Forwarded-* headers we believe: addresses, networks, or service names.
+
+    A name (the stack's Caddy: `caddy`) is resolved at start and again every minute, so the
+    trust follows the one container it names, not every container on a private range.
+    """
+
+    def __init__(self, entries: tuple[str, ...]) -> None:
+        self.networks = [ipaddress.ip_network(e) for e in entries if _is_network(e)]
+        self.names = [e for e in entries if not _is_network(e)]
+        self._resolved: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+        self._at = float("-inf")
+        self._lock = threading.Lock()
+        if self.names:
+            self._resolve()
+
+    def __bool__(self) -> bool:
+        return bool(self.networks or self.names)
+
+    def _resolve(self) -> None:
+        found = []
+        for name in self.names:
+            try:
+                for info in socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP):
+                    found.append(ipaddress.ip_address(info[4][0].split("%")[0]))
+            except OSError as e:
+                log.warning("trusted proxy %r does not resolve (yet): %s", name, e)
+        self._resolved, self._at = found, time.monotonic()
+
+    def __contains__(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        if any(ip in n for n in self.networks):
+            return True
+        if self.names:
+            with self._lock:
+                if time.monotonic() - self._at > RESOLVE_EVERY:
+                    self._resolve()
+                return ip in self._resolved
+        return False
+
+
+def _is_network(entry: str) -> bool:
+    try:
+        ipaddress.ip_network(entry)
+    except ValueError:
+        return False
+    return True
+
+
+def _trusted() -> TrustedProxies:
+    return current_app.extensions["stackpilot.trusted_proxies"]
+
+
+def from_trusted_proxy() -> bool:
+    trusted = _trusted()
+    return bool(trusted) and (request.remote_addr or "") in trusted
+
+
 def client_address() -> str:
     """The real client address: X-Forwarded-For is believed only from a trusted proxy."""
     remote = request.remote_addr or ""
-    trusted = current_app.config["SETTINGS"].trusted_proxies
-    if not trusted or not _in_networks(remote, trusted):
+    if not from_trusted_proxy():
         return remote
+    trusted = _trusted()
     hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
     # Walk from the nearest hop back; the first address that is not a trusted proxy is the client.
     for hop in reversed(hops):
-        if not _in_networks(hop, trusted):
+        if hop not in trusted:
             return hop
     return hops[0] if hops else remote
-
-
-def _in_networks(address: str, networks: tuple[str, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in ipaddress.ip_network(n) for n in networks)
 
 
 def request_is_https() -> bool:
     if request.scheme == "https":
         return True
-    trusted = current_app.config["SETTINGS"].trusted_proxies
-    return bool(trusted) and _in_networks(request.remote_addr or "", trusted) and (
-        request.headers.get("X-Forwarded-Proto", "").lower() == "https"
-    )
+    return from_trusted_proxy() and request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+
+
+def request_host() -> str:
+    """The Host the browser used (from the trusted proxy's X-Forwarded-Host when behind it)."""
+    host = request.host
+    if from_trusted_proxy():
+        host = request.headers.get("X-Forwarded-Host", host).split(",")[0].strip() or host
+    return host
 
 
 def own_origin() -> str:
     scheme = "https" if request_is_https() else "http"
-    host = request.host
-    if current_app.config["SETTINGS"].trusted_proxies and _in_networks(
-        request.remote_addr or "", current_app.config["SETTINGS"].trusted_proxies
-    ):
-        host = request.headers.get("X-Forwarded-Host", host).split(",")[0].strip()
-    return f"{scheme}://{host}"
+    return f"{scheme}://{request_host()}"
+
+
+def _origin_key(origin: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an origin, the default port filled in; None when malformed."""
+    try:
+        parts = urlsplit(origin)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower(), 0)
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    return parts.scheme.lower(), parts.hostname.lower().rstrip("."), port
+
+
+def host_allowed(host: str) -> bool:
+    """DNS rebinding defence: only names this server is known by. An IP literal cannot be
+    rebound (rebinding needs a name the attacker controls), so addresses always pass."""
+    name = _origin_key(f"http://{host}")
+    if name is None:
+        return False
+    hostname = name[1].strip("[]")
+    allowed: frozenset[str] = current_app.extensions["stackpilot.allowed_hosts"]
+    if "*" in allowed or hostname in allowed:
+        return True
+    try:
+        ipaddress.ip_address(hostname)
+    except ValueError:
+        return False
+    return True
+
+
+def allowed_hosts(settings: Any) -> frozenset[str]:
+    """STACKPILOT_ALLOWED_HOSTS, or by default: the configured names, loopback and this machine."""
+    if settings.allowed_hosts:
+        return frozenset(settings.allowed_hosts)
+    names = set(settings.hostnames) | set(LOOPBACK_NAMES)
+    if settings.host not in ("0.0.0.0", "::", ""):
+        names.add(settings.host.lower())
+    for name in (socket.gethostname(), socket.getfqdn()):
+        if name:
+            names.add(name.lower().rstrip("."))
+    return frozenset(names)
 
 
 def same_origin_request() -> bool:
@@ -164,11 +268,9 @@ def same_origin_request() -> bool:
         return site is not None or not is_websocket_handshake()
     if origin == "null":
         return False
-    parts = urlsplit(origin)
-    own = urlsplit(own_origin())
-    return parts.netloc.lower() == own.netloc.lower() and (
-        parts.scheme == own.scheme or not current_app.config.get("STRICT_ORIGIN_SCHEME", False)
-    )
+    # Scheme, host and port, all three: http://host is another origin than https://host.
+    theirs = _origin_key(origin)
+    return theirs is not None and theirs == _origin_key(own_origin())
 
 
 def is_websocket_handshake() -> bool:
@@ -182,13 +284,17 @@ def _load_user() -> None:
     g.user = None
     sid = session.get("sid")
     if sid:
+        # Opening a socket is activity; what it streams later is not (it never touches the session).
         g.user = store().session_user(sid, settings().session_idle_minutes * 60)
         if g.user is None:
             session.pop("sid", None)
 
 
 def _gate() -> Any:
-    """Runs before every request: session, login requirement, CSRF and Origin checks."""
+    """Runs before every request: Host, session, login requirement, CSRF and Origin checks."""
+    if not host_allowed(request_host()):
+        abort(400, "This server does not answer to that host name. Use its configured address "
+                   "(STACKPILOT_ALLOWED_HOSTS).")
     if request.endpoint == "static":
         return None
     _load_user()  # also for a 404, so its page keeps the signed-in navigation
@@ -234,8 +340,13 @@ def _headers(response: Any) -> Any:
     h.setdefault("X-Frame-Options", "DENY")
     h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
     h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+    if request_is_https():
+        h.setdefault("Strict-Transport-Security", HSTS)
     if request.endpoint != "static":
-        h.setdefault("Cache-Control", "no-store")
+        # Every answer but our own static files may carry a secret (.env values, backups, logs):
+        # never cached, whatever the view or send_file set (send_file says public, max-age=3600).
+        h["Cache-Control"] = "no-store"
+        h.pop("Expires", None)
         h.add("Vary", "HX-Request")
     return response
 
@@ -249,6 +360,17 @@ class _SessionInterface(SecureCookieSessionInterface):
 
 
 def init_app(app: Flask) -> None:
+    settings = app.config["SETTINGS"]
+    app.extensions["stackpilot.trusted_proxies"] = TrustedProxies(settings.trusted_proxies)
+    app.extensions["stackpilot.allowed_hosts"] = allowed_hosts(settings)
+    # Streams (log sockets, downloads, terminals) share the threads minus the reserve for pages.
+    app.extensions["stackpilot.shares"] = Shares(
+        settings.threads - settings.reserved_threads,
+        per_user={"logs": settings.max_log_sockets_per_user, "download": settings.max_downloads_per_user,
+                  "terminal": settings.max_terminals_per_user},
+        per_kind={"logs": settings.max_log_sockets},
+        reserved=settings.reserved_threads,
+    )
     app.before_request(_gate)
     app.after_request(_headers)
 

@@ -10,6 +10,7 @@ import requests
 
 from app.store import Store
 from tests.support.live import LiveServer
+from tests.support.live import SourceAddressAdapter
 
 CSRF_RE = re.compile(r'name="csrf-token" content="([^"]+)"')
 PASSWORD = "a-long-enough-password"
@@ -68,9 +69,15 @@ def test_wrong_token_is_refused_then_rate_limited(tmp_path):
             _claim(srv, s, csrf, "still-not-it")
         token = (srv.data_dir / "setup-token").read_text().strip()
         r = _claim(srv, s, csrf, token)
-        assert r.status_code == 429 and "Wait 15 minutes" in r.text
+        assert r.status_code == 429 and "Wait 1 second" in r.text
         assert Store(srv.data_dir / "stackpilot.sqlite3").count_users() == 0
         assert (srv.data_dir / "setup-token").exists()
+        # Only that address waits: the owner at another one claims with the right token.
+        owner = requests.Session()
+        owner.mount("http://", SourceAddressAdapter("127.0.0.2"))
+        page = owner.get(srv.url + "/setup/", timeout=10)
+        r = _claim(srv, owner, CSRF_RE.search(page.text).group(1), token)
+        assert r.status_code == 302 and r.headers["Location"].endswith("/setup/")
     finally:
         srv.stop()
 

@@ -67,6 +67,18 @@ class WSClient(Client):
 CSRF_RE = re.compile(r'name="csrf-token" content="([^"]+)"')
 
 
+class SourceAddressAdapter(requests.adapters.HTTPAdapter):
+    """Connect from another loopback address (127.0.0.x): a distinct client to the server."""
+
+    def __init__(self, address: str, **kwargs) -> None:
+        self.address = address
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
 @dataclass
 class LiveServer:
     data_dir: Path
