@@ -77,6 +77,10 @@ class OpenSockets:
 OPEN_SOCKETS = OpenSockets()
 
 
+class ClientGone(Exception):
+    """The client dropped between sending the handshake and our taking the socket over."""
+
+
 class WebSocketTask(WSGITask):
     """A WSGITask that lets the app take over the connection for a WebSocket upgrade."""
 
@@ -85,8 +89,13 @@ class WebSocketTask(WSGITask):
     def get_environment(self):
         environ = super().get_environment()
         if self.upgrade is None and environ.get("HTTP_UPGRADE", "").lower() == "websocket":
-            dup = self.channel.socket.dup()
-            dup.setblocking(True)
+            try:
+                # waitress's main loop closes the channel's socket as soon as the client drops;
+                # dup() then fails with EBADF: nothing to serve, and nothing worth a traceback.
+                dup = self.channel.socket.dup()
+                dup.setblocking(True)
+            except OSError:
+                raise ClientGone from None
             self.upgrade = UpgradeSocket(dup)
             OPEN_SOCKETS.add(self.upgrade)
             environ["werkzeug.socket"] = self.upgrade
@@ -113,6 +122,9 @@ class WebSocketTask(WSGITask):
     def service(self) -> None:
         try:
             super().service()
+        except ClientGone:
+            self.close_on_finish = True
+            log.debug("WebSocket client left before the handshake was answered")
         finally:
             if self.upgrade is not None:
                 OPEN_SOCKETS.discard(self.upgrade)

@@ -151,7 +151,7 @@ class _PinnedWSClient(Client):
 @pytest.fixture
 def proxied(server_factory, tmp_path):
     """The live server trusting 127.0.0.1 as its proxy, and Caddy in front of it."""
-    server = server_factory(STACKPILOT_TRUSTED_PROXIES="127.0.0.1")
+    server = server_factory(STACKPILOT_TRUSTED_PROXIES="127.0.0.1", MANAGEMENT_HOSTNAME=HOSTNAME)
     caddy = Caddy(tmp_path, f"127.0.0.1:{server.port}",
                   MANAGEMENT_HOSTNAME=HOSTNAME, MANAGEMENT_TLS="tls internal").start()
     yield server, caddy
@@ -268,7 +268,8 @@ services:
     command: ["sh", "-c", "i=0; while true; do echo tick-$$i; i=$$((i+1)); sleep 0.2; done"]
 """})
     stack.compose("up", "-d", "--pull", "never")
-    server = server_factory(stack_dir=stack.dir, STACKPILOT_TRUSTED_PROXIES="127.0.0.1")
+    server = server_factory(stack_dir=stack.dir, STACKPILOT_TRUSTED_PROXIES="127.0.0.1",
+                            MANAGEMENT_HOSTNAME=HOSTNAME)
     caddy = Caddy(tmp_path, f"127.0.0.1:{server.port}",
                   MANAGEMENT_HOSTNAME=HOSTNAME, MANAGEMENT_TLS="tls internal").start()
     try:
