@@ -44,6 +44,9 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
                     if isinstance(x, BaseException))
 
 
+POOL_SIZE = 128  # >= STACKPILOT_THREADS' default (96): every worker may hold one engine connection
+
+
 def describe(exc: BaseException) -> str:
     """A one-line reason for an engine failure, without the SDK's noise."""
     text = str(exc)
@@ -110,6 +113,8 @@ class Engine:
         self._state = EngineState(None)
         self._backoff = 0.0
         self._down_until = 0.0
+        self._probing = False
+        self._gate = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<{self.__class__.__name__} {self.id} {self.endpoint}>"
@@ -120,9 +125,11 @@ class Engine:
         return self.base_url or "the local Docker socket"
 
     def _open(self) -> docker.DockerClient:
+        # One pooled connection per worker thread that may talk to the engine at once (the SDK's
+        # default of 10 made "Connection pool is full, discarding connection" under load).
         if self.base_url:
-            return docker.DockerClient(base_url=self.base_url, timeout=self.timeout)
-        return docker.DockerClient.from_env(timeout=self.timeout)
+            return docker.DockerClient(base_url=self.base_url, timeout=self.timeout, max_pool_size=POOL_SIZE)
+        return docker.DockerClient.from_env(timeout=self.timeout, max_pool_size=POOL_SIZE)
 
     def client(self) -> docker.DockerClient:
         with self._lock:
@@ -169,17 +176,30 @@ class Engine:
 
     def call(self, fn: Callable[[docker.DockerClient], T], what: str = "") -> T:
         """Run fn(client) with error translation; the one funnel for SDK calls."""
-        wait = self._down_until - time.monotonic()
-        if wait > 0:
-            raise EngineUnavailable(f"{self.name}: {self._state.reason} (next try in {wait:.0f} s)")
+        probe = self._admit()
         try:
             with engine_errors(what, self.describe):
                 result = fn(self.client())
         except EngineUnavailable as e:
             self._failed(e.message)
             raise
+        finally:
+            if probe:
+                self._probing = False
         self._succeeded()
         return result
+
+    def _admit(self) -> bool:
+        """Refuse at once while a failed engine backs off; after that, let ONE call probe it while
+        the others keep failing fast. True when this call is that probe."""
+        if not self.backoff_first or self._state.reachable is not False:
+            return False
+        with self._gate:
+            wait = self._down_until - time.monotonic()
+            if wait > 0 or self._probing:
+                raise EngineUnavailable(f"{self.name}: {self._state.reason} (next try in {max(wait, 0):.0f} s)")
+            self._probing = True
+        return True
 
     def version(self) -> str:
         """The engine's version; raises EngineUnavailable with the reason when it cannot answer."""

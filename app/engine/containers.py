@@ -11,7 +11,11 @@ API (everything through Engine.call, so errors arrive as EngineUnavailable/NotFo
 - ``ContainerInfo``: id, name, service, number, state (created|running|paused|restarting|exited|
   dead|removing), health (healthy|unhealthy|starting|"" for none), exit_code, started_at,
   finished_at (aware datetimes or None), restart_count, image (as configured), image_id,
-  stop_timeout; ``uptime(now)`` in seconds.
+  stop_timeout, config_hash (the com.docker.compose.config-hash label Compose set at creation),
+  health_output / health_exit (the last healthcheck's output and exit code, "" / None when there
+  is none); ``uptime(now)`` in seconds.
+- ``image_ids(engine, refs) -> dict[ref, id]``: the id each image reference points to now (for
+  drift: a container created from an older pull), cached briefly; missing images are left out.
 - ``start(engine, container_id)``, ``stop(engine, container_id, timeout=None)``,
   ``restart(engine, container_id, timeout=None)``: timeout None = the container's own stop
   grace period (Compose's stop_grace_period), so the HTTP wait is sized to fit it.
@@ -23,6 +27,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC
@@ -30,6 +35,7 @@ from datetime import datetime
 
 from app.engine import Engine
 from app.errors import EngineUnavailable
+from app.errors import NotFound
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +43,9 @@ PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 NUMBER_LABEL = "com.docker.compose.container-number"
 ONEOFF_LABEL = "com.docker.compose.oneoff"
+HASH_LABEL = "com.docker.compose.config-hash"
+HEALTH_OUTPUT_MAX = 2000  # characters of a healthcheck's output kept (the engine keeps 4 KiB)
+IMAGE_TTL = 10.0  # seconds an image reference's id is trusted
 INSPECT_TTL = 15.0  # seconds before a cached inspection is refreshed in the background
 MAX_STOP_TIMEOUT = 120
 
@@ -59,6 +68,9 @@ class ContainerInfo:
     image: str
     image_id: str
     stop_timeout: int | None = None
+    config_hash: str = ""
+    health_output: str = ""
+    health_exit: int | None = None
 
     @property
     def short_id(self) -> str:
@@ -113,6 +125,8 @@ def _from_inspect(data: dict) -> ContainerInfo:
     config = data.get("Config") or {}
     labels = config.get("Labels") or {}
     health = (state.get("Health") or {}).get("Status") or ""
+    checks = (state.get("Health") or {}).get("Log") or []
+    last = checks[-1] if checks and isinstance(checks[-1], dict) else {}
     status = state.get("Status") or ("running" if state.get("Running") else "exited")
     return ContainerInfo(
         id=data["Id"],
@@ -128,6 +142,9 @@ def _from_inspect(data: dict) -> ContainerInfo:
         image=config.get("Image") or "",
         image_id=data.get("Image") or "",
         stop_timeout=config.get("StopTimeout"),
+        config_hash=labels.get(HASH_LABEL, ""),
+        health_output=str(last.get("Output") or "").strip()[-HEALTH_OUTPUT_MAX:],
+        health_exit=last.get("ExitCode") if isinstance(last.get("ExitCode"), int) else None,
     )
 
 
@@ -188,11 +205,53 @@ def project_containers(engine: Engine, project: str) -> list[ContainerInfo]:
     return out
 
 
+_images: dict[str, tuple[float, str | None]] = {}
+_images_lock = threading.Lock()
+
+
+def _image_id(engine: Engine, ref: str) -> str | None:
+    try:
+        return engine.call(lambda c: c.api.inspect_image(ref), "image").get("Id")
+    except NotFound:
+        return None
+
+
+def image_ids(engine: Engine, refs: Iterable[str]) -> dict[str, str]:
+    """The image id each reference (as a container was configured with) points to now."""
+    now = time.monotonic()
+    out: dict[str, str] = {}
+    todo = []
+    with _images_lock:
+        for ref in {r for r in refs if r}:
+            hit = _images.get(ref)
+            if hit is not None and now - hit[0] < IMAGE_TTL:
+                if hit[1]:
+                    out[ref] = hit[1]
+            else:
+                todo.append(ref)
+    futures = {ref: _pool.submit(_image_id, engine, ref) for ref in todo}
+    for ref, fut in futures.items():
+        try:
+            found = fut.result(timeout=engine.timeout + 5)
+        except EngineUnavailable:
+            raise
+        except Exception as e:  # an odd reference: no drift verdict for it
+            log.debug("image %s: %s", ref, e)
+            found = None
+        with _images_lock:
+            _images[ref] = (now, found)
+        if found:
+            out[ref] = found
+    return out
+
+
 def forget(container_id: str | None = None) -> None:
     """Drop cached inspections (after an action we know changed them)."""
     with _cache_lock:
         if container_id is None:
             _cache.clear()
+            with _images_lock:
+                _images.clear()
         else:
             _cache.pop(container_id, None)
 

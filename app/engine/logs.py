@@ -1,9 +1,12 @@
 """Docker log streams of a compose project's containers: list them, open their logs, close them.
 
 Why not `container.logs(stream=True)`: the SDK drops which stream (stdout or stderr) a message
-came from, and its generator cannot be interrupted from another thread. Here every open response
-is a LogStream whose close() shuts the HTTP connection down at once, from any thread, so a viewer
-that leaves releases its Docker connection within a scan interval, not at the next log line.
+came from, its generator cannot be interrupted from another thread, and it reads one small frame
+at a time (the engine sends every log message as its own HTTP chunk, and http.client de-chunks
+one chunk per call). Here every open response is a LogStream that reads the socket in large
+blocks, removes the chunk framing and splits the engine's frames in bulk (a few slices per
+message, no per-message read), and whose close() shuts the HTTP connection down at once, from any
+thread, so a viewer that leaves releases its Docker connection within a scan interval.
 
 Messages always carry the engine's timestamp ("<RFC3339Nano> payload"): it is what merging,
 resuming and de-duplicating are keyed on. Callers strip it when a person asked for no timestamps.
@@ -87,8 +90,76 @@ def is_tty(engine: Engine, container_id: str) -> bool:
     return bool((info.get("Config") or {}).get("Tty"))
 
 
+class Dechunker:
+    """HTTP/1.1 chunked transfer coding removed from blocks of bytes, many chunks per call."""
+
+    __slots__ = ("_buf", "_left", "_skip", "done")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._left = 0   # data bytes of the current chunk still to come
+        self._skip = 0   # bytes of the CRLF after a chunk's data still to skip
+        self.done = False
+
+    def feed(self, data: bytes) -> bytes:
+        buf = self._buf + data if self._buf else data
+        out = []
+        pos = 0
+        end = len(buf)
+        left, skip = self._left, self._skip
+        while pos < end:
+            if left:
+                take = left if left <= end - pos else end - pos
+                out.append(buf[pos:pos + take])
+                pos += take
+                left -= take
+                if not left:
+                    skip = 2
+                continue
+            if skip:
+                step = skip if skip <= end - pos else end - pos
+                pos += step
+                skip -= step
+                continue
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                break
+            size = int(buf[pos:eol].split(b";", 1)[0], 16)
+            pos = eol + 2
+            if not size:
+                self.done = True
+                pos = end
+                break
+            left = size
+        self._left, self._skip = left, skip
+        self._buf = buf[pos:] if pos < end else b""
+        return out[0] if len(out) == 1 else b"".join(out)
+
+
+def split_frames(buf: bytearray) -> tuple[list[tuple[int, bytes]], int]:
+    """The engine's multiplexed frames ([stream, 0, 0, 0, size(4)] + payload) that are complete in
+    buf, and how many bytes they took."""
+    out = []
+    pos = 0
+    end = len(buf)
+    unpack = _HEADER.unpack_from
+    while end - pos >= 8:
+        kind, length = unpack(buf, pos)
+        start = pos + 8
+        stop = start + length
+        if stop > end:
+            break
+        if length:
+            out.append((STDERR if kind == 2 else STDOUT, bytes(buf[start:stop])))
+        pos = stop
+    return out, pos
+
+
+_HEADER = struct.Struct(">BxxxL")
+
+
 class LogStream:
-    """One open `GET /containers/{id}/logs`; iterate messages(), close() from any thread."""
+    """One open `GET /containers/{id}/logs`; iterate batches() or messages(), close() from any thread."""
 
     def __init__(self, response, tty: bool) -> None:
         self._response = response
@@ -99,6 +170,42 @@ class LogStream:
         if self._sock is not None:
             # A followed stream may be quiet for hours: no read timeout, close() ends it instead.
             self._sock.settimeout(None)
+
+    def _blocks(self) -> Iterator[bytes]:
+        """The response body in blocks as large as the socket has ready (up to READ_SIZE).
+
+        Reads below http.client: its buffered reader (the bytes after the headers may already sit
+        there), then our own de-chunking of whole blocks."""
+        resp = self._response.raw._fp  # http.client.HTTPResponse, headers read, body untouched
+        reader = getattr(resp, "fp", None)
+        if reader is None or not hasattr(reader, "read1") or getattr(resp, "chunk_left", None) is not None:
+            yield from self._chunks()  # an unusual transport: let http.client de-chunk
+            return
+        chunked = bool(resp.chunked)
+        length = resp.length if not chunked else None
+        dechunk = Dechunker() if chunked else None
+        while not self.closed:
+            try:
+                data = reader.read1(READ_SIZE)
+            except Exception as e:  # noqa: BLE001 - OSError, ValueError on a closed file...: the engine went away
+                if self.closed:
+                    return
+                raise EngineUnavailable(f"the log stream broke: {e.__class__.__name__}") from None
+            if not data:
+                return
+            if dechunk is not None:
+                data = dechunk.feed(data)
+                if data:
+                    yield data
+                if dechunk.done:
+                    return
+            else:
+                if length is not None:
+                    data = data[:length]
+                    length -= len(data)
+                yield data
+                if length == 0:
+                    return
 
     def _chunks(self) -> Iterator[bytes]:
         fp = self._response.raw._fp  # http.client.HTTPResponse: de-chunks, read1 returns what is there
@@ -124,37 +231,37 @@ class LogStream:
         A message is one log entry as the engine stores it: "<timestamp> text\\n", or a piece of a
         long line without the newline (the engine splits lines at 16 KiB).
         """
+        for batch in self.batches():
+            yield from batch
+
+    def batches(self) -> Iterator[list[tuple[int, bytes]]]:
+        """Like messages(), a list at a time: every message complete in one read of the socket."""
         if self.tty:
-            yield from self._tty_messages()
+            yield from self._tty_batches()
             return
         buf = bytearray()
-        for chunk in self._chunks():
-            buf += chunk
-            pos = 0
-            end = len(buf)
-            while end - pos >= 8:
-                kind, length = struct.unpack_from(">BxxxL", buf, pos)
-                if end - pos - 8 < length:
-                    break
-                start = pos + 8
-                pos = start + length
-                if length:
-                    yield (STDERR if kind == 2 else STDOUT), bytes(buf[start:pos])
-            del buf[:pos]
+        for block in self._blocks():
+            buf += block
+            frames, used = split_frames(buf)
+            if used:
+                del buf[:used]
+            if frames:
+                yield frames
 
-    def _tty_messages(self) -> Iterator[tuple[int, bytes]]:
+    def _tty_batches(self) -> Iterator[list[tuple[int, bytes]]]:
         rest = b""
-        for chunk in self._chunks():
-            data = rest + chunk
+        for block in self._blocks():
+            data = rest + block if rest else block
             parts = data.split(b"\n")
             rest = parts.pop()
-            for part in parts:
-                yield STDOUT, part + b"\n"
+            batch = [(STDOUT, part + b"\n") for part in parts]
             if len(rest) > 1 << 20:  # a TTY line without end: hand it over rather than hoard it
-                yield STDOUT, rest
+                batch.append((STDOUT, rest))
                 rest = b""
+            if batch:
+                yield batch
         if rest:
-            yield STDOUT, rest
+            yield [(STDOUT, rest)]
 
     def close(self) -> None:
         """End the HTTP stream now; a reader blocked in messages() sees the end at once."""

@@ -18,9 +18,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from app.engine import Engine
+from app.engine.remote import TLS_FILES
 from app.engine.remote import SSHEngine
 from app.engine.remote import TLSEngine
 from app.engine.remote import own_ssh_key
+from app.engine.remote import store_ssh_key
+from app.engine.remote import store_tls_files
 from app.errors import InvalidInput
 from app.errors import NotFound
 from app.store import Store
@@ -173,3 +176,74 @@ def load_saved(registry: EngineRegistry, store: Store, data_dir: Path) -> None:
     """Put every stored engine into the registry (at start; no network: clients open lazily)."""
     for record in saved(store):
         registry.add(build(record, data_dir))
+
+
+@dataclass(frozen=True)
+class NewEngine:
+    """What an admin typed to add an engine. TLS material comes pasted, or from a folder on this
+    machine holding ca.pem, cert.pem and key.pem; an SSH key is pasted, or Stackpilot's own is used."""
+
+    name: str
+    url: str
+    ca: str = ""
+    cert: str = ""
+    key: str = ""
+    cert_folder: str = ""
+    ssh_key: str = ""
+
+
+def add_engine(registry: EngineRegistry, store: Store, data_dir: Path, new: NewEngine) -> Engine:
+    """Check the input, keep its certificates/keys (0600 under the data dir), store the row and put
+    the engine in the registry. Nothing is kept when any part is refused (InvalidInput says which)."""
+    name = " ".join(new.name.split())
+    if not name or len(name) > 60:
+        raise InvalidInput("Give the engine a name of 1 to 60 characters.", detail="name")
+    engine_id = slug(name)
+    if not engine_id or engine_id == LOCAL:
+        raise InvalidInput("Choose another name (letters or digits, and not \"local\").", detail="name")
+    url = parse_url(new.url)
+    if any(e.name.lower() == name.lower() or e.id == engine_id for e in registry.all()):
+        raise InvalidInput(f"An engine named {name!r} exists already.", detail="name")
+    folder = engine_folder(data_dir, engine_id)
+    if folder.exists():
+        shutil.rmtree(folder)  # left by an engine removed while we were down
+    options: dict = {}
+    try:
+        if url.startswith("tcp://"):
+            ca, cert, key = new.ca, new.cert, new.key
+            if new.cert_folder.strip() and not (ca.strip() or cert.strip() or key.strip()):
+                ca, cert, key = _read_cert_folder(Path(new.cert_folder.strip()).expanduser())
+            if not (ca.strip() and cert.strip() and key.strip()):
+                raise InvalidInput("A tcp:// engine needs TLS: paste the CA certificate, the client certificate "
+                                   "and the client key (or name a folder holding ca.pem, cert.pem, key.pem).",
+                                   detail="ca")
+            store_tls_files(folder, ca, cert, key)
+        elif new.ssh_key.strip():
+            store_ssh_key(folder, new.ssh_key)
+            options["own_key"] = True
+        record = save(store, EngineRecord(engine_id, name, url, options))
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    engine = build(record, data_dir)
+    registry.add(engine)
+    return engine
+
+
+def remove_engine(registry: EngineRegistry, store: Store, data_dir: Path, engine_id: str) -> None:
+    """Close the engine's connections and forget it with its certificates and keys."""
+    if engine_id == LOCAL:
+        raise InvalidInput("The local engine cannot be removed.")
+    registry.get(engine_id)  # NotFound for an unknown id
+    registry.remove(engine_id)
+    delete(store, data_dir, engine_id)
+
+
+def _read_cert_folder(folder: Path) -> tuple[str, str, str]:
+    texts = []
+    for name in TLS_FILES:
+        try:
+            texts.append((folder / name).read_text())
+        except OSError as e:
+            raise InvalidInput(f"Cannot read {folder / name}: {e.strerror or e}.", detail="cert_folder") from None
+    return texts[0], texts[1], texts[2]

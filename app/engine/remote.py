@@ -139,8 +139,8 @@ class TLSEngine(RemoteEngine):
         if has(urllib3.exceptions.ConnectTimeoutError, TimeoutError):
             return f"{where} did not answer within {CONNECT_TIMEOUT:.0f} s (host down, or a firewall drops it)"
         if has(ConnectionResetError, BrokenPipeError, ssl.SSLEOFError) or "EOF occurred" in texts:
-            return (f"{where} closed the connection during the TLS handshake (it may not trust our "
-                    "client certificate)")
+            return (f"{where} closed the connection during the TLS handshake: most likely the engine refused our "
+                    "client certificate (cert.pem is not signed by the CA the engine trusts)")
         for e in chain:
             if isinstance(e, OSError) and e.errno and e.strerror:
                 return f"{where}: {e.strerror.lower()}"
@@ -389,7 +389,8 @@ def store_tls_files(folder: Path, ca: str, cert: str, key: str) -> None:
         if "-----BEGIN" not in text or marker not in text:
             raise InvalidInput(f"The {label} is not a PEM {marker.lower()} (-----BEGIN {marker}-----).",
                                detail=field)
-    tmp = Path(tempfile.mkdtemp(prefix=".tls-", dir=folder.parent if folder.parent.exists() else None))
+    folder.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = Path(tempfile.mkdtemp(prefix=".tls-", dir=folder.parent))
     try:
         for name, text in zip(TLS_FILES, (ca, cert, key), strict=True):
             _write_private(tmp / name, text.strip() + "\n")

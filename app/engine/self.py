@@ -15,6 +15,10 @@ API:
   container when it carries com.docker.compose.project == project, else None (not in a
   container, the engine does not know it, or another project). Raises EngineUnavailable when the
   engine cannot be asked.
+- ``own_project(engine, override="") -> OwnProject | None``: the compose project our container
+  belongs to, as Compose labelled it: project name, service, working dir and the config files it
+  was started with (``com.docker.compose.project.config_files``), so a Stackpilot installed in a
+  stack defaults to that very project and files (issue 13, "the project from the inside").
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import functools
 import re
 import socket
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from app.engine import Engine
@@ -30,11 +35,32 @@ from app.errors import NotFound
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
+CONFIG_FILES_LABEL = "com.docker.compose.project.config_files"
+WORKING_DIR_LABEL = "com.docker.compose.project.working_dir"
+
+
+@dataclass(frozen=True)
+class OwnProject:
+    """The compose project of Stackpilot's own container, from its labels."""
+
+    project: str
+    service: str
+    working_dir: str
+    config_files: tuple[str, ...]  # absolute paths, as Compose wrote them
+
+    def files_in(self, directory: Path) -> tuple[str, ...]:
+        """The config files relative to directory (those outside it are left out)."""
+        out = []
+        root = str(directory).rstrip("/") + "/"
+        for f in self.config_files:
+            if f.startswith(root):
+                out.append(f[len(root):])
+        return tuple(out)
 
 _MOUNT_RE = re.compile(r"/containers/([0-9a-f]{64})/(?:hostname|hosts|resolv\.conf)")
 
-# container id -> (project, service) labels; labels of a container never change.
-_labels: dict[tuple[str | None, str], tuple[str, str] | None] = {}
+# container id -> its compose labels; labels of a container never change.
+_labels: dict[tuple[str | None, str], dict[str, str] | None] = {}
 _labels_lock = threading.Lock()
 
 
@@ -58,7 +84,7 @@ def own_container_id(override: str = "") -> str | None:
     return override.strip() or _detected_id()
 
 
-def _container_labels(engine: Engine, container_id: str) -> tuple[str, str] | None:
+def _container_labels(engine: Engine, container_id: str) -> dict[str, str] | None:
     key = (engine.base_url, container_id)
     with _labels_lock:
         if key in _labels:
@@ -69,7 +95,7 @@ def _container_labels(engine: Engine, container_id: str) -> tuple[str, str] | No
         found = None  # e.g. a hostname that names no container: it never will
     else:
         labels = (data.get("Config") or {}).get("Labels") or {}
-        found = (labels.get(PROJECT_LABEL, ""), labels.get(SERVICE_LABEL, ""))
+        found = {k: str(v) for k, v in labels.items() if k.startswith("com.docker.compose.")}
     with _labels_lock:
         _labels[key] = found
     return found
@@ -81,6 +107,19 @@ def own_service(engine: Engine, project: str, override: str = "") -> str | None:
     if container_id is None:
         return None
     labels = _container_labels(engine, container_id)
-    if labels is None or labels[0] != project or not labels[1]:
+    if labels is None or labels.get(PROJECT_LABEL) != project or not labels.get(SERVICE_LABEL):
         return None
-    return labels[1]
+    return labels[SERVICE_LABEL]
+
+
+def own_project(engine: Engine, override: str = "") -> OwnProject | None:
+    """Our container's compose project (labels), or None outside a compose project."""
+    container_id = own_container_id(override)
+    if container_id is None:
+        return None
+    labels = _container_labels(engine, container_id)
+    if not labels or not labels.get(PROJECT_LABEL):
+        return None
+    files = tuple(f for f in (labels.get(CONFIG_FILES_LABEL) or "").split(",") if f)
+    return OwnProject(labels[PROJECT_LABEL], labels.get(SERVICE_LABEL, ""), labels.get(WORKING_DIR_LABEL, ""),
+                      files)

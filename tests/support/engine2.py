@@ -14,6 +14,7 @@ wedge (accepts, never answers), and come back, without touching the daemon other
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
@@ -289,3 +290,18 @@ class TCPForwarder:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+
+_shared: Engine2 | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_engine2(images: tuple[str, ...]) -> Engine2:
+    """Engine 2, started once per test process whichever test area asks first; stopped at exit."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            e2 = Engine2().start(images=images)
+            atexit.register(e2.stop)
+            _shared = e2
+        return _shared
