@@ -13,6 +13,14 @@ API:
   ``get(name)``, ``require(name)`` (InvalidName/404 for anything not in the model: the check that
   keeps hostile names off command lines), ``profiles`` (every profile named anywhere),
   ``volumes`` (named volumes Compose would delete with ``down -v``: name -> real name).
+- ``profile_options(model) -> list[ProfileOption]``: every profile in the order Compose lists them
+  (`config --profiles`: sorted), with the services each one adds and the profiles it cannot be
+  combined with (they start a service under the same ``container_name``).
+- ``check_profiles(options, chosen)``: InvalidInput naming the clash when two exclusive profiles
+  are chosen together, or a profile no file names.
+- ``model_from_files(directory, files)``: a rough model read from the YAML itself (services,
+  profiles, container names; no interpolation), for when Compose cannot answer yet (no `.env`, a
+  file a recipe fetches at launch): enough to offer profiles, never to run anything.
 - ``Service``: name, image, container_name, profiles, depends_on (Dependency: service, condition,
   required), has_healthcheck, ports (Port: host_ip, host_port, container_port, protocol), restart,
   cpus, memory (bytes), labels, environment, replicas, active, group, one_shot.
@@ -27,6 +35,9 @@ from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
 
+import yaml
+
+from app.errors import InvalidInput
 from app.errors import InvalidName
 from app.stack import Stack
 
@@ -118,6 +129,68 @@ class ComposeModel:
         return service
 
 
+@dataclass(frozen=True)
+class ProfileOption:
+    """One profile as a person chooses it: what it adds, what it cannot go with."""
+
+    name: str
+    services: tuple[str, ...]  # services started only because this profile is active
+    exclusive: tuple[str, ...] = ()  # profiles whose services share a container_name with ours
+
+
+def profile_options(model: ComposeModel) -> list[ProfileOption]:
+    """Profiles in Compose's order with the services each adds and the ones it excludes."""
+    names = sorted({p for s in model.services.values() for p in s.profiles})
+    adds = {p: tuple(s.name for s in model.services.values() if p in s.profiles) for p in names}
+    owners: dict[str, list[Service]] = {}  # container_name -> services (with profiles) taking it
+    for svc in model.services.values():
+        if svc.container_name and svc.profiles:
+            owners.setdefault(svc.container_name, []).append(svc)
+    exclusive: dict[str, set[str]] = {p: set() for p in names}
+    for takers in owners.values():
+        for a in takers:
+            for b in takers:
+                if a is b:
+                    continue
+                for pa in a.profiles:
+                    for pb in b.profiles:
+                        # a profile shared by both services would start both: not a choice
+                        if pa != pb and pa not in b.profiles and pb not in a.profiles:
+                            exclusive[pa].add(pb)
+    return [ProfileOption(p, adds[p], tuple(sorted(exclusive[p]))) for p in names]
+
+
+def check_profiles(options: list[ProfileOption], chosen: list[str]) -> None:
+    """Refuse a profile no compose file names, or two that would start one container twice."""
+    known = {o.name: o for o in options}
+    for name in chosen:
+        if name not in known:
+            raise InvalidInput(f"{name!r} is not a profile of these compose files.")
+    for i, name in enumerate(chosen):
+        for other in chosen[i + 1:]:
+            if other in known[name].exclusive:
+                raise InvalidInput(
+                    f"Profiles {name} and {other} cannot run together: they start a service under the "
+                    "same container name. Choose one of them.")
+
+
+def exclusive_groups(options: list[ProfileOption]) -> list[tuple[str, ...]]:
+    """Sets of mutually exclusive profiles, each offered as a choice among themselves."""
+    groups: list[set[str]] = []
+    for opt in options:
+        if not opt.exclusive:
+            continue
+        members = {opt.name, *opt.exclusive}
+        for g in groups:
+            if g & members:
+                g |= members
+                break
+        else:
+            groups.append(members)
+    order = [o.name for o in options]
+    return [tuple(sorted(g, key=order.index)) for g in groups]
+
+
 def _int(value: object) -> int | None:
     try:
         return int(str(value))
@@ -206,6 +279,52 @@ def model_from_json(active: dict, every: dict | None = None) -> ComposeModel:
         if not spec.get("external"):
             volumes[key] = str(spec.get("name") or f"{project}_{key}")
     return ComposeModel(project=project, services=services, profiles=tuple(profiles), volumes=volumes)
+
+
+class _TagLoader(yaml.SafeLoader):
+    """SafeLoader that reads Compose's own tags (`!reset`, `!override`) as plain values."""
+
+
+def _any_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node):
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_scalar(node)
+
+
+_TagLoader.add_multi_constructor("!", _any_tag)
+
+
+def model_from_files(directory: Path, files: tuple[str, ...] | list[str]) -> ComposeModel:
+    """Services, profiles and container names straight from the YAML (include: followed, later
+    files merged over earlier ones); values stay uninterpolated."""
+    services: dict[str, dict] = {}
+    queue = [Path(directory) / f for f in files]
+    seen: set[Path] = set()
+    while queue and len(seen) < 64:
+        path = queue.pop(0).resolve()
+        if path in seen or not path.is_file():
+            continue
+        seen.add(path)
+        try:
+            doc = yaml.load(path.read_text(encoding="utf-8", errors="replace"), Loader=_TagLoader) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        if not isinstance(doc, dict):
+            continue
+        for inc in doc.get("include") or []:
+            target = inc if isinstance(inc, str) else (inc or {}).get("path") if isinstance(inc, dict) else None
+            for one in target if isinstance(target, list) else [target]:
+                if isinstance(one, str) and "$" not in one:
+                    queue.append(path.parent / one)
+        for name, spec in (doc.get("services") or {}).items():
+            if isinstance(spec, dict):
+                merged = services.setdefault(str(name), {})
+                merged.update({k: v for k, v in spec.items() if k in ("profiles", "container_name", "image")})
+    config = {"services": services}
+    active = {"services": {n: s for n, s in services.items() if not s.get("profiles")}}
+    return model_from_json(active, config)
 
 
 # -- the cache ------------------------------------------------------------------------------------

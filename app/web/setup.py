@@ -18,14 +18,17 @@ from flask import url_for
 
 from app import wizard
 from app.engine.self import own_container_id
+from app.engine.self import own_project
 from app.errors import InvalidInput
 from app.errors import StackpilotError
-from app.stack import PROJECT_NAME
+from app.stack import Stack
 from app.stack import model as stack_model
 from app.web import engine
 from app.web import settings
 from app.web import store
 from app.web.auth import access
+from app.web.context import current_stack
+from app.web.context import settings_key
 from app.web.security import client_address
 from app.web.security import login_user
 from app.web.security import public_until_claimed
@@ -36,6 +39,7 @@ from app.wizard import plan as planning
 from app.wizard import preflight
 from app.wizard import recipe as recipes
 from app.wizard import state as wizard_state
+from app.wizard import steps
 
 bp = Blueprint("setup", __name__, url_prefix="/setup")
 
@@ -52,7 +56,7 @@ def bad_hostname(name: str) -> bool:
 def index():
     if store().count_users("admin") == 0:
         return render_template("setup/claim.html", error=None, username=settings().admin_user)
-    state = wizard_state.load(store())
+    state = _load()
     if state.completed and state.reached == "launch" and state.launch.get("status") == "ok":
         return _page("done", state)
     return redirect(url_for("setup.step", name=state.reached))
@@ -82,7 +86,22 @@ def claim():
 
 # -- helpers ---------------------------------------------------------------------------------------
 def _directory():
-    return settings().stack_dir
+    stack = current_stack()
+    return stack.directory if stack is not None else None
+
+
+def _keys() -> tuple[str, str]:
+    """(the wizard's store key, the stack settings' store key) of this request's stack."""
+    skey = settings_key()
+    return wizard_state.key_for(skey), skey
+
+
+def _load():
+    return wizard_state.load(store(), _keys()[0])
+
+
+def _save(state) -> None:
+    wizard_state.save(store(), state, _keys()[0])
 
 
 def _recipe(state):
@@ -116,7 +135,7 @@ def form_step(name: str):
             try:
                 return view(*args, **kwargs)
             except InvalidInput as e:
-                state = wizard_state.load(store())
+                state = _load()
                 if _directory() is None:
                     raise
                 return _page(name, state, 422, **{**_context(name, state), "form_error": e.message})
@@ -128,7 +147,7 @@ def form_step(name: str):
 
 def _save_and_go(state, done_step: str):
     state.advance(done_step)
-    wizard_state.save(store(), state)
+    _save(state)
     store().audit(g.user.username, f"setup.{done_step}")
     return redirect(url_for("setup.step", name=wizard.STEPS[wizard.STEPS.index(done_step) + 1]))
 
@@ -139,50 +158,80 @@ def _save_and_go(state, done_step: str):
 def step(name: str):
     if name not in wizard.STEPS or name == "claim":
         abort(404)
-    state = wizard_state.load(store())
+    state = _load()
     if not state.may_open(name) or (_directory() is None and name != "preflight"):
         return redirect(url_for("setup.step", name=state.reached if _directory() else "preflight"))
     return _page(name, state, **_context(name, state))
+
+
+def _own():
+    try:
+        return own_project(engine(), settings().self_container_id)
+    except StackpilotError:
+        return None
+
+
+def _stack_choice(state, recipe) -> dict:
+    directory = _directory()
+    draft = envdraft.load(directory, recipe)
+    return steps.stack_defaults(directory, state.stack, recipe, store().get_setting(_keys()[1]) or {}, _own(),
+                                draft.base.values(), store())
+
+
+def _draft_bytes(state, recipe) -> bytes:
+    """The .env the launch would write now (the example's values where nothing is decided yet)."""
+    return planning.build(_directory(), state, recipe).env_bytes
 
 
 def _context(name: str, state) -> dict:
     directory = _directory()
     recipe = _recipe(state)
     if name == "stack":
-        found = recipes.profiles_in_files(directory, tuple(recipe.files))
+        choice = _stack_choice(state, recipe)
+        candidate = Stack(directory, choice["project"], tuple(planning.chosen_files(choice, recipe)))
+        profiles = steps.profile_choice(candidate, _draft_bytes(state, recipe))
         report = preflight.Report()
         _, info = preflight.engine_check(engine())
         _, report.nvidia, report.amd = preflight.gpu_checks(info) if info else ([], False, False)
         return {
-            "profiles": report.possible_profiles(recipe, found),
+            "profiles": profiles,
+            "unavailable": report.possible_profiles(recipe, [o.name for o in profiles.options]),
+            "files": steps.file_rows(directory, choice["files"], recipe.files, tuple(recipe.overrides.values())),
             "detected": recipes.detect(directory),
-            "choice": _stack_choice(state, recipe),
+            "choice": choice,
         }
     if name == "config":
-        draft = envdraft.load(directory, recipe)
-        return {"draft": draft, "variables": envdraft.variables(draft, recipe, state.env)}
+        stack = planning.stack_for(directory, state, recipe)
+        draft = envdraft.load(directory, recipe, stack.files, stack.profiles)
+        decided = planning.decided_env(state, recipe, draft)
+        return {"draft": draft, "variables": envdraft.variables(draft, recipe, decided)}
     if name == "https":
         return {"https": _https_choice(state, recipe)}
     if name == "review":
         return {"plan": planning.build(directory, state, recipe)}
     if name == "launch":
-        job = launch.latest(planning.stack_for(directory, state, recipe).project)
+        stack = planning.stack_for(directory, state, recipe)
+        job = launch.latest(stack.project)
+        _notice_later_up(state, stack)
         return {"job": job.snapshot() if job else None}
     return {}
 
 
-def _stack_choice(state, recipe) -> dict:
-    choice = dict(state.stack)
-    choice.setdefault("project", recipe.project)
-    choice.setdefault(
-        "override", recipe.default_override or ("private" if "private" in recipe.overrides else "")
-    )
-    choice.setdefault("profile", recipe.default_profile)
-    sources = choice.setdefault("sources", {})
-    for prep in recipe.prepare:
-        if prep.source_name:
-            sources.setdefault(prep.source_name, prep.url)
-    return choice
+def _notice_later_up(state, stack) -> None:
+    """A launch that failed, and a stack that runs now (a later Up from the Services page): the
+    setup page says so instead of a stale "failed"."""
+    if state.launch.get("status") != "failed":
+        return
+    try:
+        model = stack_model.load_model(stack)
+        up = launch.running_now(engine(), stack.project, model.service_names())
+    except StackpilotError:
+        return
+    if up:
+        state.launch = {**state.launch, "status": "ok", "recovered": True}
+        state.completed = True
+        state.env = {}
+        _save(state)
 
 
 def _https_choice(state, recipe) -> dict:
@@ -212,7 +261,7 @@ def _https_choice(state, recipe) -> dict:
 @require_role("admin")
 def checks():
     """The check rows (slow: they ask the engine and Compose), loaded into the preflight page."""
-    state = wizard_state.load(store())
+    state = _load()
     directory = _directory()
     if directory is None:
         report = preflight.Report(
@@ -230,8 +279,9 @@ def checks():
     else:
         recipe = _recipe(state)
         report = preflight.run(engine(), planning.stack_for(directory, state, recipe), recipe,
-                               container=own_container_id(settings().self_container_id) or None)
-    return render_template("setup/_checks.html", report=report)
+                               container=own_container_id(settings().self_container_id) or None,
+                               env_bytes=_draft_bytes(state, recipe))
+    return render_template("setup/_checks.html", report=report, at_review=request.args.get("at") == "review")
 
 
 @bp.post("/preflight")
@@ -240,41 +290,17 @@ def checks():
 def preflight_done():
     if _directory() is None:
         raise InvalidInput("Set STACKPILOT_STACK_DIR first: there is no stack to set up.")
-    return _save_and_go(wizard_state.load(store()), "preflight")
+    return _save_and_go(_load(), "preflight")
 
 
 @bp.post("/stack")
 @require_role("admin")
 @form_step("stack")
 def stack_done():
-    state = wizard_state.load(store())
+    state = _load()
     recipe = _recipe(state)
-    form = request.form
-    project = form.get("project", "").strip()
-    if not PROJECT_NAME.match(project):
-        raise InvalidInput("The project name may hold lowercase letters, digits, - and _ only.")
-    override = form.get("override", "")
-    if override and override not in recipe.overrides:
-        raise InvalidInput("Choose one of the override files offered.")
-    found = recipes.profiles_in_files(_directory(), tuple(recipe.files))
-    profile = form.get("profile", "")
-    if profile and profile not in found:
-        raise InvalidInput("Choose one of the profiles offered.")
-    sources = {}
-    for prep in recipe.prepare:
-        if prep.source_name:
-            url = form.get(f"source_{prep.source_name}", prep.url).strip()
-            if problem := launch.check_git_url(url):
-                raise InvalidInput(f"{prep.title}: {problem}")
-            sources[prep.source_name] = url
-    state.stack = {
-        "recipe": recipe.name,
-        "project": project,
-        "files": list(recipe.files),
-        "override": override,
-        "profile": profile,
-        "sources": sources,
-    }
+    context = _context("stack", state)
+    state.stack = steps.parse_stack(request.form, _directory(), recipe, context["profiles"], context["unavailable"])
     return _save_and_go(state, "stack")
 
 
@@ -282,11 +308,14 @@ def stack_done():
 @require_role("admin")
 def generate_secrets():
     """Fill every missing or placeholder secret at once (kept in the wizard until launch)."""
-    state = wizard_state.load(store())
+    state = _load()
     recipe = _recipe(state)
-    fresh = envdraft.generate_missing(envdraft.load(_directory(), recipe), recipe, state.env)
+    stack = planning.stack_for(_directory(), state, recipe)
+    draft = envdraft.load(_directory(), recipe, stack.files, stack.profiles)
+    fresh = envdraft.generate_missing(draft, recipe, planning.decided_env(state, recipe, draft))
     state.env.update(fresh)
-    wizard_state.save(store(), state)
+    state.generated = sorted(set(state.generated) | set(fresh))
+    _save(state)
     store().audit(g.user.username, "setup.generate", ", ".join(sorted(fresh))[:500])
     return redirect(url_for("setup.step", name="config", generated=len(fresh)))
 
@@ -295,15 +324,12 @@ def generate_secrets():
 @require_role("admin")
 @form_step("config")
 def config_done():
-    state = wizard_state.load(store())
-    recipe = _recipe(state)
-    draft = envdraft.load(_directory(), recipe)
-    for key in recipe.asked:
-        value = request.form.get(f"var_{key}", "").strip()
-        if not value:
-            raise InvalidInput(f"{key} needs a value ({recipe.asked[key].lower()}).")
-        state.env[key] = value
-    missing = [v.key for v in envdraft.variables(draft, recipe, state.env) if v.secret and v.needs_value]
+    state = _load()
+    typed = steps.parse_config(request.form, _context("config", state)["variables"])
+    state.env.update(typed)
+    state.generated = [k for k in state.generated if k not in typed]
+    _save(state)
+    missing = steps.still_missing(_context("config", state)["variables"])
     if missing:
         raise InvalidInput(f"Still placeholders: {', '.join(missing)}. Use “Generate all missing secrets”.")
     return _save_and_go(state, "config")
@@ -313,7 +339,7 @@ def config_done():
 @require_role("admin")
 @form_step("https")
 def https_done():
-    state = wizard_state.load(store())
+    state = _load()
     recipe = _recipe(state)
     form = request.form
     mode = form.get("mode", "private")
@@ -334,7 +360,7 @@ def https_done():
         problems.append(f"{recipe.email_key}: {problem}")
     state.https = {"mode": mode, "hostnames": names, "management": management, "email": email}
     if problems:
-        wizard_state.save(store(), state)  # keep what was typed; the step shows it again
+        _save(state)  # keep what was typed; the step shows it again
         raise InvalidInput(" ".join(problems))
     return _save_and_go(state, "https")
 
@@ -343,20 +369,21 @@ def https_done():
 @require_role("admin")
 @form_step("review")
 def launch_start():
-    state = wizard_state.load(store())
+    state = _load()
     if not state.may_open("review"):
         raise InvalidInput("Finish the earlier steps first.")
     recipe = _recipe(state)
     plan = planning.build(_directory(), state, recipe)
     st = store()
     user = g.user.username
+    wkey, skey = _keys()
 
     def remember(stack_settings: dict) -> None:
-        st.set_setting("stack", stack_settings)
+        st.set_setting(skey, stack_settings)
         stack_model.forget()
 
     def finished(job: launch.LaunchJob) -> None:
-        latest_state = wizard_state.load(st)
+        latest_state = wizard_state.load(st, wkey)
         latest_state.launch = {
             "status": job.status,
             "service": job.failure.service if job.failure else "",
@@ -365,7 +392,7 @@ def launch_start():
         if job.status == "ok":
             latest_state.completed = True
             latest_state.env = {}  # the .env holds them now; the store keeps no copies
-        wizard_state.save(st, latest_state)
+        wizard_state.save(st, latest_state, wkey)
         st.audit(
             user,
             "setup.launch",
@@ -377,7 +404,7 @@ def launch_start():
     launch.start(plan, engine(), user, settings().backups_keep, remember, finished,
                  self_container=settings().self_container_id)
     state.advance("review")
-    wizard_state.save(st, state)
+    wizard_state.save(st, state, wkey)
     return redirect(url_for("setup.step", name="launch"))
 
 
@@ -385,7 +412,7 @@ def launch_start():
 @require_role("admin")
 def launch_progress():
     """The live launch panel; polling stops (286) when the launch ended; success opens the table."""
-    state = wizard_state.load(store())
+    state = _load()
     directory = _directory()
     job = launch.latest(planning.stack_for(directory, state, _recipe(state)).project) if directory else None
     snapshot = job.snapshot() if job else None
@@ -401,6 +428,6 @@ def launch_progress():
 @require_role("admin")
 def restart():
     """Run the wizard again (earlier choices are kept as defaults)."""
-    wizard_state.restart(store())
+    wizard_state.restart(store(), *_keys())
     store().audit(g.user.username, "setup.restart")
     return redirect(url_for("setup.step", name="preflight"))

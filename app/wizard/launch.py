@@ -24,6 +24,7 @@ from pathlib import Path
 from app import compose
 from app.engine import Engine
 from app.engine import containers as engine_containers
+from app.engine import host
 from app.engine.self import own_service
 from app.errors import StackBusy
 from app.errors import StackpilotError
@@ -288,7 +289,7 @@ def _execute(job: LaunchJob, plan: Plan, engine: Engine, keep: int, remember) ->
     own = own_service(engine, plan.stack.project, job.self_container)
     if own:
         others = [name for name in job.services if name != own]
-        args = ["up", "-d", "--no-deps", *others] if others else []
+        args = ["up", "-d", "--no-deps", "--", *others] if others else []  # names after `--`
         job.line(f"Stackpilot runs here as the service {own!r}: it is left as it is.")
     code = 0 if not args else compose.run(
         plan.stack, args, on_line=job.line, title="Setup: start the stack", user=job.user, wait=10)
@@ -385,12 +386,30 @@ def settle(job: LaunchJob, engine: Engine) -> tuple[list[tuple[str, str, str]], 
     return broken, pending
 
 
+def running_now(engine: Engine, project: str, services: list[str]) -> bool:
+    """True when every one of services runs (healthy or without a healthcheck) or finished its
+    job: the stack came up after all (e.g. a later Up from the Services page), so a "failed"
+    launch page would be stale."""
+    if not services:
+        return False
+    engine_containers.forget()
+    found = engine_containers.project_containers(engine, project)
+    by_service = {}
+    for info in found:
+        by_service.setdefault(info.service, info)
+    for name in services:
+        info = by_service.get(name)
+        if info is None:
+            return False
+        ok = (info.state == "running" and info.health in ("", None, "healthy")) or (
+            info.state == "exited" and info.exit_code == 0)
+        if not ok:
+            return False
+    return True
+
+
 def tail_logs(engine: Engine, container_id: str, lines: int = LOG_TAIL) -> list[str]:
-    try:
-        raw = engine.call(lambda c: c.api.logs(container_id, stdout=True, stderr=True, tail=lines), "logs")
-    except StackpilotError as e:
-        return [f"(logs unavailable: {e.message})"]
-    return raw.decode("utf-8", "replace").splitlines()[-lines:]
+    return host.tail_logs(engine, container_id, lines)
 
 
 # -- preparation steps --------------------------------------------------------------------------
@@ -442,10 +461,10 @@ def run_prepare(step: PrepareStep, directory: Path, output: Callable[[str], None
         if (dest / ".git").is_dir():
             _git(["-C", str(dest), "pull", "--ff-only", step.url, step.ref or "HEAD"], None, output)
             return f"Updated from {step.url}."
-        if dest.exists() and any(dest.iterdir()):
-            raise StackpilotError(
-                f"{step.dest}/ exists but is not a git checkout; move it away to fetch a fresh one."
-            )
+        if dest.is_dir() and any(dest.iterdir()):
+            # The person's own copy (unpacked by hand, a mirror): updating it is their choice.
+            output(f"{step.dest}/ exists and is not a git checkout: used as it is.")
+            return f"{step.dest}/ exists and is not a git checkout: used as it is (move it away to fetch a fresh one)."
         _git(["clone", "--filter=blob:none", "--no-checkout", "--", step.url, str(dest)], directory, output)
         if step.sparse:
             _git(["-C", str(dest), "sparse-checkout", "init", "--cone"], None, output)

@@ -38,30 +38,48 @@ class Plan:
     prepare: list[PrepareStep] = field(default_factory=list)
     command: list[str] = field(default_factory=list)
     settings: dict = field(default_factory=dict)  # what Stackpilot remembers about the stack
+    writes: list[envdraft.Write] = field(default_factory=list)  # every .env value set, old and new
 
     @property
     def env_copies(self) -> tuple[str, ...]:
         return self.recipe.env_copies
 
 
-def stack_for(directory: Path, state: WizardState, recipe: Recipe) -> Stack:
-    choice = state.stack
+def chosen_files(choice: dict, recipe: Recipe) -> list[str]:
+    """The compose files in the person's order (the recipe's when nothing was chosen yet), with the
+    recipe's access override (private/public) after them."""
     files = list(choice.get("files") or recipe.files)
     override = recipe.overrides.get(choice.get("override") or "")
     if override and override not in files:
         files.append(override)
-    profile = choice.get("profile") or ""
+    return files
+
+
+def chosen_profiles(choice: dict) -> list[str]:
+    """The chosen profiles; a saved choice from before profiles were a list is read too."""
+    if "profiles" in choice:
+        return [str(p) for p in choice.get("profiles") or []]
+    return [choice["profile"]] if choice.get("profile") else []
+
+
+def stack_for(directory: Path, state: WizardState, recipe: Recipe) -> Stack:
+    choice = state.stack
     return Stack(
         directory=directory,
         project=choice.get("project") or recipe.project,
-        files=tuple(files),
-        profiles=(profile,) if profile else (),
+        files=tuple(chosen_files(choice, recipe)),
+        profiles=tuple(chosen_profiles(choice)),
     )
 
 
-def decided_env(state: WizardState, recipe: Recipe) -> dict[str, str]:
-    """The wizard's .env values: configuration choices plus the HTTPS step's names."""
+def decided_env(state: WizardState, recipe: Recipe, draft: envdraft.Draft | None = None) -> dict[str, str]:
+    """The wizard's .env values: configuration choices, the HTTPS step's names, and the profiles
+    written back to COMPOSE_PROFILES when the .env (or its example) carries that line."""
     values = dict(state.env)
+    if draft is not None and draft.base.get("COMPOSE_PROFILES") is not None and state.stack:
+        wanted = ",".join(chosen_profiles(state.stack))
+        if wanted != draft.base.get("COMPOSE_PROFILES"):
+            values["COMPOSE_PROFILES"] = wanted
     https = state.https
     for key, name in (https.get("hostnames") or {}).items():
         if name:
@@ -76,10 +94,15 @@ def decided_env(state: WizardState, recipe: Recipe) -> dict[str, str]:
 
 def build(directory: Path, state: WizardState, recipe: Recipe) -> Plan:
     stack = stack_for(directory, state, recipe)
-    draft = envdraft.load(directory, recipe)
-    decided = decided_env(state, recipe)
+    draft = envdraft.load(directory, recipe, stack.files, stack.profiles)
+    decided = decided_env(state, recipe, draft)
     data = envdraft.render(draft, decided)
     keys = envdraft.changed_keys(draft, decided)
+    reasons = {k: "generated" for k in state.generated}
+    reasons.update({k: "hostname" for k in (state.https.get("hostnames") or {})})
+    reasons.update({k: "e-mail" for k in [recipe.email_key] if k})
+    reasons["COMPOSE_PROFILES"] = "profiles"
+    reasons["MANAGEMENT_HOSTNAME"] = "hostname"
     files: list[FileChange] = []
     if draft.env_exists:
         files.append(
@@ -112,7 +135,12 @@ def build(directory: Path, state: WizardState, recipe: Recipe) -> Plan:
             prepare.append(step)
     for step in prepare:
         if step.kind == "git":
-            exists = (directory / step.dest / ".git").is_dir()
+            target = directory / step.dest
+            exists = (target / ".git").is_dir()
+            if not exists and target.is_dir() and any(target.iterdir()):
+                files.append(FileChange(step.dest + "/", "keep",
+                                        "Exists and is not a git checkout: used as it is (not fetched)."))
+                continue
             files.append(
                 FileChange(
                     step.dest + "/",
@@ -131,7 +159,7 @@ def build(directory: Path, state: WizardState, recipe: Recipe) -> Plan:
             )
     for copy in recipe.env_copies:
         files.append(FileChange(copy, "copy", "A copy of .env, as the stack expects it there."))
-    command = ["docker", "compose", "-p", stack.project]
+    command = ["docker", "compose", "-p", stack.project]  # shown as the host would type it
     for f in stack.files:
         command += ["-f", f]
     for p in stack.profiles:
@@ -148,4 +176,5 @@ def build(directory: Path, state: WizardState, recipe: Recipe) -> Plan:
         prepare=prepare,
         command=command,
         settings=settings,
+        writes=envdraft.writes(draft, decided, reasons),
     )

@@ -5,16 +5,22 @@ Every check returns a row (pass / warn / fail, the reason, the fix). Checks neve
 
 from __future__ import annotations
 
+import errno
+import os
+import re
 import shutil
+import socket
 from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
 
 from app import compose
 from app.engine import Engine
+from app.engine import host
 from app.engine.self import own_container_id
 from app.errors import StackpilotError
 from app.stack import Stack
+from app.wizard import preview
 from app.wizard.recipe import Recipe
 
 GIB = 1024**3
@@ -58,7 +64,7 @@ class Report:
 
 def engine_check(engine: Engine) -> tuple[Check, dict]:
     try:
-        info = engine.call(lambda c: c.info(), "engine info")
+        info = host.info(engine)
         version = engine.version()
     except StackpilotError as e:
         return Check(
@@ -101,7 +107,7 @@ def mount_check(engine: Engine, stack_dir: Path, container: str | None = None) -
             f"Stackpilot runs directly on the host, so {stack_dir} is the host's own path.",
         )
     try:
-        data = engine.call(lambda c: c.api.inspect_container(container), "own container")
+        mounts = host.container_mounts(engine, container)
     except StackpilotError:
         return Check(
             "mounts",
@@ -111,7 +117,7 @@ def mount_check(engine: Engine, stack_dir: Path, container: str | None = None) -
             "know it, so the mount cannot be checked.",
             f"Make sure {stack_dir} is mounted at the same path as on the host.",
         )
-    return compare_mounts(data.get("Mounts") or [], stack_dir)
+    return compare_mounts(mounts, stack_dir)
 
 
 def compare_mounts(mounts: list[dict], stack_dir: Path) -> Check:
@@ -156,7 +162,9 @@ def compare_mounts(mounts: list[dict], stack_dir: Path) -> Check:
     return Check("mounts", title, "pass", f"Mounted at the same path as on the host ({target}).")
 
 
-def files_check(stack: Stack, recipe: Recipe) -> Check:
+def files_check(stack: Stack, recipe: Recipe, env_bytes: bytes | None = None) -> tuple[Check, dict | None]:
+    """Compose reads the chosen files (with the .env the wizard will write, when there is none
+    yet or it changes); returns the row and the config of the chosen profiles."""
     title = "Compose files"
     missing = [f for f in stack.files if not (stack.directory / f).is_file()]
     if missing or not stack.files:
@@ -166,9 +174,12 @@ def files_check(stack: Stack, recipe: Recipe) -> Check:
             "fail",
             f"Missing: {', '.join(missing) or 'no compose file found'}.",
             "Put the stack's compose files in the stack folder, or choose them in the Stack step.",
-        )
+        ), None
+    drafted = env_bytes is not None and not stack.env_path.is_file()
     try:
-        config = compose.config_json(stack)
+        with preview.draft_stack(stack, env_bytes) as seen:
+            config = compose.config_json(seen)
+            config = _map_paths(config, seen, stack)
     except StackpilotError as e:
         fetched = [p for p in recipe.prepare if p.kind == "git" and not (stack.directory / p.dest).exists()]
         if fetched:
@@ -181,14 +192,27 @@ def files_check(stack: Stack, recipe: Recipe) -> Check:
                 "include it.",
                 "Nothing to do; the launch checks the files again.",
                 detail=e.detail,
-            )
+            ), None
         return Check(
             "files", title, "fail", e.message, "Fix the compose file Compose names below.", detail=e.detail
-        )
+        ), None
     n = len(config.get("services") or {})
+    with_env = " with the .env the wizard will write" if drafted else ""
     return Check(
-        "files", title, "pass", f"Valid: {n} service{'s' if n != 1 else ''} ({', '.join(stack.files)})."
-    )
+        "files", title, "pass",
+        f"Valid{with_env}: {n} service{'s' if n != 1 else ''} ({', '.join(stack.files)})."
+    ), config
+
+
+def _map_paths(config: dict, seen: Stack, stack: Stack) -> dict:
+    """Bind sources of a preview, as paths of the real stack folder."""
+    if seen is stack:
+        return config
+    for spec in (config.get("services") or {}).values():
+        for vol in (spec or {}).get("volumes") or []:
+            if isinstance(vol, dict) and vol.get("type") == "bind" and vol.get("source"):
+                vol["source"] = preview.real_path(str(vol["source"]), seen, stack)
+    return config
 
 
 def disk_check(stack_dir: Path) -> Check:
@@ -220,7 +244,26 @@ def published_ports(config: dict) -> dict[str, list[str]]:
     return out
 
 
-def ports_check(engine: Engine, stack: Stack, config: dict | None) -> Check:
+def _bind_free(port: int, protocol: str, host_ip: str) -> str | None:
+    """Try to bind the port as the engine would: None when free, else why not ("in use",
+    "not checkable")."""
+    family = socket.AF_INET6 if ":" in host_ip else socket.AF_INET
+    kind = socket.SOCK_DGRAM if protocol == "udp" else socket.SOCK_STREAM
+    address = host_ip if host_ip not in ("", "0.0.0.0", "::") else ("::" if family == socket.AF_INET6 else "0.0.0.0")
+    try:
+        with socket.socket(family, kind) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((address, port))
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            return "in use"
+        return "not checkable"  # e.g. a port below 1024 for a non-root user, an address not here
+    return None
+
+
+def ports_check(engine: Engine, stack: Stack, config: dict | None, in_container: bool = False) -> Check:
+    """Every fixed host port the chosen files and profiles publish must be free: of other
+    containers (the engine's list) and of processes on this machine (a real bind)."""
     title = "Host ports"
     if config is None:
         return Check("ports", title, "warn", "Not checkable before the compose files are valid.", "")
@@ -228,32 +271,135 @@ def ports_check(engine: Engine, stack: Stack, config: dict | None) -> Check:
     if not wanted:
         return Check("ports", title, "pass", "The stack publishes no fixed host ports.")
     try:
-        rows = engine.call(lambda c: c.api.containers(), "containers")
+        rows = host.published_ports(engine)
     except StackpilotError as e:
         return Check("ports", title, "warn", e.message, "")
     taken = []
+    ours = set()
     for row in rows:
-        if (row.get("Labels") or {}).get("com.docker.compose.project") == stack.project:
-            continue  # our own stack's containers (a re-run) will be replaced
-        for p in row.get("Ports") or []:
-            key = f"{p.get('PublicPort')}/{p.get('Type') or 'tcp'}"
-            if p.get("PublicPort") and key in wanted:
-                owner = ((row.get("Names") or ["?"])[0]).lstrip("/")
-                taken.append(f"{key.split('/')[0]} ({', '.join(wanted[key])}) is used by {owner}")
+        key = f"{row.port}/{row.protocol}"
+        if row.project == stack.project:
+            ours.add(key)  # our own stack's containers (a re-run) will be replaced
+        elif key in wanted:
+            taken.append(f"{row.port} ({', '.join(wanted[key])}) is used by the container {row.container}")
+    ips = _host_ips(config)
+    for key, services in wanted.items():
+        if key in ours or any(key.split("/")[0] + " " in t for t in taken):
+            continue
+        port, protocol = key.split("/")
+        if _bind_free(int(port), protocol, ips.get(key, "")) == "in use":
+            taken.append(f"{port} ({', '.join(services)}) is used by a process on this machine")
     if taken:
         return Check(
             "ports",
             title,
             "fail",
             "Taken: " + "; ".join(sorted(set(taken))) + ".",
-            "Stop those containers, or change the ports in the override file.",
+            "Stop what holds them (`ss -ltnp` names host processes), or publish other ports in an "
+            "override file.",
         )
-    return Check(
-        "ports",
-        title,
-        "pass",
-        f"All {len(wanted)} published port{'s' if len(wanted) != 1 else ''} are free of other containers.",
-    )
+    n = len(wanted)
+    where = ("other containers (processes of the host itself cannot be seen from inside Stackpilot's "
+             "container)") if in_container else "other containers and of processes on this machine"
+    return Check("ports", title, "pass", f"All {n} published port{'s' if n != 1 else ''} are free of {where}.")
+
+
+def _host_ips(config: dict) -> dict[str, str]:
+    out = {}
+    for spec in (config.get("services") or {}).values():
+        for p in (spec or {}).get("ports") or []:
+            published = str(p.get("published") or "")
+            if published.isascii() and published.isdigit():
+                out[f"{published}/{p.get('protocol') or 'tcp'}"] = str(p.get("host_ip") or "")
+    return out
+
+
+# `~/x:/target` (short syntax, block or flow list) or `source: ~/x` (long syntax)
+_TILDE = re.compile(r"""(?:(?:^|[\s\[,"'])(~[^\s"':,\]]*):/|source:\s*["']?(~[^\s"',\]]*))""", re.M)
+
+
+def binds_check(stack: Stack, recipe: Recipe, config: dict | None, in_container: bool) -> Check:
+    """Bind sources: a missing one becomes an empty folder (Compose creates it silently); `~`
+    expands to the HOME of whoever runs Compose, which inside Stackpilot's container is not the
+    host user's."""
+    title = "Bind mounts"
+    if config is None:
+        return Check("binds", title, "warn", "Not checkable before the compose files are valid.", "")
+    fetched = [str((stack.directory / p.dest).resolve()) for p in recipe.prepare]
+    missing = []
+    for name, spec in (config.get("services") or {}).items():
+        for vol in (spec or {}).get("volumes") or []:
+            if not isinstance(vol, dict) or vol.get("type") != "bind":
+                continue
+            source = str(vol.get("source") or "")
+            if not source or os.path.exists(source) or any(source.startswith(f) for f in fetched):
+                continue
+            missing.append(f"{source} ({name})")
+    tilde = []
+    for f in stack.files:
+        try:
+            text = (stack.directory / f).read_text(errors="replace")
+        except OSError:
+            continue
+        tilde += [f"{a or b} in {f}" for a, b in _TILDE.findall(text)]
+    home = os.path.expanduser("~")
+    if tilde:
+        where = (f"Stackpilot's own HOME inside its container ({home}), not the host user's"
+                 if in_container else f"the HOME of the user Stackpilot runs as ({home})")
+        return Check(
+            "binds", title, "fail" if in_container else "warn",
+            f"`~` in a bind source expands to {where}: {'; '.join(sorted(set(tilde)))}.",
+            "Write the host path out in full (e.g. /home/me/.flowise), or a path relative to the stack folder.",
+        )
+    if missing:
+        shown = missing[:8] + ([f"and {len(missing) - 8} more"] if len(missing) > 8 else [])
+        return Check(
+            "binds", title, "warn",
+            "Missing on this machine (Compose would create empty folders in their place): "
+            + "; ".join(shown) + ".",
+            "Create or copy these files and folders first (the stack's instructions name them), or "
+            "fix the paths in the compose files or .env.",
+        )
+    return Check("binds", title, "pass", "Every bind-mounted file and folder exists.")
+
+
+def limits_check(config: dict | None, info: dict) -> Check:
+    """CPU limits above the engine's CPUs make the engine refuse the container; memory limits
+    above its RAM are never reached."""
+    title = "Resource limits"
+    if config is None or not info:
+        return Check("limits", title, "warn", "Not checkable before the compose files are valid.", "")
+    cpus = float(info.get("NCPU") or 0)
+    memory = int(info.get("MemTotal") or 0)
+    over_cpu, over_mem = [], []
+    for name, spec in (config.get("services") or {}).items():
+        limits = (((spec or {}).get("deploy") or {}).get("resources") or {}).get("limits") or {}
+        try:
+            want_cpu = float(limits.get("cpus") or spec.get("cpus") or 0)
+        except (TypeError, ValueError):
+            want_cpu = 0
+        try:
+            want_mem = int(limits.get("memory") or spec.get("mem_limit") or 0)
+        except (TypeError, ValueError):
+            want_mem = 0
+        if cpus and want_cpu > cpus:
+            over_cpu.append(f"{name} asks for {want_cpu:g} CPUs")
+        if memory and want_mem > memory:
+            over_mem.append(f"{name} may use {want_mem / GIB:.1f} GiB")
+    if over_cpu:
+        return Check(
+            "limits", title, "fail",
+            f"The engine has {cpus:g} CPUs: " + "; ".join(over_cpu) + ". Docker refuses such a container.",
+            f"Lower deploy.resources.limits.cpus to {cpus:g} or less in an override file (or the .env "
+            "variable that sets it).",
+        )
+    if over_mem:
+        return Check(
+            "limits", title, "warn",
+            f"The engine has {memory / GIB:.1f} GiB of memory: " + "; ".join(over_mem) + ".",
+            "The limit is never reached; lower it if the service should be stopped earlier.",
+        )
+    return Check("limits", title, "pass", "CPU and memory limits fit this engine.")
 
 
 def gpu_checks(info: dict, dev: Path = Path("/dev")) -> tuple[list[Check], bool, bool]:
@@ -298,25 +444,25 @@ def ram_check(info: dict, recipe: Recipe) -> Check:
     return Check("ram", "Memory", "pass", text)
 
 
-def run(engine: Engine, stack: Stack, recipe: Recipe, container: str | None = None) -> Report:
-    """All checks, in the order a person fixes them."""
+def run(engine: Engine, stack: Stack, recipe: Recipe, container: str | None = None,
+        env_bytes: bytes | None = None) -> Report:
+    """All checks, in the order a person fixes them. env_bytes: the .env the wizard will write
+    (checked in a preview folder; the stack folder is never written)."""
     report = Report()
     engine_row, info = engine_check(engine)
     report.checks.append(engine_row)
     report.checks.append(compose_check())
+    in_container = (container if container is not None else own_container_id()) is not None
     if info:
         report.checks.append(mount_check(engine, stack.directory, container))
-    files = files_check(stack, recipe)
+    files, config = files_check(stack, recipe, env_bytes)
     report.checks.append(files)
     report.checks.append(disk_check(stack.directory))
-    config = None
-    if files.status == "pass":
-        try:
-            config = compose.config_json(stack, all_profiles=True)
-        except StackpilotError:
-            config = None
     if info:
-        report.checks.append(ports_check(engine, stack, config))
+        report.checks.append(ports_check(engine, stack, config, in_container))
+    report.checks.append(binds_check(stack, recipe, config, in_container))
+    if info:
+        report.checks.append(limits_check(config, info))
         gpu, report.nvidia, report.amd = gpu_checks(info)
         report.checks.extend(gpu)
         report.checks.append(ram_check(info, recipe))

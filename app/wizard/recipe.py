@@ -148,7 +148,17 @@ def by_name(name: str) -> Recipe | None:
 
 # -- generic inference for any compose stack ---------------------------------------------------
 _DECLARED = re.compile(r"(?m)^\s*#?\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
+_ACME_EMAIL = re.compile(r"(LETSENCRYPT|ACME|^LE_|CERTBOT|SSL|TLS)\w*EMAIL")
 OVERRIDE_RE = re.compile(r"^(?:docker-)?compose\.override\.([\w-]+)\.ya?ml$")
+
+
+EXAMPLE_NAMES = (".env.example", "example.env", "env.example", ".env.dist", ".env.sample", "sample.env",
+                 ".env.template", ".env.default", ".env.defaults")
+
+
+def find_example(directory: Path) -> str:
+    """The stack's env example, whatever its publisher named it (".env.example" when none)."""
+    return next((n for n in EXAMPLE_NAMES if (directory / n).is_file()), EXAMPLE_NAMES[0])
 
 
 def generic(directory: Path) -> Recipe:
@@ -159,14 +169,14 @@ def generic(directory: Path) -> Recipe:
     for path in sorted(directory.iterdir()) if directory.is_dir() else []:
         if m := OVERRIDE_RE.match(path.name):
             overrides[m.group(1)] = path.name
+    example = find_example(directory)
     try:
-        declared = list(
-            dict.fromkeys(_DECLARED.findall((directory / ".env.example").read_text(errors="replace")))
-        )
+        declared = list(dict.fromkeys(_DECLARED.findall((directory / example).read_text(errors="replace"))))
     except OSError:
         declared = []
     hostnames = {k: _label(k) for k in declared if k.endswith("_HOSTNAME") and k != "MANAGEMENT_HOSTNAME"}
-    email = next((k for k in declared if "EMAIL" in k), "")
+    # Only an ACME e-mail is the HTTPS step's: ENABLE_EMAIL_SIGNUP or SMTP_ADMIN_EMAIL are not.
+    email = next((k for k in declared if _ACME_EMAIL.search(k)), "")
     return Recipe(
         name="",
         title="Any Compose stack",
@@ -175,6 +185,7 @@ def generic(directory: Path) -> Recipe:
         overrides=overrides,
         hostnames=hostnames,
         email_key=email,
+        env_example=example,
     )
 
 

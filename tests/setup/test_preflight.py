@@ -92,7 +92,7 @@ def test_port_taken_by_another_container_fails(engine, docker_engine, busybox_im
         )
         stack = Stack(proj.dir, proj.project, ("docker-compose.yml",))
         row = preflight.ports_check(engine, stack, compose.config_json(stack))
-        assert row.status == "fail" and f"{port} (web) is used by {other.name}" in row.reason
+        assert row.status == "fail" and f"{port} (web) is used by the container {other.name}" in row.reason
         other.remove(force=True)
         assert preflight.ports_check(engine, stack, compose.config_json(stack)).status == "pass"
     finally:
@@ -130,9 +130,9 @@ def test_compose_files_wait_for_the_recipe_then_fail_when_really_broken(make_sta
     recipe = recipes.for_stack(proj.dir)
     assert recipe.name == "local-ai-packaged"
     stack = Stack(proj.dir, proj.project, ("docker-compose.yml",))
-    assert preflight.files_check(stack, recipe).status == "warn"
+    assert preflight.files_check(stack, recipe)[0].status == "warn"
     proj.write("supabase/docker/docker-compose.yml", "services: [not, a, mapping\n")
-    row = preflight.files_check(stack, recipe)
+    row, _config = preflight.files_check(stack, recipe)
     assert row.status == "fail" and row.detail
     assert recipes.profiles_in_files(proj.dir, ("docker-compose.yml",)) == ["cpu", "gpu-nvidia", "gpu-amd"]
 
@@ -154,3 +154,79 @@ def test_no_stack_folder_is_a_problem_row(app, admin_client):
     body = admin_client.get("/setup/preflight/checks").get_data(as_text=True)
     assert "STACKPILOT_STACK_DIR" in body and 'class="primary" disabled' in body
     assert admin_client.get("/setup/stack").headers["Location"].endswith("/setup/preflight")
+
+
+def test_port_held_by_a_host_process_fails(make_stack, engine):
+    """A port this test listens on itself (no container) is named as taken by a host process."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("0.0.0.0", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    try:
+        proj = make_stack({"compose.yaml": f"services:\n  web:\n    image: {{image}}\n    ports: ['{port}:80']\n"})
+        stack = Stack(proj.dir, proj.project, ("compose.yaml",))
+        row = preflight.ports_check(engine, stack, compose.config_json(stack))
+        assert row.status == "fail" and f"{port} (web) is used by a process on this machine" in row.reason
+    finally:
+        listener.close()
+    assert preflight.ports_check(engine, stack, compose.config_json(stack)).status == "pass"
+
+
+def test_ports_of_an_override_chosen_later_are_checked(make_stack, engine):
+    """The override the person ticks in the Stack step is part of what the checks read."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("0.0.0.0", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    try:
+        proj = make_stack({"compose.yaml": "services:\n  web:\n    image: {image}\n",
+                           "compose.prod.yml": f"services:\n  web:\n    ports: ['{port}:80']\n"})
+        recipe = recipes.for_stack(proj.dir)
+        base = Stack(proj.dir, proj.project, ("compose.yaml",))
+        with_prod = Stack(proj.dir, proj.project, ("compose.yaml", "compose.prod.yml"))
+        rows = {c.id: c for c in preflight.run(engine, base, recipe, container="").checks}
+        assert rows["ports"].status == "pass"
+        rows = {c.id: c for c in preflight.run(engine, with_prod, recipe, container="").checks}
+        assert rows["ports"].status == "fail" and str(port) in rows["ports"].reason
+    finally:
+        listener.close()
+
+
+def test_no_env_yet_is_checked_with_the_draft(make_stack, engine):
+    """`${VAR:?}` and `env_file: .env` fail while there is no .env; the check reads the draft the
+    wizard will write instead of showing Compose's error, and writes nothing."""
+    proj = make_stack({"compose.yaml": "services:\n  web:\n    image: {image}\n    env_file: .env\n"
+                                       "    environment:\n      KEY: ${KEY:?set KEY}\n"})
+    recipe = recipes.for_stack(proj.dir)
+    stack = Stack(proj.dir, proj.project, ("compose.yaml",))
+    row, config = preflight.files_check(stack, recipe)
+    assert row.status == "fail"
+    row, config = preflight.files_check(stack, recipe, b"KEY=value\n")
+    assert row.status == "pass" and "with the .env the wizard will write" in row.reason
+    assert config["services"]["web"]["environment"]["KEY"] == "value"
+    assert not (proj.dir / ".env").exists() and sorted(p.name for p in proj.dir.iterdir()) == ["compose.yaml"]
+
+
+def test_bind_sources_tilde_and_limits_are_named_with_a_fix(make_stack, engine):
+    proj = make_stack({"compose.yaml": "services:\n  web:\n    image: {image}\n"
+                                       "    volumes: ['./conf/app.yml:/app.yml', './here:/here']\n"
+                                       "    deploy:\n      resources:\n        limits:\n          cpus: '512'\n"})
+    (proj.dir / "here").mkdir()
+    recipe = recipes.for_stack(proj.dir)
+    stack = Stack(proj.dir, proj.project, ("compose.yaml",))
+    rows = {c.id: c for c in preflight.run(engine, stack, recipe, container="").checks}
+    binds = rows["binds"]
+    assert binds.status == "warn" and f"{proj.dir}/conf/app.yml (web)" in binds.reason and "here" not in \
+        binds.reason.replace(str(proj.dir), "")
+    assert "empty folders" in binds.reason and binds.fix
+    limits = rows["limits"]
+    assert limits.status == "fail" and "web asks for 512 CPUs" in limits.reason and "Lower" in limits.fix
+    proj.write("compose.yaml", "services:\n  web:\n    image: {image}\n    volumes: ['~/.flowise:/data']\n"
+               .replace("{image}", "busybox"))
+    row = preflight.binds_check(stack, recipe, compose.config_json(stack), in_container=True)
+    assert row.status == "fail" and "~/.flowise in compose.yaml" in row.reason and "HOME" in row.reason
+    assert "full" in row.fix

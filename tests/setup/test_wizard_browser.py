@@ -86,8 +86,10 @@ def test_wizard_from_claim_to_running_stack_then_failure_view(
     # 3. Stack: recipe recognised, profile only where possible, git URL pointed at our remote.
     pg.wait_for_url("**/setup/stack")
     assert "Local AI Packaged" in pg.inner_text(".recipe-note")
-    assert pg.is_disabled("input[name=profile][value=gpu-nvidia]")
-    assert pg.is_checked("input[name=profile][value=cpu]")
+    # cpu / gpu-nvidia / gpu-amd start one container name: offered as a choice among themselves
+    assert pg.is_disabled("input[name=group_0][value=gpu-nvidia]")
+    assert pg.is_checked("input[name=group_0][value=cpu]")
+    assert pg.is_checked("input[name=file][value='docker-compose.yml']")
     assert pg.is_checked("input[name=override][value=private]")
     pg.fill("#project", proj.project)
     pg.fill("#source-supabase", remote)

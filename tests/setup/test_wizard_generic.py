@@ -58,10 +58,10 @@ def test_generic_stack_from_checks_to_running(app_factory, make_stack, docker_en
     assert c.post("/setup/preflight").status_code == 302
 
     page = c.get("/setup/stack").get_data(as_text=True)
-    assert "No recipe for this folder" in page and 'value="extra"' in page
-    bad = c.post("/setup/stack", data={"project": "Bad Name!", "profile": ""})
+    assert "No recipe for this folder" in page and 'value="extra"' in page and "adds worker" in page
+    bad = c.post("/setup/stack", data={"project": "Bad Name!", "file": "compose.yaml"})
     assert bad.status_code == 422 and "lowercase letters" in bad.get_data(as_text=True)
-    assert c.post("/setup/stack", data={"project": proj.project, "profile": ""}).status_code == 302
+    assert c.post("/setup/stack", data={"project": proj.project, "file": "compose.yaml"}).status_code == 302
 
     page = c.get("/setup/config").get_data(as_text=True)
     assert "API_SECRET" in page and "placeholder" in page

@@ -45,7 +45,7 @@ def test_launch_leaves_our_own_container_alone(app_factory, make_stack, docker_e
     c = sign_in(app, app.test_client(), "admin")
 
     assert c.post("/setup/preflight").status_code == 302
-    assert c.post("/setup/stack", data={"project": proj.project, "profile": ""}).status_code == 302
+    assert c.post("/setup/stack", data={"project": proj.project, "file": "compose.yaml"}).status_code == 302
     c.post("/setup/config/generate")
     assert c.post("/setup/config").status_code == 302
     assert c.post("/setup/https", data={"mode": "private"}).status_code == 302

@@ -1,0 +1,66 @@
+"""Stack identity: the one project name every page, the wizard, the launch and the logs use.
+
+Why one function: Compose names a project by `name:` in the files, else COMPOSE_PROJECT_NAME in the
+`.env`, else the folder. When we guess differently, a host `docker compose ps` shows nothing and
+the table loses the containers. And exactly when the files or the `.env` are broken (Compose
+cannot say), the containers must stay visible: the last name Compose gave is kept in the store.
+
+Order: the name saved in Stack settings (a person chose it, or the wizard's launch did), then the
+project of Stackpilot's own container when it runs in this very folder's project (its labels are
+the truth, e.g. `-p localai` given on the host), then Compose's own choice, then the last good
+one, then the folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from typing import Protocol
+
+from app import compose
+from app.engine.self import OwnProject
+from app.errors import StackpilotError
+from app.stack import default_files
+from app.stack import normalize_project_name
+
+LAST_GOOD = "stack.last_project"
+
+
+class SettingsStore(Protocol):
+    def get_setting(self, key: str, default: Any = None) -> Any: ...
+
+    def set_setting(self, key: str, value: Any) -> None: ...
+
+
+def own_project_here(own: OwnProject | None, directory: Path) -> OwnProject | None:
+    """Our container's project when it was started from this stack folder, else None."""
+    if own is None or not own.project:
+        return None
+    if own.working_dir and own.working_dir.rstrip("/") != str(directory).rstrip("/"):
+        return None
+    return own
+
+
+def compose_name(directory: Path, files: list[str] | tuple[str, ...], store: SettingsStore) -> str:
+    """Compose's own choice for the folder; when it cannot say, the last good one (same folder),
+    else the folder's name. A good answer is remembered."""
+    files = tuple(files or default_files(directory))
+    last = store.get_setting(LAST_GOOD) or {}
+    try:
+        name = compose.default_project_name(directory, files)
+    except StackpilotError:
+        if last.get("directory") == str(directory) and last.get("project"):
+            return str(last["project"])
+        return normalize_project_name(directory.name)
+    if last.get("project") != name or last.get("directory") != str(directory):
+        store.set_setting(LAST_GOOD, {"directory": str(directory), "project": name})
+    return name
+
+
+def project_name(directory: Path, saved: dict, store: SettingsStore, own: OwnProject | None = None) -> str:
+    """The project name to act on (see the module doc for the order)."""
+    if saved.get("project"):
+        return str(saved["project"])
+    if mine := own_project_here(own, directory):
+        return mine.project
+    return compose_name(directory, saved.get("files") or (), store)
