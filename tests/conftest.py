@@ -264,7 +264,20 @@ def leftovers(client) -> dict[str, list[str]]:
 os.environ.setdefault("STACKPILOT_TEST_PREFIX", PREFIX)
 
 
+# Fixtures that reach the real engine or the real browser, directly or through others: a test
+# using any of them carries the marker, so `pytest -m "not docker"` runs the domain part alone.
+MARKER_FIXTURES = {
+    "docker": {"docker_engine", "busybox_image", "python_base_image", "engine_proxy", "make_stack"},
+    "browser": {"browser", "page"},
+}
+
+
 def pytest_collection_modifyitems(config, items):
-    """The leftover check runs after every other test."""
+    """Mark tests by the fixtures they use; the leftover check runs after every other test."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker, fixtures in MARKER_FIXTURES.items():
+            if used & fixtures and not item.get_closest_marker(marker):
+                item.add_marker(marker)
     last = [i for i in items if i.name == "test_no_test_resources_left_behind"]
     items[:] = [i for i in items if i not in last] + last
