@@ -7,8 +7,14 @@
     if (reveal) {
       var input = document.getElementById(reveal.getAttribute("data-reveal"));
       if (!input) return;
-      var show = input.type === "password";
-      input.type = show ? "text" : "password";
+      var show;
+      if (input.tagName === "TEXTAREA") {  // multi-line secrets: masked by CSS, not by type
+        show = input.classList.contains("masked");
+        input.classList.toggle("masked", !show);
+      } else {
+        show = input.type === "password";
+        input.type = show ? "text" : "password";
+      }
       reveal.setAttribute("aria-pressed", show ? "true" : "false");
       reveal.textContent = show ? "Hide" : "Show";
       return;

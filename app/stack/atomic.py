@@ -21,8 +21,11 @@ STALE_AFTER = 60
 
 def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
     """Replace path with data atomically. mode: for a new file (default 0600); an existing
-    file keeps its own mode and owner."""
+    file keeps its own mode and owner. A symlink is written through: its target is replaced
+    atomically and the link stays a link."""
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     folder = path.parent
     uid = gid = None
     try:

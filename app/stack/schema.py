@@ -63,7 +63,8 @@ _THIRD_PARTY = re.compile(
 _DERIVED = re.compile(r"PUBLIC_KEY|PRIVATE_KEY|PUB_KEY|PRIV_KEY|_PEM$|_CERT$|CERTIFICATE|_KEYPAIR")
 _PLACEHOLDER = re.compile(
     r"(?:changeme|change[-_ ]?me|change[-_ ]?(?:this|it)|replace[-_ ]?me|replace[-_ ]?(?:this|with)"
-    r"|your[-_ ]|<[^>]*>|\[[^\]]*\]|xxx|todo|fixme|insecure|super[-_ ]?secret|should[-_ ]be[-_ ](?:changed|updated)"
+    r"|your[-_ ]|<[^>]*>|\[[^\]]*\]|(?:^|[-_ ])x{3,}(?:$|[-_ ])|todo|fixme|insecure|super[-_ ]?secret"
+    r"|should[-_ ]be[-_ ](?:changed|updated)"
     r"|generate[-_ ]|put[-_ ]|enter[-_ ]|fake[-_]|dummy|example|placeholder|must[-_ ]change|set[-_ ]me"
     r"|secret[-_ ]?key[-_ ]?\d*$|^secret$|^password\d*$|^passw0rd$|^admin$|^test$|^demo|^foobar$"
     r"|^change[A-Z_-]|^changeit$|secure|passw(?:or)?d\d*$)", re.I)
@@ -317,6 +318,8 @@ def is_placeholder(value: str | None, key: str = "") -> bool:
         return True
     if " " in v and not _URL.match(v):
         return True
+    if looks_random(v):  # a generated value may contain "xxx" or "demo" by chance
+        return False
     return bool(_PLACEHOLDER.search(v))
 
 
@@ -483,7 +486,7 @@ def check(key: str, value: str | None, kind: Kind, values: Mapping[str, str], *,
         out.append(Finding(level, f"Only the characters {kind.charset} are safe here (see the comment)."))
     if kind.differs_from and values.get(kind.differs_from) == value:
         out.append(Finding(level, f"Must differ from {kind.differs_from}."))
-    if kind.generatable and kind.name in ("secret", "password") and not kind.min_length and len(value) < 12 \
+    if kind.name in ("secret", "password") and not kind.derived and not kind.min_length and len(value) < 12 \
             and not out:
         out.append(Finding("warn", "Short for a secret: 12 characters or more is safer."))
     return out

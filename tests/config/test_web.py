@@ -19,7 +19,7 @@ services:
     image: {image}
     pull_policy: never
     environment:
-      GREETING: ${GREETING}
+      GREETING: ${GREETING:?say hello}
   db:
     image: {image}
     pull_policy: never
@@ -120,13 +120,31 @@ def test_stale_form_is_refused_with_a_diff(admin, stack):
     assert "EXTRA=2" in (stack.dir / ".env").read_text() and "mine" not in (stack.dir / ".env").read_text()
 
 
-def test_invalid_values_block_the_save(admin, stack):
+def test_kind_guesses_warn_but_never_block_the_save(admin, stack):
+    """Issue 10: a value that fails only a guessed kind (here hex, from the example's comment) is saved
+    with a warning; it used to be refused."""
     client, _ = admin
     data = form_of(client.get("/config/").get_data(as_text=True))
     data["v.ENCRYPTION_KEY"] = "not-hex"
     r = client.post("/config/save", data=data)
-    assert r.status_code == 422
-    assert "hex characters" in r.get_data(as_text=True)
+    body = r.get_data(as_text=True)
+    assert r.status_code == 200 and "Saved." in body and "hex characters" in body
+    assert EnvDocument.load(stack.dir / ".env").get("ENCRYPTION_KEY") == "not-hex"
+
+
+@pytest.mark.parametrize(("key", "value", "says"), [
+    ("GREETING", "", "Compose refuses to start while this is empty (say hello)"),  # ${GREETING:?say hello}
+    ("ANON_KEY", gen.supabase_key("anon", "another-secret-another-secret-xx"), "Not signed with the current JWT_SECRET"),
+])
+def test_real_rules_refuse_the_save(admin, stack, key, value, says):
+    client, _ = admin
+    data = form_of(client.get("/config/").get_data(as_text=True))
+    data["v.JWT_SECRET"] = "J" * 40
+    data[f"v.{key}"] = value
+    r = client.post("/config/save", data=data)
+    body = r.get_data(as_text=True)
+    assert r.status_code == 422, body
+    assert "Nothing was saved" in body and says in body
     assert (stack.dir / ".env").read_text() == ENV
 
 
@@ -146,16 +164,22 @@ def test_generate_missing_fills_only_missing_and_placeholders(admin, stack):
     assert saved.get("ENCRYPTION_KEY") == out["v.ENCRYPTION_KEY"]
 
 
-def test_new_jwt_secret_offers_to_resign(admin, stack):
+def test_generating_jwt_secret_resigns_its_jwts_at_once(admin, stack):
+    """Issue 10: the editor and the wizard agree: a new JWT_SECRET re-signs ANON_KEY in the same step
+    (it used to leave ANON_KEY red behind a Re-sign button)."""
     client, _ = admin
     data = form_of(client.get("/config/").get_data(as_text=True))
     data = form_of(client.post("/config/generate-missing", data=data).get_data(as_text=True))
+    old_anon = data["v.ANON_KEY"]
     r = client.post("/config/generate/JWT_SECRET", data=data)
     assert r.status_code == 200, r.get_data(as_text=True)
     assert r.headers["HX-Retarget"] == "#config-form"
     html = r.get_data(as_text=True)
-    assert "Re-sign ANON_KEY" in html and "Not signed with the current JWT_SECRET" in html
-    out = form_of(client.post("/config/resign/JWT_SECRET", data=form_of(html)).get_data(as_text=True))
+    assert "re-signed ANON_KEY" in html and "Not signed with the current JWT_SECRET" not in html
+    out = form_of(html)
+    assert out["v.JWT_SECRET"] != data["v.JWT_SECRET"] and out["v.ANON_KEY"] != old_anon
+    assert gen.jwt_verify(out["v.ANON_KEY"], out["v.JWT_SECRET"])["role"] == "anon"
+    out = form_of(client.post("/config/resign/JWT_SECRET", data=out).get_data(as_text=True))  # still offered
     assert gen.jwt_verify(out["v.ANON_KEY"], out["v.JWT_SECRET"])
 
 

@@ -17,9 +17,8 @@ from flask import request
 
 from app.errors import EnvConflict
 from app.errors import InvalidInput
-from app.errors import StackpilotError
 from app.stack import Stack
-from app.stack import backups
+from app.stack import envsave
 from app.stack import recipes
 from app.stack import schema as schema_mod
 from app.stack.envfile import EnvDocument
@@ -83,14 +82,18 @@ def editor() -> Editor | None:
     if stack is None:
         return None
     recipe = _recipe(stack)
-    example = stack.directory / ".env.example"
-    try:
-        example_text = example.read_bytes()
-    except OSError:
-        example_text = b""
+    doc = EnvDocument.load(stack.env_path)
+    example = envsave.discover_example(stack.directory, getattr(recipe, "env_example", None))
+    example_text = b""
+    if example is not None:
+        try:
+            example_text = example.read_bytes()
+        except OSError:
+            example = None
     overrides = recipe.kinds if recipe else None
-    return Editor(stack, recipe, EnvDocument.load(stack.env_path),
-                  schema_mod.parse_example(example_text, overrides), example)
+    parsed = envsave.build_schema(stack.directory, stack.files, stack.profiles, doc,
+                                  example_text if example is not None else None, overrides)
+    return Editor(stack, recipe, doc, parsed, example or stack.directory / ".env.example")
 
 
 def _require_editor() -> Editor:
@@ -112,17 +115,6 @@ def form_values(ed: Editor) -> dict[str, str | None]:
         value = value.replace("\r\n", "\n") if "\n" in value else value
         out[key] = None if value == "" and ed.doc.entry(key) is None else value
     return out
-
-
-def apply_values(doc: EnvDocument, values: dict[str, str | None]) -> list[str]:
-    """Set every submitted value that differs; returns the keys changed."""
-    changed = []
-    for key, value in values.items():
-        if value is None:
-            continue
-        if doc.set(key, value):
-            changed.append(key)
-    return changed
 
 
 def render_form(ed: Editor, values: dict[str, str | None] | None = None, *, status: int = 200,
@@ -164,52 +156,30 @@ def _audit(action: str, target: str, result: str = "ok", detail: str = "") -> No
     store().audit(g.user.username, action, target[:500], result, detail)
 
 
-# -- the safe save shared by the form, raw mode and restore -----------------------------------------
-def commit(ed: Editor, new_bytes: bytes, based_on: str, *, confirm_db: bool, action: str) -> dict:
-    """Validate-free part of a save: database warning, backup + atomic write, affected services.
-
-    Returns {"saved": bool, "changed": [...], "affected": [...] | None, "affected_error": str,
-    "confirm": {...} | None, "backup": name | None, "copies": [...]}."""
-    old_bytes = ed.doc.original if ed.doc.exists else b""
-    changed = list(backups.changed_keys(old_bytes, new_bytes))
-    out = {"saved": False, "changed": changed, "affected": None, "affected_error": "", "confirm": None,
-           "backup": None, "copies": []}
-    before = None
+# -- the safe save shared by the form, raw mode, create and restore ---------------------------------------
+def commit(ed: Editor, new_bytes: bytes, based_on: str, *, confirm_db: bool, action: str) -> envsave.SaveOutcome:
+    """The one domain save (app.stack.envsave.save) with this stack's Compose and engine; audited by
+    key names, never values."""
     try:
-        before = impact.config_for(ed.stack) if ed.doc.exists else None
-    except StackpilotError as e:
-        out["affected_error"] = e.message
-    db_keys = [k for k in changed if ed.schema.kind(k).database and (ed.doc.get(k) or "")]
-    if db_keys and not confirm_db and before is not None:
-        try:
-            draft = impact.config_for(ed.stack, new_bytes)
-            touched = impact.affected_services(before, draft)
-            data = impact.services_with_data(engine(), before, touched)
-        except StackpilotError as e:
-            data = {"(unknown)": [e.message]}
-        if data:
-            out["confirm"] = {"keys": db_keys, "data": data}
-            _audit(action, ", ".join(changed), "held: database data exists")
-            return out
-    try:
-        result = backups.save_env(ed.env_path, new_bytes, based_on, settings().backups_keep,
-                                  ed.copies, ed.secret_keys())
+        out = envsave.save(
+            ed.env_path, ed.schema, new_bytes, based_on, keep=settings().backups_keep, copies=ed.copies,
+            confirm_db=confirm_db, config=lambda env: impact.config_for(ed.stack, env),
+            data=lambda config, services: impact.services_with_data(engine(), config, services))
     except EnvConflict:
-        _audit(action, ", ".join(changed), "refused: changed meanwhile")
+        _audit(action, "", "refused: changed meanwhile")
         raise
-    out.update(saved=True, backup=result.backup.name if result.backup else None, copies=list(result.copies))
-    if before is not None and result.changed_keys:
-        try:
-            out["affected"] = impact.affected_services(before, impact.config_for(ed.stack))
-        except StackpilotError as e:
-            out["affected_error"] = e.message
-    _audit(action, ", ".join(result.changed_keys) or "(no change)", "ok",
-           f"backup {out['backup']}" if out["backup"] else "")
+    if out.refusals:
+        _audit(action, ", ".join(sorted({k for k, _ in out.refusals})), "refused: invalid")
+    elif out.confirm:
+        _audit(action, ", ".join(out.changed), "held: database data exists")
+    elif out.saved:
+        _audit(action, ", ".join(out.changed) or "(no change)", "ok", f"backup {out.backup}" if out.backup else "")
     return out
 
 
-def _blocking(sections) -> list[str]:
-    return [f.key for _, fields in sections for f in fields if f.level == "error" and f.value]
+def refusal_banner(out: envsave.SaveOutcome) -> list[tuple[str, str]]:
+    names = ", ".join(dict.fromkeys(k for k, _ in out.refusals))
+    return [("error", f"Nothing was saved: {len(out.refusals)} value(s) would break the stack ({names}).")]
 
 
 # -- views -------------------------------------------------------------------------------------------
@@ -244,21 +214,15 @@ def save():
     ed = _require_editor()
     values = form_values(ed)
     version = request.form.get("version", "")
-    sections = schema_mod.describe(ed.doc, ed.schema, values, ed.notes)
-    bad = _blocking(sections)
-    if bad:
-        _audit("config.save", ", ".join(bad), "refused: invalid")
-        return render_form(ed, values, status=422, version=version, banners=[(
-            "error", f"Nothing was saved: fix {len(bad)} value(s) marked in red ({', '.join(bad)}).")])
-    doc = EnvDocument.parse(ed.doc.original) if ed.doc.exists else EnvDocument(exists=False)
-    apply_values(doc, values)
-    new_bytes = doc.to_bytes()
+    new_bytes = envsave.apply_values(ed.doc, values)
     if ed.doc.exists and new_bytes == ed.doc.original and version == ed.doc.version:
         return render_form(ed, banners=[("info", "Nothing changed, so nothing was saved.")])
-    out = commit(ed, new_bytes, version, confirm_db=request.form.get("confirm_db") == "1",
-                 action="config.save")
-    if out["confirm"]:
-        return render_form(ed, values, version=version, confirm=out["confirm"])
+    out = commit(ed, new_bytes, version, confirm_db=request.form.get("confirm_db") == "1", action="config.save")
+    if out.refusals:
+        extra = [("error", f"{k}: {m}") for k, m in out.refusals if k in ("Compose",) or k.startswith("line ")]
+        return render_form(ed, values, status=422, version=version, banners=refusal_banner(out) + extra)
+    if out.confirm:
+        return render_form(ed, values, version=version, confirm=out.confirm)
     fresh = _require_editor()
     return render_form(fresh, result=out)
 
@@ -275,18 +239,21 @@ def check(key: str):
 @bp.post("/generate/<key>")
 @require_role("admin")
 def generate(key: str):
-    """A fresh value for one field (not saved until Save). A new signing secret re-renders the
-    whole form so the JWTs signed by it show as needing a re-sign, with the offer to do it."""
+    """A fresh value for one field (not saved until Save). A new signing secret re-signs the JWTs
+    signed by it at once (the wizard does the same), so the form never shows them broken."""
     check_key(key)
     ed = _require_editor()
     values = form_values(ed)
     kind = ed.schema.kind(key)
     current = {k: v for k, v in values.items() if v is not None}
-    values[key] = schema_mod.generate(key, kind, current)
-    signed = [k for k in ed.all_keys() if ed.schema.kind(k).name == "jwt" and ed.schema.kind(k).signed_by == key]
+    values[key] = current[key] = schema_mod.generate(key, kind, current)
+    signed = schema_mod.signed_by(ed.schema, key, ed.doc.keys())
     if signed:
-        html, status = render_form(ed, values, version=request.form.get("version", ""), generated={key},
-                                   resign={"signer": key, "keys": signed})
+        resigned = schema_mod.resign(current, ed.schema, key)
+        values.update(resigned)
+        html, status = render_form(ed, values, version=request.form.get("version", ""), generated={key, *resigned},
+                                   banners=[("info", f"Generated {key} and re-signed {', '.join(resigned)} with it. "
+                                                     "Review, then Save.")])
         return html, status, {"HX-Retarget": "#config-form", "HX-Reswap": "outerHTML"}
     return _field_of(ed, key, values, {key})
 
@@ -294,14 +261,14 @@ def generate(key: str):
 @bp.post("/generate-missing")
 @require_role("admin")
 def generate_missing():
-    """Fill every secret that is empty or still the example's placeholder; real values stay."""
+    """Fill every secret that is empty or a placeholder (app.stack.schema.fill_secrets, the policy
+    the wizard uses too); real values stay."""
     ed = _require_editor()
     values = form_values(ed)
     plain = {k: v for k, v in values.items() if v is not None}
-    fields = [f for _, fs in schema_mod.describe(ed.doc, ed.schema, values, ed.notes) for f in fs]
-    filled = schema_mod.fill_missing(fields, plain)
-    for k in filled:
-        values[k] = plain[k]
+    base = {**ed.doc.values(), **plain}
+    filled = schema_mod.fill_secrets(base, ed.schema)
+    values.update(filled)
     message = (f"Generated {len(filled)} value(s): {', '.join(filled)}. Review, then Save."
                if filled else "Every secret already has a real value; nothing was generated.")
     return render_form(ed, values, version=request.form.get("version", ""), generated=set(filled),
@@ -316,12 +283,8 @@ def resign(signer: str):
     ed = _require_editor()
     values = form_values(ed)
     plain = {k: v for k, v in values.items() if v is not None}
-    done = []
-    for key in ed.all_keys():
-        kind = ed.schema.kind(key)
-        if kind.name == "jwt" and kind.signed_by == signer:
-            values[key] = schema_mod.generate(key, kind, plain)
-            done.append(key)
+    done = schema_mod.resign({**ed.doc.values(), **plain}, ed.schema, signer)
+    values.update(done)
     return render_form(ed, values, version=request.form.get("version", ""), generated=set(done),
                        banners=[("info", f"Re-signed {', '.join(done)} with the new {signer}. Review, then Save.")])
 

@@ -56,8 +56,10 @@ def backup_download(name: str):
 def backup_restore(name: str):
     ed = _require_editor()
     item = backups.get_backup(ed.stack.directory, name)
-    out = commit(ed, item.path.read_bytes(), request.form.get("version", ""), confirm_db=True,
-                 action="config.restore")
+    out = commit(ed, item.path.read_bytes(), request.form.get("version", ""),
+                 confirm_db=request.form.get("confirm_db") == "1", action="config.restore")
     fresh = _require_editor()
+    status = 422 if out.refusals else 200
     return render_template("config/_backups_body.html", ed=fresh, items=backups.list_backups(fresh.stack.directory),
-                           version=fresh.doc.version, keep=_keep(), restored=item, result=out)
+                           version=fresh.doc.version, keep=_keep(), restored=item if out.saved else None,
+                           pending=item if not out.saved else None, result=out), status

@@ -6,10 +6,10 @@ from __future__ import annotations
 from flask import render_template
 from flask import request
 
+from app.stack import envsave
 from app.stack import schema as schema_mod
 from app.stack.envfile import BOM
 from app.stack.envfile import EnvDocument
-from app.web.config import _audit
 from app.web.config import _require_editor
 from app.web.config import bp
 from app.web.config import commit
@@ -17,12 +17,12 @@ from app.web.security import require_role
 
 
 def submitted_bytes(doc: EnvDocument, text: str) -> bytes:
-    """Browsers send textarea lines as CRLF: give the file back its own line endings and BOM."""
-    if doc.newline == "\n":
-        text = text.replace("\r\n", "\n")
-    if doc.bom and not text.startswith(BOM):
-        text = BOM + text
-    return text.encode("utf-8", "surrogateescape")
+    """Browsers send textarea lines as CRLF: unchanged lines keep their own endings, BOM kept."""
+    if text.startswith(BOM):
+        text = text[1:]
+    if not doc.exists:
+        return text.replace("\r\n", "\n").encode("utf-8", "surrogateescape")
+    return envsave.raw_bytes(doc.original, text, bom=doc.bom)
 
 
 def raw_findings(ed, doc: EnvDocument) -> list[tuple[str, str, str]]:
@@ -57,17 +57,15 @@ def raw_save():
     version = request.form.get("version", "")
     text = request.form.get("text", "")
     data = submitted_bytes(ed.doc, text)
-    doc = EnvDocument.parse(data)
-    findings = raw_findings(ed, doc)
-    errors = [f for f in findings if f[0] == "error"]
-    if errors:
-        _audit("config.save_raw", ", ".join(sorted({k for _, k, _ in errors})), "refused: invalid")
-        return render_raw(ed, text, version, findings, status=422)
     if data == ed.doc.original and version == ed.doc.version:
-        return render_raw(ed, text, version, findings, result={"saved": False, "changed": [], "unchanged": True})
+        return render_raw(ed, text, version, raw_findings(ed, EnvDocument.parse(data)),
+                          result=envsave.SaveOutcome(unchanged=True))
     out = commit(ed, data, version, confirm_db=request.form.get("confirm_db") == "1", action="config.save_raw")
-    if out["confirm"]:
-        return render_raw(ed, text, version, findings, confirm=out["confirm"])
+    if out.refusals:
+        findings = [("error", k, m) for k, m in out.refusals] + [("warn", k, m) for k, m in out.warnings]
+        return render_raw(ed, text, version, findings, status=422)
+    if out.confirm:
+        return render_raw(ed, text, version, raw_findings(ed, EnvDocument.parse(data)), confirm=out.confirm)
     fresh = _require_editor()
     return render_raw(fresh, fresh.doc.text().lstrip(BOM), fresh.doc.version, raw_findings(fresh, fresh.doc),
                       result=out)
