@@ -12,6 +12,10 @@ command -v caddy >/dev/null || need_apt+=(caddy)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 [ -x /bin/busybox ] || need_apt+=(busybox-static)
 command -v iptables >/dev/null || need_apt+=(iptables)
+# engines tests: a second engine reached over SSH (sshd on loopback) and TLS (certificates by openssl)
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v ssh >/dev/null || need_apt+=(openssh-client)
+command -v openssl >/dev/null || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "prepare: installing ${need_apt[*]}"
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi

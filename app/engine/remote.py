@@ -33,6 +33,7 @@ import requests.adapters
 import urllib3
 import urllib3.connection
 import urllib3.connectionpool
+import urllib3.util
 
 import docker
 from app.engine import Engine
@@ -198,11 +199,22 @@ class _SSHPool(urllib3.connectionpool.HTTPConnectionPool):
     ConnectionCls = _SSHConnection
 
 
+class _RetryStale(urllib3.util.Retry):
+    """One more try on a fresh ssh connection when a pooled one turns out closed (its remote end
+    died meanwhile), so the failure carries ssh's own words. Idempotent requests only (urllib3's
+    default), and never after a read timeout (a wedged engine must not cost twice)."""
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+        if isinstance(error, urllib3.exceptions.ReadTimeoutError):
+            return self.new(total=0, read=0).increment(method, url, response, error, _pool, _stacktrace)
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
 class _SSHAdapter(requests.adapters.HTTPAdapter):
     """One pool of ssh connections for the engine, whatever the request URL."""
 
     def __init__(self, argv: list[str], timeout: float, on_exit, maxsize: int = 4) -> None:
-        super().__init__()
+        super().__init__(max_retries=_RetryStale(total=1, connect=1, read=1, redirect=0, status=0, other=0))
         self.pool = _SSHPool("localhost", timeout=timeout, maxsize=maxsize, argv=argv, on_exit=on_exit)
 
     def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
@@ -231,8 +243,8 @@ _SSH_ERRORS = (
      "`docker` is not on {user}'s PATH on {host}: Docker's SSH transport runs `docker system dial-stdio` there"),
     (re.compile(r"permission denied while trying to connect to the Docker daemon"),
      "{user} may not use Docker on {host}: add them to the docker group there"),
-    (re.compile(r"Cannot connect to the Docker daemon|Is the docker daemon running|dial-stdio.*(no such file|"
-                r"connection refused)", re.I | re.S),
+    (re.compile(r"Cannot connect to the Docker daemon|Is the docker daemon running|raw stream connection|"
+                r"dial unix .*(no such file|connection refused)", re.I | re.S),
      "SSH works, but Docker is not running on {host} (the docker CLI there cannot reach its engine)"),
 )
 

@@ -95,6 +95,8 @@ def status(engine_id: str):
     """One ping, for a card's badge; fails fast on a dead engine (its own backoff)."""
     engine = _registry().get(engine_id)
     ok, text = engine.status()
+    if not ok and engine.state().reason:
+        text = engine.state().reason  # without the "<name>: … next try in" wrapper of a backing-off engine
     return render_template("engines/_status.html", engine=engine, ok=ok, text=text)
 
 

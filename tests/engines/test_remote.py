@@ -225,3 +225,42 @@ def test_a_dead_engine_never_slows_the_other(app, engine2, tls_form, e2_containe
         assert dead.state().reachable is True
     finally:
         forwarder.stop()
+
+
+def test_engine2_killed_its_calls_fail_fast_in_words_and_engine1_stays_fast(app, busybox_image):
+    """A private engine 2 (not the shared one), really killed with SIGKILL mid-run."""
+    from tests.support.engine2 import Engine2
+
+    e2 = Engine2().start()
+    try:
+        registry, store, data = _parts(app)
+        c = e2.certs
+        tls = add_engine(registry, store, data, NewEngine(
+            name="doomed tls", url=e2.tcp_url, ca=c.text("ca.pem"), cert=c.text("client-cert.pem"),
+            key=c.text("client-key.pem")))
+        e2.authorize(own_ssh_key(data)[1])
+        ssh = add_engine(registry, store, data, NewEngine(name="doomed ssh", url=e2.ssh_url))
+        assert tls.version() == ssh.version()
+        local = registry.local
+
+        e2.kill()
+        timings: dict[str, list[float]] = {"local": [], "tls": [], "ssh": []}
+        reasons = {}
+        for _ in range(10):
+            for key, engine in (("tls", tls), ("ssh", ssh), ("local", local)):
+                t0 = time.monotonic()
+                try:
+                    engine.call(lambda cl: cl.api.containers(all=True))
+                except EngineUnavailable as e:
+                    reasons.setdefault(key, e.message)
+                timings[key].append(time.monotonic() - t0)
+        print("\nengine 2 killed: " + "; ".join(
+            f"{k} first {v[0] * 1000:.0f} ms, max after {max(v[1:]) * 1000:.1f} ms" for k, v in timings.items()))
+        print(f"reasons: {reasons}")
+        assert "local" not in reasons and max(timings["local"]) < 1.0
+        assert max(timings["tls"]) < 1.0 and max(timings["ssh"]) < 3.5 and max(timings["ssh"][1:]) < 0.05
+        assert "nothing accepts connections at 127.0.0.1" in reasons["tls"]
+        assert "SSH works, but Docker is not running on 127.0.0.1" in reasons["ssh"]
+        assert tls.state().reachable is False and ssh.state().reachable is False
+    finally:
+        e2.stop()

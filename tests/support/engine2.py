@@ -194,6 +194,12 @@ class Engine2:
         self.stop()
         raise RuntimeError(f"{what} within {timeout:.0f}s; its log ends:\n{tail}")
 
+    def kill(self) -> None:
+        """SIGKILL the daemon (and its containerd): the engine dies as in a crash; sshd stays up."""
+        if self.dockerd and self.dockerd.poll() is None:
+            os.killpg(self.dockerd.pid, signal.SIGKILL)
+            self.dockerd.wait()
+
     def stop(self) -> None:
         """Remove engine 2's containers, stop sshd and dockerd, delete everything it kept."""
         if self.dockerd and self.dockerd.poll() is None:
