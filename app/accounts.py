@@ -45,14 +45,16 @@ class Throttle:
 
     Nobody is ever locked out everywhere: a wrong guess slows down only the address it came
     from, so the owner signing in from another address is not affected. After `free` failures on
-    a key each further attempt waits twice as long as the last (1 s, 2 s, 4 s ... up to `cap`).
+    a key each further attempt waits twice as long as the last (5 s, 10 s, 20 s ... up to `cap`),
+    measured from the start of the last attempt (a check itself takes most of a second).
     An attempt is counted *before* the password is checked, in one transaction, so twenty
     concurrent guesses cannot all slip under the limit; a right password clears its pair.
     """
 
     def __init__(self, store: Store, *, per_pair: int = 5, per_address: int = 20, per_claim: int = 10,
-                 cap: float = 15 * 60, forget_after: float = 6 * 3600) -> None:
+                 first_delay: float = 5, cap: float = 15 * 60, forget_after: float = 6 * 3600) -> None:
         self.store = store
+        self.first_delay = first_delay
         self.free = {"pair": per_pair, "addr": per_address, "claim": per_claim}
         self.cap = cap
         self.forget_after = forget_after
@@ -61,7 +63,7 @@ class Throttle:
         free = self.free[key.split("|", 1)[0]]
         if failures < free:
             return 0.0
-        return float(min(self.cap, 2 ** min(failures - free, 20)))
+        return float(min(self.cap, self.first_delay * 2 ** min(failures - free, 20)))
 
     def attempt(self, address: str, account: str | None = None, what: str = "failed sign-ins") -> Attempt:
         """Count one attempt from address (at account); RateLimited when it must wait first."""

@@ -28,7 +28,7 @@ CHECK_MIB = 128 * N * R // MIB  # what one hash or check holds while it runs (12
 class Busy(RateLimited):
     """Every password-check slot is taken and the wait ran out: try again in a moment."""
 
-    retry_after = 3
+    retry_after = 5
 
 
 class CheckSlots:
@@ -37,7 +37,7 @@ class CheckSlots:
     A waiting request holds a server thread, so the queue is bounded too: past it, 429 at once.
     """
 
-    def __init__(self, slots: int, queue: int | None = None, wait: float = 3.0) -> None:
+    def __init__(self, slots: int, queue: int | None = None, wait: float = 6.0) -> None:
         self.slots = max(1, slots)
         self.queue = self.slots * 4 if queue is None else queue
         self.wait = wait

@@ -67,7 +67,7 @@ def login():
         except RateLimited as e:
             store().audit(username or "?", "login", result="throttled", detail=f"from {client}")
             return render_template("auth/login.html", error=e.message, username=username), 429, {
-                "Retry-After": str(getattr(e, "retry_after", 3))}
+                "Retry-After": str(getattr(e, "retry_after", 5))}
         if user and ok:
             login_user(user)
             store().audit(user.username, "login", detail=f"from {client}")

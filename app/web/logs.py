@@ -139,12 +139,12 @@ def download():
 
     A download holds a worker thread while the client reads it, so each person has a few at
     once (max_downloads_per_user) and all streams together leave the reserve for pages."""
-    stack = _stack()
-    _services, selected = _selected(stack, _wanted())
-    options = from_params(request.args)
-    share = shares().take("download", g.user.username)
+    share = shares().take("download", g.user.username)  # first: a refused download costs nothing
     streams = []
     try:
+        stack = _stack()
+        _services, selected = _selected(stack, _wanted())
+        options = from_params(request.args)
         containers = engine_logs.project_containers(engine(), stack.project, selected)
         for c in containers:
             streams.append(engine_logs.open_logs(engine(), c.id, follow=False, tail=options.tail,
