@@ -107,6 +107,43 @@ class Assembler:
         self._partial.pop(stream, None)
         return self._line(first_ns, first_stamp, stream, bytes(buf), dropped, fallback_ts)
 
+    def feed_many(self, messages: list[tuple[int, bytes]], fallback_ts: int = 0) -> list[LogLine]:
+        """The lines a batch of messages completes, in order.
+
+        The common message (a whole short line with the engine's usual 30-byte stamp, no long line
+        open) takes an inlined path: a few slices, one decode, one regex scan, one LogLine; anything
+        else goes through feed()."""
+        out: list[LogLine] = []
+        append = out.append
+        partial = self._partial
+        source = self.source
+        longest = self.limit + 32
+        seconds = _SECONDS
+        needs_work = ansi.NEEDS_WORK.search
+        for stream, message in messages:
+            if (not partial and len(message) <= longest and message[30:31] == b" "
+                    and message[-1:] == b"\n" and message[19:20] == b"."):
+                secs = seconds.get(message[:19])
+                if secs is not None and message[20:29].isdigit():
+                    data = message[31:-1]
+                    if data[-1:] == b"\r":
+                        data = data[:-1]
+                    text = data.decode("utf-8", "replace")
+                    if needs_work(text):
+                        segs = ansi.segments(text)
+                        plain = ansi.plain(segs)
+                    else:
+                        segs = [(text, "")]
+                        plain = text
+                    append(LogLine(secs * 1_000_000_000 + int(message[20:29]), message[:30].decode("ascii"),
+                                   source, stream, segs, 0, plain))
+                    continue
+            line = self.feed(stream, message, fallback_ts)
+            if line is not None:
+                append(line)
+                fallback_ts = line.ts
+        return out
+
     def flush(self) -> list[LogLine]:
         """Lines still open when the stream ended (a last line without newline)."""
         out = []

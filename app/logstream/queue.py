@@ -1,6 +1,8 @@
 """The bounded hand-over between reader threads and one WebSocket: a slow client costs at most
-MAX_ITEMS lines / MAX_BYTES of memory; live lines past that are dropped and the gap is reported
-in place ("N lines skipped"). History (tail) waits for room instead, so it is never dropped."""
+MAX_ITEMS lines / MAX_BYTES of memory. History (tail) waits for room, so it is never dropped.
+Live lines wait too, but only briefly (put_many's `wait`): the engine keeps what we have not read
+yet, so a client that keeps up loses nothing even when a flood outruns one send; a client that
+does not take anything for that long loses lines and is told how many in place ("N skipped")."""
 
 from __future__ import annotations
 
@@ -60,6 +62,46 @@ class LineQueue:
             if self._consumer_waiting:
                 self._cond.notify_all()
             return True
+
+    def put_many(self, items: list, sizes: list[int], wait: float = 0.0) -> int:
+        """Queue items in order, each waiting at most until `wait` seconds after the call for room;
+        what finds no room by then is dropped and counted. Returns how many were queued."""
+        with self._cond:
+            if self.closed:
+                return 0
+            deadline = None
+            queued = 0
+            n = len(items)
+            while queued < n:
+                size = sizes[queued]
+                if self._full(size):
+                    if deadline is None:
+                        deadline = time.monotonic() + wait
+                    remaining = deadline - time.monotonic()
+                    if remaining > 0:
+                        if self._consumer_waiting:
+                            self._cond.notify_all()
+                        self._producers_waiting += 1
+                        try:
+                            self._cond.wait(remaining)
+                        finally:
+                            self._producers_waiting -= 1
+                        if self.closed:
+                            return queued
+                        continue
+                    dropped = n - queued
+                    self._skipped += dropped
+                    self.total_skipped += dropped
+                    break
+                if self._skipped:
+                    self._items.append((Skipped(self._skipped), 32))
+                    self._skipped = 0
+                self._items.append((items[queued], size))
+                self._bytes += size
+                queued += 1
+            if self._consumer_waiting:
+                self._cond.notify_all()
+            return queued
 
     def get_batch(self, max_items: int = 2000, max_bytes: int = 1024 * 1024, wait: float = 0.5) -> list:
         """Up to max_items/max_bytes queued items, waiting up to `wait` seconds for the first."""

@@ -28,10 +28,13 @@ log = logging.getLogger(__name__)
 SCAN_IDLE = 3.0      # look for new containers this often while every follower is attached
 SCAN_WAITING = 1.0   # ... and this often while a container is stopped or the engine is away
 FOLLOW_TAIL = 5000   # lines a follower may need to catch up after history, a restart or an outage
+LIVE_WAIT = 1.0      # a live batch waits this long for a slow socket before its lines are dropped
+MAX_LAG_NS = 5_000_000_000  # ... unless the viewer is this far behind the engine already: drop at once
 
 
 class Stream(Protocol):
     def messages(self) -> Iterator[tuple[int, bytes]]: ...
+    def batches(self) -> Iterator[list[tuple[int, bytes]]]: ...
     def close(self) -> None: ...
 
 
@@ -121,6 +124,22 @@ class LogSession:
         line.marks = marks
         self.queue.put(line, len(line.text) + 96, block=block)
 
+    def _emit_many(self, lines: list[LogLine]) -> None:
+        """Live lines of one read, queued in one go (one lock, one wake-up)."""
+        if self.filter:
+            match = self.filter.match
+            kept = []
+            for line in lines:
+                marks = match(line.text)
+                if marks is not None:
+                    line.marks = marks
+                    kept.append(line)
+            lines = kept
+        if not lines:
+            return
+        behind = time.time_ns() - lines[-1].ts > MAX_LAG_NS
+        self.queue.put_many(lines, [len(line.text) + 96 for line in lines], wait=0.0 if behind else LIVE_WAIT)
+
     # -- streams ----------------------------------------------------------------------------
     def _open(self, container: Any, *, follow: bool, tail: int | None, since_ns: int | None) -> Stream:
         stream = self.source.open(container, follow=follow, tail=tail, since_ns=since_ns)
@@ -138,20 +157,24 @@ class LogSession:
 
     def _lines(self, container: Any, stream: Stream, after_ns: int | None) -> Iterator[LogLine]:
         """Lines of one stream, newer than after_ns, remembering the last time seen."""
+        for batch in self._line_batches(container, stream, after_ns):
+            yield from batch
+
+    def _line_batches(self, container: Any, stream: Stream, after_ns: int | None) -> Iterator[list[LogLine]]:
+        """Like _lines, a read of the engine's stream at a time."""
         asm = Assembler(self.services.index(container.service))
         key = container.id
-        for kind, message in stream.messages():
-            line = asm.feed(kind, message, fallback_ts=self.last_ts.get(key, 0))
-            if line is None:
-                continue
-            if after_ns is not None and line.ts <= after_ns:
-                continue
-            self.last_ts[key] = line.ts
-            yield line
-        for line in asm.flush():
-            if after_ns is None or line.ts > after_ns:
-                self.last_ts[key] = line.ts
-                yield line
+        for messages in _batches(stream):
+            lines = asm.feed_many(messages, fallback_ts=self.last_ts.get(key, 0))
+            if after_ns is not None:
+                lines = [line for line in lines if line.ts > after_ns]
+            if lines:
+                self.last_ts[key] = lines[-1].ts
+                yield lines
+        rest = [line for line in asm.flush() if after_ns is None or line.ts > after_ns]
+        if rest:
+            self.last_ts[key] = rest[-1].ts
+            yield rest
 
     # -- the supervisor ---------------------------------------------------------------------
     def _run(self) -> None:
@@ -306,10 +329,10 @@ class LogSession:
             # find the spot; tail+since reads back from the end only.
             tail = FOLLOW_TAIL if since_ns is not None else None
             follower.stream = self._open(c, follow=True, tail=tail, since_ns=since_ns)
-            for line in self._lines(c, follower.stream, after):
+            for lines in self._line_batches(c, follower.stream, after):
                 if self.closed:
                     break
-                self._emit(line, block=False)
+                self._emit_many(lines)
         except (EngineUnavailable, NotFound) as e:
             if not self.closed:  # the follow loop notices and re-attaches when it can
                 log.info("log stream of %s ended: %s", c.name, e.message)
@@ -328,3 +351,11 @@ class LogSession:
                 self._release(follower.stream)
             follower.ended = True
             self._wake.set()
+
+
+def _batches(stream: Stream) -> Iterator[list[tuple[int, bytes]]]:
+    """A stream's messages a read at a time (one-message lists for a stream without batches())."""
+    batches = getattr(stream, "batches", None)
+    if batches is not None:
+        return batches()
+    return ([m] for m in stream.messages())

@@ -34,6 +34,7 @@ def init_app(app: Flask) -> None:
     from app.web import config
     from app.web import errors
     from app.web import graph
+    from app.web import live
     from app.web import logs
     from app.web import security
     from app.web import services
@@ -42,7 +43,7 @@ def init_app(app: Flask) -> None:
     security.init_app(app)
     errors.init_app(app)
     sock.init_app(app)
-    for area in (auth, setup, services, logs, config, graph, api):
+    for area in (auth, setup, services, logs, config, graph, api, live):
         app.register_blueprint(area.bp)
         if hasattr(area, "init_app"):
             area.init_app(app)
