@@ -46,9 +46,12 @@ def normalize_project_name(name: str) -> str:
 
 
 def default_files(directory: Path) -> tuple[str, ...]:
+    """The files Compose reads when given none: the first default name, and its `.override`."""
     for name in DEFAULT_FILES:
         if (directory / name).is_file():
-            return (name,)
+            stem, dot, ext = name.rpartition(".")
+            override = f"{stem}.override.{ext}"
+            return (name, override) if (directory / override).is_file() else (name,)
     return ()
 
 
