@@ -32,8 +32,9 @@ GLOBAL = "(project)"  # pseudo-service: used outside any service (networks, volu
 MAX_FILES = 64
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that accepts Compose's own tags (`!reset`, `!override`) as plain values."""
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """SafeLoader (libyaml's when present: ~5x faster on big files) that accepts Compose's own tags
+    (`!reset`, `!override`) as plain values."""
 
 
 def _any_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node):

@@ -37,7 +37,7 @@ def test_edit_generate_and_save_in_the_browser(make_stack, server_factory, page)
     assert "Saved." in p.inner_text("#config-result")
     assert "Recreate web" in p.inner_text("#config-result")
     p.click("#config-result button:has-text('Recreate web')")
-    panel = p.wait_for_selector("#config-runs .run-panel")
+    panel = p.wait_for_selector("#config-result .recreate-runs .run-panel")
     assert "recreate" in panel.inner_text()
     doc = EnvDocument.load(proj.dir / ".env")
     assert doc.get("GREETING") == "hello 'world' $USER"
