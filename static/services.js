@@ -35,21 +35,23 @@
 
   // An out-of-band swap of the whole table (new service, new order) must not close an open menu.
   var openMenus = [];
+  // Likewise an open "why unhealthy?" box in a health cell that the poll replaces.
   document.addEventListener("htmx:oobBeforeSwap", function (event) {
     var target = event.detail.target;
-    if (target && target.id === "svc-table") {
-      openMenus = Array.prototype.map.call(target.querySelectorAll("details[open]"), function (d) { return d.id; });
+    if (target && (target.id === "svc-table" || target.classList.contains("c-health"))) {
+      openMenus = openMenus.concat(Array.prototype.map.call(target.querySelectorAll("details[open]"), function (d) { return d.id; }));
     }
   });
   document.addEventListener("htmx:oobAfterSwap", function (event) {
     var target = event.detail.target;
-    if (target && (target.id === "svc-table" || (target.closest && target.closest("#svc-table")))) {
+    var inTable = target && (target.id === "svc-table" || (target.closest && target.closest("#svc-table")));
+    if (inTable || openMenus.length) {
       openMenus.forEach(function (id) {
         var d = document.getElementById(id);
         if (d) d.open = true;
       });
       openMenus = [];
-      filterRows();
+      if (inTable) filterRows();
     }
   });
 

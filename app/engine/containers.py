@@ -45,7 +45,7 @@ NUMBER_LABEL = "com.docker.compose.container-number"
 ONEOFF_LABEL = "com.docker.compose.oneoff"
 HASH_LABEL = "com.docker.compose.config-hash"
 HEALTH_OUTPUT_MAX = 2000  # characters of a healthcheck's output kept (the engine keeps 4 KiB)
-IMAGE_TTL = 10.0  # seconds an image reference's id is trusted
+IMAGE_TTL = 5.0  # seconds an image reference's id is trusted (a pull shows as drift within it)
 INSPECT_TTL = 15.0  # seconds before a cached inspection is refreshed in the background
 MAX_STOP_TIMEOUT = 120
 

@@ -17,7 +17,7 @@ from app.stack.model import ComposeModel
 from app.stack.services import Row
 
 NODE_W = 200
-NODE_H = 64
+NODE_H = 80  # four lines: name, state, blocked/health why, drift
 COL_GAP = 110
 ROW_GAP = 18
 PAD = 16
@@ -35,6 +35,24 @@ class Node:
     @property
     def label(self) -> str:
         return self.name if len(self.name) <= 24 else self.name[:23] + "…"
+
+    @property
+    def notes(self) -> list[tuple[str, str]]:
+        """(css class, short text) lines under the state: why it waits, why it is unhealthy, drift."""
+        out = []
+        if self.row.blocked_by:
+            out.append(("node-blocked", _short("blocked by " + ", ".join(self.row.blocked_by))))
+        if self.row.health_why:
+            first = (self.row.health_output.splitlines() or [""])[0]
+            code = f"exit {self.row.health_exit}" if self.row.health_exit is not None else "check"
+            out.append(("node-why", _short(f"{code}: {first}" if first else code)))
+        if self.row.drift:
+            out.append(("node-drift", _short("⟳ older " + " + ".join(self.row.drift))))
+        return out[:2]
+
+
+def _short(text: str, width: int = 28) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 @dataclass(frozen=True)

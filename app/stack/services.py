@@ -5,11 +5,15 @@ service only in an inactive profile is "inactive", replicas fold into one row, "
 are domain rules that the table, the graph and the tests must agree on.
 
 API:
-- ``build_rows(model, containers, samples, now=None) -> list[Row]``: containers None means the
-  engine is unreachable (every active service shows "unknown").
+- ``build_rows(model, containers, samples, now=None, hashes=None, image_ids=None) -> list[Row]``:
+  containers None means the engine is unreachable (every active service shows "unknown");
+  ``hashes`` (service -> `config --hash`) and ``image_ids`` (image reference -> id now) mark drift.
 - ``Row``: one per service; ``state`` (a key: running, restarting, paused, created, completed,
   stopped, exited, dead, not-created, inactive, unknown), ``word`` (what a person reads), ``tone``
-  (ok|warn|bad|idle, for colour), ``health`` (healthy|unhealthy|starting|""), ``blocked_by``,
+  (ok|warn|bad|idle, for colour), ``health`` (healthy|unhealthy|starting|""), ``health_output`` and
+  ``health_exit`` (the last check of the container that is not healthy: why), ``blocked_by`` (only
+  dependencies whose depends_on condition is unmet while the service waits to start), ``drift``
+  (("configuration", "image") subsets: the containers run what Compose would not create now),
   ``version`` (changes whenever anything the row shows changes: the table refresh swaps only
   rows whose version moved).
 - ``sort_rows(rows, key)``, ``group_rows(rows, by) -> list[(group, rows)]``, ``counts(rows)``.
@@ -26,6 +30,7 @@ from collections.abc import Iterable
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
+from dataclasses import replace
 
 from app.engine.containers import ContainerInfo
 from app.engine.stats import Sample
@@ -72,6 +77,24 @@ class Row:
     one_shot: bool = False
     has_healthcheck: bool = False
     depends_on: tuple[str, ...] = field(default_factory=tuple)
+    health_output: str = ""
+    health_exit: int | None = None
+    drift: tuple[str, ...] = ()
+    exit_codes: tuple[int, ...] = ()  # of exited containers: service_completed_successfully wants 0
+
+    @property
+    def health_why(self) -> str:
+        """The last healthcheck's result in words, for a service that is not healthy."""
+        if self.health not in ("unhealthy", "starting") or (self.health_exit is None and not self.health_output):
+            return ""
+        code = f"exit code {self.health_exit}" if self.health_exit is not None else "no exit code"
+        return f"{code}: {self.health_output}" if self.health_output else code
+
+    @property
+    def drift_text(self) -> str:
+        if not self.drift:
+            return ""
+        return "runs an older " + " and ".join(self.drift) + "; recreate to apply the current one"
 
     @property
     def uptime_text(self) -> str:
@@ -96,7 +119,7 @@ class Row:
     def version(self) -> str:
         shown = (self.group, self.state, self.word, self.tone, self.health, self.image,
                  tuple(p.label for p in self.ports), self.uptime_text, self.restarts, self.cpu_text,
-                 self.mem_text, self.running, self.replicas, self.blocked_by)
+                 self.mem_text, self.running, self.replicas, self.blocked_by, self.health_why, self.drift)
         return hashlib.blake2s(repr(shown).encode(), digest_size=5).hexdigest()
 
 
@@ -180,6 +203,7 @@ def _row(service: Service, mine: list[ContainerInfo], samples: Mapping[str, Samp
             f"running {len(running)}/{len(mine)}"
     healths = [c.health for c in running if c.health]
     health = next((h for h in ("unhealthy", "starting", "healthy") if h in healths), "")
+    why = next((c for c in running if c.health == health), None) if health in ("unhealthy", "starting") else None
     # A paused container is still up: its uptime counts too.
     uptimes = [u for c in mine if c.state in ("running", "paused") and (u := c.uptime(now)) is not None]
     picked = [samples[c.id] for c in running if c.id in samples]
@@ -194,29 +218,51 @@ def _row(service: Service, mine: list[ContainerInfo], samples: Mapping[str, Samp
         sample_at=min(s.at for s in picked) if picked else None,
         running=len(running),
         containers=tuple(c.name for c in mine),
+        health_output=why.health_output if why else "",
+        health_exit=why.health_exit if why else None,
+        exit_codes=tuple(c.exit_code for c in mine if c.state == "exited" and c.exit_code is not None),
         **{**base, "image": worst.image or service.image},
     )
 
 
 def _satisfied(dep_row: Row, condition: str) -> bool:
+    """Compose's own rule for a depends_on condition, read from the dependency's row."""
     if condition == "service_healthy":
         return dep_row.state == "running" and dep_row.health == "healthy"
     if condition == "service_completed_successfully":
-        return dep_row.state == "completed"
+        return dep_row.state == "completed" or (bool(dep_row.exit_codes) and set(dep_row.exit_codes) == {0})
     return dep_row.state in ("running", "completed")
 
 
+WAITING = ("created", "not-created")  # states of a service that has not started (yet)
+BROKEN = ("exited", "dead", "restarting")
+
+
 def _blocks(row: Row, dep_row: Row, condition: str) -> bool:
-    """A dependency blocks a service when it is broken (unhealthy, crashed), or when the service
-    was created and waits for a condition the dependency does not meet. A stack that is simply
-    down blocks nothing: that is not news."""
-    if dep_row.health == "unhealthy" or dep_row.state in ("exited", "dead", "restarting"):
-        return True
-    return row.state == "created" and not _satisfied(dep_row, condition)
+    """A dependency blocks a service only when the service has not started and the dependency
+    does not meet the condition: a created container waits on it; a service never created is
+    blocked only by a broken dependency (a stack that is simply down blocks nothing). A service
+    that runs is blocked by nothing, whatever its dependencies do now."""
+    if row.state not in WAITING or _satisfied(dep_row, condition):
+        return False
+    return row.state == "created" or dep_row.state in BROKEN or dep_row.health == "unhealthy"
+
+
+def _drift(service: Service, mine: list[ContainerInfo], hashes: Mapping[str, str],
+           image_ids: Mapping[str, str]) -> tuple[str, ...]:
+    """What differs between the service's containers and what Compose would create now."""
+    reasons = []
+    want = hashes.get(service.name)
+    if want and any(c.config_hash and c.config_hash != want for c in mine):
+        reasons.append("configuration")
+    if any(c.image_id and image_ids.get(c.image) and image_ids[c.image] != c.image_id for c in mine):
+        reasons.append("image")
+    return tuple(reasons)
 
 
 def build_rows(model: ComposeModel, containers: Iterable[ContainerInfo] | None,
-               samples: Mapping[str, Sample] | None = None, now: float | None = None) -> list[Row]:
+               samples: Mapping[str, Sample] | None = None, now: float | None = None,
+               hashes: Mapping[str, str] | None = None, image_ids: Mapping[str, str] | None = None) -> list[Row]:
     """One Row per service of the model (containers of unknown services are ignored)."""
     now = now or time.time()
     samples = samples or {}
@@ -225,27 +271,24 @@ def build_rows(model: ComposeModel, containers: Iterable[ContainerInfo] | None,
         by_service.setdefault(c.service, []).append(c)
     rows = {name: _row(svc, by_service.get(name, []), samples, now, containers is not None)
             for name, svc in model.services.items()}
-    if containers is not None:
-        for name, svc in model.services.items():
-            row = rows[name]
-            if not svc.active or row.state == "completed":
-                continue
-            blocked = []
-            for dep in svc.depends_on:
-                dep_row = rows.get(dep.service)
-                if dep_row is None or not dep_row.active:
-                    continue
-                if _blocks(row, dep_row, dep.condition):
-                    blocked.append(dep.service)
+    if containers is None:
+        return list(rows.values())
+    for name, svc in model.services.items():
+        row = rows[name]
+        changes: dict = {}
+        if svc.active and (hashes or image_ids):
+            drift = _drift(svc, by_service.get(name, []), hashes or {}, image_ids or {})
+            if drift:
+                changes["drift"] = drift
+        if svc.active:
+            blocked = [dep.service for dep in svc.depends_on
+                       if (dep_row := rows.get(dep.service)) is not None and dep_row.active
+                       and _blocks(row, dep_row, dep.condition)]
             if blocked:
-                rows[name] = _replace(row, blocked_by=tuple(blocked))
+                changes["blocked_by"] = tuple(blocked)
+        if changes:
+            rows[name] = replace(row, **changes)
     return list(rows.values())
-
-
-def _replace(row: Row, **changes) -> Row:
-    from dataclasses import replace
-
-    return replace(row, **changes)
 
 
 def sort_rows(rows: list[Row], key: str = "name") -> list[Row]:

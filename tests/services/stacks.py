@@ -122,3 +122,40 @@ services:
 def fill(text: str, **values: str) -> str:
     """Fill {name} placeholders but keep {image} for make_stack."""
     return text.format(image="{image}", **values)
+
+# A database whose healthcheck fails with a message; `api` waits for it to be healthy, `cache`
+# only for it to have started (and has a passing healthcheck of its own). `GREETING` comes from
+# .env, so changing .env changes what Compose would create (drift).
+HEALTH = """
+services:
+  db:
+    image: {image}
+    pull_policy: never
+    command: ["sleep", "3600"]
+    healthcheck:
+      test: ["CMD-SHELL", "test -f /tmp/ready || {{ echo 'FATAL: database \\"app\\" is starting up'; exit 3; }}"]
+      interval: 1s
+      timeout: 2s
+      retries: 1
+    stop_grace_period: 1s
+  api:
+    image: {image}
+    pull_policy: never
+    command: ["sleep", "3600"]
+    stop_grace_period: 1s
+    depends_on:
+      db: {{condition: service_healthy}}
+  cache:
+    image: {image}
+    pull_policy: never
+    command: ["sleep", "3600"]
+    stop_grace_period: 1s
+    environment:
+      GREETING: ${{GREETING:-hello}}
+    healthcheck:
+      test: ["CMD", "true"]
+      interval: 1s
+      retries: 1
+    depends_on:
+      db: {{condition: service_started}}
+"""

@@ -41,24 +41,6 @@ def test_table_shows_each_state(web_stack, web_app):
     assert wait_state(client, "worker", "stopped")[1].startswith("stopped")
 
 
-def test_unhealthy_dependency_blocks_its_dependents(web_stack, web_app, docker_engine):
-    client = sign_in(web_app, web_app.test_client(), "viewer")
-    web_stack.compose("up", "-d", "db", "init", "web")
-    wait_state(client, "web", "running")
-    db = docker_engine.containers.list(filters={"label": f"com.docker.compose.project={web_stack.project}",
-                                                "name": "db"})[0]
-    db.exec_run(["rm", "/tmp/ready"])
-
-    def blocked():
-        html = client.get("/services").get_data(as_text=True)
-        return "blocked by db" in html.split('id="r-web-state"')[1].split("</td>")[0]
-
-    wait_for(blocked, timeout=20, interval=0.3, message="web blocked by db")
-    svg = client.get("/graph/").get_data(as_text=True)
-    assert "blocked by db" in svg and ">healthy<" in svg and ">completed<" in svg
-    assert 'data-service="web"' in svg and "unhealthy" in svg
-
-
 def test_poll_swaps_only_changed_rows(web_stack, web_app):
     client = sign_in(web_app, web_app.test_client(), "viewer")
     html = client.get("/services").get_data(as_text=True)

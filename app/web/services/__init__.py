@@ -20,6 +20,7 @@ from app.engine import containers as engine_containers
 from app.engine.stats import StatsSampler
 from app.errors import StackpilotError
 from app.stack import Stack
+from app.stack.drift import config_hashes
 from app.stack.model import ComposeModel
 from app.stack.model import load_model
 from app.stack.services import Row
@@ -60,12 +61,16 @@ def snapshot() -> Snapshot:
         snap.model_error = e
         return snap
     found = None
+    images: dict[str, str] = {}
     try:
         found = engine_containers.project_containers(engine(), stack.project)
         sampler().watch(stack.project)
+        images = engine_containers.image_ids(engine(), {c.image for c in found})
     except StackpilotError as e:
         snap.engine_error = e.message
-    snap.rows = build_rows(snap.model, found, sampler().snapshot())
+    # Drift only means something for containers that exist: no Compose call for a stack that is down.
+    hashes = config_hashes(stack) if found else {}
+    snap.rows = build_rows(snap.model, found, sampler().snapshot(), hashes=hashes, image_ids=images)
     return snap
 
 

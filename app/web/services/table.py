@@ -50,13 +50,14 @@ def table_context(snap: Snapshot) -> dict:
     groups = group_rows(sort_rows(snap.rows, sort), group)
     can_act = has_role("operator")
     layout = _digest((sort, group, can_act, [(g, [r.name for r in rows]) for g, rows in groups]))
+    drifted = [r for r in snap.rows if r.drift]
     banner = _digest((snap.engine_error, str(snap.model_error and snap.model_error.message),
-                      snap.stack and compose.busy(snap.stack)))
+                      snap.stack and compose.busy(snap.stack), [(r.name, r.drift) for r in drifted]))
     state_counts = counts(snap.rows)
     return {
         "snap": snap, "stack": snap.stack, "model": snap.model, "groups": groups,
         "sort": sort, "group": group,
-        "counts": state_counts, "can_act": can_act, "host": browser_host(),
+        "counts": state_counts, "can_act": can_act, "host": browser_host(), "drifted": drifted,
         "versions": {"layout": layout, "counts": _digest(state_counts), "banner": banner},
         "busy": snap.stack and compose.busy(snap.stack),
     }
