@@ -21,6 +21,9 @@ API:
 - ``plan_stack(stack, action, model, own=None, delete_volumes=False, services=()) -> ActionPlan``
 - ``plan_up(services, own=None, base=("up", "-d")) -> ActionPlan``: the launch's start (the wizard
   passes the services of its model and its own UP_ARGS).
+- ``proxy``/``insist`` (issue 13): the service proxying Stackpilot (app/stack/proxy.py) is the way
+  in: stack down/restart/recreate leave it running, and a per-service stop/restart/recreate of it is
+  refused with ProxyAtRisk (saying how long the page goes away) unless the person insists.
 - ``ActionPlan``: ``args`` (empty: nothing to run), ``note`` (what was left alone), ``detail``
   (for the audit row), ``title``.
 """
@@ -40,6 +43,31 @@ SERVICE_ACTIONS = ("start", "stop", "restart", "recreate", "pull")
 STACK_ACTIONS = ("up", "down", "pull", "restart", "recreate")
 SELF_REFUSED = ("stop", "restart", "recreate")  # per-service actions that would kill us
 HOST_COMMANDS = {"stop": "stop", "restart": "restart", "recreate": "up -d --force-recreate"}
+
+
+# Seconds a proxy restart/recreate takes the page away (Caddy starts in about a second; the rest is
+# the engine stopping the old container), said before the person insists.
+DOWNTIME_SECONDS = 10
+
+
+class ProxyAtRisk(OwnContainer):
+    """An action would take down the proxy Stackpilot is reached through; allowed when insisted."""
+
+    def __init__(self, message: str, downtime: int | None) -> None:
+        super().__init__(message)
+        self.downtime = downtime  # seconds the page is gone; None: until someone starts it on the host
+
+
+def proxy_error(stack: Stack, name: str, action: str) -> ProxyAtRisk:
+    """What happens to this page if the proxy goes, said before it goes."""
+    if action == "stop":
+        return ProxyAtRisk(
+            f"{name} is the proxy you reach Stackpilot through: stopping it takes this page away until "
+            f"someone runs `docker compose -p {stack.project} up -d -- {name}` on the host. Confirm to stop it "
+            "anyway.", None)
+    return ProxyAtRisk(
+        f"{name} is the proxy you reach Stackpilot through: {action} takes this page away for about "
+        f"{DOWNTIME_SECONDS} s; it reconnects by itself. Confirm to {action} it anyway.", DOWNTIME_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -77,13 +105,15 @@ def others(names: Iterable[str], own: str) -> list[str]:
 
 
 def plan_service(stack: Stack, action: str, name: str, own: str | None = None,
-                 exists: bool = True) -> ActionPlan:
+                 exists: bool = True, proxy: str | None = None, insist: bool = False) -> ActionPlan:
     """One service's action; `name` already checked against the model, `exists`: it has a
     container (start then means `start`, else `up -d` creates it)."""
     if action not in SERVICE_ACTIONS:
         raise InvalidInput(f"Unknown action {action!r}.")
     if action in SELF_REFUSED and own is not None and name == own:
         raise own_container_error(stack, name, action)
+    if action in SELF_REFUSED and proxy and name == proxy and not insist:
+        raise proxy_error(stack, name, action)
     if action == "start":
         args = ["start", *names_arg([name])] if exists else ["up", "-d", *names_arg([name])]
     elif action == "recreate":
@@ -108,12 +138,34 @@ def plan_up(services: Sequence[str], own: str | None = None,
 
 
 def plan_stack(stack: Stack, action: str, model: ComposeModel, own: str | None = None,
-               delete_volumes: bool = False, services: Sequence[str] = ()) -> ActionPlan:
+               delete_volumes: bool = False, services: Sequence[str] = (), proxy: str | None = None,
+               insist: bool = False) -> ActionPlan:
     """A stack action; `model` is the model of the run's profiles, `services` the names (already
-    checked against the model) for ``recreate``."""
+    checked against the model) for ``recreate``; `proxy` is left running unless `insist`."""
     if action not in STACK_ACTIONS:
         raise InvalidInput(f"Unknown action {action!r}.")
     detail = note = ""
+    kept = proxy if proxy and proxy != own and not insist and proxy in model.service_names() else None
+    if kept and action in ("down", "restart"):
+        spared = {n for n in (own, kept) if n}
+        names = [n for n in model.service_names() if n not in spared]
+        if not names:
+            raise InvalidInput(f"{kept} is the proxy you reach Stackpilot through; nothing else to {action}.")
+        keep = f"{kept} (the proxy you reach Stackpilot through)" + (f" and {own} (Stackpilot)" if own else "")
+        if action == "down":
+            args = ["rm", "-f", "-s", *(["-v"] if delete_volumes else []), *names_arg(names)]
+            note = f"{keep} kept running, with the networks" + (" and named volumes" if delete_volumes else "")
+            detail = "anonymous volumes deleted; named volumes kept" if delete_volumes else "volumes kept"
+        else:
+            args = ["restart", *names_arg(names)]
+            note = f"{keep} not restarted"
+        detail = f"{detail}; {note}" if detail else note
+        return ActionPlan(args=tuple(args), title=f"{action} {stack.project} ({note})", note=note, detail=detail)
+    if kept and action == "recreate" and kept in services:
+        services = [n for n in services if n != kept]
+        if not services:
+            raise proxy_error(stack, kept, "recreate")
+        note = f"{kept} (the proxy you reach Stackpilot through) skipped: recreate it alone to confirm"
     if action == "up":
         planned = plan_up(model.service_names(), own)
         if own:
@@ -140,7 +192,7 @@ def plan_stack(stack: Stack, action: str, model: ComposeModel, own: str | None =
             names = [n for n in names if n != own]
             if not names:
                 raise own_container_error(stack, own, "recreate")
-            note = f"{own} (Stackpilot) skipped: recreate it from the host"
+            note = f"{note}; " * bool(note) + f"{own} (Stackpilot) skipped: recreate it from the host"
         args = ["up", "-d", "--force-recreate", "--no-deps", *names_arg(names)]
         detail = f"services: {', '.join(names)}"
     elif action == "restart" and own:
