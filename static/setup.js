@@ -8,7 +8,7 @@
     var match = /(?:^|[#&])token=([A-Za-z0-9_-]+)/.exec(window.location.hash || "");
     if (!match) return;
     var field = document.getElementById("token");
-    if (field && !field.value) field.value = match[1];
+    if (field) field.value = match[1];
     history.replaceState(null, "", window.location.pathname + window.location.search);
     var next = document.getElementById("password");
     if (field && next) next.focus();
@@ -29,4 +29,6 @@
   } else {
     takeTokenFromFragment();
   }
+  // A setup link pasted into a tab already on /setup/ changes only the fragment: no reload.
+  window.addEventListener("hashchange", takeTokenFromFragment);
 })();

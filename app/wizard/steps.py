@@ -23,7 +23,9 @@ from app.stack import compose_files_in
 from app.stack import identity
 from app.stack import order_files
 from app.stack import schema
+from app.stack import validate_settings
 from app.stack import variables as usage_scan
+from app.stack.envfile import EnvDocument
 from app.stack.model import ComposeModel
 from app.stack.model import ProfileOption
 from app.stack.model import check_profiles
@@ -222,3 +224,38 @@ def still_missing(variables: list[envdraft.Variable]) -> list[str]:
     password on a service that starts (empty optional ones may stay empty)."""
     return [v.key for v in variables
             if v.needs_value and v.used is not False and (v.required or (v.value and v.value == v.example))]
+
+
+# -- Stack settings (the same files and profiles model) -------------------------------------------
+def env_profiles(directory: Path) -> list[str]:
+    """COMPOSE_PROFILES as the stack's .env sets it (Compose reads it when no --profile is given)."""
+    doc = EnvDocument.load(directory / ".env")
+    return usage_scan.profiles_from_env(doc.values()) if doc.exists else []
+
+
+def profiles_written_back(directory: Path, profiles: list[str]) -> tuple[bytes, str] | None:
+    """(new .env bytes, the version they replace) when the .env carries a COMPOSE_PROFILES line
+    that says otherwise: the choice is written back where it was read from. None: nothing to do."""
+    doc = EnvDocument.load(directory / ".env")
+    if not doc.exists or doc.get("COMPOSE_PROFILES") is None:
+        return None
+    wanted = ",".join(profiles)
+    if doc.get("COMPOSE_PROFILES") == wanted:
+        return None
+    version = doc.version
+    doc.set("COMPOSE_PROFILES", wanted)
+    return doc.to_bytes(), version
+
+
+def parse_settings(form: Form, stack: Stack, choice: ProfileChoice) -> dict:
+    """Stack settings' form (project, ticked files, profiles and free-typed other profiles) as the
+    dict to save; InvalidInput for what Compose would refuse."""
+    project = form.get("project", "").strip()
+    files = parse_files(form, stack.directory)
+    known = {o.name for o in choice.options}
+    picked = [p for p in form.getlist("profile") if p in known]
+    picked += [v for i in range(len(choice.groups)) if (v := form.get(f"group_{i}", ""))]
+    check_profiles(choice.options, list(dict.fromkeys(picked)))
+    others = [p.strip() for p in form.get("other_profiles", "").split(",") if p.strip()]
+    profiles = list(dict.fromkeys([*picked, *[p for p in form.getlist("profile") if p not in known], *others]))
+    return validate_settings(stack.directory, project, files, profiles)

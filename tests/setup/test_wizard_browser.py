@@ -189,3 +189,25 @@ def test_wizard_from_claim_to_running_stack_then_failure_view(
     assert "clickhouse did not start" in pg.inner_text(".failure")
     # The refused HTTPS form (422) is the only complaint allowed: no CSP violation, no script error.
     assert [e for e in page.console_errors if "status of 422" not in e] == []
+
+
+def test_pasted_setup_link_fills_the_token_in_an_open_tab(page, tmp_path):
+    """A tab already on /setup/ only sees the fragment change (no reload): hashchange fills it."""
+    from tests.support.live import LiveServer
+
+    data = tmp_path / "unclaimed"
+    data.mkdir()
+    srv = LiveServer(data_dir=data, env={}).start()
+    try:
+        pg = page.page
+        pg.goto(srv.url + "/setup/")
+        assert pg.input_value("#token") == ""
+        token = (data / "setup-token").read_text().strip()
+        pg.evaluate("t => { window.location.hash = 'token=' + t; }", token)
+        pg.wait_for_function("document.getElementById('token').value !== ''", timeout=5000)
+        assert pg.input_value("#token") == token
+        assert "token" not in pg.evaluate("window.location.href")  # dropped from the address bar
+        assert pg.evaluate("performance.getEntriesByType('navigation').length") == 1  # no reload
+        assert not page.console_errors
+    finally:
+        srv.stop()
