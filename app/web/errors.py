@@ -62,7 +62,17 @@ def _unexpected(e: Exception):
                         "Stackpilot hit an unexpected error. Nothing was changed; the details are in its log.")
 
 
+def _socket_error(e: OSError):
+    """A WebSocket client that leaves during the handshake makes the 101 fail to send (reset,
+    broken pipe, closed descriptor): it is gone, there is no one to answer and nothing to log."""
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        log.info("WebSocket client left during the handshake on %s: %s", request.path, e.strerror or e)
+        return "", 204
+    return _unexpected(e)
+
+
 def init_app(app: Flask) -> None:
     app.register_error_handler(StackpilotError, _domain_error)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(OSError, _socket_error)
     app.register_error_handler(Exception, _unexpected)
