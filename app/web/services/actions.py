@@ -139,6 +139,7 @@ def stack_action(action: str):
 
 
 @bp.get("/stack/runs/<run_id>")
+@require_role("operator")  # Compose output can quote .env values
 def run_lines(run_id: str):
     """New output of a run after line `after`; 286 (stop polling) once it has finished."""
     run = compose.get_run(run_id)
@@ -154,6 +155,7 @@ def run_lines(run_id: str):
 
 
 @bp.get("/stack/runs/<run_id>/panel")
+@require_role("operator")  # Compose output can quote .env values
 def run_panel(run_id: str):
     """The whole panel of a run (to reopen it from the list of recent actions)."""
     run = compose.get_run(run_id)
