@@ -197,3 +197,16 @@ def test_restore_goes_through_the_same_guard(pem_client):
     assert "Still placeholders: DB_PASSWORD" in body
     assert "Recreate these 2 services" in body and "<code>app</code>" in body and "<code>db</code>" in body
     assert env.read_bytes() == stock
+
+
+def test_a_value_compose_cannot_read_is_refused_by_compose_itself(pem_client):
+    """APP_PORT is published (`${APP_PORT:-8080}:8080`): a word there makes the real `compose config`
+    fail, so the save is refused with Compose's own words, and nothing is written."""
+    work, client = pem_client
+    stock = (work / ".env").read_bytes()
+    form = read_form(client.get("/config/").get_data(as_text=True))
+    form["v.APP_PORT"] = "eighty"
+    r = client.post("/config/save", data=form)
+    body = r.get_data(as_text=True)
+    assert r.status_code == 422 and "Nothing was saved" in body and "Compose" in body, body[:3000]
+    assert (work / ".env").read_bytes() == stock

@@ -237,6 +237,16 @@ def test_database_password_change_asks_first_when_its_volume_exists(make_stack, 
     r = client.post("/config/save", data=data)
     assert "Saved." in r.get_data(as_text=True)
     assert EnvDocument.load(proj.dir / ".env").get("POSTGRES_PASSWORD") == "An0therStrongOne"
+    # Issue 10: restoring the old file changes the database password too, so it is held the same way
+    [b] = backups.list_backups(proj.dir)
+    version = EnvDocument.load(proj.dir / ".env").version
+    r = client.post(f"/config/backups/{b.name}/restore", data={"version": version})
+    html = r.get_data(as_text=True)
+    assert "was not restored" in html and "Restore anyway" in html and f"{proj.project}_dbdata" in html
+    assert EnvDocument.load(proj.dir / ".env").get("POSTGRES_PASSWORD") == "An0therStrongOne"
+    r = client.post(f"/config/backups/{b.name}/restore", data={"version": version, "confirm_db": "1"})
+    assert "Restored" in r.get_data(as_text=True)
+    assert (proj.dir / ".env").read_text() == ENV
 
 
 def test_missing_env_offers_to_create_it_from_the_example(make_stack, app_factory):
