@@ -212,26 +212,30 @@ def _context(name: str, state) -> dict:
     if name == "launch":
         stack = planning.stack_for(directory, state, recipe)
         job = launch.latest(stack.project)
-        _notice_later_up(state, stack)
+        if (job is None or job.status == "failed") and _notice_later_up(state, stack):
+            job = None  # the failure is history: the stack runs now
         return {"job": job.snapshot() if job else None}
     return {}
 
 
-def _notice_later_up(state, stack) -> None:
+def _notice_later_up(state, stack) -> bool:
     """A launch that failed, and a stack that runs now (a later Up from the Services page): the
-    setup page says so instead of a stale "failed"."""
+    setup page says so instead of a stale "failed". True when that is the case."""
+    if state.launch.get("recovered"):
+        return True
     if state.launch.get("status") != "failed":
-        return
+        return False
     try:
         model = stack_model.load_model(stack)
         up = launch.running_now(engine(), stack.project, model.service_names())
     except StackpilotError:
-        return
+        return False
     if up:
         state.launch = {**state.launch, "status": "ok", "recovered": True}
         state.completed = True
         state.env = {}
         _save(state)
+    return up
 
 
 def _https_choice(state, recipe) -> dict:

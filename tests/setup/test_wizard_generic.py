@@ -100,3 +100,62 @@ def test_generic_stack_from_checks_to_running(app_factory, make_stack, docker_en
     assert app.extensions["stackpilot.store"].get_setting("stack")["project"] == proj.project
     wizard = app.extensions["stackpilot.store"].get_setting("wizard")
     assert wizard["completed"] and wizard["env"] == {}  # no copy of the secrets left in the store
+
+
+FLAKY = """\
+services:
+  api:
+    image: {image}
+    pull_policy: never
+    environment:
+      READY: ${READY}
+    command: ["sh", "-c", "test \\"$$READY\\" = yes && exec sleep 3600"]
+    stop_grace_period: 1s
+"""
+
+
+def test_retry_keeps_stack_settings_and_a_later_up_clears_failed(app_factory, make_stack, docker_engine):
+    """A failed launch; Stack settings add a file; Retry uses it (never puts back the wizard's
+    older list); an Up from the Services page then makes the setup page say the stack runs."""
+    from tests.support.live import wait_for
+
+    proj = make_stack({"compose.yaml": FLAKY, "compose.extra.yml": "services:\n  api:\n    labels: {extra: 'yes'}\n",
+                       ".env.example": "READY=no\n"})
+    app = app_factory(stack_dir=proj.dir)
+    store = app.extensions["stackpilot.store"]
+    c = sign_in(app, app.test_client(), "admin")
+    assert c.post("/setup/preflight").status_code == 302
+    page = c.get("/setup/stack").get_data(as_text=True)
+    assert 'name="file" value="compose.extra.yml"' in page and 'value="compose.extra.yml" checked' not in page
+    assert c.post("/setup/stack", data={"project": proj.project, "file": "compose.yaml"}).status_code == 302
+    assert c.post("/setup/config").status_code == 302
+    assert c.post("/setup/https", data={"mode": "private"}).status_code == 302
+    failed = launch_and_wait(c)
+    assert failed.status_code == 286 and "api did not start" in failed.get_data(as_text=True)
+
+    files = ["compose.yaml", "compose.extra.yml"]
+    r = c.post("/stack/settings", data={"project": proj.project, "file": files, "pos_compose.yaml": "1",
+                                        "pos_compose.extra.yml": "2"})
+    assert r.status_code == 303
+    again = launch_and_wait(c)  # Retry
+    assert again.status_code == 286
+    assert store.get_setting("stack")["files"] == files  # not overwritten by the wizard's older choice
+    api = docker_engine.containers.list(all=True, filters={"label": f"com.docker.compose.project={proj.project}"})[0]
+    assert api.labels.get("extra") == "yes"  # the retry ran with the file Stack settings added
+    assert "The launch stopped" in c.get("/setup/launch").get_data(as_text=True)
+
+    (proj.dir / ".env").write_text("READY=yes\n")  # fixed (as the .env editor would)
+    assert c.post("/stack/up").status_code in (200, 303)
+
+    def running():
+        found = docker_engine.containers.list(filters={"label": f"com.docker.compose.project={proj.project}"})
+        return found if found and found[0].status == "running" else None
+
+    wait_for(running, timeout=60, message="the stack to run after Up")
+    page = c.get("/setup/launch").get_data(as_text=True)
+    assert "The stack runs now" in page and "The launch stopped" not in page
+    assert wizard_state_of(store)["completed"]
+
+
+def wizard_state_of(store) -> dict:
+    return store.get_setting("wizard")
