@@ -29,6 +29,7 @@ from app.engine.self import own_service
 from app.errors import StackBusy
 from app.errors import StackpilotError
 from app.stack import backups
+from app.stack.actions import plan_up
 from app.stack.atomic import atomic_write
 from app.stack.model import model_from_json
 from app.wizard.plan import UP_ARGS
@@ -283,14 +284,13 @@ def _execute(job: LaunchJob, plan: Plan, engine: Engine, keep: int, remember) ->
     job.mark("config", "ok", f"{len(job.services)} services to start.")
 
     job.mark("up", "running")
-    args = list(UP_ARGS)
     # Installed inside this very stack, Compose must not recreate us mid-launch (our config may
-    # have changed with the new .env): start every other service, ours stays as it is.
+    # have changed with the new .env): start every other service (names after `--`), ours stays.
     own = own_service(engine, plan.stack.project, job.self_container)
-    if own:
-        others = [name for name in job.services if name != own]
-        args = ["up", "-d", "--no-deps", "--", *others] if others else []  # names after `--`
+    planned = plan_up(list(job.services), own, base=UP_ARGS)
+    if planned.note:
         job.line(f"Stackpilot runs here as the service {own!r}: it is left as it is.")
+    args = list(planned.args)
     code = 0 if not args else compose.run(
         plan.stack, args, on_line=job.line, title="Setup: start the stack", user=job.user, wait=10)
     # Not `up --wait`: it exits 1 when a one-shot job nobody waits on finishes in time for it to
