@@ -111,3 +111,34 @@ def test_state_is_resumable_and_rerun_keeps_choices(tmp_path):
     assert again.reached == "stack"
     restarted = wizard_state.restart(store)
     assert restarted.reached == "preflight" and restarted.stack == {"project": "demo"}
+
+
+def test_an_existing_prepare_target_that_is_no_checkout_is_used_as_it_is(tmp_path):
+    """The person's own copy of the fetched folder (unpacked by hand) is kept with a note, in the
+    plan and at launch; the launch does not fail on it."""
+    directory = _stack(tmp_path)
+    (directory / "supabase" / "docker").mkdir(parents=True)
+    (directory / "supabase" / "docker" / "docker-compose.yml").write_text("services: {}\n")
+    recipe = recipes.for_stack(directory)
+    state = wizard_state.WizardState(stack={"project": "demo", "profiles": ["cpu"]})
+    plan = planning.build(directory, state, recipe)
+    kept = next(f for f in plan.files if f.path == "supabase/")
+    assert kept.action == "keep" and "used as it is" in kept.summary
+    step = next(s for s in plan.prepare if s.kind == "git")
+    lines: list[str] = []
+    note = launch.run_prepare(step, directory, lines.append)
+    assert "used as it is" in note and not any(ln.startswith("$ git") for ln in lines)
+    assert (directory / "supabase" / "docker" / "docker-compose.yml").read_text() == "services: {}\n"
+
+
+def test_retry_takes_the_saved_stack_settings(tmp_path):
+    """Stack settings saved after a wizard run are what a re-run (Retry) uses."""
+    store = Store(tmp_path / "db.sqlite3")
+    state = wizard_state.WizardState(stack={"project": "demo", "files": ["compose.yaml"], "profiles": []})
+    wizard_state.save(store, state)
+    settings = {"project": "demo", "files": ["compose.yaml", "compose.gpu.yml"], "profiles": ["gpu"]}
+    wizard_state.settings_changed(store, settings)
+    assert wizard_state.load(store).stack["files"] == ["compose.yaml", "compose.gpu.yml"]
+    store.set_setting("stack", settings)
+    again = wizard_state.restart(store)
+    assert again.stack["files"] == ["compose.yaml", "compose.gpu.yml"] and again.stack["profiles"] == ["gpu"]
