@@ -19,8 +19,9 @@ ENV PIP_CONFIG_FILE=/dev/null \
 # the wheels' C extensions with theirs.
 RUN apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends binutils \
- && rm -rf /var/lib/apt/lists/*
-# build-ca.pem (optional, build stage only): a CA bundle for machines whose TLS is intercepted.
+ && apt-get clean && rm -rf /var/lib/apt/lists/*
+# build-ca.pem (optional, build stage only): a CA bundle for machines whose TLS is intercepted
+# (a company proxy): put it next to this Dockerfile and pip trusts it; it never reaches the image.
 COPY requirements.txt build-ca.pe[m] /tmp/build/
 RUN set -eux; \
     if [ -f /tmp/build/build-ca.pem ]; then export PIP_CERT=/tmp/build/build-ca.pem; fi; \
@@ -63,9 +64,13 @@ LABEL org.opencontainers.image.title="Stackpilot" \
 # git only on request (+~40 MB): the setup wizard's recipe step that fetches a compose folder
 # from a git URL needs it; without it the wizard says so and the folder can be fetched on the host.
 ARG WITH_GIT=0
+# apt's downloaded packages, package lists, binary caches and logs go in the same layer (a base
+# without Debian's docker-clean hook keeps every .deb: the layer was 196 MB instead of ~40).
 RUN if [ "$WITH_GIT" = 1 ]; then apt-get update -q \
       && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends git \
-      && rm -rf /var/lib/apt/lists/*; fi
+      && apt-get clean \
+      && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb \
+                /var/cache/debconf/*-old /var/lib/dpkg/*-old /var/log/apt /var/log/dpkg.log; fi
 RUN groupadd --system --gid 10001 stackpilot \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /data \
         --shell /usr/sbin/nologin stackpilot \

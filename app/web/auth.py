@@ -182,6 +182,8 @@ def init_app(app: Flask) -> None:
     settings = app.config["SETTINGS"]
     host = settings.host if settings.host not in ("0.0.0.0", "::", "") else "<this-machine>"
     link_base = f"http://{host}:{settings.port}"
+    if settings.hostnames:  # behind the stack's Caddy: the HTTPS name, not the unpublished port (issue 13)
+        link_base = f"https://{settings.hostnames[0]}"
     passwords.configure(settings.password_memory_mib)
     token = accounts.start_up(
         app.extensions["stackpilot.store"],

@@ -51,10 +51,10 @@ def image_exists(tag: str) -> bool:
     return subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0
 
 
-def build_image(base: str | None = None, force: bool = False) -> str:
+def build_image(base: str | None = None, force: bool = False, with_git: bool = False) -> str:
     """The image for the current sources (built if missing); returns its tag."""
     base = base or ensure_python_base_image()
-    tag = f"{IMAGE_REPO}:{context_hash()}"
+    tag = f"{IMAGE_REPO}:{context_hash()}{'-git' if with_git else ''}"
     if image_exists(tag) and not force:
         return tag
     with tempfile.TemporaryDirectory(prefix="sp-build-") as tmp:
@@ -67,6 +67,7 @@ def build_image(base: str | None = None, force: bool = False) -> str:
             shutil.copy2(HOST_CA_BUNDLE, ctx / "build-ca.pem")
         result = subprocess.run(
             ["docker", "build", "--network", "host", "--build-arg", f"BASE_IMAGE={base}",
+             "--build-arg", f"WITH_GIT={int(with_git)}",
              "--label", "org.opencontainers.image.revision=test", "-t", tag, str(ctx)],
             capture_output=True, text=True, timeout=900,
         )
@@ -77,10 +78,10 @@ def build_image(base: str | None = None, force: bool = False) -> str:
 
 
 def _remove_stale_tags(keep: str) -> None:
-    """Older builds of our test image go, so reruns do not pile up images."""
+    """Older builds of our test image go, so reruns do not pile up images (the git variant apart)."""
     out = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", IMAGE_REPO],
                          capture_output=True, text=True).stdout.split()
-    stale = [t for t in out if t != keep]
+    stale = [t for t in out if t != keep and t.endswith("-git") == keep.endswith("-git")]
     if stale:
         subprocess.run(["docker", "rmi", *stale], capture_output=True)
 
@@ -118,3 +119,28 @@ def compose_binary() -> str:
 
 def docker_socket_gid(path: str = "/var/run/docker.sock") -> int:
     return Path(path).stat().st_gid
+
+
+CADDY_REPO = "stackpilot-test/caddy"
+
+
+def build_caddy_image(base: str | None = None) -> str:
+    """A Caddy image like the official one (config in /etc/caddy, data in /data) made from Debian's
+    caddy binary on the local base: no registry is reachable here. Tagged by the binary's hash."""
+    base = base or ensure_python_base_image()
+    binary = Path(shutil.which("caddy") or "/usr/bin/caddy")
+    tag = f"{CADDY_REPO}:{hashlib.sha256(binary.read_bytes()).hexdigest()[:12]}"
+    if image_exists(tag):
+        return tag
+    with tempfile.TemporaryDirectory(prefix="sp-caddy-") as tmp:
+        shutil.copy2(binary, Path(tmp) / "caddy")
+        Path(tmp, "Dockerfile").write_text(
+            "ARG BASE\nFROM ${BASE}\nCOPY caddy /usr/bin/caddy\n"
+            "ENV XDG_CONFIG_HOME=/config XDG_DATA_HOME=/data\n"
+            "EXPOSE 80 443\nWORKDIR /srv\n"
+            'CMD ["caddy", "run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]\n')
+        result = subprocess.run(["docker", "build", "--network", "none", "--build-arg", f"BASE={base}", "-t", tag, tmp],
+                                capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        raise RuntimeError(f"docker build (caddy) failed:\n{result.stderr[-4000:]}")
+    return tag
