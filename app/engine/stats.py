@@ -14,7 +14,7 @@ when they stop or when the last lease expires; then the thread ends and the engi
 request at all.
 
 API:
-- ``StatsSampler(engine, interval=2.0, workers=48, idle_after=8.0)`` (``workers`` is accepted
+- ``StatsSampler(engine, interval=2.0, workers=48, idle_after=6.0)`` (``workers`` is accepted
   for compatibility; streams need no pool)
 - ``sampler.watch(project)``: lease (or renew) the project; starts the thread lazily.
 - ``sampler.latest(container_id) -> Sample | None`` and ``sampler.snapshot() -> dict``: never block.
@@ -175,7 +175,7 @@ class StatsSampler:
     """Owns one thread and one stats stream per running container of the watched projects."""
 
     def __init__(self, engine: Engine, interval: float = 2.0, workers: int = 48,
-                 idle_after: float = 8.0) -> None:
+                 idle_after: float = 6.0) -> None:
         self.engine = engine
         self.interval = interval
         self.idle_after = idle_after

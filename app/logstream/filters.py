@@ -4,11 +4,12 @@ server against the plain text of each line, with the spans to highlight.
 Patterns come from any signed-in viewer, so matching uses the `regex` package: it can stop a
 match after a time limit (the standard `re` cannot, and a pattern like `(.*.*.*)x` on a long line
 would otherwise hold the interpreter for minutes) and releases the GIL while it matches.
-A line whose match runs out of time counts as not matching and is counted in `timeouts`."""
+A line whose match runs out of time counts as not matching and is counted in `timeouts`.
+`regex` is imported with the first search, not at start-up (it is a few MB nobody needs idle)."""
 
 from __future__ import annotations
 
-import regex as re
+from types import ModuleType
 
 from app.errors import InvalidInput
 
@@ -17,15 +18,22 @@ MAX_MARKS = 64
 MATCH_SECONDS = 0.05  # per line; a sane pattern needs microseconds
 
 
+def _regex() -> ModuleType:
+    import regex
+
+    return regex
+
+
 class LineFilter:
     """A compiled search; `LineFilter("")` matches everything."""
 
     def __init__(self, query: str = "") -> None:
         self.query = query = (query or "").strip()
-        self.regex: re.Pattern | None = None
+        self.regex = None
         self.timeouts = 0
         if not query:
             return
+        re = _regex()
         if len(query) > MAX_PATTERN:
             raise InvalidInput(f"The search is too long (at most {MAX_PATTERN} characters).")
         is_regex = len(query) >= 2 and query.startswith("/") and (query.endswith("/") or query.endswith("/i"))

@@ -32,6 +32,7 @@ class LineQueue:
         self._producers_waiting = 0
         self.closed = False
         self.total_skipped = 0
+        self._stalled = False  # a live put found no room in time; live puts drop until a get
 
     def _full(self, size: int) -> bool:
         return len(self._items) >= self.max_items or (self._items and self._bytes + size > self.max_bytes)
@@ -65,10 +66,15 @@ class LineQueue:
 
     def put_many(self, items: list, sizes: list[int], wait: float = 0.0) -> int:
         """Queue items in order, each waiting at most until `wait` seconds after the call for room;
-        what finds no room by then is dropped and counted. Returns how many were queued."""
+        what finds no room by then is dropped and counted. Once that happened, later puts do not wait
+        until the reader takes something: a stalled reader costs the producer one wait, not one per
+        read, and gets the live edge (and the count of what it missed) when it comes back.
+        Returns how many were queued."""
         with self._cond:
             if self.closed:
                 return 0
+            if self._stalled:
+                wait = 0.0
             deadline = None
             queued = 0
             n = len(items)
@@ -90,6 +96,7 @@ class LineQueue:
                             return queued
                         continue
                     dropped = n - queued
+                    self._stalled = True
                     self._skipped += dropped
                     self.total_skipped += dropped
                     break
@@ -118,6 +125,7 @@ class LineQueue:
                     self._consumer_waiting = False
             batch = []
             taken = 0
+            self._stalled = False
             while self._items and len(batch) < max_items and (not batch or taken < max_bytes):
                 item, size = self._items.popleft()
                 self._bytes -= size

@@ -28,8 +28,7 @@ log = logging.getLogger(__name__)
 SCAN_IDLE = 3.0      # look for new containers this often while every follower is attached
 SCAN_WAITING = 1.0   # ... and this often while a container is stopped or the engine is away
 FOLLOW_TAIL = 5000   # lines a follower may need to catch up after history, a restart or an outage
-LIVE_WAIT = 1.0      # a live batch waits this long for a slow socket before its lines are dropped
-MAX_LAG_NS = 5_000_000_000  # ... unless the viewer is this far behind the engine already: drop at once
+LIVE_WAIT = 1.0      # a live batch waits this long for a stalled socket before its lines are dropped
 
 
 class Stream(Protocol):
@@ -137,8 +136,9 @@ class LogSession:
             lines = kept
         if not lines:
             return
-        behind = time.time_ns() - lines[-1].ts > MAX_LAG_NS
-        self.queue.put_many(lines, [len(line.text) + 96 for line in lines], wait=0.0 if behind else LIVE_WAIT)
+        # Waiting costs nothing upstream: the engine keeps what we have not read yet. A server that
+        # is itself behind (busy CPU) therefore never drops; only a reader that stops taking does.
+        self.queue.put_many(lines, [len(line.text) + 96 for line in lines], wait=LIVE_WAIT)
 
     # -- streams ----------------------------------------------------------------------------
     def _open(self, container: Any, *, follow: bool, tail: int | None, since_ns: int | None) -> Stream:

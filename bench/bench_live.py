@@ -1,0 +1,232 @@
+"""The live service table, against the real waitress server (prints figures; asserts nothing).
+
+    .venv/bin/python bench/bench_live.py [--containers 50] [--changes 10] [--idle 60]
+
+Prints, with N running busybox containers:
+  - host `docker stop`/`docker start` -> the changed cell at an open page: over the push channel
+    (Server-Sent Events, one engine event listener) and, as the same-run baseline, through the
+    table poll every 2 s the page used before (p50/p95; target push p95 < 1 s);
+  - bytes an idle page receives in a minute: the push channel against the 2 s poll (request and
+    response headers counted for the poll; target push < 150 kB/min);
+  - the server's CPU over the idle minute, both ways.
+Everything it creates is named spbench-* and removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _common import p95  # noqa: E402
+from _common import row  # noqa: E402
+
+from app.compose import compose_command  # noqa: E402
+from app.store import Store  # noqa: E402
+from tests.support import images  # noqa: E402
+from tests.support.live import LiveServer  # noqa: E402
+
+VERSION = re.compile(r'name="v" value="([^"]+)"')
+
+
+def compose_file(image: str, n: int) -> str:
+    lines = ["services:"]
+    for i in range(n):
+        lines += [f"  svc{i:02d}:", f"    image: {image}", "    pull_policy: never",
+                  '    command: ["sleep", "86400"]', "    stop_grace_period: 1s"]
+    return "\n".join(lines) + "\n"
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class PushViewer:
+    """An open page's push channel: a real SSE client on /live/services with the page's versions."""
+
+    def __init__(self, server: LiveServer, session) -> None:
+        page = session.get(server.url + "/services", timeout=30).text
+        params = [("v", v) for v in VERSION.findall(page)]
+        self.response = session.get(server.url + "/live/services", params=params, stream=True, timeout=60)
+        assert self.response.headers["content-type"].startswith("text/event-stream"), self.response.status_code
+        self.bytes = 0
+        self.text = ""
+        self.cond = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            for chunk in self.response.raw.stream(65536, decode_content=False):
+                with self.cond:
+                    self.bytes += len(chunk) + 7  # + the chunked framing of each write
+                    self.text += chunk.decode(errors="replace")
+                    self.cond.notify_all()
+        except Exception:  # noqa: BLE001 - closed by the bench
+            return
+
+    def mark(self) -> int:
+        with self.cond:
+            return len(self.text)
+
+    def wait_for(self, pattern: re.Pattern, mark: int, start: float, timeout: float = 10.0) -> float | None:
+        """Seconds from start until pattern appears after mark (None on timeout)."""
+        with self.cond:
+            while time.monotonic() - start < timeout:
+                if pattern.search(self.text, max(0, mark)):
+                    return time.monotonic() - start
+                self.cond.wait(0.05)
+        return None
+
+    def close(self) -> None:
+        self.response.close()
+
+
+class PollViewer:
+    """The page as it was: GET /services/table every 2 s with its versions; counts every byte."""
+
+    def __init__(self, server: LiveServer, session, interval: float = 2.0) -> None:
+        self.server, self.session, self.interval = server, session, interval
+        page = session.get(server.url + "/services", timeout=30).text
+        self.versions = dict(v.partition(":")[::2] for v in VERSION.findall(page))
+        self.bytes = 0
+        self.seen = ""
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self) -> None:
+        url = self.server.url + "/services/table"
+        while not self.stop.is_set():
+            params = [("v", f"{k}:{v}") for k, v in self.versions.items()]
+            r = self.session.get(url, params=params, headers={"HX-Request": "true"}, timeout=30)
+            request_bytes = len(r.request.url) + sum(len(k) + len(v) + 4 for k, v in r.request.headers.items()) + 20
+            response_bytes = len(r.content) + sum(len(k) + len(v) + 4 for k, v in r.headers.items()) + 20
+            with self.lock:
+                self.bytes += request_bytes + response_bytes
+                if r.status_code == 200:
+                    self.seen += r.text
+                    for v in VERSION.findall(r.text):
+                        key, _, value = v.partition(":")
+                        self.versions[key] = value
+            self.stop.wait(self.interval)
+
+    def mark(self) -> int:
+        with self.lock:
+            return len(self.seen)
+
+    def wait_for(self, pattern: re.Pattern, mark: int, start: float, timeout: float = 10.0) -> float | None:
+        while time.monotonic() - start < timeout:
+            with self.lock:
+                if pattern.search(self.seen, max(0, mark)):
+                    return time.monotonic() - start
+            time.sleep(0.02)
+        return None
+
+    def close(self) -> None:
+        self.stop.set()
+
+
+def state_pattern(service: str, running: bool) -> re.Pattern:
+    state = "running" if running else "stopped"
+    return re.compile(rf'id="r-{service}-state"[^>]*>\s*<input[^>]*>\s*<span class="badge[^"]*" data-state="{state}"')
+
+
+def flip_latencies(viewer, project: str, services: list[str], changes: int) -> list[float]:
+    """Stop then start services on the host; seconds from the `docker` command's start to the cell
+    arriving (the command's own time, ~0.2-0.5 s, is in both figures)."""
+    out = []
+    for i in range(changes):
+        service = services[(i // 2) % len(services)]
+        running = i % 2 == 1  # stop first, then start again
+        cmd = ["docker", "start" if running else "stop", *(["-t", "0"] if not running else []),
+               f"{project}-{service}-1"]
+        mark, start = viewer.mark(), time.monotonic()
+        subprocess.run(cmd, check=True, capture_output=True, timeout=60)
+        took = viewer.wait_for(state_pattern(service, running), mark, start, timeout=10)
+        out.append(took if took is not None else float("inf"))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--containers", type=int, default=50)
+    parser.add_argument("--changes", type=int, default=10, help="host-side stops/starts per channel")
+    parser.add_argument("--idle", type=float, default=60.0, help="seconds of the idle-page measurement")
+    args = parser.parse_args()
+    image = images.ensure_busybox_image()
+    project = f"spbench-{secrets.token_hex(3)}"
+    work = Path(tempfile.mkdtemp(prefix="spbench-"))
+    stack = work / project
+    stack.mkdir()
+    (stack / "docker-compose.yml").write_text(compose_file(image, args.containers))
+    base = [*compose_command(), "--project-directory", str(stack), "-p", project]
+    server = None
+    try:
+        subprocess.run([*base, "up", "-d"], check=True, capture_output=True, timeout=900)
+        data = work / "data"
+        data.mkdir()
+        Store(data / "stackpilot.sqlite3").set_setting("stack", {"project": project, "files": [], "profiles": []})
+        server = LiveServer(data_dir=data, env={"STACKPILOT_STACK_DIR": str(stack),
+                                                "STACKPILOT_LOG_LEVEL": "WARNING"}).start()
+        session = server.session()
+        services = [f"svc{i:02d}" for i in range(min(5, args.containers))]
+
+        poll = PollViewer(server, session)
+        time.sleep(3)
+        polled = flip_latencies(poll, project, services, args.changes)
+        poll.close()
+        push = PushViewer(server, session)
+        time.sleep(3)
+        pushed = flip_latencies(push, project, services, args.changes)
+        push.close()
+        print(f"\n1. host docker stop/start -> cell at an open page ({args.changes} changes, {args.containers} "
+              "containers)")
+        row("2 s poll (before): p50 / p95", f"{statistics.median(polled):.2f} / {p95(polled):.2f} s", "baseline")
+        row("push (SSE + event listener): p50 / p95", f"{statistics.median(pushed):.2f} / {p95(pushed):.2f} s",
+            "p95 < 1 s", p95(pushed) < 1.0)
+        row("ratio push / poll (p95)", f"{p95(pushed) / p95(polled):.2f}")
+
+        time.sleep(8)  # nothing open: let the sampler and the listener wind down
+        poll = PollViewer(server, session)
+        time.sleep(5)
+        b0, c0 = poll.bytes, cpu_seconds(server.proc.pid)
+        time.sleep(args.idle)
+        poll_rate = (poll.bytes - b0) / args.idle * 60
+        poll_cpu = (cpu_seconds(server.proc.pid) - c0) / args.idle * 60
+        poll.close()
+        time.sleep(8)
+        push = PushViewer(server, session)
+        time.sleep(5)
+        b0, c0 = push.bytes, cpu_seconds(server.proc.pid)
+        time.sleep(args.idle)
+        push_rate = (push.bytes - b0) / args.idle * 60
+        push_cpu = (cpu_seconds(server.proc.pid) - c0) / args.idle * 60
+        push.close()
+        print(f"\n2. an idle page with {args.containers} containers, over {args.idle:.0f} s")
+        row("2 s poll (before): bytes/min", f"{poll_rate / 1000:.1f} kB", "baseline")
+        row("push: bytes/min", f"{push_rate / 1000:.1f} kB", "< 150 kB", push_rate < 150_000)
+        row("ratio push / poll", f"{push_rate / poll_rate:.2f}")
+        row("server CPU-s/min: poll / push", f"{poll_cpu:.2f} / {push_cpu:.2f}")
+    finally:
+        if server is not None:
+            server.stop()
+        subprocess.run([*base, "down", "-v", "-t", "0", "--remove-orphans"], capture_output=True, timeout=900)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
