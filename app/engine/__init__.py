@@ -40,8 +40,9 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
             continue
         seen.add(id(e))
         yield e
-        todo.extend(x for x in (getattr(e, "reason", None), e.__cause__, e.__context__, *e.args)
-                    if isinstance(x, BaseException))
+        todo.extend(
+            x for x in (getattr(e, "reason", None), e.__cause__, e.__context__, *e.args) if isinstance(x, BaseException)
+        )
 
 
 POOL_SIZE = 128  # >= STACKPILOT_THREADS' default (96): every worker may hold one engine connection
@@ -57,7 +58,8 @@ def describe(exc: BaseException) -> str:
                 "ConnectionRefusedError": "the Docker socket refused the connection (daemon stopped?)",
                 "PermissionError": (
                     "permission denied on the Docker socket: give the container the socket's group "
-                    "(group_add: DOCKER_GID = `stat -c %g /var/run/docker.sock` on the host)"),
+                    "(group_add: DOCKER_GID = `stat -c %g /var/run/docker.sock` on the host)"
+                ),
             }[marker]
     if isinstance(exc, requests.exceptions.Timeout):
         return "the Docker engine did not answer in time"
@@ -102,8 +104,14 @@ class Engine:
     backoff_first = 0.0
     backoff_cap = 15.0
 
-    def __init__(self, base_url: str | None = None, timeout: int = API_TIMEOUT, *, engine_id: str = "local",
-                 name: str = "This machine") -> None:
+    def __init__(
+        self,
+        base_url: str | None = None,
+        timeout: int = API_TIMEOUT,
+        *,
+        engine_id: str = "local",
+        name: str = "This machine",
+    ) -> None:
         self.base_url = base_url
         self.timeout = timeout
         self.id = engine_id

@@ -31,8 +31,9 @@ class Finding:
     detail: str = ""
 
 
-def check(engine: Engine, compose_command: Sequence[str] = (), compose_env: dict[str, str] | None = None
-          ) -> list[Finding]:
+def check(
+    engine: Engine, compose_command: Sequence[str] = (), compose_env: dict[str, str] | None = None
+) -> list[Finding]:
     """Run every step against the real engine (bypassing its backoff: the admin asked now)."""
     engine.reset()
     found: list[Finding] = []
@@ -42,8 +43,14 @@ def check(engine: Engine, compose_command: Sequence[str] = (), compose_env: dict
         if not ok:
             return [Finding(False, "SSH login", text), *_not_tried(steps), *limits(engine)]
         key = engine.host_key()
-        found.append(Finding(True, "SSH login", f"as {engine.user or 'the default user'} on {engine.host}; the "
-                             f"remote docker CLI answers (engine {text})" + (f"; host key {key}" if key else "")))
+        found.append(
+            Finding(
+                True,
+                "SSH login",
+                f"as {engine.user or 'the default user'} on {engine.host}; the "
+                f"remote docker CLI answers (engine {text})" + (f"; host key {key}" if key else ""),
+            )
+        )
     t0 = time.monotonic()
     try:
         engine.call(lambda c: c.api.ping())
@@ -55,19 +62,34 @@ def check(engine: Engine, compose_command: Sequence[str] = (), compose_env: dict
         info = engine.call(lambda c: c.api.info())
     except StackpilotError as e:
         return [*found, Finding(False, "Version", e.message), *_not_tried(steps[2:]), *limits(engine)]
-    extras = [x for x in ("rootless" if "rootless" in str(info.get("SecurityOptions")) else "",
-                          "Swarm manager" if (info.get("Swarm") or {}).get("ControlAvailable") else "") if x]
-    found.append(Finding(True, "Version", f"Docker Engine {v.get('Version', '?')} (API {v.get('ApiVersion', '?')}), "
-                         f"{v.get('Os', '?')}/{v.get('Arch', '?')} on {info.get('Name') or '?'}"
-                         + (f", {', '.join(extras)}" if extras else "")))
+    extras = [
+        x
+        for x in (
+            "rootless" if "rootless" in str(info.get("SecurityOptions")) else "",
+            "Swarm manager" if (info.get("Swarm") or {}).get("ControlAvailable") else "",
+        )
+        if x
+    ]
+    found.append(
+        Finding(
+            True,
+            "Version",
+            f"Docker Engine {v.get('Version', '?')} (API {v.get('ApiVersion', '?')}), "
+            f"{v.get('Os', '?')}/{v.get('Arch', '?')} on {info.get('Name') or '?'}"
+            + (f", {', '.join(extras)}" if extras else ""),
+        )
+    )
     try:
         containers = engine.call(lambda c: c.api.containers(all=True))
         images = engine.call(lambda c: c.api.images())
     except StackpilotError as e:
         return [*found, Finding(False, "Permission", e.message), *_not_tried(steps[3:]), *limits(engine)]
     running = sum(1 for c in containers if c.get("State") == "running")
-    found.append(Finding(True, "Permission", f"may list containers ({len(containers)}, {running} running) and "
-                         f"images ({len(images)})"))
+    found.append(
+        Finding(
+            True, "Permission", f"may list containers ({len(containers)}, {running} running) and images ({len(images)})"
+        )
+    )
     found.append(compose_reaches(compose_command, compose_env if compose_env is not None else engine.compose_env()))
     return [*found, *limits(engine)]
 
@@ -77,8 +99,14 @@ def compose_reaches(command: Sequence[str], env: dict[str, str]) -> Finding:
     if not command:
         return Finding(None, "Compose", "not checked: no Compose CLI found here")
     try:
-        done = subprocess.run([*command, "ls", "--all", "--format", "json"], env=env, capture_output=True,
-                              text=True, timeout=COMPOSE_PROBE_TIMEOUT, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            [*command, "ls", "--all", "--format", "json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=COMPOSE_PROBE_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
     except FileNotFoundError:
         return Finding(False, "Compose", f"{command[0]} is not installed here")
     except subprocess.TimeoutExpired:
@@ -90,8 +118,12 @@ def compose_reaches(command: Sequence[str], env: dict[str, str]) -> Finding:
         projects = json.loads(done.stdout or "[]")
     except ValueError:
         projects = []
-    return Finding(True, "Compose", f"the Compose CLI reaches it with the stack environment "
-                   f"({len(projects)} project{'s' if len(projects) != 1 else ''} there)")
+    return Finding(
+        True,
+        "Compose",
+        f"the Compose CLI reaches it with the stack environment "
+        f"({len(projects)} project{'s' if len(projects) != 1 else ''} there)",
+    )
 
 
 def limits(engine: Engine) -> list[Finding]:
@@ -99,10 +131,16 @@ def limits(engine: Engine) -> list[Finding]:
     if not isinstance(engine, RemoteEngine):
         return []
     host = engine.host
-    return [Finding(None, "Limits", f"Compose reads the stack's files here and sends {host} the result: bind "
-                    f"mounts (./data included, made absolute from the folder here) name folders on {host}, "
-                    "which must exist there; named volumes, images and logs live there; build contexts are "
-                    "uploaded from here.")]
+    return [
+        Finding(
+            None,
+            "Limits",
+            f"Compose reads the stack's files here and sends {host} the result: bind "
+            f"mounts (./data included, made absolute from the folder here) name folders on {host}, "
+            "which must exist there; named volumes, images and logs live there; build contexts are "
+            "uploaded from here.",
+        )
+    ]
 
 
 def _via(engine: Engine) -> str:

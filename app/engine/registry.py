@@ -117,8 +117,9 @@ def parse_url(raw: str) -> str:
     url = raw.strip()
     parts = urlsplit(url)
     if parts.scheme not in ("ssh", "tcp"):
-        raise InvalidInput("Give ssh://user@host[:port] or tcp://host:2376 (other transports are not "
-                           "remote engines).", detail="url")
+        raise InvalidInput(
+            "Give ssh://user@host[:port] or tcp://host:2376 (other transports are not remote engines).", detail="url"
+        )
     try:
         port = parts.port
     except ValueError:
@@ -126,8 +127,7 @@ def parse_url(raw: str) -> str:
     if not parts.hostname:
         raise InvalidInput("The address names no host.", detail="url")
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.password:
-        raise InvalidInput("Give only user, host and port: no path, no password (SSH uses a key).",
-                           detail="url")
+        raise InvalidInput("Give only user, host and port: no path, no password (SSH uses a key).", detail="url")
     if parts.scheme == "tcp":
         if parts.username:
             raise InvalidInput("A tcp:// address has no user; remove the user@ part.", detail="url")
@@ -160,8 +160,10 @@ def save(store: Store, record: EngineRecord) -> EngineRecord:
         taken = conn.execute("SELECT 1 FROM engines WHERE id = ? OR name = ?", (record.id, record.name)).fetchone()
         if taken or record.id == LOCAL:
             raise InvalidInput(f"An engine named {record.name!r} exists already.", detail="name")
-        conn.execute("INSERT INTO engines (id, name, url, options, created_at) VALUES (?, ?, ?, ?, ?)",
-                     (record.id, record.name, record.url, json.dumps(record.options), record.created_at))
+        conn.execute(
+            "INSERT INTO engines (id, name, url, options, created_at) VALUES (?, ?, ?, ?, ?)",
+            (record.id, record.name, record.url, json.dumps(record.options), record.created_at),
+        )
     return record
 
 
@@ -200,7 +202,7 @@ def add_engine(registry: EngineRegistry, store: Store, data_dir: Path, new: NewE
         raise InvalidInput("Give the engine a name of 1 to 60 characters.", detail="name")
     engine_id = slug(name)
     if not engine_id or engine_id == LOCAL:
-        raise InvalidInput("Choose another name (letters or digits, and not \"local\").", detail="name")
+        raise InvalidInput('Choose another name (letters or digits, and not "local").', detail="name")
     url = parse_url(new.url)
     if any(e.name.lower() == name.lower() or e.id == engine_id for e in registry.all()):
         raise InvalidInput(f"An engine named {name!r} exists already.", detail="name")
@@ -214,9 +216,11 @@ def add_engine(registry: EngineRegistry, store: Store, data_dir: Path, new: NewE
             if new.cert_folder.strip() and not (ca.strip() or cert.strip() or key.strip()):
                 ca, cert, key = _read_cert_folder(Path(new.cert_folder.strip()).expanduser())
             if not (ca.strip() and cert.strip() and key.strip()):
-                raise InvalidInput("A tcp:// engine needs TLS: paste the CA certificate, the client certificate "
-                                   "and the client key (or name a folder holding ca.pem, cert.pem, key.pem).",
-                                   detail="ca")
+                raise InvalidInput(
+                    "A tcp:// engine needs TLS: paste the CA certificate, the client certificate "
+                    "and the client key (or name a folder holding ca.pem, cert.pem, key.pem).",
+                    detail="ca",
+                )
             store_tls_files(folder, ca, cert, key)
         elif new.ssh_key.strip():
             store_ssh_key(folder, new.ssh_key)

@@ -98,10 +98,12 @@ class TLSEngine(RemoteEngine):
 
     def _open(self) -> docker.DockerClient:
         d = self.tls_dir
-        tls = docker.tls.TLSConfig(client_cert=(str(d / "cert.pem"), str(d / "key.pem")),
-                                   ca_cert=str(d / "ca.pem"), verify=True)
-        client = docker.DockerClient(base_url=self.base_url, tls=tls, version=_PLACEHOLDER_API,
-                                     timeout=self.timeout, max_pool_size=10)
+        tls = docker.tls.TLSConfig(
+            client_cert=(str(d / "cert.pem"), str(d / "key.pem")), ca_cert=str(d / "ca.pem"), verify=True
+        )
+        client = docker.DockerClient(
+            base_url=self.base_url, tls=tls, version=_PLACEHOLDER_API, timeout=self.timeout, max_pool_size=10
+        )
         adapter = _FastConnectAdapter(pool_connections=1, pool_maxsize=10)
         client.api.mount("https://", adapter)
         client.api._custom_adapter = adapter
@@ -120,15 +122,21 @@ class TLSEngine(RemoteEngine):
 
         if has(ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in texts:
             if "mismatch" in texts or "not valid for" in texts:
-                return (f"the engine's certificate is not made out for {self.host!r} "
-                        "(its subjectAltName must list this name or address)")
+                return (
+                    f"the engine's certificate is not made out for {self.host!r} "
+                    "(its subjectAltName must list this name or address)"
+                )
             if "expired" in texts:
                 return "the engine's certificate has expired"
-            return ("the engine's certificate is not signed by the CA you gave (ca.pem): "
-                    "wrong CA, or not the engine you meant")
+            return (
+                "the engine's certificate is not signed by the CA you gave (ca.pem): "
+                "wrong CA, or not the engine you meant"
+            )
         if any(m in texts for m in ("UNKNOWN_CA", "BAD_CERTIFICATE", "CERTIFICATE_REQUIRED", "certificate unknown")):
-            return ("the engine refused our client certificate (cert.pem is not signed by the CA the "
-                    "engine trusts, or was not sent)")
+            return (
+                "the engine refused our client certificate (cert.pem is not signed by the CA the "
+                "engine trusts, or was not sent)"
+            )
         if "WRONG_VERSION_NUMBER" in texts or "record layer failure" in texts:
             return f"{where} does not speak TLS (a plain-HTTP Docker port, or not Docker at all)"
         if has(ConnectionRefusedError):
@@ -140,8 +148,10 @@ class TLSEngine(RemoteEngine):
         if has(urllib3.exceptions.ConnectTimeoutError, TimeoutError):
             return f"{where} did not answer within {CONNECT_TIMEOUT:.0f} s (host down, or a firewall drops it)"
         if has(ConnectionResetError, BrokenPipeError, ssl.SSLEOFError) or "EOF occurred" in texts:
-            return (f"{where} closed the connection during the TLS handshake: most likely the engine refused our "
-                    "client certificate (cert.pem is not signed by the CA the engine trusts)")
+            return (
+                f"{where} closed the connection during the TLS handshake: most likely the engine refused our "
+                "client certificate (cert.pem is not signed by the CA the engine trusts)"
+            )
         for e in chain:
             if isinstance(e, OSError) and e.errno and e.strerror:
                 return f"{where}: {e.strerror.lower()}"
@@ -164,8 +174,9 @@ class _SSHConnection(urllib3.connection.HTTPConnection):
         ours, theirs = socket.socketpair()
         self.errors = tempfile.TemporaryFile()
         try:
-            self.proc = subprocess.Popen(self.argv, stdin=theirs, stdout=theirs, stderr=self.errors,
-                                         start_new_session=True, close_fds=True)
+            self.proc = subprocess.Popen(
+                self.argv, stdin=theirs, stdout=theirs, stderr=self.errors, start_new_session=True, close_fds=True
+            )
         finally:
             theirs.close()
         timeout = self.timeout if isinstance(self.timeout, int | float) else None
@@ -231,21 +242,35 @@ class _SSHAdapter(requests.adapters.HTTPAdapter):
 
 
 _SSH_ERRORS = (
-    (re.compile(r"Permission denied \(publickey"), "the SSH server refused our key for {user}: add the public "
-     "key shown on the Engines page to {user}'s ~/.ssh/authorized_keys on {host}"),
+    (
+        re.compile(r"Permission denied \(publickey"),
+        "the SSH server refused our key for {user}: add the public "
+        "key shown on the Engines page to {user}'s ~/.ssh/authorized_keys on {host}",
+    ),
     (re.compile(r"Connection refused"), "nothing accepts SSH connections at {host}:{port}"),
     (re.compile(r"timed out|Connection timed out"), "{host}:{port} did not answer SSH within {timeout} s"),
     (re.compile(r"Could not resolve hostname|Name or service not known"), "the host name {host!r} does not resolve"),
-    (re.compile(r"IDENTIFICATION HAS CHANGED|Host key verification failed"),
-     "{host}'s SSH host key is not the one we saw first (a reinstalled host, or someone in between): "
-     "remove the engine and add it again if the change is expected"),
-    (re.compile(r"docker: (command )?not found|\"docker\": executable file not found"),
-     "`docker` is not on {user}'s PATH on {host}: Docker's SSH transport runs `docker system dial-stdio` there"),
-    (re.compile(r"permission denied while trying to connect to the Docker daemon"),
-     "{user} may not use Docker on {host}: add them to the docker group there"),
-    (re.compile(r"Cannot connect to the Docker daemon|Is the docker daemon running|raw stream connection|"
-                r"dial unix .*(no such file|connection refused)", re.I | re.S),
-     "SSH works, but Docker is not running on {host} (the docker CLI there cannot reach its engine)"),
+    (
+        re.compile(r"IDENTIFICATION HAS CHANGED|Host key verification failed"),
+        "{host}'s SSH host key is not the one we saw first (a reinstalled host, or someone in between): "
+        "remove the engine and add it again if the change is expected",
+    ),
+    (
+        re.compile(r"docker: (command )?not found|\"docker\": executable file not found"),
+        "`docker` is not on {user}'s PATH on {host}: Docker's SSH transport runs `docker system dial-stdio` there",
+    ),
+    (
+        re.compile(r"permission denied while trying to connect to the Docker daemon"),
+        "{user} may not use Docker on {host}: add them to the docker group there",
+    ),
+    (
+        re.compile(
+            r"Cannot connect to the Docker daemon|Is the docker daemon running|raw stream connection|"
+            r"dial unix .*(no such file|connection refused)",
+            re.I | re.S,
+        ),
+        "SSH works, but Docker is not running on {host} (the docker CLI there cannot reach its engine)",
+    ),
 )
 
 
@@ -254,8 +279,7 @@ class SSHEngine(RemoteEngine):
 
     kind = "ssh"
 
-    def __init__(self, url: str, folder: Path, *, engine_id: str, name: str, identity: Path,
-                 timeout: int = 10) -> None:
+    def __init__(self, url: str, folder: Path, *, engine_id: str, name: str, identity: Path, timeout: int = 10) -> None:
         super().__init__(url, folder, engine_id=engine_id, name=name, timeout=timeout)
         self.identity = Path(identity)
         self._ssh_error = ("", 0.0)
@@ -277,24 +301,26 @@ class SSHEngine(RemoteEngine):
         """ssh_config (our key, known_hosts, batch mode, short timeouts) and the `ssh` wrapper that
         hands it to the Docker CLI inside Compose."""
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        config = "\n".join([
-            "Host *",
-            f"  IdentityFile {_quote_ssh(str(self.identity))}",
-            "  IdentitiesOnly yes",
-            f"  UserKnownHostsFile {_quote_ssh(str(self.known_hosts))}",
-            "  StrictHostKeyChecking accept-new",
-            "  BatchMode yes",
-            f"  ConnectTimeout {CONNECT_TIMEOUT:.0f}",
-            "  ServerAliveInterval 5",
-            "  ServerAliveCountMax 2",
-            "  LogLevel ERROR",
-            "",
-        ])
+        config = "\n".join(
+            [
+                "Host *",
+                f"  IdentityFile {_quote_ssh(str(self.identity))}",
+                "  IdentitiesOnly yes",
+                f"  UserKnownHostsFile {_quote_ssh(str(self.known_hosts))}",
+                "  StrictHostKeyChecking accept-new",
+                "  BatchMode yes",
+                f"  ConnectTimeout {CONNECT_TIMEOUT:.0f}",
+                "  ServerAliveInterval 5",
+                "  ServerAliveCountMax 2",
+                "  LogLevel ERROR",
+                "",
+            ]
+        )
         _write_private(self.ssh_config, config)
         real = shutil.which("ssh") or "/usr/bin/ssh"
         self.wrapper_dir.mkdir(exist_ok=True, mode=0o700)
         wrapper = self.wrapper_dir / "ssh"
-        _write_private(wrapper, f"#!/bin/sh\nexec {shlex.quote(real)} -F {shlex.quote(str(self.ssh_config))} \"$@\"\n")
+        _write_private(wrapper, f'#!/bin/sh\nexec {shlex.quote(real)} -F {shlex.quote(str(self.ssh_config))} "$@"\n')
         os.chmod(wrapper, 0o700)
 
     def argv(self, *command: str) -> list[str]:
@@ -312,8 +338,9 @@ class SSHEngine(RemoteEngine):
 
     def _open(self) -> docker.DockerClient:
         self.write_files()
-        client = docker.DockerClient(base_url="unix:///nonexistent/ssh-engine.sock", version=_PLACEHOLDER_API,
-                                     timeout=self.timeout)
+        client = docker.DockerClient(
+            base_url="unix:///nonexistent/ssh-engine.sock", version=_PLACEHOLDER_API, timeout=self.timeout
+        )
         adapter = _SSHAdapter(self.argv(), self.timeout, self._remember_error)
         client.api.mount("http+docker://", adapter)
         client.api._custom_adapter = adapter
@@ -321,13 +348,19 @@ class SSHEngine(RemoteEngine):
 
     def compose_env(self) -> dict[str, str]:
         self.write_files()
-        return {"DOCKER_HOST": self.base_url or "",
-                "PATH": f"{self.wrapper_dir}{os.pathsep}{os.environ.get('PATH', os.defpath)}"}
+        return {
+            "DOCKER_HOST": self.base_url or "",
+            "PATH": f"{self.wrapper_dir}{os.pathsep}{os.environ.get('PATH', os.defpath)}",
+        }
 
     def ssh_words(self, stderr: str) -> str:
         """ssh's (or the remote docker's) complaint in words."""
-        fields = {"user": self.user or "the SSH user", "host": self.host, "port": self.port or 22,
-                  "timeout": f"{CONNECT_TIMEOUT:.0f}"}
+        fields = {
+            "user": self.user or "the SSH user",
+            "host": self.host,
+            "port": self.port or 22,
+            "timeout": f"{CONNECT_TIMEOUT:.0f}",
+        }
         for pattern, words in _SSH_ERRORS:
             if pattern.search(stderr):
                 return words.format(**fields)
@@ -353,9 +386,13 @@ class SSHEngine(RemoteEngine):
         fails (key, host key, PATH, permission), used by the admin's check."""
         self.write_files()
         try:
-            done = subprocess.run(self.argv("docker", "version", "--format", "{{.Server.Version}}"),
-                                  capture_output=True, text=True, timeout=CONNECT_TIMEOUT + 10,
-                                  stdin=subprocess.DEVNULL)
+            done = subprocess.run(
+                self.argv("docker", "version", "--format", "{{.Server.Version}}"),
+                capture_output=True,
+                text=True,
+                timeout=CONNECT_TIMEOUT + 10,
+                stdin=subprocess.DEVNULL,
+            )
         except FileNotFoundError:
             return False, "the OpenSSH client (`ssh`) is not installed here"
         except subprocess.TimeoutExpired:
@@ -395,12 +432,14 @@ def _write_private(path: Path, text: str | bytes) -> None:
 def store_tls_files(folder: Path, ca: str, cert: str, key: str) -> None:
     """Check the three PEMs offline (each parses; the key belongs to the certificate) and keep them
     as ca.pem/cert.pem/key.pem, mode 0600; InvalidInput says which one is wrong."""
-    checks = {"ca": ("CA certificate", ca, "CERTIFICATE"), "cert": ("client certificate", cert, "CERTIFICATE"),
-              "key": ("client key", key, "PRIVATE KEY")}
+    checks = {
+        "ca": ("CA certificate", ca, "CERTIFICATE"),
+        "cert": ("client certificate", cert, "CERTIFICATE"),
+        "key": ("client key", key, "PRIVATE KEY"),
+    }
     for field, (label, text, marker) in checks.items():
         if "-----BEGIN" not in text or marker not in text:
-            raise InvalidInput(f"The {label} is not a PEM {marker.lower()} (-----BEGIN {marker}-----).",
-                               detail=field)
+            raise InvalidInput(f"The {label} is not a PEM {marker.lower()} (-----BEGIN {marker}-----).", detail=field)
     folder.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = Path(tempfile.mkdtemp(prefix=".tls-", dir=folder.parent))
     try:
@@ -415,10 +454,10 @@ def store_tls_files(folder: Path, ca: str, cert: str, key: str) -> None:
             ctx.load_cert_chain(str(tmp / "cert.pem"), str(tmp / "key.pem"))
         except ssl.SSLError as e:
             if "KEY_VALUES_MISMATCH" in str(e) or "key values mismatch" in str(e):
-                raise InvalidInput("The client key does not belong to the client certificate.",
-                                   detail="key") from None
-            raise InvalidInput("The client certificate or key does not parse (or the key has a passphrase).",
-                               detail="cert") from None
+                raise InvalidInput("The client key does not belong to the client certificate.", detail="key") from None
+            raise InvalidInput(
+                "The client certificate or key does not parse (or the key has a passphrase).", detail="cert"
+            ) from None
         target = folder / "tls"
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         if target.exists():
@@ -437,8 +476,10 @@ def store_ssh_key(folder: Path, key: str) -> Path:
     done = subprocess.run(["ssh-keygen", "-y", "-P", "", "-f", str(path)], capture_output=True, text=True)
     if done.returncode != 0:
         path.unlink(missing_ok=True)
-        raise InvalidInput("The SSH key is not an OpenSSH private key, or it needs a passphrase "
-                           "(Stackpilot cannot type one).", detail="ssh_key")
+        raise InvalidInput(
+            "The SSH key is not an OpenSSH private key, or it needs a passphrase (Stackpilot cannot type one).",
+            detail="ssh_key",
+        )
     return path
 
 
@@ -448,7 +489,10 @@ def own_ssh_key(data_dir: Path) -> tuple[Path, str]:
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = folder / "id_ed25519"
     if not key.is_file():
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "stackpilot", "-f", str(key)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "stackpilot", "-f", str(key)],
+            check=True,
+            capture_output=True,
+        )
         os.chmod(key, 0o600)
     return key, (folder / "id_ed25519.pub").read_text().strip()

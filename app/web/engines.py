@@ -56,12 +56,32 @@ def _compose_probe_args(engine: Engine) -> tuple[list[str], dict[str, str] | Non
         return [], None
 
 
-def _page(status: int = 200, form: dict | None = None, error: InvalidInput | None = None,
-          checked: tuple[str, list[Finding]] | None = None):
+def _page(
+    status: int = 200,
+    form: dict | None = None,
+    error: InvalidInput | None = None,
+    checked: tuple[str, list[Finding]] | None = None,
+):
     _, public_key = own_ssh_key(_data_dir())
     template = "engines/_body.html" if request.headers.get("HX-Target") == "engines" else "engines/page.html"
-    return render_template(template, engines=_registry().all(), form=form or {}, error=error,
-                           checked=checked, public_key=public_key), status
+    return render_template(
+        template,
+        engines=_registry().all(),
+        form=form or {},
+        error=error,
+        checked=checked,
+        public_key=public_key,
+        stacks=_stacks_by_engine(),
+    ), status
+
+
+def _stacks_by_engine() -> dict[str, list[str]]:
+    """Which stacks each engine carries, so removing one says what it leaves without an engine."""
+    registry = current_app.extensions.get("stackpilot.stacks")
+    out: dict[str, list[str]] = {}
+    for entry in registry.all() if registry is not None else ():
+        out.setdefault(entry.engine or "local", []).append(entry.slug)
+    return out
 
 
 @bp.get("/")
@@ -79,8 +99,7 @@ def add():
         if f and f.filename:
             form[upload] = f.read(64 * 1024).decode("utf-8", errors="replace")
     try:
-        engine = add_engine(_registry(), current_app.extensions["stackpilot.store"], _data_dir(),
-                            NewEngine(**form))
+        engine = add_engine(_registry(), current_app.extensions["stackpilot.store"], _data_dir(), NewEngine(**form))
     except InvalidInput as e:
         _audit("engine.add", form["name"][:60], "refused", e.message)
         return _page(422, form=form, error=e)
@@ -120,5 +139,6 @@ def remove(engine_id: str):
 
 def init_app(app: Flask) -> None:
     """Start-up: the engines an admin added, into the registry (no network: clients open lazily)."""
-    load_saved(app.extensions["stackpilot.engines"], app.extensions["stackpilot.store"],
-               app.config["SETTINGS"].data_dir)
+    load_saved(
+        app.extensions["stackpilot.engines"], app.extensions["stackpilot.store"], app.config["SETTINGS"].data_dir
+    )

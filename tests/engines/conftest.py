@@ -25,5 +25,9 @@ def engine2(busybox_image):
 def tls_form(engine2) -> dict[str, str]:
     """The add-engine form for engine 2 over TLS, with the good client certificate pasted."""
     c = engine2.certs
-    return {"url": engine2.tcp_url, "ca": c.text("ca.pem"), "cert": c.text("client-cert.pem"),
-            "key": c.text("client-key.pem")}
+    return {
+        "url": engine2.tcp_url,
+        "ca": c.text("ca.pem"),
+        "cert": c.text("client-cert.pem"),
+        "key": c.text("client-key.pem"),
+    }

@@ -25,29 +25,34 @@ def certs(tmp_path_factory):
 
 
 def _parts(app):
-    return (app.extensions["stackpilot.engines"], app.extensions["stackpilot.store"],
-            app.config["SETTINGS"].data_dir)
+    return (app.extensions["stackpilot.engines"], app.extensions["stackpilot.store"], app.config["SETTINGS"].data_dir)
 
 
-@pytest.mark.parametrize(("raw", "url"), [
-    ("ssh://me@nas.lan", "ssh://me@nas.lan"),
-    (" ssh://root@10.0.0.5:2222 ", "ssh://root@10.0.0.5:2222"),
-    ("tcp://nas.lan", "tcp://nas.lan:2376"),
-    ("tcp://127.0.0.1:2376/", "tcp://127.0.0.1:2376"),
-])
+@pytest.mark.parametrize(
+    ("raw", "url"),
+    [
+        ("ssh://me@nas.lan", "ssh://me@nas.lan"),
+        (" ssh://root@10.0.0.5:2222 ", "ssh://root@10.0.0.5:2222"),
+        ("tcp://nas.lan", "tcp://nas.lan:2376"),
+        ("tcp://127.0.0.1:2376/", "tcp://127.0.0.1:2376"),
+    ],
+)
 def test_engine_addresses_are_normalised(raw, url):
     assert parse_url(raw) == url
 
 
-@pytest.mark.parametrize(("raw", "words"), [
-    ("nas.lan", "ssh://user@host"),
-    ("http://nas.lan:2375", "ssh://user@host"),
-    ("unix:///var/run/docker.sock", "ssh://user@host"),
-    ("tcp://nas.lan:99999", "port must be a number"),
-    ("ssh://me:secret@nas.lan", "no password"),
-    ("tcp://me@nas.lan:2376", "has no user"),
-    ("ssh://", "names no host"),
-])
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        ("nas.lan", "ssh://user@host"),
+        ("http://nas.lan:2375", "ssh://user@host"),
+        ("unix:///var/run/docker.sock", "ssh://user@host"),
+        ("tcp://nas.lan:99999", "port must be a number"),
+        ("ssh://me:secret@nas.lan", "no password"),
+        ("tcp://me@nas.lan:2376", "has no user"),
+        ("ssh://", "names no host"),
+    ],
+)
 def test_bad_engine_addresses_are_refused_in_words(raw, words):
     with pytest.raises(InvalidInput) as e:
         parse_url(raw)
@@ -57,15 +62,27 @@ def test_bad_engine_addresses_are_refused_in_words(raw, words):
 def test_added_tls_engine_survives_a_restart_with_private_files(app_factory, certs):
     app = app_factory()
     registry, store, data = _parts(app)
-    engine = add_engine(registry, store, data, NewEngine(
-        name="NAS box", url="tcp://127.0.0.1:2376", ca=certs.text("ca.pem"),
-        cert=certs.text("client-cert.pem"), key=certs.text("client-key.pem")))
+    engine = add_engine(
+        registry,
+        store,
+        data,
+        NewEngine(
+            name="NAS box",
+            url="tcp://127.0.0.1:2376",
+            ca=certs.text("ca.pem"),
+            cert=certs.text("client-cert.pem"),
+            key=certs.text("client-key.pem"),
+        ),
+    )
     assert (engine.id, engine.kind) == ("nas-box", "tcp")
     tls = engine_folder(data, "nas-box") / "tls"
     for name in ("ca.pem", "cert.pem", "key.pem"):
         assert stat.S_IMODE((tls / name).stat().st_mode) == 0o600
-    assert engine.compose_env() == {"DOCKER_HOST": "tcp://127.0.0.1:2376", "DOCKER_TLS_VERIFY": "1",
-                                    "DOCKER_CERT_PATH": str(tls)}
+    assert engine.compose_env() == {
+        "DOCKER_HOST": "tcp://127.0.0.1:2376",
+        "DOCKER_TLS_VERIFY": "1",
+        "DOCKER_CERT_PATH": str(tls),
+    }
 
     again = app_factory().extensions["stackpilot.engines"]
     loaded = again.get("nas-box")
@@ -90,11 +107,14 @@ def test_ssh_engine_uses_our_own_key_and_hands_compose_a_wrapper(app_factory):
     assert engine.argv()[-4:] == ["pi.lan", "docker", "system", "dial-stdio"]
 
 
-@pytest.mark.parametrize(("change", "field", "words"), [
-    ({"key": "stranger-key.pem"}, "key", "does not belong to the client certificate"),
-    ({"ca": "client-key.pem"}, "ca", "CA certificate is not a PEM certificate"),
-    ({"cert": None}, "ca", "needs TLS"),
-])
+@pytest.mark.parametrize(
+    ("change", "field", "words"),
+    [
+        ({"key": "stranger-key.pem"}, "key", "does not belong to the client certificate"),
+        ({"ca": "client-key.pem"}, "ca", "CA certificate is not a PEM certificate"),
+        ({"cert": None}, "ca", "needs TLS"),
+    ],
+)
 def test_wrong_tls_material_is_refused_and_nothing_is_kept(app_factory, certs, change, field, words):
     registry, store, data = _parts(app_factory())
     files = {"ca": "ca.pem", "cert": "client-cert.pem", "key": "client-key.pem", **change}
@@ -108,8 +128,12 @@ def test_wrong_tls_material_is_refused_and_nothing_is_kept(app_factory, certs, c
 def test_pasted_ssh_key_must_open_without_passphrase(app_factory, certs):
     registry, store, data = _parts(app_factory())
     with pytest.raises(InvalidInput) as e:
-        add_engine(registry, store, data, NewEngine(name="pi", url="ssh://pi@pi.lan",
-                                                    ssh_key=certs.text("client-key.pem").replace("EC ", "")[:80]))
+        add_engine(
+            registry,
+            store,
+            data,
+            NewEngine(name="pi", url="ssh://pi@pi.lan", ssh_key=certs.text("client-key.pem").replace("EC ", "")[:80]),
+        )
     assert "not an OpenSSH private key" in e.value.message
     assert saved(store) == [] and not engine_folder(data, "pi").exists()
 

@@ -27,8 +27,7 @@ pytestmark = pytest.mark.docker
 
 
 def _parts(app):
-    return (app.extensions["stackpilot.engines"], app.extensions["stackpilot.store"],
-            app.config["SETTINGS"].data_dir)
+    return (app.extensions["stackpilot.engines"], app.extensions["stackpilot.store"], app.config["SETTINGS"].data_dir)
 
 
 @pytest.fixture
@@ -48,8 +47,19 @@ def ssh_engine(app, engine2):
 def e2_container(engine2, busybox_image):
     """A container started on engine 2 behind Stackpilot's back, removed after the test."""
     name = f"{PREFIX}-e2-{os.urandom(3).hex()}"
-    done = engine2.docker("run", "-d", "--name", name, "--label", f"com.docker.compose.project={name}",
-                          "--label", "com.docker.compose.service=app", busybox_image, "sleep", "300")
+    done = engine2.docker(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--label",
+        f"com.docker.compose.project={name}",
+        "--label",
+        "com.docker.compose.service=app",
+        busybox_image,
+        "sleep",
+        "300",
+    )
     assert done.returncode == 0, done.stderr
     yield name
     engine2.docker("rm", "-f", name)
@@ -81,16 +91,19 @@ def test_add_engines_on_the_page_and_the_check_says_what_works(app, tls_form, en
         assert "Docker Engine 20.10" in r.text
         assert "the Compose CLI reaches it" in r.text
         assert "name folders on 127.0.0.1" in r.text  # the limits, said
-    assert "SSH login<span class=\"visually-hidden\">: works" in r.text
+    assert 'SSH login<span class="visually-hidden">: works' in r.text
     assert set(app.extensions["stackpilot.engines"].ids()) == {"local", "tls-two", "ssh-two"}
     status = client.get("/engines/ssh-two/status", headers={"HX-Request": "true"})
     assert "reachable" in status.text and "unreachable" not in status.text
 
 
-@pytest.mark.parametrize(("form_change", "words"), [
-    ({"cert": "stranger-cert.pem", "key": "stranger-key.pem"}, "refused our client certificate"),
-    ({"ca": "other-ca.pem"}, "not signed by the CA you gave"),
-])
+@pytest.mark.parametrize(
+    ("form_change", "words"),
+    [
+        ({"cert": "stranger-cert.pem", "key": "stranger-key.pem"}, "refused our client certificate"),
+        ({"ca": "other-ca.pem"}, "not signed by the CA you gave"),
+    ],
+)
 def test_wrong_certificate_is_said_in_words(app, engine2, tls_form, form_change, words):
     registry, store, data = _parts(app)
     form = {**tls_form, **{k: engine2.certs.text(v) for k, v in form_change.items()}}
@@ -105,8 +118,9 @@ def test_wrong_certificate_is_said_in_words(app, engine2, tls_form, form_change,
 def test_wrong_ssh_key_is_said_in_words(app, engine2, tmp_path):
     registry, store, data = _parts(app)
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")], check=True)
-    engine = add_engine(registry, store, data, NewEngine(name="wrong key", url=engine2.ssh_url,
-                                                         ssh_key=(tmp_path / "k").read_text()))
+    engine = add_engine(
+        registry, store, data, NewEngine(name="wrong key", url=engine2.ssh_url, ssh_key=(tmp_path / "k").read_text())
+    )
     findings = check(engine)
     assert (findings[0].title, findings[0].ok) == ("SSH login", False)
     assert "the SSH server refused our key for root" in findings[0].detail
@@ -126,13 +140,14 @@ def test_ssh_without_docker_on_the_remote_side_says_so(app, engine2):
 
 
 @pytest.mark.parametrize("transport", ["tls", "ssh"])
-def test_compose_project_comes_up_on_engine2_with_compose_env(request, transport, engine2, busybox_image,
-                                                              tmp_path, docker_engine):
+def test_compose_project_comes_up_on_engine2_with_compose_env(
+    request, transport, engine2, busybox_image, tmp_path, docker_engine
+):
     engine = request.getfixturevalue(f"{transport}_engine")
     project = f"{PREFIX}-e2{transport}"
     (tmp_path / "compose.yaml").write_text(
-        f"services:\n  web:\n    image: {busybox_image}\n    command: [\"sleep\", \"300\"]\n"
-        "    volumes: [\"./data:/data\"]\n")
+        f'services:\n  web:\n    image: {busybox_image}\n    command: ["sleep", "300"]\n    volumes: ["./data:/data"]\n'
+    )
     env = {**os.environ, **engine.compose_env()}
     env.pop("DOCKER_CONTEXT", None)
     base = [*compose_bin(), "--project-directory", str(tmp_path), "-p", project]
@@ -169,8 +184,12 @@ def test_a_dead_engine_never_slows_the_other(app, engine2, tls_form, e2_containe
     registry, store, data = _parts(app)
     forwarder = TCPForwarder(engine2.tls_port).start()
     try:
-        dead = add_engine(registry, store, data,
-                          NewEngine(name="behind forwarder", **{**tls_form, "url": f"tcp://127.0.0.1:{forwarder.port}"}))
+        dead = add_engine(
+            registry,
+            store,
+            data,
+            NewEngine(name="behind forwarder", **{**tls_form, "url": f"tcp://127.0.0.1:{forwarder.port}"}),
+        )
         local = registry.local
         ssh_ok = add_engine(registry, store, data, NewEngine(name="ssh alive", url=engine2.ssh_url))
         engine2.authorize(own_ssh_key(data)[1])
@@ -207,12 +226,14 @@ def test_a_dead_engine_never_slows_the_other(app, engine2, tls_form, e2_containe
             hammering.set()
             for t in threads:
                 t.join(timeout=15)
-        print(f"\n[{death}] local list before {statistics.median(before) * 1000:.1f} ms, during "
-              f"{statistics.median(during_local) * 1000:.1f} ms (max {max(during_local) * 1000:.1f}); ssh engine 2 list "
-              f"{statistics.median(during_ssh) * 1000:.1f} ms; status fragment max {max(page) * 1000:.0f} ms; "
-              f"engines page max {max(full) * 1000:.0f} ms; dead engine: first call {first * 1000:.0f} ms, then "
-              f"{len(dead_calls)} calls, median {statistics.median(dead_calls) * 1000:.2f} ms, max "
-              f"{max(dead_calls) * 1000:.0f} ms")
+        print(
+            f"\n[{death}] local list before {statistics.median(before) * 1000:.1f} ms, during "
+            f"{statistics.median(during_local) * 1000:.1f} ms (max {max(during_local) * 1000:.1f}); ssh engine 2 list "
+            f"{statistics.median(during_ssh) * 1000:.1f} ms; status fragment max {max(page) * 1000:.0f} ms; "
+            f"engines page max {max(full) * 1000:.0f} ms; dead engine: first call {first * 1000:.0f} ms, then "
+            f"{len(dead_calls)} calls, median {statistics.median(dead_calls) * 1000:.2f} ms, max "
+            f"{max(dead_calls) * 1000:.0f} ms"
+        )
         assert max(during_local) < 1.0 and max(during_ssh) < 1.0 and max(page) < 1.0 and max(full) < 1.0
         # Fail fast: at most one connect timeout per backoff window, never one per call.
         assert first < 3.5 and max(dead_calls) < 3.5 and statistics.median(dead_calls) < 0.05
@@ -235,9 +256,18 @@ def test_engine2_killed_its_calls_fail_fast_in_words_and_engine1_stays_fast(app,
     try:
         registry, store, data = _parts(app)
         c = e2.certs
-        tls = add_engine(registry, store, data, NewEngine(
-            name="doomed tls", url=e2.tcp_url, ca=c.text("ca.pem"), cert=c.text("client-cert.pem"),
-            key=c.text("client-key.pem")))
+        tls = add_engine(
+            registry,
+            store,
+            data,
+            NewEngine(
+                name="doomed tls",
+                url=e2.tcp_url,
+                ca=c.text("ca.pem"),
+                cert=c.text("client-cert.pem"),
+                key=c.text("client-key.pem"),
+            ),
+        )
         e2.authorize(own_ssh_key(data)[1])
         ssh = add_engine(registry, store, data, NewEngine(name="doomed ssh", url=e2.ssh_url))
         assert tls.version() == ssh.version()
@@ -254,8 +284,12 @@ def test_engine2_killed_its_calls_fail_fast_in_words_and_engine1_stays_fast(app,
                 except EngineUnavailable as e:
                     reasons.setdefault(key, e.message)
                 timings[key].append(time.monotonic() - t0)
-        print("\nengine 2 killed: " + "; ".join(
-            f"{k} first {v[0] * 1000:.0f} ms, max after {max(v[1:]) * 1000:.1f} ms" for k, v in timings.items()))
+        print(
+            "\nengine 2 killed: "
+            + "; ".join(
+                f"{k} first {v[0] * 1000:.0f} ms, max after {max(v[1:]) * 1000:.1f} ms" for k, v in timings.items()
+            )
+        )
         print(f"reasons: {reasons}")
         assert "local" not in reasons and max(timings["local"]) < 1.0
         assert max(timings["tls"]) < 1.0 and max(timings["ssh"]) < 3.5 and max(timings["ssh"][1:]) < 0.05

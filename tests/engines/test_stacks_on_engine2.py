@@ -32,8 +32,9 @@ def e2_project(engine2, busybox_image, tmp_path):
     folder.mkdir()
     (folder / "compose.yaml").write_text(
         f"services:\n  web:\n    image: {busybox_image}\n"
-        "    command: [\"sh\", \"-c\", \"echo hello-from-engine-two; exec sleep 300\"]\n"
-        "    stop_grace_period: 1s\n")
+        '    command: ["sh", "-c", "echo hello-from-engine-two; exec sleep 300"]\n'
+        "    stop_grace_period: 1s\n"
+    )
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}, "DOCKER_HOST": engine2.unix_host}
     base = [*compose_bin(), "--project-directory", str(folder), "-p", project]
     up = subprocess.run([*base, "up", "-d"], env=env, capture_output=True, text=True, timeout=120)
@@ -53,10 +54,14 @@ def test_stack_on_engine2_has_table_actions_and_logs(server, engine2, e2_project
 
     home = s.get(server.url + "/", timeout=30)
     assert home.status_code == 200 and e2_project in home.text
-    slug = re.search(rf'href="/s/([^/"]+)/[^"]*"[^>]*>[^<]*{re.escape(e2_project)}', home.text) or \
-        re.search(rf'/s/({re.escape(e2_project)}[^/"]*)/', home.text)
+    slug = re.search(rf'href="/s/([^/"]+)/[^"]*"[^>]*>[^<]*{re.escape(e2_project)}', home.text) or re.search(
+        rf'/s/({re.escape(e2_project)}[^/"]*)/', home.text
+    )
     assert slug, home.text[-3000:]
     base = f"{server.url}/s/{slug[1]}"
+
+    engines_page = s.get(server.url + "/engines/", timeout=30)
+    assert re.search(rf'id="engine-nas".*?class="engine-stacks".*?{re.escape(slug[1])}</a>', engines_page.text, re.S)
 
     table = s.get(base + "/services", timeout=30)
     assert table.status_code == 200 and "web" in table.text and "running" in table.text, table.text[-2000:]
@@ -65,8 +70,11 @@ def test_stack_on_engine2_has_table_actions_and_logs(server, engine2, e2_project
     before = _started_at(engine2, name)
     r = s.post(base + "/services/web/restart", timeout=60)
     assert r.status_code == 200, r.text[:500]
-    wait_for(lambda: _started_at(engine2, name) != before and _started_at(engine2, name).endswith("running"),
-             60, message="web restarted on engine 2")
+    wait_for(
+        lambda: _started_at(engine2, name) != before and _started_at(engine2, name).endswith("running"),
+        60,
+        message="web restarted on engine 2",
+    )
 
     logs = s.get(base + "/logs/-/download", params={"service": "web", "tail": "100"}, timeout=30)
     assert logs.status_code == 200 and "hello-from-engine-two" in logs.text, logs.text[:500]

@@ -64,15 +64,55 @@ def make_certs(folder: Path) -> Certs:
     ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
 
     def ca(name: str) -> None:
-        _run("openssl", "req", "-x509", *ec, "-keyout", f"{name}-key.pem", "-out", f"{name}.pem", "-days", "3",
-             "-subj", f"/CN=stackpilot test {name}", cwd=folder)
+        _run(
+            "openssl",
+            "req",
+            "-x509",
+            *ec,
+            "-keyout",
+            f"{name}-key.pem",
+            "-out",
+            f"{name}.pem",
+            "-days",
+            "3",
+            "-subj",
+            f"/CN=stackpilot test {name}",
+            cwd=folder,
+        )
 
     def signed(name: str, by: str, ext: str) -> None:
         (folder / f"{name}.ext").write_text(ext)
-        _run("openssl", "req", *ec, "-keyout", f"{name}-key.pem", "-out", f"{name}.csr", "-subj", f"/CN={name}",
-             cwd=folder)
-        _run("openssl", "x509", "-req", "-in", f"{name}.csr", "-CA", f"{by}.pem", "-CAkey", f"{by}-key.pem",
-             "-CAcreateserial", "-out", f"{name}-cert.pem", "-days", "3", "-extfile", f"{name}.ext", cwd=folder)
+        _run(
+            "openssl",
+            "req",
+            *ec,
+            "-keyout",
+            f"{name}-key.pem",
+            "-out",
+            f"{name}.csr",
+            "-subj",
+            f"/CN={name}",
+            cwd=folder,
+        )
+        _run(
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            f"{by}.pem",
+            "-CAkey",
+            f"{by}-key.pem",
+            "-CAcreateserial",
+            "-out",
+            f"{name}-cert.pem",
+            "-days",
+            "3",
+            "-extfile",
+            f"{name}.ext",
+            cwd=folder,
+        )
 
     ca("ca")
     ca("other-ca")
@@ -114,8 +154,9 @@ class Engine2:
     def docker(self, *args: str, stdin: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
         """The docker CLI on engine 2's own socket (the harness's back door, not what we test)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-        return subprocess.run([DOCKER, "-H", self.unix_host, *args], input=stdin, capture_output=True,
-                              timeout=timeout, env=env)
+        return subprocess.run(
+            [DOCKER, "-H", self.unix_host, *args], input=stdin, capture_output=True, timeout=timeout, env=env
+        )
 
     # -- life ---------------------------------------------------------------------------------
     def start(self, images: tuple[str, ...] = ()) -> Engine2:
@@ -124,24 +165,60 @@ class Engine2:
         c = self.certs
         log = open(self.root / "dockerd.log", "ab")  # noqa: SIM115 - lives as long as dockerd
         self.dockerd = subprocess.Popen(
-            [DOCKERD, "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
-             "--pidfile", str(self.root / "docker.pid"), "-H", self.unix_host,
-             "-H", f"tcp://127.0.0.1:{self.tls_port}", "--tlsverify", "--tlscacert", str(c.path("ca.pem")),
-             "--tlscert", str(c.path("server-cert.pem")), "--tlskey", str(c.path("server-key.pem")),
-             "--bridge", "none", "--iptables=false", "--ip-masq=false", "--ip-forward=false",
-             "--default-address-pool", "base=10.213.0.0/16,size=24",
-             "--containerd-namespace", "spengine2", "--containerd-plugins-namespace", "spengine2p"],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+            [
+                DOCKERD,
+                "--data-root",
+                str(self.root / "data"),
+                "--exec-root",
+                str(self.root / "exec"),
+                "--pidfile",
+                str(self.root / "docker.pid"),
+                "-H",
+                self.unix_host,
+                "-H",
+                f"tcp://127.0.0.1:{self.tls_port}",
+                "--tlsverify",
+                "--tlscacert",
+                str(c.path("ca.pem")),
+                "--tlscert",
+                str(c.path("server-cert.pem")),
+                "--tlskey",
+                str(c.path("server-key.pem")),
+                "--bridge",
+                "none",
+                "--iptables=false",
+                "--ip-masq=false",
+                "--ip-forward=false",
+                "--default-address-pool",
+                "base=10.213.0.0/16,size=24",
+                "--containerd-namespace",
+                "spengine2",
+                "--containerd-plugins-namespace",
+                "spengine2p",
+            ],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self._start_sshd()
-        self._wait(lambda: self.docker("version", "--format", "{{.Server.Version}}", timeout=5).returncode == 0,
-                   20, "engine 2 (dockerd) did not answer", self.root / "dockerd.log")
+        self._wait(
+            lambda: self.docker("version", "--format", "{{.Server.Version}}", timeout=5).returncode == 0,
+            20,
+            "engine 2 (dockerd) did not answer",
+            self.root / "dockerd.log",
+        )
         for image in images:
             saved = subprocess.run([DOCKER, "save", image], capture_output=True, timeout=60, check=True).stdout
             loaded = self.docker("load", stdin=saved)
             if loaded.returncode != 0:
                 raise RuntimeError(f"loading {image} into engine 2 failed: {loaded.stderr.decode()[-500:]}")
-        self._wait(lambda: self.ssh("true").returncode == 0, 10, "sshd did not let the test key in",
-                   self.root / "ssh" / "sshd.log")
+        self._wait(
+            lambda: self.ssh("true").returncode == 0,
+            10,
+            "sshd did not let the test key in",
+            self.root / "ssh" / "sshd.log",
+        )
         self.started_in = time.monotonic() - t0
         return self
 
@@ -151,26 +228,35 @@ class Engine2:
         _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / "host_ed25519"))
         _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "stackpilot-test", "-f", str(self.ssh_key))
         (folder / "authorized_keys").write_text((folder / "id_test.pub").read_text())
-        (folder / "sshd_config").write_text("\n".join([
-            f"Port {self.ssh_port}",
-            "ListenAddress 127.0.0.1",
-            f"HostKey {folder / 'host_ed25519'}",
-            f"PidFile {folder / 'sshd.pid'}",
-            f"AuthorizedKeysFile {folder / 'authorized_keys'}",
-            "PermitRootLogin prohibit-password",
-            "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no",
-            "UsePAM no",
-            "StrictModes no",
-            "PrintMotd no",
-            # The remote side's engine: what `docker system dial-stdio` run over ssh connects to.
-            f"SetEnv DOCKER_HOST={self.unix_host}",
-            "",
-        ]))
+        (folder / "sshd_config").write_text(
+            "\n".join(
+                [
+                    f"Port {self.ssh_port}",
+                    "ListenAddress 127.0.0.1",
+                    f"HostKey {folder / 'host_ed25519'}",
+                    f"PidFile {folder / 'sshd.pid'}",
+                    f"AuthorizedKeysFile {folder / 'authorized_keys'}",
+                    "PermitRootLogin prohibit-password",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "UsePAM no",
+                    "StrictModes no",
+                    "PrintMotd no",
+                    # The remote side's engine: what `docker system dial-stdio` run over ssh connects to.
+                    f"SetEnv DOCKER_HOST={self.unix_host}",
+                    "",
+                ]
+            )
+        )
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation directory
         log = open(folder / "sshd.log", "ab")  # noqa: SIM115 - lives as long as sshd
-        self.sshd = subprocess.Popen([SSHD, "-D", "-e", "-f", str(folder / "sshd_config")],
-                                     stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.sshd = subprocess.Popen(
+            [SSHD, "-D", "-e", "-f", str(folder / "sshd_config")],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def authorize(self, public_key: str) -> None:
         """Let another key in (Stackpilot's own), as an admin would in authorized_keys."""
@@ -179,10 +265,32 @@ class Engine2:
 
     def ssh(self, *command: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            ["ssh", "-F", "/dev/null", "-i", str(self.ssh_key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-             "-p", str(self.ssh_port), "root@127.0.0.1", *command],
-            capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
+            [
+                "ssh",
+                "-F",
+                "/dev/null",
+                "-i",
+                str(self.ssh_key),
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+                "-p",
+                str(self.ssh_port),
+                "root@127.0.0.1",
+                *command,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            stdin=subprocess.DEVNULL,
+        )
 
     def _wait(self, ok, timeout: float, what: str, log: Path) -> None:
         deadline = time.monotonic() + timeout
