@@ -89,7 +89,9 @@ def test_schema_builds_and_no_stock_value_is_refused(copied):
     paths = env_paths(stack, workdir)
     if not paths:  # no env file at all: the schema still comes from the compose files alone
         s = envsave.build_schema(workdir, stack.files, stack.profiles, EnvDocument(exists=False), None)
-        assert isinstance(s, schema_mod.Schema)
+        for key, ref in s.usage.refs.items():  # ${KEY:?} in the compose files: a field, even with no example
+            assert ref.required is None or s.variables[key].required_by == "compose", key
+        check_traps(stack, EnvDocument(exists=False), s)
         return
     for path in paths:
         doc, s = schema_for(stack, workdir, path)
@@ -129,6 +131,9 @@ def check_traps(stack, doc: EnvDocument, s: schema_mod.Schema) -> None:
                 assert len(filled[key]) >= int(tag.rsplit(">=", 1)[1]), tag
             elif kind == "required-secret-shipped-empty":
                 assert filled.get(key), tag
+            elif kind in ("required-var", "required-vars"):
+                assert f.required_by == "compose", (tag, f)
+                assert key in filled or not f.kind.generatable, tag
             elif kind == "weak-default-secret":
                 assert key not in filled and f.findings, (tag, f.findings)  # a number: warned, never replaced
             elif kind == "unquoted-value-with-spaces" and "exactly" in tag:
