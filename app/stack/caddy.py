@@ -183,9 +183,12 @@ def check_https(hostname: str, address: str, port: int = 443, cafile: str | None
         where = "Caddy's local root" if cafile else "a public certificate authority"
         return CheckResult(hostname, False, "chain", f"The certificate does not chain to {where}: {text}.")
     except ssl.SSLError as exc:
-        return CheckResult(hostname, False, "tls",
-                           f"The TLS handshake failed ({exc.reason or exc}): Caddy has no certificate for this "
-                           "name (for a public name, see Caddy's log for Let's Encrypt's answer).")
+        why = (f"Caddy has no site for {hostname}: a service's LAN name goes in the setup wizard's HTTPS step "
+               "(Private), Stackpilot's in MANAGEMENT_HOSTNAME; recreate Caddy after its files change."
+               if cafile else
+               f"Caddy has no certificate for {hostname} yet: its log shows Let's Encrypt's answer (the name's "
+               "DNS must point here, ports 80 and 443 open to the internet).")
+        return CheckResult(hostname, False, "tls", f"The TLS handshake failed ({exc.reason or exc}). {why}")
     except TimeoutError:
         return CheckResult(hostname, False, "timeout", f"The handshake with {address}:{port} took over {timeout:g} s.")
     except OSError as exc:
