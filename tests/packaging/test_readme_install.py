@@ -61,6 +61,10 @@ services:
       - ./Caddyfile:/etc/caddy/Caddyfile:ro
       - ./caddy-addon:/etc/caddy/addons:ro
       - caddy-data:/data
+  n8n:
+    image: ${FIXTURE_BUSYBOX}
+    pull_policy: never
+    command: ["sh", "-c", "mkdir -p /www && echo n8n-here > /www/index.html && exec httpd -f -p 5678 -h /www"]
   talker:
     image: ${FIXTURE_BUSYBOX}
     pull_policy: never
@@ -228,3 +232,17 @@ def test_readme_install_runs_as_written_and_serves_https_through_caddy(fixture_s
         wait_for(ticks, timeout=30, interval=0, message="log lines through Caddy")
     finally:
         ws.close()
+
+    # The stack's own service under a LAN name: the addon the wizard writes, Caddy restarted.
+    written = caddy.write_lan_sites(stack, {"N8N_HOSTNAME": "n8n.home.lan"})
+    assert [s.upstream for s in written.sites] == ["n8n:5678"]
+    assert caddy.check_https("n8n.home.lan", "127.0.0.1", port, str(cafile)).reason == "tls"
+    restarted = _sh("docker compose restart caddy", cwd=stack, env=env)
+    assert restarted.returncode == 0, restarted.stderr
+    wait_for(lambda: caddy.check_https("n8n.home.lan", "127.0.0.1", port, str(cafile)).ok, timeout=30,
+             interval=0.3, message="HTTPS for the service's LAN name")
+    n8n = requests.Session()
+    n8n.mount("https://", _PinnedAdapter("n8n.home.lan", "127.0.0.1"))
+    n8n.trust_env = False
+    page = n8n.get(url + "/", headers={"Host": "n8n.home.lan"}, verify=str(cafile), timeout=10)
+    assert page.status_code == 200 and page.text.strip() == "n8n-here"
