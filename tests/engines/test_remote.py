@@ -236,7 +236,8 @@ def test_a_dead_engine_never_slows_the_other(app, engine2, tls_form, e2_containe
         )
         assert max(during_local) < 1.0 and max(during_ssh) < 1.0 and max(page) < 1.0 and max(full) < 1.0
         # Fail fast: at most one connect timeout per backoff window, never one per call.
-        assert first < 3.5 and max(dead_calls) < 3.5 and statistics.median(dead_calls) < 0.05
+        # At most one connect timeout (3 s, plus slack for a loaded machine) per backoff window.
+        assert first < 5 and max(dead_calls) < 5 and statistics.median(dead_calls) < 0.05
         state = dead.state()
         assert state.reachable is False and ("nothing accepts" in state.reason or "did not answer" in state.reason)
 
@@ -292,7 +293,7 @@ def test_engine2_killed_its_calls_fail_fast_in_words_and_engine1_stays_fast(app,
         )
         print(f"reasons: {reasons}")
         assert "local" not in reasons and max(timings["local"]) < 1.0
-        assert max(timings["tls"]) < 1.0 and max(timings["ssh"]) < 3.5 and max(timings["ssh"][1:]) < 0.05
+        assert max(timings["tls"]) < 1.0 and max(timings["ssh"]) < 6 and max(timings["ssh"][1:]) < 0.05
         assert "nothing accepts connections at 127.0.0.1" in reasons["tls"]
         assert "SSH works, but Docker is not running on 127.0.0.1" in reasons["ssh"]
         assert tls.state().reachable is False and ssh.state().reachable is False

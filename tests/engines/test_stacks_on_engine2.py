@@ -92,15 +92,25 @@ def test_home_stays_fast_while_engine2_is_dead(server, engine2, e2_project, tls_
         assert s.post(server.url + "/engines/", data={"name": "flaky", **tls_form, "url": url}, timeout=60).ok
         assert e2_project in s.get(server.url + "/", timeout=30).text
 
+        def timed_homes(n: int) -> list[float]:
+            timings = []
+            for _ in range(n):
+                t0 = time.monotonic()
+                home = s.get(server.url + "/", timeout=30)
+                timings.append(time.monotonic() - t0)
+                assert home.status_code == 200
+            return timings
+
+        baseline = timed_homes(3)  # same run, same load: the machine is shared
         forwarder.wedge()
-        timings = []
-        for _ in range(5):
-            t0 = time.monotonic()
-            home = s.get(server.url + "/", timeout=30)
-            timings.append(time.monotonic() - t0)
-            assert home.status_code == 200
-        print(f"\nhome with engine 2 wedged: {', '.join(f'{t * 1000:.0f}' for t in timings)} ms")
-        assert max(timings[1:]) < 1.0 and timings[0] < 4.5
+        timings = timed_homes(5)
+        home = s.get(server.url + "/", timeout=30)
+        print(
+            f"\nhome, engine 2 answering: {', '.join(f'{t * 1000:.0f}' for t in baseline)} ms; "
+            f"engine 2 wedged: {', '.join(f'{t * 1000:.0f}' for t in timings)} ms"
+        )
+        # Once noticed (the first load may pay one 3 s connect timeout), a wedged engine costs nothing.
+        assert max(timings[1:]) < max(baseline) + 1.0 and timings[0] < max(baseline) + 4.5
         assert "flaky" in home.text
     finally:
         forwarder.stop()
