@@ -43,6 +43,14 @@ class Variable:
     def generated_here(self) -> bool:
         return self.source == "wizard" and self.kind.generatable
 
+    @property
+    def shown(self) -> str:
+        """What the field shows: the value, except a secret still the example's placeholder (the
+        field is then empty, and an empty answer keeps the line as it is)."""
+        if not self.value or self.needs_value or (self.secret and self.example and self.value == self.example):
+            return ""
+        return self.value
+
 
 @dataclass
 class Draft:

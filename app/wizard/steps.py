@@ -198,22 +198,23 @@ def parse_config(form: Form, variables: list[envdraft.Variable]) -> dict[str, st
     for var in variables:
         if not var.asks:
             continue
-        field = f"var_{var.key}"
-        typed = form.get(field, var.value if var.value and not var.needs_value else "")
+        typed = form.get(f"var_{var.key}", var.shown)
         typed = typed.strip() if "\n" not in typed else typed
-        if not typed:
+        final = var.value if typed == var.shown else typed  # an untouched field changes nothing
+        if not final:
             if var.required:
                 problems.append(f"{var.key} needs a value ({(var.why or 'required').rstrip('.').lower()}).")
-                continue
-            if var.value and not envdraft.is_placeholder(var.value):
-                out[var.key] = ""  # the person cleared a value
+            elif var.value:
+                out[var.key] = ""  # the person cleared a value they saw
             continue
-        values[var.key] = typed
-        errors = [f.message for f in schema.check(var.key, typed, var.kind, values) if f.level == "error"]
+        if final == var.value:
+            continue
+        values[var.key] = final
+        errors = [f.message for f in schema.check(var.key, final, var.kind, values) if f.level == "error"]
         if errors:
             problems.append(f"{var.key}: {errors[0]}")
-        elif typed != var.value:
-            out[var.key] = typed
+        else:
+            out[var.key] = final
     if problems:
         raise InvalidInput(" ".join(problems))
     return out

@@ -9,6 +9,7 @@ Per-stack limits and typed values are data (wizard_corpus.yaml, index.yaml), nev
 
 from __future__ import annotations
 
+import html as html_mod
 import re
 import shutil
 import subprocess
@@ -157,7 +158,10 @@ def test_wizard_from_claim_to_review(case, tmp_path, app_factory):
         if v.kind.secret and not v.kind.generatable and not v.kind.derived:
             assert f'name="var_{v.key}"' in config_html, v.key  # a third-party key: typed, may stay empty
     typed = {f"var_{k}": v for k, v in (case.limits.get("typed") or {}).items()}
-    r = c.post("/setup/config", data=typed)
+    # the form as the browser sends it: every field with what it shows, then what the person typed
+    page_fields = {m.group(1): html_mod.unescape(m.group(2)) for m in re.finditer(
+        r'<input id="var-[^"]*" name="(var_[^"]+)" value="([^"]*)"', c.get("/setup/config").get_data(as_text=True))}
+    r = c.post("/setup/config", data={**page_fields, **typed})
     assert r.status_code == 302, re.findall(r'class="form-error"[^>]*>([^<]*)', r.get_data(as_text=True))
     assert c.post("/setup/https", data={"mode": "private"}).status_code == 302
 
