@@ -210,3 +210,30 @@ def test_a_value_compose_cannot_read_is_refused_by_compose_itself(pem_client):
     body = r.get_data(as_text=True)
     assert r.status_code == 422 and "Nothing was saved" in body and "Compose" in body, body[:3000]
     assert (work / ".env").read_bytes() == stock
+
+
+def test_usage_scan_reads_what_compose_reads(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "inc.yml").write_text("services:\n  worker:\n    image: busybox\n    profiles: [jobs]\n"
+                                              "    environment: [WORKER_TOKEN]\n")
+    (tmp_path / "compose.yaml").write_text(
+        "include:\n  - sub/inc.yml\n"
+        "services:\n"
+        "  web:\n    image: ${IMAGE:-busybox}:${TAG?need a tag}\n    read_only: ${RO}\n"
+        "    ports: !reset ['${WEB_PORT}:80']\n    command: echo $$NOT_A_VAR\n"
+        "    volumes: ['${DATA_DIR}:/data']\n"
+        "    environment: {PASSED: null, URL: 'https://${HOST}/x'}\n"
+        "  side:\n    image: busybox\n    env_file: .env\n    profiles: [extra]\n")
+    u = variables.scan(tmp_path, [], env_raw={"DSN": "pg://${DB_PASS}@db"})
+    assert u.required("TAG") == "need a tag" and u.required("IMAGE") is None
+    assert u.contexts("WEB_PORT") == {"port"} and u.contexts("RO") == {"bool"} and u.contexts("DATA_DIR") == {"bind"}
+    assert u.contexts("IMAGE") == {"image"} and u.contexts("HOST") == {"url"}
+    assert "NOT_A_VAR" not in u.refs and "web" in u.services("PASSED") and "worker" in u.services("WORKER_TOKEN")
+    assert u.active_services([]) == {"web"} and u.active_services(["jobs", "extra"]) == {"web", "worker", "side"}
+    assert u.is_used("WORKER_TOKEN", u.active_services([])) is False
+    assert u.is_used("WORKER_TOKEN", u.active_services(["jobs"])) is True
+    assert u.is_used("ANYTHING", u.active_services(["extra"])) is True  # `env_file: .env` hands it every key
+    assert u.is_used("DB_PASS", u.active_services([])) is False  # read only by `side` (env_file), not started
+    u = variables.scan(tmp_path / "sub", ["inc.yml"], env_raw={"WORKER_TOKEN": "x-${SEED}"})
+    assert u.is_used("SEED", u.active_services(["jobs"])) is True  # through the .env value that refers to it
+    assert u.is_used("SEED", u.active_services([])) is False
