@@ -3,6 +3,7 @@ across a restart, and nothing half-kept when a part is refused."""
 
 from __future__ import annotations
 
+import io
 import stat
 
 import pytest
@@ -16,6 +17,8 @@ from app.engine.registry import saved
 from app.engine.remote import SSHEngine
 from app.engine.remote import TLSEngine
 from app.errors import InvalidInput
+from tests.conftest import sign_in
+from tests.support.engine2 import free_port
 from tests.support.engine2 import make_certs
 
 
@@ -146,3 +149,40 @@ def test_names_are_unique_and_local_is_kept(app_factory):
             add_engine(registry, store, data, NewEngine(name=name, url="ssh://pi@pi.lan"))
     with pytest.raises(InvalidInput):
         remove_engine(registry, store, data, "local")
+
+
+@pytest.mark.parametrize("role", ["viewer", "operator"])
+def test_engines_page_is_for_admins_only(app, role):
+    client = sign_in(app, app.test_client(), role)
+    assert client.get("/engines/").status_code == 403
+    assert client.post("/engines/", data={"name": "x", "url": "ssh://x@y"}).status_code == 403
+    assert client.post("/engines/local/check").status_code == 403
+    assert app.extensions["stackpilot.engines"].ids() == ["local"]
+
+
+def test_certificates_by_upload_or_by_folder_and_every_change_audited(app, certs):
+    """No engine answers at the address: the add keeps it and its check says why, at once."""
+    client = sign_in(app, app.test_client())
+    dead = f"tcp://127.0.0.1:{free_port()}"
+    files = {
+        f"{field}_file": (io.BytesIO(certs.path(name).read_bytes()), name)
+        for field, name in (("ca", "ca.pem"), ("cert", "client-cert.pem"), ("key", "client-key.pem"))
+    }
+    r = client.post("/engines/", data={"name": "uploaded", "url": dead, **files}, content_type="multipart/form-data")
+    assert r.status_code == 200
+    assert "nothing accepts connections at 127.0.0.1" in r.text and "not tried" in r.text
+    folder = certs.dir / "as-docker-wants"
+    folder.mkdir(exist_ok=True)
+    for src, dst in (("ca.pem", "ca.pem"), ("client-cert.pem", "cert.pem"), ("client-key.pem", "key.pem")):
+        (folder / dst).write_bytes(certs.path(src).read_bytes())
+    assert (
+        client.post("/engines/", data={"name": "from folder", "url": dead, "cert_folder": str(folder)}).status_code
+        == 200
+    )
+    missing = client.post("/engines/", data={"name": "nope", "url": dead, "cert_folder": str(folder / "nothing")})
+    assert missing.status_code == 422 and "Cannot read" in missing.text and 'value="nope"' in missing.text
+    assert client.post("/engines/uploaded/remove").status_code == 200
+    assert app.extensions["stackpilot.engines"].ids() == ["local", "from-folder"]
+    events = [(e.action, e.target, e.result) for e in app.extensions["stackpilot.store"].audit_events()]
+    assert ("engine.add", "uploaded", "ok") in events and ("engine.add", "from-folder", "ok") in events
+    assert ("engine.add", "nope", "refused") in events and ("engine.remove", "uploaded", "ok") in events
