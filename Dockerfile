@@ -61,7 +61,7 @@ LABEL org.opencontainers.image.title="Stackpilot" \
 
 # A fixed, unprivileged uid/gid. The Docker socket is reached through `group_add: [<socket gid>]`.
 # /data is writable by any uid (mode 1777) so `user:` may be set to the stack folder's owner.
-# git only on request (+~40 MB): the setup wizard's recipe step that fetches a compose folder
+# git only on request (+85 MB, see README): the setup wizard's recipe step that fetches a compose folder
 # from a git URL needs it; without it the wizard says so and the folder can be fetched on the host.
 ARG WITH_GIT=0
 # apt's downloaded packages, package lists, binary caches and logs go in the same layer (a base
