@@ -20,6 +20,7 @@ from app.engine import host
 from app.engine.self import own_container_id
 from app.errors import StackpilotError
 from app.stack import Stack
+from app.stack import hostpaths
 from app.wizard import preview
 from app.wizard.recipe import Recipe
 
@@ -327,14 +328,22 @@ def binds_check(stack: Stack, recipe: Recipe, config: dict | None, in_container:
         return Check("binds", title, "warn", "Not checkable before the compose files are valid.", "")
     fetched = [str((stack.directory / p.dest).resolve()) for p in recipe.prepare]
     missing = []
+    resolved = []  # every bind's host path, as Compose resolved it (issue 13)
+    host_home = hostpaths.host_home() if in_container else None
     for name, spec in (config.get("services") or {}).items():
         for vol in (spec or {}).get("volumes") or []:
             if not isinstance(vol, dict) or vol.get("type") != "bind":
                 continue
             source = str(vol.get("source") or "")
+            resolved.append(f"{source} → {vol.get('target')} ({name})")
+            if host_home and source.startswith(host_home.rstrip("/") + "/") and not source.startswith(
+                    str(stack.directory)):
+                continue  # in the host user's HOME, which this container does not see
             if not source or os.path.exists(source) or any(source.startswith(f) for f in fetched):
                 continue
             missing.append(f"{source} ({name})")
+    paths = ("Host paths: " + "; ".join(resolved[:20]) + (f"; and {len(resolved) - 20} more" if len(resolved) > 20
+                                                            else "") + ".") if resolved else ""
     tilde = []
     for f in stack.files:
         try:
@@ -343,6 +352,9 @@ def binds_check(stack: Stack, recipe: Recipe, config: dict | None, in_container:
             continue
         tilde += [f"{a or b} in {f}" for a, b in _TILDE.findall(text)]
     home = os.path.expanduser("~")
+    if tilde and host_home:  # Compose runs with the host user's HOME (app/stack/hostpaths.py)
+        paths = f"`~` is your HOME on the host ({host_home}), passed in by the include file. {paths}"
+        tilde = []
     if tilde:
         where = (f"Stackpilot's own HOME inside its container ({home}), not the host user's"
                  if in_container else f"the HOME of the user Stackpilot runs as ({home})")
@@ -360,7 +372,7 @@ def binds_check(stack: Stack, recipe: Recipe, config: dict | None, in_container:
             "Create or copy these files and folders first (the stack's instructions name them), or "
             "fix the paths in the compose files or .env.",
         )
-    return Check("binds", title, "pass", "Every bind-mounted file and folder exists.")
+    return Check("binds", title, "pass", f"Every bind-mounted file and folder exists. {paths}".strip())
 
 
 def limits_check(config: dict | None, info: dict) -> Check:

@@ -16,6 +16,8 @@ from app.stack.actions import plan_service
 from app.stack.actions import plan_stack
 from app.stack.model import ComposeModel
 from app.stack.model import Service
+from app.wizard import preflight
+from app.wizard import recipe as recipes
 
 
 def model(*names: str) -> ComposeModel:
@@ -93,3 +95,17 @@ def test_compose_runs_with_the_host_home_and_keeps_its_own_config():
     env = hostpaths.compose_env({"HOME": "/data", "STACKPILOT_HOST_HOME": "/home/me"})
     assert env["HOME"] == "/home/me" and env["DOCKER_CONFIG"] == "/data/.docker"
     assert hostpaths.compose_env({"HOME": "/data", "STACKPILOT_HOST_HOME": "relative"})["HOME"] == "/data"
+
+
+def test_preflight_shows_each_binds_host_path_and_takes_tilde_with_the_host_home(tmp_path, monkeypatch):
+    (tmp_path / "compose.yaml").write_text("services:\n  web:\n    image: x\n    volumes: ['~/.flowise:/data']\n")
+    stack = Stack(tmp_path, "p", ("compose.yaml",))
+    # What Compose resolves when it runs with the host user's HOME.
+    config = {"services": {"web": {"volumes": [{"type": "bind", "source": "/home/me/.flowise", "target": "/data"}]}}}
+    monkeypatch.setenv("STACKPILOT_HOST_HOME", "/home/me")
+    row = preflight.binds_check(stack, recipes.for_stack(tmp_path), config, in_container=True)
+    assert row.status == "pass", row
+    assert "/home/me/.flowise → /data (web)" in row.reason and "(/home/me)" in row.reason
+    monkeypatch.delenv("STACKPILOT_HOST_HOME")
+    row = preflight.binds_check(stack, recipes.for_stack(tmp_path), config, in_container=True)
+    assert row.status == "fail" and "~/.flowise" in row.reason
