@@ -82,10 +82,11 @@ def _signer_changed(f: schema_mod.Field, changed: list[str]) -> bool:
 
 def save(path: Path, schema: schema_mod.Schema, new: bytes, based_on: str, *, keep: int,
          copies: Iterable[str] = (), confirm_db: bool = False, config: ConfigFn | None = None,
-         data: DataFn | None = None, check_only_changed: bool = True) -> SaveOutcome:
+         data: DataFn | None = None, validate: bool = True) -> SaveOutcome:
     """Validate and write `new` as the `.env` at path (through a symlink, to its target).
     Nothing is written when a refusal is found, when the file changed since `based_on`
-    (EnvConflict) or when a database-password change is held for confirmation."""
+    (EnvConflict) or when a database-password change is held for confirmation. validate=False only
+    for copying the stack's own example into place: its problems are then shown, not refused."""
     path = Path(path)
     try:
         old = path.read_bytes()
@@ -94,7 +95,9 @@ def save(path: Path, schema: schema_mod.Schema, new: bytes, based_on: str, *, ke
     refusals, warnings, changed = evaluate(old, new, schema)
     out = SaveOutcome(changed=changed, warnings=warnings, refusals=refusals)
     out.placeholders = [k for k in changed if schema.kind(k).database and _placeholder(schema, k, new)]
-    if refusals:
+    if not validate:
+        out.warnings, out.refusals = warnings + refusals, []
+    if out.refusals:
         return out
     if old == new and old is not None:
         out.unchanged = True

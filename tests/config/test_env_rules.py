@@ -237,3 +237,16 @@ def test_usage_scan_reads_what_compose_reads(tmp_path):
     u = variables.scan(tmp_path / "sub", ["inc.yml"], env_raw={"WORKER_TOKEN": "x-${SEED}"})
     assert u.is_used("SEED", u.active_services(["jobs"])) is True  # through the .env value that refers to it
     assert u.is_used("SEED", u.active_services([])) is False
+
+
+def test_create_copies_the_example_even_when_it_breaks_a_rule(tmp_path, app_factory):
+    work = tmp_path / "stack"
+    shutil.copytree(FIXTURE, work)
+    (work / ".env").unlink()
+    example = (work / ".env.example").read_bytes().replace(b"SESSION_SECRET=your-session-secret", b"SESSION_SECRET=")
+    (work / ".env.example").write_bytes(example)
+    client = sign_in(app := app_factory(stack_dir=work), app.test_client(), "admin")
+    assert client.post("/config/create").headers["HX-Redirect"] == "/config/"
+    assert (work / ".env").read_bytes() == example
+    html = client.get("/config/").get_data(as_text=True)
+    assert "Compose refuses to start while this is empty (set a session secret)" in html

@@ -218,6 +218,11 @@ def test_editor_saves_stock_env_unchanged_then_one_key_touches_one_line(editor_c
     assert page.status_code == 200
     if not env.is_file():  # no .env in this stack's start: the editor offers to create one, nothing else
         assert "There is no <code>.env</code> yet" in page.get_data(as_text=True)
+        r = client.post("/config/create")  # from the example as published (or empty): never refused
+        assert r.status_code == 200 and r.headers["HX-Redirect"] == "/config/"
+        example = envsave.discover_example(workdir)
+        assert env.read_bytes() == (example.read_bytes() if example else b"")
+        assert client.get("/config/").status_code == 200
         return
     stock = env.read_bytes()
     form = read_form(page.get_data(as_text=True))

@@ -157,13 +157,14 @@ def _audit(action: str, target: str, result: str = "ok", detail: str = "") -> No
 
 
 # -- the safe save shared by the form, raw mode, create and restore ---------------------------------------
-def commit(ed: Editor, new_bytes: bytes, based_on: str, *, confirm_db: bool, action: str) -> envsave.SaveOutcome:
+def commit(ed: Editor, new_bytes: bytes, based_on: str, *, confirm_db: bool, action: str,
+           validate: bool = True) -> envsave.SaveOutcome:
     """The one domain save (app.stack.envsave.save) with this stack's Compose and engine; audited by
     key names, never values."""
     try:
         out = envsave.save(
             ed.env_path, ed.schema, new_bytes, based_on, keep=settings().backups_keep, copies=ed.copies,
-            confirm_db=confirm_db, config=lambda env: impact.config_for(ed.stack, env),
+            confirm_db=confirm_db, validate=validate, config=lambda env: impact.config_for(ed.stack, env),
             data=lambda config, services: impact.services_with_data(engine(), config, services))
     except EnvConflict:
         _audit(action, "", "refused: changed meanwhile")
@@ -204,7 +205,7 @@ def create():
         data = ed.example_path.read_bytes()
     except OSError:
         data = b""
-    commit(ed, data, "absent", confirm_db=True, action="config.create")
+    commit(ed, data, "absent", confirm_db=True, action="config.create", validate=False)  # the stack's own file
     return "", 200, {"HX-Redirect": "/config/"}
 
 
