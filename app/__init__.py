@@ -15,9 +15,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Application factory: defaults, then the environment (Settings), then the test config."""
+    from app import compose
     from app import settings as settings_module
     from app.engine import Engine
     from app.engine.registry import EngineRegistry
+    from app.stack.registry import StackRegistry
     from app.store import Store
 
     app = Flask(
@@ -41,10 +43,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     app.config.update(config)
 
-    app.extensions["stackpilot.store"] = Store(settings.database_path)
+    store = app.extensions["stackpilot.store"] = Store(settings.database_path)
     local_engine = Engine(settings.docker_host)
     app.extensions["stackpilot.engine"] = local_engine
-    app.extensions["stackpilot.engines"] = EngineRegistry(local_engine)
+    engines = app.extensions["stackpilot.engines"] = EngineRegistry(local_engine)
+    # One Compose runner per stack, all owned here: locks, runs and live processes per app.
+    runners = app.extensions["stackpilot.runners"] = compose.Runners(settings.compose_command, engines)
+    app.extensions.setdefault("stackpilot.shutdown", []).append(runners.shutdown)
+    stacks = app.extensions["stackpilot.stacks"] = StackRegistry(store, settings.stacks_dir, settings.stack_dir)
+    stacks.ensure_default()  # STACKPILOT_STACK_DIR's stack: registered and opened first
 
     from app import web
 

@@ -1,39 +1,34 @@
 """The web layer: blueprints (one per area), security, error pages, the WebSocket extension.
 
-Views here are thin: parse input, call the domain, render a page or a fragment.
+Views here are thin: parse input, call the domain, render a page or a fragment. The request's
+stack, engine and Compose runner come from app.web.context; `store()`, `engine()`, `settings()`
+and `current_stack()` here are thin re-exports kept while other modules move their imports.
 """
 
 from __future__ import annotations
 
 from flask import Flask
-from flask import current_app
 from flask_sock import Sock
 
-from app.engine import Engine
-from app.settings import Settings
-from app.store import Store
+from app.web.context import current_stack  # noqa: F401  (re-export, see the module doc)
+from app.web.context import settings  # noqa: F401
+from app.web.context import stack_engine as engine  # noqa: F401
+from app.web.context import store  # noqa: F401
 
 sock = Sock()
 
 
-def store() -> Store:
-    return current_app.extensions["stackpilot.store"]
-
-
-def engine() -> Engine:
-    return current_app.extensions["stackpilot.engine"]
-
-
-def settings() -> Settings:
-    return current_app.config["SETTINGS"]
-
-
 def init_app(app: Flask) -> None:
+    """Register every area; per-stack areas are served under /s/<stack>/ and at their old paths."""
     from app.web import api
     from app.web import auth
     from app.web import config
+    from app.web import context
+    from app.web import engines
     from app.web import errors
     from app.web import graph
+    from app.web import home
+    from app.web import https
     from app.web import live
     from app.web import logs
     from app.web import security
@@ -41,30 +36,13 @@ def init_app(app: Flask) -> None:
     from app.web import setup
 
     security.init_app(app)
+    context.init_app(app)
     errors.init_app(app)
     sock.init_app(app)
-    for area in (auth, setup, services, logs, config, graph, api, live):
+    for area in (home, auth, engines, api, https):
         app.register_blueprint(area.bp)
+    context.register_stack_blueprints(app, [area.bp for area in (setup, services, logs, config, graph, live)])
+    context.register_stack_blueprints(app, [home.stack_bp], legacy=False)
+    for area in (home, auth, engines, setup, services, logs, config, graph, api, live):
         if hasattr(area, "init_app"):
             area.init_app(app)
-
-
-def current_stack():
-    """The managed stack as configured now, or None when STACKPILOT_STACK_DIR is not set."""
-    from app import compose
-    from app.errors import StackpilotError
-    from app.stack import default_files
-    from app.stack import stack_from
-
-    directory = settings().stack_dir
-    if directory is None:
-        return None
-    saved = dict(store().get_setting("stack") or {})
-    if not saved.get("project"):
-        # Compose's own choice: `name:` in the file, COMPOSE_PROJECT_NAME in .env, else the folder.
-        try:
-            saved["project"] = compose.default_project_name(
-                directory, saved.get("files") or default_files(directory))
-        except StackpilotError:
-            pass  # stack_from falls back to the folder name; the model shows the compose error
-    return stack_from(directory, saved)

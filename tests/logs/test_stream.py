@@ -140,6 +140,7 @@ def test_follow_continues_across_a_container_restart(logs_server, ticker):
 def test_closing_the_client_releases_thread_socket_and_docker_stream(logs_server, ticker):
     server = logs_server(ticker)
     session = server.session()
+    session.get(server.url + "/services", timeout=10)  # the table warms the engine's pool, as "/" once did
     base_threads, base_sockets = threads(server), docker_connections(server)
     for abrupt in (False, True):
         reader = open_logs(server, session, "s=ticker&tail=1")

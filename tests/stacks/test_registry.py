@@ -1,0 +1,123 @@
+"""The stack registry as a domain: discovery from container rows, the root folder, new folders,
+per-user limits, and the old paths' URLs (no Docker needed)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from flask import url_for
+
+from app.errors import InvalidInput
+from app.stack.registry import StackRegistry
+from app.stack.registry import projects_from_containers
+from app.store import Store
+
+
+def _row(project, state="running", status="Up 3 minutes", name="c", workdir="/srv/x", files="/srv/x/compose.yaml",
+         oneoff="False"):
+    return {"Names": [f"/{name}"], "State": state, "Status": status, "Labels": {
+        "com.docker.compose.project": project, "com.docker.compose.project.working_dir": workdir,
+        "com.docker.compose.project.config_files": files, "com.docker.compose.oneoff": oneoff}}
+
+
+def test_projects_from_one_listing_count_states_and_name_problems():
+    seen = projects_from_containers([
+        _row("media", name="jellyfin"), _row("media", "exited", "Exited (1) 2 minutes ago", name="sonarr"),
+        _row("media", "running", "Up 1 hour (unhealthy)", name="radarr"),
+        _row("media", "exited", "Exited (0) 1 minute ago", name="init"),
+        _row("db", "restarting", "Restarting (1) 2 seconds ago", name="pg", workdir="/srv/db", files=""),
+        _row("db", name="run-once", oneoff="True"),
+        {"Names": ["/plain"], "State": "running", "Status": "Up", "Labels": {}},
+    ])
+    assert set(seen) == {"media", "db"}
+    media = seen["media"]
+    assert media.states == {"running": 2, "exited": 2} and media.containers == 4
+    assert media.working_dir == "/srv/x" and media.config_files == ("/srv/x/compose.yaml",)
+    assert media.problems == ["sonarr exited: Exited (1) 2 minutes ago", "radarr is unhealthy"]
+    assert seen["db"].problems == ["pg keeps restarting"] and seen["db"].containers == 1
+
+
+def test_root_folder_engine_projects_and_limits(tmp_path):
+    store = Store(tmp_path / "db.sqlite3")
+    root = tmp_path / "stacks"
+    for name in ("media", "proxy", "empty"):
+        (root / name).mkdir(parents=True)
+    (root / "media" / "compose.yaml").write_text("services:\n  a:\n    image: x\n")
+    (root / "proxy" / "docker-compose.yml").write_text("name: edge\nservices:\n  a:\n    image: x\n")
+    reg = StackRegistry(store, root=root)
+    assert [e.slug for e in reg.sync_root()] == ["media", "edge"]
+    assert reg.sync_root() == []  # a second scan writes nothing
+    assert reg.get("edge").project == "edge" and reg.get("edge").reachable
+    assert reg.default() is None  # two stacks with folders: no implicit default
+
+    seen = projects_from_containers([_row("edge", workdir=str(root / "proxy")), _row("ai", workdir="/elsewhere",
+                                                                                    files="/elsewhere/compose.yml")])
+    new = reg.sync_engine("local", seen)
+    assert [(e.slug, e.source, e.files) for e in new] == [("ai", "engine", ("compose.yml",))]
+    assert not reg.get("ai").reachable and "not reachable" in reg.get("ai").what_to_add()
+    assert reg.sync_engine("local", seen) == []
+    # the same project on another engine is another stack
+    other = reg.sync_engine("nas", projects_from_containers([_row("ai", workdir="/x")]))
+    assert [e.slug for e in other] == ["ai-nas"]
+
+    reg.store.add_user("kid", "x", "viewer")
+    kid = store.user_by_name("kid")
+    assert reg.allowed(kid.id) is None
+    reg.set_allowed(kid.id, ["media", "no-such-stack"])
+    assert reg.allowed(kid.id) == {"media"}
+    reg.forget("media")
+    assert reg.allowed(kid.id) is None and reg.get("media") is None
+
+
+def test_default_stack_is_the_env_folder_first(tmp_path):
+    store = Store(tmp_path / "db.sqlite3")
+    folder = tmp_path / "My Stack"
+    folder.mkdir()
+    (folder / "compose.yaml").write_text("services: {}\n")
+    reg = StackRegistry(store, default_dir=folder)
+    entry = reg.ensure_default()
+    assert entry.slug == "mystack" and entry.source == "env" and reg.default() == entry
+    assert reg.ensure_default() == entry and len(reg.all()) == 1
+
+
+@pytest.mark.parametrize(("name", "text", "message"), [
+    ("ok-name", "", "Paste a compose file"),
+    ("ok-name", "services: [a,\n", "not valid YAML (line"),
+    ("ok-name", "just: text\n", "top-level services:"),
+    ("Bad Name", "services: {}\n", "lowercase letters"),
+    ("taken", "services: {}\n", "exists already"),
+])
+def test_pasted_compose_file_refusals_write_nothing(tmp_path, name, text, message):
+    root = tmp_path / "stacks"
+    (root / "taken").mkdir(parents=True)
+    reg = StackRegistry(Store(tmp_path / "db.sqlite3"), root=root)
+    with pytest.raises(InvalidInput) as info:
+        reg.create_from_compose(name, text)
+    assert message in info.value.message
+    assert sorted(p.name for p in root.iterdir()) == ["taken"] and reg.all() == []
+
+
+def test_clone_refuses_option_urls_and_cleans_up_a_failed_clone(tmp_path):
+    root = tmp_path / "stacks"
+    root.mkdir()
+    reg = StackRegistry(Store(tmp_path / "db.sqlite3"), root=root)
+    with pytest.raises(InvalidInput):
+        reg.create_from_git("x", "--upload-pack=touch /tmp/pwned")
+    empty = tmp_path / "empty-repo"
+    subprocess.run(["git", "init", "-q", str(empty)], check=True)
+    subprocess.run(["git", "-C", str(empty), "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q",
+                    "--allow-empty", "-m", "empty"], check=True)
+    with pytest.raises(InvalidInput) as info:
+        reg.create_from_git("x", str(empty))
+    assert "no compose file" in info.value.message
+    assert list(root.iterdir()) == [] and reg.all() == []
+
+
+def test_old_paths_build_old_urls_and_stack_paths_build_stack_urls(app):
+    with app.test_request_context("/services"):
+        app.preprocess_request()
+        assert url_for("services.index") == "/services" and url_for("logs.stream").endswith("/logs/-/ws")
+        assert url_for("services.index", stack="media") == "/s/media/services"
+    with app.test_request_context("/login"):
+        assert url_for("config.index") == "/config/"
