@@ -129,14 +129,27 @@ def test_wrong_ssh_key_is_said_in_words(app, engine2, tmp_path):
     assert "refused our key" in e.value.message
 
 
-def test_ssh_without_docker_on_the_remote_side_says_so(app, engine2):
-    """The remote user's engine is gone: ssh works, `docker system dial-stdio` cannot connect."""
+@pytest.mark.parametrize(
+    ("environment", "words"),
+    [
+        ({"PATH": "/nonexistent"}, "`docker` is not on root's PATH on 127.0.0.1"),
+        ({"DOCKER_HOST": "unix:///nonexistent/docker.sock"}, "SSH works, but Docker is not running on 127.0.0.1"),
+    ],
+)
+def test_ssh_login_works_but_docker_there_does_not(app, engine2, tmp_path, environment, words):
+    """The remote side is wrong, not the login: its PATH lacks docker, or its engine is gone."""
     registry, store, data = _parts(app)
-    engine2.authorize(own_ssh_key(data)[1])
-    engine = add_engine(registry, store, data, NewEngine(name="ssh", url=engine2.ssh_url))
-    words = engine.ssh_words("Cannot connect to the Docker daemon at unix:///x.sock. Is the docker daemon running?")
-    assert "SSH works, but Docker is not running on 127.0.0.1" in words
-    assert "`docker` is not on root's PATH" in engine.ssh_words("bash: line 1: docker: command not found")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")], check=True)
+    engine2.authorize((tmp_path / "k.pub").read_text(), environment)
+    engine = add_engine(
+        registry, store, data, NewEngine(name="half", url=engine2.ssh_url, ssh_key=(tmp_path / "k").read_text())
+    )
+    findings = check(engine)
+    assert (findings[0].title, findings[0].ok) == ("SSH login", False)
+    assert words in findings[0].detail, findings[0].detail
+    with pytest.raises(EngineUnavailable) as e:
+        engine.version()
+    assert words in e.value.message
 
 
 @pytest.mark.parametrize("transport", ["tls", "ssh"])

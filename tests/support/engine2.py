@@ -4,8 +4,8 @@
 pidfile, unix socket, containerd namespace and address pool, no default bridge and no iptables
 rules (so it cannot clash with the first engine), listening on a loopback port with mutual TLS
 (a CA, server and client certificates made here with the openssl CLI). Debian's sshd runs on
-another loopback port with its own sshd_config: root by key only, and `SetEnv DOCKER_HOST=` the
-engine's socket, so `ssh root@127.0.0.1 docker system dial-stdio` reaches engine 2 exactly as
+another loopback port with its own sshd_config: root by key only, and each key's authorized_keys
+line sets `environment="DOCKER_HOST=<engine 2's socket>"` (PermitUserEnvironment), so `ssh root@127.0.0.1 docker system dial-stdio` reaches engine 2 exactly as
 Docker's SSH transport expects. The suite's busybox image is copied over with save | load.
 
 `TCPForwarder` sits in front of engine 2's TLS port so a test can make it vanish (refused), or
@@ -227,7 +227,8 @@ class Engine2:
         folder.mkdir(mode=0o700)
         _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / "host_ed25519"))
         _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "stackpilot-test", "-f", str(self.ssh_key))
-        (folder / "authorized_keys").write_text((folder / "id_test.pub").read_text())
+        (folder / "authorized_keys").touch()
+        self.authorize((folder / "id_test.pub").read_text())
         (folder / "sshd_config").write_text(
             "\n".join(
                 [
@@ -242,8 +243,10 @@ class Engine2:
                     "UsePAM no",
                     "StrictModes no",
                     "PrintMotd no",
-                    # The remote side's engine: what `docker system dial-stdio` run over ssh connects to.
-                    f"SetEnv DOCKER_HOST={self.unix_host}",
+                    # The remote side's engine (what `docker system dial-stdio` over ssh connects to)
+                    # comes with each key, authorized_keys environment="DOCKER_HOST=…" (authorize()),
+                    # so a test key can also carry a broken PATH or a dead DOCKER_HOST.
+                    "PermitUserEnvironment PATH,DOCKER_HOST",
                     "",
                 ]
             )
@@ -258,10 +261,13 @@ class Engine2:
             start_new_session=True,
         )
 
-    def authorize(self, public_key: str) -> None:
-        """Let another key in (Stackpilot's own), as an admin would in authorized_keys."""
+    def authorize(self, public_key: str, environment: dict[str, str] | None = None) -> None:
+        """Let another key in (Stackpilot's own), as an admin would in authorized_keys; with
+        `environment`, that key's sessions get those variables (authorized_keys environment=)."""
+        env = {"DOCKER_HOST": self.unix_host, **(environment or {})}
+        options = ",".join(f'environment="{k}={v}"' for k, v in env.items())
         with open(self.root / "ssh" / "authorized_keys", "a") as f:
-            f.write(public_key.strip() + "\n")
+            f.write(f"{options} {public_key.strip()}\n")
 
     def ssh(self, *command: str) -> subprocess.CompletedProcess:
         return subprocess.run(
