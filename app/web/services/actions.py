@@ -18,6 +18,7 @@ from flask import request
 
 from app import compose
 from app.engine import containers as engine_containers
+from app.engine.self import own_container_id
 from app.engine.self import own_service
 from app.errors import InvalidInput
 from app.errors import NotFound
@@ -26,9 +27,11 @@ from app.errors import StackBusy
 from app.errors import StackpilotError
 from app.stack.actions import SERVICE_ACTIONS
 from app.stack.actions import STACK_ACTIONS
+from app.stack.actions import ProxyAtRisk
 from app.stack.actions import plan_service
 from app.stack.actions import plan_stack
 from app.stack.model import load_model
+from app.stack.proxy import proxy_service
 from app.web import current_stack
 from app.web import engine
 from app.web import settings
@@ -49,6 +52,19 @@ def _stack():
 def _own(stack) -> str | None:
     """Our own service in this stack (None when Stackpilot is not one of its containers)."""
     return own_service(engine(), stack.project, settings().self_container_id)
+
+
+def _proxy(stack) -> str | None:
+    """The service proxying Stackpilot in this stack, kept running unless the person insists (issue 13)."""
+    s = settings()
+    return proxy_service(engine(), stack.project, own_container_id(s.self_container_id), s.trusted_proxies)
+
+
+def _insisted(stack, risk: ProxyAtRisk, name: str, action: str, services: list[str]):
+    """Say first that the page will go away (and for how long); the button re-posts with insist=1."""
+    store().audit(g.user.username, action, name, "asked: proxy")
+    return render_template("https/_proxy_confirm.html", message=risk.message, name=name, services=services,
+                           verb=action.split(".")[-1], downtime=risk.downtime)
 
 
 @bp.app_context_processor
@@ -104,7 +120,10 @@ def service_action(name: str, action: str):
     service = load_model(stack).require(name, active=True)
     try:
         plan = plan_service(stack, action, service.name, own=_own(stack),
-                            exists=action != "start" or _exists(stack, service.name))
+                            exists=action != "start" or _exists(stack, service.name),
+                            proxy=_proxy(stack), insist=request.form.get("insist") == "1")
+    except ProxyAtRisk as risk:
+        return _insisted(stack, risk, service.name, f"service.{action}", [])
     except OwnContainer:
         store().audit(g.user.username, f"service.{action}", service.name, "refused: own container")
         raise
@@ -131,7 +150,10 @@ def stack_action(action: str):
         names = [model.require(n, active=True).name for n in request.form.getlist("service")]
     try:
         plan = plan_stack(stack, action, model, own=_own(stack),
-                          delete_volumes=request.form.get("volumes") == "delete", services=names)
+                          delete_volumes=request.form.get("volumes") == "delete", services=names,
+                          proxy=_proxy(stack), insist=request.form.get("insist") == "1")
+    except ProxyAtRisk as risk:
+        return _insisted(stack, risk, stack.project, f"stack.{action}", names)
     except OwnContainer:
         store().audit(g.user.username, f"stack.{action}", stack.project, "refused: own container")
         raise
