@@ -45,7 +45,8 @@ def compose_name(directory: Path, files: list[str] | tuple[str, ...], store: Set
     """Compose's own choice for the folder; when it cannot say, the last good one (same folder),
     else the folder's name. A good answer is remembered."""
     files = tuple(files or default_files(directory))
-    last = store.get_setting(LAST_GOOD) or {}
+    key = f"{LAST_GOOD}:{directory}"  # one per folder: several stacks keep their own
+    last = store.get_setting(key) or {}
     try:
         name = compose.default_project_name(directory, files)
     except StackpilotError:
@@ -53,7 +54,7 @@ def compose_name(directory: Path, files: list[str] | tuple[str, ...], store: Set
             return str(last["project"])
         return normalize_project_name(directory.name)
     if last.get("project") != name or last.get("directory") != str(directory):
-        store.set_setting(LAST_GOOD, {"directory": str(directory), "project": name})
+        store.set_setting(key, {"directory": str(directory), "project": name})
     return name
 
 

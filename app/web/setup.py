@@ -345,24 +345,7 @@ def config_done():
 def https_done():
     state = _load()
     recipe = _recipe(state)
-    form = request.form
-    mode = form.get("mode", "private")
-    if mode not in ("private", "public"):
-        raise InvalidInput("Choose private or public.")
-    problems = []
-    names = {}
-    for key in recipe.hostnames:
-        value = form.get(f"host_{key}", "").strip().lower()
-        if value and (problem := envdraft.check_hostname(value)):
-            problems.append(f"{key}: {problem}")
-        names[key] = value
-    management = form.get("management", "").strip().lower()
-    if management and (problem := envdraft.check_hostname(management)):
-        problems.append(f"MANAGEMENT_HOSTNAME: {problem}")
-    email = form.get("email", "").strip()
-    if recipe.email_key and (email or mode == "public") and (problem := envdraft.check_email(email)):
-        problems.append(f"{recipe.email_key}: {problem}")
-    state.https = {"mode": mode, "hostnames": names, "management": management, "email": email}
+    state.https, problems = steps.parse_https(request.form, recipe)
     if problems:
         _save(state)  # keep what was typed; the step shows it again
         raise InvalidInput(" ".join(problems))

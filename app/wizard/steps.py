@@ -227,6 +227,29 @@ def still_missing(variables: list[envdraft.Variable]) -> list[str]:
             if v.needs_value and v.used is not False and (v.required or (v.value and v.value == v.example))]
 
 
+# -- the HTTPS step --------------------------------------------------------------------------------
+def parse_https(form: Form, recipe: Recipe) -> tuple[dict, list[str]]:
+    """The HTTPS step's choice and the problems in it (kept as typed either way, so the step can
+    show it again)."""
+    mode = form.get("mode", "private")
+    if mode not in ("private", "public"):
+        raise InvalidInput("Choose private or public.")
+    problems = []
+    names = {}
+    for key in recipe.hostnames:
+        value = form.get(f"host_{key}", "").strip().lower()
+        if value and (problem := envdraft.check_hostname(value)):
+            problems.append(f"{key}: {problem}")
+        names[key] = value
+    management = form.get("management", "").strip().lower()
+    if management and (problem := envdraft.check_hostname(management)):
+        problems.append(f"MANAGEMENT_HOSTNAME: {problem}")
+    email = form.get("email", "").strip()
+    if recipe.email_key and (email or mode == "public") and (problem := envdraft.check_email(email)):
+        problems.append(f"{recipe.email_key}: {problem}")
+    return {"mode": mode, "hostnames": names, "management": management, "email": email}, problems
+
+
 # -- Stack settings (the same files and profiles model) -------------------------------------------
 def env_profiles(directory: Path) -> list[str]:
     """COMPOSE_PROFILES as the stack's .env sets it (Compose reads it when no --profile is given)."""
