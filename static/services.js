@@ -35,11 +35,16 @@
 
   // An out-of-band swap of the whole table (new service, new order) must not close an open menu.
   var openMenus = [];
-  // Likewise an open "why unhealthy?" box in a health cell that the poll replaces.
+  // Likewise an open "why unhealthy?" box in a health cell that the poll replaces, and the
+  // keyboard focus on its summary (a replaced element would drop it to the page).
+  var focusedBox = null;
   document.addEventListener("htmx:oobBeforeSwap", function (event) {
     var target = event.detail.target;
     if (target && (target.id === "svc-table" || target.classList.contains("c-health"))) {
       openMenus = openMenus.concat(Array.prototype.map.call(target.querySelectorAll("details[open]"), function (d) { return d.id; }));
+      var active = document.activeElement;
+      var box = active && target.contains(active) && active.closest("details[id]");
+      if (box && active.tagName === "SUMMARY") focusedBox = box.id;
     }
   });
   document.addEventListener("htmx:oobAfterSwap", function (event) {
@@ -52,6 +57,11 @@
       });
       openMenus = [];
       if (inTable) filterRows();
+    }
+    if (focusedBox) {
+      var summary = document.querySelector("#" + CSS.escape(focusedBox) + " > summary");
+      if (summary && summary !== document.activeElement) summary.focus();
+      focusedBox = null;
     }
   });
 

@@ -36,6 +36,12 @@ def app_for(app_factory, proj, **stack_settings):
 
 
 @pytest.fixture
+def health_stack(make_stack):
+    """db with a failing healthcheck that says why, api waiting for it healthy, cache only started."""
+    return make_stack({"docker-compose.yml": stacks.fill(stacks.HEALTH), ".env": "GREETING=hello\n"}, name="health")
+
+
+@pytest.fixture
 def web_app(app_factory, web_stack):
     return app_for(app_factory, web_stack)
 

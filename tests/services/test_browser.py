@@ -7,6 +7,7 @@ import pytest
 
 from app.store import Store
 from tests.support.live import wait_for
+from tests.support.screens import shoot
 
 pytestmark = [pytest.mark.browser, pytest.mark.docker]
 
@@ -48,4 +49,40 @@ def test_start_from_the_table_and_follow_an_up(web_stack, server_factory, page):
     assert "Started" in log or "Running" in log or "Healthy" in log
     wait_for(lambda: pg.locator("#r-web-state .badge").get_attribute("data-state") == "running",
              timeout=20, message="web row running")
+    assert not [e for e in page.console_errors if "favicon" not in e], page.console_errors
+
+
+def test_why_unhealthy_opens_with_the_keyboard_and_drift_is_marked(health_stack, server_factory, page):
+    health_stack.compose("up", "-d", check=False)  # db never healthy: api stays created
+    (health_stack.dir / ".env").write_text("GREETING=changed\n")  # cache now runs an older configuration
+    server = server_factory(stack_dir=health_stack.dir)
+    Store(server.data_dir / "stackpilot.sqlite3").set_setting(
+        "stack", {"project": health_stack.project, "files": [], "profiles": []})
+    page.sign_in(server)
+    pg = page.page
+    pg.on("dialog", lambda dialog: dialog.accept())
+    pg.goto(server.url + "/services")
+    pg.wait_for_selector("#health-db summary", timeout=20_000)
+    assert pg.locator("#r-db-health .health-output").is_hidden()
+    pg.focus("#health-db summary")
+    pg.keyboard.press("Enter")
+    output = pg.locator("#r-db-health .health-output")
+    output.wait_for(state="visible")
+    assert 'FATAL: database "app" is starting up' in output.inner_text()
+    assert "exit code 3" in pg.locator("#r-db-health .why").inner_text()
+    assert "blocked by db" in pg.locator("#r-api-state").inner_text()
+    assert "runs an older configuration" in pg.locator("#r-cache-state .drift").inner_text()
+    pg.wait_for_timeout(2500)  # a poll of the table went by: the box stays open
+    assert pg.locator("#health-db").get_attribute("open") is not None
+    shoot(pg, "services-health-drift")
+    pg.goto(server.url + "/graph/")
+    pg.wait_for_selector("svg.depgraph")
+    assert "exit 3: FATAL" in pg.locator('.node[data-service="db"] .node-why').text_content()
+    shoot(pg, "services-graph")
+
+    pg.goto(server.url + "/services")
+    pg.click("button[data-action=recreate-drifted]")
+    pg.wait_for_selector(".run-status .badge:has-text('exit code 0')", timeout=60_000)
+    pg.wait_for_selector("#r-cache-state .drift", state="detached", timeout=20_000)
+    assert pg.locator("button[data-action=recreate-drifted]").count() == 0
     assert not [e for e in page.console_errors if "favicon" not in e], page.console_errors

@@ -12,16 +12,10 @@ from app.stack.model import model_from_json
 from app.stack.services import build_rows
 from tests.conftest import PREFIX
 from tests.conftest import sign_in
-from tests.services import stacks
 from tests.services.conftest import app_for
 from tests.services.conftest import finish
 from tests.services.conftest import wait_state
 from tests.support.live import wait_for
-
-
-@pytest.fixture
-def health_stack(make_stack):
-    return make_stack({"docker-compose.yml": stacks.fill(stacks.HEALTH), ".env": "GREETING=hello\n"}, name="health")
 
 
 def cell(html: str, slug: str, column: str) -> str:
