@@ -134,6 +134,11 @@ def test_wizard_from_claim_to_review(case, tmp_path, app_factory):
     form = {"project": re.search(r'id="project" name="project" value="([^"]*)"', html).group(1),
             "file": files, "profile": wanted}
     form.update({f"pos_{f}": str(i + 1) for i, f in enumerate(files)})
+    groups = re.findall(r'<legend>One of ([^<]+)</legend>', html)
+    if groups:  # mutually exclusive profiles (one container_name): two of them are refused
+        pair = [g.strip() for g in groups[0].split(",")][:2]
+        refused = c.post("/setup/stack", data={**form, "profile": pair})
+        assert refused.status_code == 422 and "cannot run together" in refused.get_data(as_text=True)
     r = c.post("/setup/stack", data=form)
     assert r.status_code == 302, r.get_data(as_text=True)[:3000]
     state = wizard_state.load(store)
