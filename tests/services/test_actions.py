@@ -103,7 +103,7 @@ def test_up_with_chosen_profile_and_shared_container_name(make_stack, app_factor
     assert client.post("/stack/up", data={"profile": ["no-such-profile"]}).status_code == 422
 
 
-HOSTILE = ["nope", "../x", "..%2Fx", "a;rm -rf x", "x" * 300, "ünïcødé", "web/../../etc", "$(id)", "-v"]
+HOSTILE = ["nope", "../x", "..%2Fx", "a;rm -rf x", "x" * 300, "ünïcødé", "web/../../etc", "$(id)", "-v", "--remove-orphans"]
 
 
 @pytest.mark.parametrize("name", HOSTILE)
