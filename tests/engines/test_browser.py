@@ -21,7 +21,7 @@ def _add(pg, name: str, url: str, pems: dict[str, str] | None = None) -> None:
         for field, text in pems.items():
             pg.fill(f"#engine-{field}", text)
     pg.click("button:has-text('Add and check')")
-    pg.wait_for_selector(f"#engine-{name.replace(' ', '-')} .findings", timeout=30_000)
+    pg.wait_for_selector(f"#engine-{name.replace(' ', '-')} .findings", timeout=60_000)
 
 
 def test_engines_page_adds_tls_and_ssh_engines_and_shows_a_dead_one(server, page, engine2):
@@ -48,12 +48,12 @@ def test_engines_page_adds_tls_and_ssh_engines_and_shows_a_dead_one(server, page
 
     # A fresh load: each card asks for its own status; the dead one says why, the others answer.
     pg.goto(server.url + "/engines/")
-    pg.wait_for_selector("#engine-old-box .badge.bad")
-    pg.wait_for_selector("#engine-nas-ssh .badge.ok")
-    pg.wait_for_selector("#engine-local .badge.ok")
+    pg.wait_for_selector("#engine-old-box .badge.bad", timeout=60_000)
+    pg.wait_for_selector("#engine-nas-ssh .badge.ok", timeout=60_000)
+    pg.wait_for_selector("#engine-local .badge.ok", timeout=60_000)
     assert "nothing accepts connections" in pg.locator("#engine-old-box .engine-reason").inner_text()
     pg.click("#engine-nas-tls button:has-text('Check')")
-    pg.wait_for_selector("#engine-nas-tls .finding.ok")
+    pg.wait_for_selector("#engine-nas-tls .finding.ok", timeout=60_000)
     pg.click("summary:has-text('SSH key')")
     shoot(pg, "engines", height=1400)
 
