@@ -264,9 +264,9 @@ class Store:
                       forget_after: float) -> float:
         """Atomically: the seconds some key must still wait (nothing counted), or 0 after counting
         this attempt on every key. Counting before the check is what makes the limit unraceable."""
-        now = time.time()
         marks = ",".join("?" * len(keys))
         with self.transaction() as conn:
+            now = time.time()  # inside the lock: a concurrent attempt's last_at is never "ahead"
             rows = {r["key"]: r for r in conn.execute(
                 f"SELECT key, failures, last_at FROM throttles WHERE key IN ({marks})", tuple(keys))}
             counts = {}
@@ -275,8 +275,9 @@ class Store:
                 row = rows.get(key)
                 failures = row["failures"] if row and now - row["last_at"] < forget_after else 0
                 counts[key] = failures
-                if failures:
-                    wait = max(wait, row["last_at"] + wait_for(key, failures) - now)
+                delay = wait_for(key, failures) if failures else 0.0
+                if delay > 0:
+                    wait = max(wait, row["last_at"] + delay - now)
             if wait > 0:
                 return wait
             conn.executemany(

@@ -6,6 +6,7 @@ page's alert area (so the page a person is on never turns into an error page); /
 
 from __future__ import annotations
 
+import errno
 import logging
 
 from flask import Flask
@@ -18,6 +19,8 @@ from app.errors import StackpilotError
 from app.web.security import has_role
 
 log = logging.getLogger(__name__)
+BAD_NAME = ("That is not a file name: names cannot hold a NUL character, and each folder or file name "
+            "is at most 255 bytes.")
 
 
 def wants_fragment() -> bool:
@@ -62,17 +65,29 @@ def _unexpected(e: Exception):
                         "Stackpilot hit an unexpected error. Nothing was changed; the details are in its log.")
 
 
-def _socket_error(e: OSError):
-    """A WebSocket client that leaves during the handshake makes the 101 fail to send (reset,
-    broken pipe, closed descriptor): it is gone, there is no one to answer and nothing to log."""
+def _os_error(e: OSError):
+    """Two OS errors that are the client's doing, not ours. A WebSocket client that leaves during
+    the handshake makes the 101 fail to send (reset, broken pipe, closed descriptor): it is gone,
+    there is no one to answer and nothing to log. A typed file name longer than the file system
+    allows (ENAMETOOLONG) is bad input wherever a view meets it: 422, never a 500."""
     if request.headers.get("Upgrade", "").lower() == "websocket":
         log.info("WebSocket client left during the handshake on %s: %s", request.path, e.strerror or e)
         return "", 204
+    if e.errno == errno.ENAMETOOLONG:
+        return render_error(422, "Check the form", BAD_NAME)
+    return _unexpected(e)
+
+
+def _value_error(e: ValueError):
+    """A NUL byte in a typed name reaches the file system as ValueError("embedded null byte")."""
+    if "null byte" in str(e) or "null character" in str(e):
+        return render_error(422, "Check the form", BAD_NAME)
     return _unexpected(e)
 
 
 def init_app(app: Flask) -> None:
     app.register_error_handler(StackpilotError, _domain_error)
     app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(OSError, _socket_error)
+    app.register_error_handler(OSError, _os_error)
+    app.register_error_handler(ValueError, _value_error)
     app.register_error_handler(Exception, _unexpected)

@@ -34,6 +34,7 @@ def stack_server(attack_server, make_stack):
     Store(Path(server.data_dir) / "stackpilot.sqlite3").set_setting(
         "stack", {"project": proj.project, "files": [], "profiles": []})
     server.backup = backups.take_backup(proj.dir, b"SECRET=old-secret-value\n", keep=30)
+    server.project = proj.project
     return server
 
 
@@ -145,9 +146,9 @@ def test_inputs_that_gave_500s_get_clear_4xx(stack_server: CheckoutServer):
         assert r.status_code == 404, (action, r.status_code)
     # Stack-setting file names no file system accepts.
     for name in ("docker-compose.yml\x00.txt", "a" * 300, "x/" * 40 + "b" * 256):
-        r = admin.post(server.url + "/stack/settings", timeout=30,
-                       data={"project": "walk", "files": name, "csrf_token": admin.csrf})
-        assert r.status_code == 422 and "is not a file name" in r.text, (name[:20], r.status_code)
+        r = admin.post(server.url + "/stack/settings", timeout=30, allow_redirects=False,
+                       data={"project": server.project, "file": name, "csrf_token": admin.csrf})
+        assert r.status_code == 422 and "not a file" in r.text, (name[:20], r.status_code)
     log = server.log()
     assert "Traceback" not in log and "a" * 300 not in log
 
