@@ -101,7 +101,7 @@ def test_the_docker_folder_holds_no_python():
 
 def test_context_matches_dockerignore(tmp_path, stackpilot_image):
     """The hash that names the cached test image covers every file the build sees."""
-    out = subprocess.run(["docker", "run", "--rm", "--entrypoint", "find", stackpilot_image,
+    out = subprocess.run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "find", stackpilot_image,
                           "/srv/stackpilot", "-type", "f", "-not", "-name", "*.pyc"],
                          capture_output=True, text=True, check=True).stdout.split()
     in_image = {p.removeprefix("/srv/stackpilot/") for p in out}
