@@ -1,0 +1,171 @@
+"""Interactive shells in running containers: Docker exec with a TTY through the SDK.
+
+Why the low-level API: `exec_start(socket=True)` hands us the raw, bidirectional socket of the
+exec (with a TTY the stream is not multiplexed), so keystrokes go in and output comes out as bytes
+with no buffering of ours; `exec_resize` follows the browser's window. Nothing here knows the web.
+
+- ``service_container(engine, project, service)``: the service's running container (typed errors
+  saying why there is no shell otherwise: not created, stopped, restarting).
+- ``pick_shell(engine, container_id, wanted)``: the first shell that exists (bash, then sh) or the
+  one asked for; NoShell when the image has none (distroless).
+- ``Terminal``: one exec session: ``read()`` / ``write()`` / ``resize()`` / ``close()`` / ``exit_code()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+from dataclasses import dataclass
+
+from app.engine import Engine
+from app.engine.containers import ONEOFF_LABEL
+from app.engine.containers import PROJECT_LABEL
+from app.engine.containers import SERVICE_LABEL
+from app.errors import InvalidInput
+from app.errors import NotFound
+from app.errors import StackpilotError
+
+log = logging.getLogger(__name__)
+
+SHELLS = ("bash", "sh")
+USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?$")
+READ_SIZE = 65536
+MISSING_EXIT = (126, 127)  # the runtime's "executable file not found" / "not executable"
+
+
+class NoShell(StackpilotError):
+    """The container cannot give a shell: stopped, or an image without one (distroless)."""
+
+    status = 409
+
+
+@dataclass(frozen=True)
+class Target:
+    """The container a terminal opens in, and what the page shows about it."""
+
+    id: str
+    name: str
+    service: str
+    workdir: str
+    user: str  # the image's configured user ("" = root)
+
+
+def validate_user(user: str) -> str:
+    user = user.strip()
+    if user and not USER_RE.match(user):
+        raise InvalidInput("A user is a name or number, optionally with :group (e.g. www-data or 1000:1000).")
+    return user
+
+
+def service_container(engine: Engine, project: str, service: str) -> Target:
+    """The service's first running container; NoShell with the reason when none runs."""
+
+    def find(client):
+        filters = {"label": [f"{PROJECT_LABEL}={project}", f"{SERVICE_LABEL}={service}"]}
+        found = client.api.containers(all=True, filters=filters)
+        return [c for c in found if (c.get("Labels") or {}).get(ONEOFF_LABEL, "False") != "True"]
+
+    found = engine.call(find, what="containers")
+    if not found:
+        raise NoShell(f"{service} has no container yet: start it first, then open a shell.")
+    running = [c for c in found if c.get("State") == "running"]
+    if not running:
+        state = found[0].get("State", "unknown")
+        why = "it is restarting (it keeps exiting)" if state == "restarting" else f"it is {state}"
+        raise NoShell(f"{service} is not running ({why}): a shell needs a running container. Start it first.")
+    cid = sorted(running, key=lambda c: c.get("Names", [""])[0])[0]["Id"]
+    info = engine.call(lambda c: c.api.inspect_container(cid), what="container")
+    config = info.get("Config") or {}
+    return Target(id=cid, name=info.get("Name", "").lstrip("/"), service=service,
+                  workdir=config.get("WorkingDir") or "/", user=config.get("User") or "")
+
+
+def _exec_code(engine: Engine, container_id: str, cmd: list[str], user: str = "") -> int:
+    def run(client):
+        ex = client.api.exec_create(container_id, cmd, stdout=True, stderr=True, user=user)
+        client.api.exec_start(ex["Id"])
+        return client.api.exec_inspect(ex["Id"]).get("ExitCode")
+
+    code = engine.call(run, what="container")
+    return 127 if code is None else int(code)
+
+
+def pick_shell(engine: Engine, container_id: str, wanted: str = "") -> str:
+    """The shell to run: `wanted` if it exists, else bash, then sh. NoShell when none exists."""
+    candidates = [wanted] if wanted else list(SHELLS)
+    for shell in candidates:
+        if shell not in SHELLS:
+            raise InvalidInput(f"Choose one of the shells: {', '.join(SHELLS)}.")
+        if _exec_code(engine, container_id, [shell, "-c", "exit 0"]) not in MISSING_EXIT:
+            return shell
+    if wanted:
+        raise NoShell(f"There is no {wanted} in this container; try {' or '.join(s for s in SHELLS if s != wanted)}.")
+    raise NoShell("This image has no shell (neither bash nor sh: a distroless or scratch image). "
+                  "Use its logs, or run its own commands with Run a command.")
+
+
+class Terminal:
+    """One exec session with a TTY; its socket is ours until close()."""
+
+    def __init__(self, engine: Engine, target: Target, shell: str, user: str = "",
+                 cols: int = 80, rows: int = 24) -> None:
+        self.engine = engine
+        self.target = target
+        self.shell = shell
+        self.user = user
+
+        def create(client):
+            env = ["TERM=xterm-256color"]  # no COLUMNS/LINES: they would pin the size over resizes
+            ex = client.api.exec_create(target.id, [shell], stdin=True, tty=True, user=user,
+                                        environment=env, workdir=target.workdir)
+            sock = client.api.exec_start(ex["Id"], tty=True, socket=True)
+            return ex["Id"], sock
+
+        self.exec_id, raw = engine.call(create, what="container")
+        self._holder = raw  # the SDK's wrapper keeps the HTTP response (and the socket) alive
+        self.sock: socket.socket = getattr(raw, "_sock", raw)
+        self.sock.settimeout(None)  # the client's API timeout must not end an idle shell
+        self.closed = False
+        self.resize(cols, rows)
+
+    def read(self) -> bytes:
+        """The next output bytes; b"" when the shell ended or the session was closed."""
+        try:
+            return self.sock.recv(READ_SIZE)
+        except OSError:
+            return b""
+
+    def write(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            self.close()
+
+    def resize(self, cols: int, rows: int) -> None:
+        cols, rows = max(1, min(int(cols), 1000)), max(1, min(int(rows), 500))
+        try:
+            self.engine.call(lambda c: c.api.exec_resize(self.exec_id, height=rows, width=cols), what="exec")
+        except (StackpilotError, NotFound) as e:  # the shell ended between two resizes
+            log.debug("exec resize: %s", e.message)
+
+    def exit_code(self) -> int | None:
+        try:
+            return self.engine.call(lambda c: c.api.exec_inspect(self.exec_id), what="exec").get("ExitCode")
+        except StackpilotError:
+            return None
+
+    def close(self) -> None:
+        """End the session: the shell gets a hang-up when its TTY closes."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        for s in (self.sock, self._holder):
+            try:
+                s.close()
+            except OSError:
+                pass
