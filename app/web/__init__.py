@@ -34,6 +34,7 @@ def init_app(app: Flask) -> None:
     from app.web import security
     from app.web import services
     from app.web import setup
+    from app.web import shell
 
     security.init_app(app)
     context.init_app(app)
@@ -41,8 +42,8 @@ def init_app(app: Flask) -> None:
     sock.init_app(app)
     for area in (home, auth, engines, api, https):
         app.register_blueprint(area.bp)
-    context.register_stack_blueprints(app, [area.bp for area in (setup, services, logs, config, graph, live)])
+    context.register_stack_blueprints(app, [area.bp for area in (setup, services, logs, config, graph, live, shell)])
     context.register_stack_blueprints(app, [home.stack_bp], legacy=False)
-    for area in (home, auth, engines, setup, services, logs, config, graph, api, live):
+    for area in (home, auth, engines, setup, services, logs, config, graph, api, live, shell):
         if hasattr(area, "init_app"):
             area.init_app(app)
