@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from app import compose
 from app.engine.containers import ContainerInfo
 from app.stack.model import model_from_json
 from app.stack.services import build_rows
@@ -88,16 +89,29 @@ def test_blocked_by_names_only_an_unmet_condition(condition, dep, blocked, waite
 
 
 @pytest.mark.docker
-def test_drift_after_env_change_until_recreated(health_stack, app_factory):
+def test_drift_after_env_change_until_recreated(health_stack, app_factory, monkeypatch):
     app = app_for(app_factory, health_stack)
     client = sign_in(app, app.test_client(), "operator")
+    hash_runs = []
+    real_query = compose.query
+
+    def counting_query(stack, args, *more, **kw):  # the real Compose, counted
+        if list(args[:2]) == ["config", "--hash"]:
+            hash_runs.append(stack.project)
+        return real_query(stack, args, *more, **kw)
+
+    monkeypatch.setattr(compose, "query", counting_query)
     health_stack.compose("up", "-d", "--no-deps", "cache")
     wait_state(client, "cache", "running")
     html = client.get("/services").get_data(as_text=True)
     assert "older configuration" not in html and 'class="drift"' not in html
+    for _ in range(3):
+        client.get("/services/table")
+    assert len(hash_runs) == 1  # once per change of the files, not per row or per poll
 
     (health_stack.dir / ".env").write_text("GREETING=changed\n")  # saved, not recreated
     html = client.get("/services").get_data(as_text=True)
+    assert len(hash_runs) == 2
     assert "runs an older configuration" in cell(html, "cache", "state")
     assert 'class="drift"' not in cell(html, "db", "state")  # never created: nothing to compare
     banner = html.split('id="svc-banner"')[1].split('id="svc-counts"')[0]
@@ -143,3 +157,22 @@ services:
     finally:
         proj.compose("down", "-t", "0", check=False)
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+
+
+@pytest.mark.docker
+def test_broken_files_still_show_the_running_containers(health_stack, app_factory):
+    app = app_for(app_factory, health_stack)
+    admin = sign_in(app, app.test_client(), "admin")
+    health_stack.compose("up", "-d", "--no-deps", "cache")
+    wait_state(admin, "cache", "running")
+    compose_file = health_stack.dir / "docker-compose.yml"
+    compose_file.write_text(compose_file.read_text() + "\n  broken: [\n")
+    r = admin.get("/services")
+    assert r.status_code == 200
+    text = r.get_data(as_text=True)
+    banner = text.split('id="svc-banner"')[1].split('id="svc-counts"')[0]
+    assert "banner-error" in banner and "found by their" in banner
+    assert 'data-state="running"' in cell(text, "cache", "state")
+    assert 'data-action="stop"' not in text and 'id="act-up"' not in text  # no action without files
+    fragment = admin.get("/services/table").get_data(as_text=True)
+    assert 'id="r-cache-state"' in fragment

@@ -23,6 +23,7 @@ from app.stack import Stack
 from app.stack.drift import config_hashes
 from app.stack.model import ComposeModel
 from app.stack.model import load_model
+from app.stack.model import model_from_json
 from app.stack.services import Row
 from app.stack.services import build_rows
 from app.web import current_stack
@@ -59,7 +60,7 @@ def snapshot() -> Snapshot:
         snap.model = load_model(stack)
     except StackpilotError as e:
         snap.model_error = e
-        return snap
+        return _from_containers(snap)
     found = None
     images: dict[str, str] = {}
     try:
@@ -71,6 +72,21 @@ def snapshot() -> Snapshot:
     # Drift only means something for containers that exist: no Compose call for a stack that is down.
     hashes = config_hashes(stack) if found else {}
     snap.rows = build_rows(snap.model, found, sampler().snapshot(), hashes=hashes, image_ids=images)
+    return snap
+
+
+def _from_containers(snap: Snapshot) -> Snapshot:
+    """Files Compose cannot read: still show the project's containers (found by label), so the
+    running stack and its state do not vanish exactly when something is wrong with its files."""
+    try:
+        found = engine_containers.project_containers(engine(), snap.stack.project)
+    except StackpilotError as e:
+        snap.engine_error = e.message
+        return snap
+    if found:
+        seen = model_from_json({"name": snap.stack.project,
+                                "services": {c.service: {"image": c.image} for c in found if c.service}})
+        snap.rows = build_rows(seen, found, sampler().snapshot())
     return snap
 
 

@@ -48,7 +48,7 @@ def browser_host() -> str:
 def table_context(snap: Snapshot) -> dict:
     sort, group = view_options()
     groups = group_rows(sort_rows(snap.rows, sort), group)
-    can_act = has_role("operator")
+    can_act = has_role("operator") and snap.model_error is None  # no action without readable files
     layout = _digest((sort, group, can_act, [(g, [r.name for r in rows]) for g, rows in groups]))
     drifted = [r for r in snap.rows if r.drift]
     banner = _digest((snap.engine_error, str(snap.model_error and snap.model_error.message),
