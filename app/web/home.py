@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from dataclasses import field
@@ -92,61 +93,63 @@ def _listing(engine) -> EngineView:
     return view
 
 
-def engine_views() -> dict[str, EngineView]:
-    """Every engine's compose projects, listed in parallel (one call each)."""
+def engine_views(pool: ThreadPoolExecutor) -> dict[str, Future]:
+    """Every engine's compose projects, listed in parallel (one call each), as futures."""
     reg = engines()
     all_engines = reg.all() if hasattr(reg, "all") else [reg.get(i) for i in reg.ids()]
-    ids = reg.ids()
-    if len(all_engines) == 1:
-        return {ids[0]: _listing(all_engines[0])}
-    with ThreadPoolExecutor(max_workers=min(8, len(all_engines))) as pool:
-        futures = dict(zip(ids, [pool.submit(_listing, e) for e in all_engines], strict=True))
-        out = {}
-        for engine_id, fut in futures.items():
-            try:
-                out[engine_id] = fut.result(timeout=ENGINE_WAIT)
-            except Exception:  # a wedged engine: its stacks say so, the others render
-                out[engine_id] = EngineView(engine_id, engine_id, ok=False, reason="did not answer in time")
-    return out
+    return {engine.id: pool.submit(_listing, engine) for engine in all_engines}
+
+
+def _view(engine_id: str, future: Future) -> EngineView:
+    try:
+        return future.result(timeout=ENGINE_WAIT)
+    except Exception:  # a wedged engine: its stacks say so, the others render
+        return EngineView(engine_id, engine_id, ok=False, reason="did not answer in time")
 
 
 def overview() -> tuple[list[Card], dict[str, EngineView]]:
-    """Feed the registry (root folder, engines' projects) and build the cards the user may see."""
+    """Feed the registry (root folder, engines' projects) and build the cards the user may see.
+    The engines are listed in threads while the registry and the store are read here."""
     reg = registry()
-    reg.sync_root()
-    views = engine_views()
-    entries = reg.all()
-    projects = {e.slug: _project(e) for e in entries}
+    pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="home-list")
+    try:
+        futures = engine_views(pool)
+        reg.sync_root()
+        entries = reg.all()
+        stacks = {e.slug: _stack(e) for e in entries}
+        last = reg.last_actions()
+        views = {engine_id: _view(engine_id, fut) for engine_id, fut in futures.items()}
+    finally:
+        pool.shutdown(wait=False)
+    projects = {slug: stack.project if stack is not None else slug for slug, stack in stacks.items()}
     for engine_id, view in views.items():
         if view.ok and reg.sync_engine(engine_id, view.seen, projects):
             entries = reg.all()
-            projects = {e.slug: _project(e) for e in entries}
-    last = reg.last_actions()
+            stacks.update({e.slug: _stack(e) for e in entries if e.slug not in stacks})
+            projects = {slug: stack.project if stack is not None else slug for slug, stack in stacks.items()}
     user = g.get("user")
     cards = []
     for entry in entries:
         if not may_see(user, entry.slug):
             continue
         view = views.get(entry.engine) or EngineView(entry.engine, entry.engine, ok=False, reason="unknown engine")
-        project = projects[entry.slug]
+        stack = stacks.get(entry.slug)
+        project = projects.get(entry.slug, entry.slug)
         card = Card(entry, project, view, view.seen.get(project), last.get(entry.slug))
-        try:
-            stack = stack_of(entry)
+        if stack is not None:
             card.busy = runners().for_stack(stack).busy()
             card.reachable = files_reachable(stack)
-        except StackpilotError:
+        else:
             card.reachable = False
         cards.append(card)
     return cards, views
 
 
-def _project(entry: StackEntry) -> str:
-    if entry.project:
-        return entry.project
+def _stack(entry: StackEntry):
     try:
-        return stack_of(entry).project
+        return stack_of(entry)
     except StackpilotError:
-        return entry.slug
+        return None
 
 
 def _ago(at: float) -> str:
