@@ -20,7 +20,10 @@ from app.engine import host
 from app.engine.self import own_container_id
 from app.errors import StackpilotError
 from app.stack import Stack
+from app.stack import compose_files_in
 from app.stack import hostpaths
+from app.stack import variables as usage_scan
+from app.stack.envfile import EnvDocument
 from app.wizard import preview
 from app.wizard.recipe import Recipe
 
@@ -168,6 +171,13 @@ def files_check(stack: Stack, recipe: Recipe, env_bytes: bytes | None = None) ->
     yet or it changes); returns the row and the config of the chosen profiles."""
     title = "Compose files"
     missing = [f for f in stack.files if not (stack.directory / f).is_file()]
+    if not stack.files and (found := compose_files_in(stack.directory)):
+        return Check(
+            "files", title, "warn",
+            f"No default compose file (compose.yaml, docker-compose.yml); this folder has {len(found)} others: "
+            + ", ".join(found[:6]) + ("…" if len(found) > 6 else "") + ".",
+            "Tick the ones to use in the Stack step; the checks run again with them at Review.",
+        ), None
     if missing or not stack.files:
         return Check(
             "files",
@@ -194,6 +204,15 @@ def files_check(stack: Stack, recipe: Recipe, env_bytes: bytes | None = None) ->
                 "Nothing to do; the launch checks the files again.",
                 detail=e.detail,
             ), None
+        asked = _required_unset(stack, env_bytes)
+        if asked:
+            return Check(
+                "files", title, "warn",
+                "Not checkable yet: the compose files refuse to start without "
+                + ", ".join(asked) + ", which the Configuration step asks for (or generates).",
+                "Nothing to do now; the Review step checks the files again with your values.",
+                detail=e.detail,
+            ), None
         return Check(
             "files", title, "fail", e.message, "Fix the compose file Compose names below.", detail=e.detail
         ), None
@@ -203,6 +222,16 @@ def files_check(stack: Stack, recipe: Recipe, env_bytes: bytes | None = None) ->
         "files", title, "pass",
         f"Valid{with_env}: {n} service{'s' if n != 1 else ''} ({', '.join(stack.files)})."
     ), config
+
+
+def _required_unset(stack: Stack, env_bytes: bytes | None) -> list[str]:
+    """Variables the compose files require (`${VAR:?}`) that the .env to be written leaves empty."""
+    usage = usage_scan.scan(stack.directory, list(stack.files))
+    if env_bytes is not None:
+        values = EnvDocument.parse(env_bytes).values()
+    else:
+        values = EnvDocument.load(stack.env_path).values()
+    return sorted(k for k, ref in usage.refs.items() if ref.required is not None and not values.get(k))
 
 
 def _map_paths(config: dict, seen: Stack, stack: Stack) -> dict:

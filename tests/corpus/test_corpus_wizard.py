@@ -118,6 +118,7 @@ def test_wizard_from_claim_to_review(case, tmp_path, app_factory):
     files_row = checks[checks.index('id="check-files"'):]
     files_row = files_row[:files_row.index("</li>")]
     assert "env file" not in files_row and "not found" not in files_row, files_row
+    assert 'class="primary" disabled' not in checks, re.findall(r'check-fail.*?<p>(.*?)</p>', checks, re.S)
     assert c.post("/setup/preflight").status_code == 302
 
     # Stack: every compose file of the folder offered, profiles preset from COMPOSE_PROFILES.

@@ -204,11 +204,18 @@ def test_no_env_yet_is_checked_with_the_draft(make_stack, engine):
     recipe = recipes.for_stack(proj.dir)
     stack = Stack(proj.dir, proj.project, ("compose.yaml",))
     row, config = preflight.files_check(stack, recipe)
-    assert row.status == "fail"
+    assert row.status == "warn" and "KEY, which the Configuration step asks for" in row.reason
     row, config = preflight.files_check(stack, recipe, b"KEY=value\n")
     assert row.status == "pass" and "with the .env the wizard will write" in row.reason
     assert config["services"]["web"]["environment"]["KEY"] == "value"
     assert not (proj.dir / ".env").exists() and sorted(p.name for p in proj.dir.iterdir()) == ["compose.yaml"]
+
+
+def test_no_default_file_sends_to_the_stack_step(make_stack):
+    """A folder with only docker-compose.postgres.yml (paperless) is not a dead end at the checks."""
+    proj = make_stack({"docker-compose.postgres.yml": "services:\n  web:\n    image: {image}\n"})
+    row, config = preflight.files_check(Stack(proj.dir, proj.project, ()), recipes.for_stack(proj.dir))
+    assert row.status == "warn" and "docker-compose.postgres.yml" in row.reason and "Stack step" in row.fix
 
 
 def test_bind_sources_tilde_and_limits_are_named_with_a_fix(make_stack, engine):
