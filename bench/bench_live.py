@@ -69,11 +69,14 @@ class PushViewer:
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
+        rest = ""
         try:
             for chunk in self.response.raw.stream(65536, decode_content=False):
+                lines = (rest + chunk.decode(errors="replace")).split("\n")
+                rest = lines.pop()
                 with self.cond:
                     self.bytes += len(chunk) + 7  # + the chunked framing of each write
-                    self.text += chunk.decode(errors="replace")
+                    self.text += "".join(line[6:] + "\n" for line in lines if line.startswith("data: "))
                     self.cond.notify_all()
         except Exception:  # noqa: BLE001 - closed by the bench
             return
@@ -155,7 +158,10 @@ def flip_latencies(viewer, project: str, services: list[str], changes: int) -> l
         cmd = ["docker", "start" if running else "stop", *(["-t", "0"] if not running else []),
                f"{project}-{service}-1"]
         mark, start = viewer.mark(), time.monotonic()
-        subprocess.run(cmd, check=True, capture_output=True, timeout=60)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        if done.returncode:
+            print(f"  ({' '.join(cmd)} failed, change left out: {done.stderr.strip()[:200]})")
+            continue
         took = viewer.wait_for(state_pattern(service, running), mark, start, timeout=10)
         out.append(took if took is not None else float("inf"))
     return out

@@ -20,6 +20,7 @@ from app.store import Store
 from tests.perf.rawws import RawWS
 from tests.support.engine import EngineProxy
 from tests.support.live import wait_for
+from tests.support.screens import shoot
 
 pytestmark = [pytest.mark.docker]
 
@@ -170,6 +171,7 @@ def test_host_docker_stop_reaches_an_open_page_without_a_poll(make_stack, server
     pg.wait_for_selector("#r-a-state .badge:not([data-state=running])", timeout=5_000)
     assert polls == []  # it came by push, not by the poller
     assert pg.locator("#r-b-state .badge").get_attribute("data-state") == "running"
+    shoot(pg, "performance-services-pushed-stop")
     assert not [e for e in page.console_errors if "favicon" not in e], page.console_errors
 
 
