@@ -456,6 +456,11 @@ class ComposeRunner:
     def _mine(self, run: Run) -> bool:
         return run.project == self.stack.project and run.engine == self.engine_id
 
+    def get_run(self, run_id: str) -> Run | None:
+        """A run of THIS stack by id (another stack's run id finds nothing: its output is not ours)."""
+        run = self.runners.get_run(run_id)
+        return run if run is not None and self._mine(run) else None
+
     def current_run(self) -> Run | None:
         """The action running on the stack now, if it is a CLI run."""
         running = [r for r in self.runners.runs() if self._mine(r) and not r.done]
