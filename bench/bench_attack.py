@@ -52,12 +52,16 @@ def item2(checkout: Path) -> str:
     server = _server(checkout)
     try:
         result = lockout(server, attacker="127.0.0.2", owner="127.0.0.3", failures=50)
-        race = racing_guesses(server, "127.0.0.4", 20)
-        owner = "signs in (302)" if result["owner"] == 302 else f"LOCKED OUT ({result['owner']})"
-        return (f"attacker x50 from 127.0.0.2: {result['attacker']}; owner from 127.0.0.3 {owner}; "
-                f"20 racing guesses from 127.0.0.4: {race}")
     finally:
         server.stop()
+    fresh = _server(checkout)  # the race on an account nobody has failed on yet
+    try:
+        race = racing_guesses(fresh, "127.0.0.4", 20)
+    finally:
+        fresh.stop()
+    owner = "signs in (302)" if result["owner"] == 302 else f"LOCKED OUT ({result['owner']})"
+    return (f"attacker x50 from 127.0.0.2: {result['attacker']}; owner from 127.0.0.3 {owner}; "
+            f"20 racing wrong passwords from 127.0.0.4 (limit 5): {race}")
 
 
 def _stack(log_mb: int) -> tuple[Path, str]:

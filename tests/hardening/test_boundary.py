@@ -20,22 +20,19 @@ from app import settings as settings_module
 from app.stack import backups
 from app.store import Store
 from tests.hardening.attacks import CheckoutServer
+from tests.support.live import SourceAddressAdapter
 from tests.support.live import wait_for
 
 SAMPLES = {"user_id": "1", "run_id": "nope", "action": "start", "name": "web", "service": "web",
            "key": "SECRET", "signer": "nope", "filename": "app.css"}
 
 
-@pytest.fixture
-def stack_server(attack_server, make_stack):
-    proj = make_stack({"docker-compose.yml": "services:\n  web:\n    image: {image}\n    command: sleep 600\n",
-                       ".env": "SECRET=hunter2-hunter2\n"}, name="walk")
-    server = attack_server(STACKPILOT_STACK_DIR=str(proj.dir))
-    Store(Path(server.data_dir) / "stackpilot.sqlite3").set_setting(
-        "stack", {"project": proj.project, "files": [], "profiles": []})
-    server.backup = backups.take_backup(proj.dir, b"SECRET=old-secret-value\n", keep=30)
-    server.project = proj.project
-    return server
+@pytest.fixture(scope="module")
+def stack_server(chatty_server):
+    """The chatty stack's server, with one .env backup to download."""
+    folder = Path(chatty_server.env["STACKPILOT_STACK_DIR"])
+    chatty_server.backup = backups.take_backup(folder, b"SECRET=old-secret-value\n", keep=30)
+    return chatty_server
 
 
 def _rules(tmp_path):
@@ -70,16 +67,16 @@ def test_every_route_says_no_store(stack_server: CheckoutServer, tmp_path):
     assert "Traceback" not in stack_server.log()
 
 
-def test_origin_must_match_scheme_host_and_port(attack_server):
-    server = attack_server()
-    s = server.session()
+def test_origin_must_match_scheme_host_and_port(shared_server):
+    server = shared_server
+    s = server.session("origin-tester", "operator")
     port = server.port
     for origin in (f"https://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}", "http://127.0.0.1",
                    f"http://evil.example:{port}"):
         r = s.post(server.url + "/users", data={"csrf_token": s.csrf}, headers={"Origin": origin}, timeout=10)
         assert r.status_code == 403 and "Cross-site" in r.text, origin
-    assert s.post(server.url + "/logout", data={"csrf_token": s.csrf}, timeout=10,
-                  allow_redirects=False).status_code == 302
+    ok = s.post(server.url + "/logout", data={"csrf_token": s.csrf}, timeout=10, allow_redirects=False)
+    assert ok.status_code == 302
 
 
 def test_unknown_host_names_are_refused_even_on_the_claim_page(tmp_path):
@@ -99,22 +96,23 @@ def test_unknown_host_names_are_refused_even_on_the_claim_page(tmp_path):
         server.stop()
 
 
-def test_hsts_only_when_the_request_came_over_https(attack_server):
-    server = attack_server(STACKPILOT_TRUSTED_PROXIES="127.0.0.1")
+def test_hsts_only_when_the_request_came_over_https(shared_server):
+    server = shared_server  # trusts 127.0.0.1 as its proxy
     proxied = requests.get(server.url + "/login", headers={"X-Forwarded-Proto": "https"}, timeout=10)
     assert proxied.headers["Strict-Transport-Security"].startswith("max-age=")
     plain = requests.get(server.url + "/login", timeout=10)
     assert "Strict-Transport-Security" not in plain.headers
-    untrusted = attack_server()  # nobody trusted: a forged X-Forwarded-Proto changes nothing
-    forged = requests.get(untrusted.url + "/login", headers={"X-Forwarded-Proto": "https"}, timeout=10)
-    assert "Strict-Transport-Security" not in forged.headers
+    untrusted = requests.Session()  # from 127.0.0.2, not the proxy: a forged header changes nothing
+    untrusted.mount("http://", SourceAddressAdapter("127.0.0.2"))
+    forged = untrusted.get(server.url + "/login", headers={"X-Forwarded-Proto": "https"}, timeout=10)
+    assert forged.status_code == 200 and "Strict-Transport-Security" not in forged.headers
 
 
-def test_health_keeps_the_engine_version_for_signed_in_people(attack_server, docker_engine):
-    server = attack_server()
+def test_health_keeps_the_engine_version_for_signed_in_people(shared_server, docker_engine):
+    server = shared_server
     anonymous = requests.get(server.url + "/api/health", timeout=10).json()
     assert anonymous["docker"] == "reachable" and "docker_version" not in anonymous
-    assert server.session().get(server.url + "/api/health", timeout=10).json()["docker_version"]
+    assert server.admin.get(server.url + "/api/health", timeout=10).json()["docker_version"]
 
 
 def test_inputs_that_gave_500s_get_clear_4xx(stack_server: CheckoutServer):
@@ -153,8 +151,8 @@ def test_inputs_that_gave_500s_get_clear_4xx(stack_server: CheckoutServer):
     assert "Traceback" not in log and "a" * 300 not in log
 
 
-def test_compose_run_output_is_for_operators(attack_server):
-    server = attack_server()
+def test_compose_run_output_is_for_operators(shared_server):
+    server = shared_server
     viewer = server.session("viewer", "viewer")
     operator = server.session("operator", "operator")
     for path in ("/stack/runs/some-run", "/stack/runs/some-run/panel"):
@@ -162,9 +160,9 @@ def test_compose_run_output_is_for_operators(attack_server):
         assert operator.get(server.url + path, timeout=10).status_code == 404
 
 
-def test_a_client_dropping_during_the_handshake_leaves_no_traceback(attack_server):
-    server = attack_server()
-    s = server.session()
+def test_a_client_dropping_during_the_handshake_leaves_no_traceback(shared_server):
+    server = shared_server
+    s = server.admin
     cookie = "; ".join(f"{c.name}={c.value}" for c in s.cookies)
     for i in range(40):
         conn = socket.create_connection(("127.0.0.1", server.port))

@@ -8,7 +8,6 @@ import json
 import time
 from pathlib import Path
 
-import pytest
 import requests
 from simple_websocket import ConnectionClosed
 
@@ -16,33 +15,6 @@ from app.store import Store
 from tests.hardening.attacks import CheckoutServer
 from tests.hardening.attacks import downloads_while_pages
 from tests.support.live import ensure_user
-from tests.support.live import wait_for
-
-LINES = 60_000  # about 5 MB of log: each download takes a while for a slow reader
-COMPOSE = """
-services:
-  chatty:
-    image: {image}
-    command: ["sh", "-c", "yes 'a line of log text, padded out to be about eighty bytes long ....' | head -n LINES; echo DONE; sleep 3600"]
-    stop_signal: SIGKILL
-""".replace("LINES", str(LINES))
-
-
-@pytest.fixture
-def chatty(make_stack):
-    proj = make_stack({"docker-compose.yml": COMPOSE}, name="chatty")
-    proj.compose("up", "-d")
-    wait_for(lambda: "DONE" in proj.compose("logs", "--no-log-prefix", "--tail", "1").stdout,
-             timeout=30, message="the log written")
-    return proj
-
-
-@pytest.fixture
-def chatty_server(attack_server, chatty):
-    server = attack_server(STACKPILOT_STACK_DIR=str(chatty.dir))
-    Store(Path(server.data_dir) / "stackpilot.sqlite3").set_setting(
-        "stack", {"project": chatty.project, "files": [], "profiles": []})
-    return server
 
 
 def _pooled(session: requests.Session, size: int = 256) -> requests.Session:
@@ -79,10 +51,8 @@ def _receive_json(ws, timeout: float = 10.0) -> dict:
     raise AssertionError("no control message")
 
 
-def test_log_sockets_per_person_and_the_refusal_names_the_holders(attack_server, chatty):
-    server = attack_server(STACKPILOT_STACK_DIR=str(chatty.dir), STACKPILOT_MAX_LOG_SOCKETS="10")
-    Store(Path(server.data_dir) / "stackpilot.sqlite3").set_setting(
-        "stack", {"project": chatty.project, "files": [], "profiles": []})
+def test_log_sockets_per_person_and_the_refusal_names_the_holders(chatty_server: CheckoutServer):
+    server = chatty_server  # STACKPILOT_MAX_LOG_SOCKETS=10
     viewer = server.session("viewer", "viewer")
     ensure_user(server.data_dir, "other", "viewer")
     other = server.session("other", "viewer")
@@ -110,18 +80,20 @@ def test_log_sockets_per_person_and_the_refusal_names_the_holders(attack_server,
 
 def test_an_open_log_socket_does_not_keep_the_session_alive(chatty_server: CheckoutServer):
     server = chatty_server
-    viewer = server.session("viewer", "viewer")
+    ensure_user(server.data_dir, "idler", "viewer")
+    idler = server.session("idler", "viewer")
     store = Store(Path(server.data_dir) / "stackpilot.sqlite3")
-    ws = server.ws_connect("/logs/-/ws?tail=1", viewer)
+    mine = "user_id = (SELECT id FROM users WHERE username = 'idler')"
+    ws = server.ws_connect("/logs/-/ws?tail=1", idler)
     try:
         assert _receive_json(ws)["t"] == "hello"
         conn = store._conn()
         # Idle for 100 minutes of the default 120: the socket's session checks must not touch it.
-        conn.execute("UPDATE sessions SET last_seen = ?", (time.time() - 100 * 60,))
+        conn.execute(f"UPDATE sessions SET last_seen = ? WHERE {mine}", (time.time() - 100 * 60,))
         time.sleep(6)  # one session re-check of the socket (every 5 s)
-        seen = conn.execute("SELECT last_seen FROM sessions").fetchone()[0]
+        seen = conn.execute(f"SELECT last_seen FROM sessions WHERE {mine}").fetchone()[0]
         assert time.time() - seen > 99 * 60
-        conn.execute("UPDATE sessions SET last_seen = ?", (time.time() - 121 * 60,))  # idle out
+        conn.execute(f"UPDATE sessions SET last_seen = ? WHERE {mine}", (time.time() - 121 * 60,))  # idle out
         closed = False
         deadline = time.monotonic() + 8
         while time.monotonic() < deadline and not closed:

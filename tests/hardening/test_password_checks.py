@@ -50,16 +50,16 @@ def test_attacker_failing_fifty_times_does_not_lock_the_owner_out(attack_server)
     assert again.count(422) <= 1 and again.count(429) >= 4, again
 
 
-def test_concurrent_guesses_cannot_race_past_the_limit(attack_server):
-    server = attack_server()
+def test_concurrent_guesses_cannot_race_past_the_limit(shared_server):
+    server = shared_server
     statuses = racing_guesses(server, "127.0.0.4", 20)
     print(f"\n20 concurrent wrong passwords from one address: {statuses}")
     # Exactly the five free attempts got past the throttle (counted before the check).
     assert statuses.get("checked", 0) + statuses.get("busy", 0) == 5 and statuses.get("throttled") == 15
 
 
-def test_account_page_current_password_check_is_throttled(attack_server):
-    server = attack_server()
+def test_account_page_current_password_check_is_throttled(shared_server):
+    server = shared_server
     ensure_user(server.data_dir, "victim", "viewer")
     s = server.session("victim", "viewer")  # a stolen session guessing the password to change it
     codes = []
