@@ -121,3 +121,23 @@ def test_old_paths_build_old_urls_and_stack_paths_build_stack_urls(app):
         assert url_for("services.index", stack="media") == "/s/media/services"
     with app.test_request_context("/login"):
         assert url_for("config.index") == "/config/"
+
+
+@pytest.mark.docker
+def test_a_broken_file_costs_one_compose_process_per_ttl_not_per_poll(tmp_path):
+    """The failed `config` is remembered (FAILURE_TTL) until a compose file changes."""
+    from app import compose
+    from app.errors import ComposeFailed
+    from app.stack import stack_from
+
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "compose.yaml").write_text("services:\n  a: [not, a, mapping\n")
+    runner = compose.Runners().for_stack(stack_from(folder))
+    with pytest.raises(ComposeFailed) as first:
+        runner.config_json()
+    with pytest.raises(ComposeFailed) as again:
+        runner.config_json()
+    assert again.value is first.value  # answered from memory: no second Compose process
+    (folder / "compose.yaml").write_text("services:\n  a:\n    image: x\n")
+    assert "a" in runner.config_json()["services"]  # a changed file is read at once

@@ -73,6 +73,10 @@ def test_root_folder_of_three_stacks_pasted_file_and_git_mirror(app_factory, sta
     for stack in three:
         assert "no containers" in _row(html, stack.project)
     assert 'id="stack-notes"' not in html
+    registry = app.extensions["stackpilot.stacks"]
+    assert admin.post(f"/stacks/{three[0].project}/forget").status_code == 303
+    assert registry.get(three[0].project) is None
+    assert f'id="stack-{three[0].project}"' in _home(admin)  # its folder is still in the root
 
     # a pasted compose file becomes a folder under the root
     name = f"{PREFIX}-pasted"
@@ -100,7 +104,8 @@ def test_root_folder_of_three_stacks_pasted_file_and_git_mirror(app_factory, sta
     assert (root / cloned / ".env.example").is_file() and (root / cloned / ".git").is_dir()
     assert cloned in _home(admin)
     audit = app.extensions["stackpilot.store"].select("SELECT action, stack FROM audit ORDER BY id")
-    assert [tuple(r) for r in audit] == [("stack.create", name), ("stack.clone", cloned)]
+    assert [tuple(r) for r in audit] == [("stack.forget", three[0].project), ("stack.create", name),
+                                         ("stack.clone", cloned)]
 
 
 def test_two_stacks_actions_and_per_stack_roles(app_factory, stacks_root):
