@@ -7,6 +7,8 @@ Every SDK or transport error leaves this package as one of our typed errors
 from __future__ import annotations
 
 import logging
+import re
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -63,6 +65,20 @@ def describe(exc: BaseException) -> str:
             }[marker]
     if isinstance(exc, requests.exceptions.Timeout):
         return "the Docker engine did not answer in time"
+    # tcp:// engines: the words under urllib3's "Max retries exceeded ... NewConnectionError(...)"
+    chain = list(causes(exc))
+    found = re.search(r"host='([^']+)', port=(\d+)", text)
+    where = f" at {found.group(1)}:{found.group(2)}" if found else ""
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "[Errno 111]" in text:
+        return f"nothing accepts connections{where} (engine stopped, or another port?)"
+    if any(isinstance(e, socket.gaierror) for e in chain) or "Name or service not known" in text:
+        return f"the engine's host name does not resolve{where}"
+    if any(isinstance(e, TimeoutError | requests.exceptions.Timeout) for e in chain) or "timed out" in text:
+        return f"the Docker engine{where} did not answer in time (host down, or a firewall drops it)"
+    if any(isinstance(e, requests.exceptions.HTTPError) for e in chain) and "/version" in text:
+        return "that address answers HTTP, but not as a Docker engine (wrong host or port?)"
+    if "Max retries exceeded" in text or "HTTPConnectionPool" in text:
+        return f"the Docker engine{where} cannot be reached"
     return text.splitlines()[0][:300] if text else exc.__class__.__name__
 
 

@@ -21,6 +21,7 @@ from app.stack import backups
 from app.store import Store
 from tests.hardening.attacks import CheckoutServer
 from tests.support.live import SourceAddressAdapter
+from tests.support.live import free_port
 from tests.support.live import wait_for
 
 SAMPLES = {"user_id": "1", "run_id": "nope", "action": "start", "name": "web", "service": "web",
@@ -178,3 +179,11 @@ def test_a_client_dropping_during_the_handshake_leaves_no_traceback(shared_serve
     wait_for(lambda: requests.get(server.url + "/api/health", timeout=5).json()["websockets"] == 0,
              timeout=15, message="sockets released")
     assert "Traceback" not in server.log() and "Bad file descriptor" not in server.log()
+
+
+def test_an_unreachable_tcp_engine_is_described_in_words(attack_server):
+    port = free_port()  # nobody listens there
+    server = attack_server(DOCKER_HOST=f"tcp://127.0.0.1:{port}")
+    docker = requests.get(server.url + "/api/health", timeout=10).json()["docker"]
+    assert docker == f"unreachable: nothing accepts connections at 127.0.0.1:{port} (engine stopped, or another port?)"
+    assert "HTTPConnectionPool" not in server.log() and "Max retries" not in server.log()
