@@ -65,6 +65,12 @@ services:
     image: ${FIXTURE_BUSYBOX}
     pull_policy: never
     command: ["sh", "-c", "mkdir -p /www && echo n8n-here > /www/index.html && exec httpd -f -p 5678 -h /www"]
+  flowise:
+    image: ${FIXTURE_BUSYBOX}
+    pull_policy: never
+    command: ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
+    volumes:
+      - ~/.flowise:/root/.flowise
   talker:
     image: ${FIXTURE_BUSYBOX}
     pull_policy: never
@@ -90,6 +96,18 @@ def test_readme_marks_its_install_blocks_and_they_hold_no_placeholders():
     assert "force-recreate --no-deps caddy" in text, "Caddy must be recreated after the snippet"
     readme = (ROOT / "README.md").read_text()
     assert "build-ca.pem" in readme and "<stackpilot-repo>" not in readme
+
+
+def _mounts(project: str, service: str) -> tuple[str, list[str]]:
+    """The service's container id and its bind sources."""
+    out = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}",
+                          "--filter", f"label=com.docker.compose.service={service}"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    if not out:
+        return "", []
+    fmt = '{{range .Mounts}}{{if eq .Type "bind"}}{{.Source}} {{end}}{{end}}'
+    sources = subprocess.run(["docker", "inspect", "-f", fmt, out[0]], capture_output=True, text=True).stdout.split()
+    return out[0], sources
 
 
 def _sh(script: str, cwd: Path, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
@@ -232,6 +250,17 @@ def test_readme_install_runs_as_written_and_serves_https_through_caddy(fixture_s
         wait_for(ticks, timeout=30, interval=0, message="log lines through Caddy")
     finally:
         ws.close()
+
+    # Compose inside Stackpilot's container runs with the host user's HOME: a recreate from the UI
+    # keeps `~/.flowise` at the host's ~/.flowise (it used to become /data/.flowise).
+    before = _mounts(project, "flowise")
+    csrf = CSRF.search(s.get(url + "/services", timeout=30).text).group(1)
+    recreate = s.post(url + "/services/flowise/recreate", headers={"Origin": origin, "X-CSRF-Token": csrf,
+                                                                   "HX-Request": "true"}, timeout=30)
+    assert recreate.status_code == 200, recreate.text[:500]
+    wait_for(lambda: _mounts(project, "flowise")[0] != before[0], timeout=30, interval=0.3,
+             message="flowise recreated by Stackpilot")
+    assert _mounts(project, "flowise")[1] == [str(Path(env["HOME"]) / ".flowise")]
 
     # The stack's own service under a LAN name: the addon the wizard writes, Caddy restarted.
     written = caddy.write_lan_sites(stack, {"N8N_HOSTNAME": "n8n.home.lan"})
