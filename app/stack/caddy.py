@@ -105,6 +105,23 @@ def site_upstreams(caddyfile: str) -> dict[str, str]:
     return out
 
 
+def split_lan_names(directory: Path, names: Mapping[str, str], private: bool, addon_dir: str = "caddy-addon",
+                    caddyfile: str = "Caddyfile") -> tuple[dict[str, str], dict[str, str]]:
+    """(for .env, for the addon): in Private mode, a name whose variable is a `{$VAR}` site of the
+    stack's Caddyfile goes to the addon (write_lan_sites) and stays out of .env, when the stack has
+    the addon folder; everything else goes to .env as before."""
+    names = {k: v for k, v in names.items() if v}
+    directory = Path(directory)
+    if not private or not (directory / addon_dir).is_dir():
+        return names, {}
+    try:
+        sites = site_upstreams((directory / caddyfile).read_text(encoding="utf-8"))
+    except OSError:
+        return names, {}
+    lan = {k: v for k, v in names.items() if k in sites and is_private_name(v)}
+    return {k: v for k, v in names.items() if k not in lan}, lan
+
+
 def render_lan_sites(sites: Iterable[LanSite]) -> str:
     """The addon file: one site per LAN name, Caddy's own CA, the same upstream as the stack's site."""
     parts = ["# Written by Stackpilot (LAN names get Caddy's own certificate). Rewritten by the setup wizard;",

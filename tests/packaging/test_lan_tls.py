@@ -90,3 +90,13 @@ def test_lan_sites_refuse_a_missing_addon_folder_and_write_nothing(tmp_path):
     with pytest.raises(InvalidInput, match="caddy-addon"):
         caddy.write_lan_sites(tmp_path, {"N8N_HOSTNAME": "n8n.home.lan"})
     assert not list(tmp_path.rglob(caddy.LAN_FILE))
+
+
+def test_private_names_of_caddyfile_sites_go_to_the_addon_not_the_env(tmp_path):
+    stack = recipe_stack(tmp_path)
+    names = {"N8N_HOSTNAME": "n8n.home.lan", "OLLAMA_HOSTNAME": "ollama.home.lan", "WEBUI_HOSTNAME": ""}
+    env, lan = caddy.split_lan_names(stack, names, private=True, addon_dir="addons")
+    assert lan == {"N8N_HOSTNAME": "n8n.home.lan"}
+    assert env == {"OLLAMA_HOSTNAME": "ollama.home.lan"}  # no site for it in the Caddyfile: as before
+    assert caddy.split_lan_names(stack, names, private=False, addon_dir="addons")[1] == {}
+    assert caddy.split_lan_names(stack, names, private=True)[1] == {}  # no caddy-addon/ folder
