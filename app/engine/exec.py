@@ -169,3 +169,37 @@ class Terminal:
                 s.close()
             except OSError:
                 pass
+
+
+def has_command(engine: Engine, container_id: str, name: str) -> bool:
+    """Whether `name` is on the container's PATH (run through its sh: no sh, no)."""
+    try:
+        return _exec_code(engine, container_id, ["sh", "-c", f"command -v {name} >/dev/null"]) == 0
+    except StackpilotError:
+        return False
+
+
+class Output:
+    """The stdout of a one-off exec as chunks (stderr kept apart, its tail for the error message);
+    `exit_code` once the stream is drained."""
+
+    def __init__(self, engine: Engine, container_id: str, cmd: list[str], user: str = "") -> None:
+        self.engine = engine
+        self.stderr = b""
+
+        def start(client):
+            ex = client.api.exec_create(container_id, cmd, stdout=True, stderr=True, user=user)
+            return ex["Id"], client.api.exec_start(ex["Id"], stream=True, demux=True)
+
+        self.exec_id, self._stream = engine.call(start, what="container")
+
+    def __iter__(self):
+        for out, err in self._stream:
+            if err:
+                self.stderr = (self.stderr + err)[-4000:]
+            if out:
+                yield out
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.engine.call(lambda c: c.api.exec_inspect(self.exec_id), what="exec").get("ExitCode")

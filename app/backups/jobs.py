@@ -1,0 +1,386 @@
+"""Back up and restore the data of a stack's services, step by step.
+
+Back up, per service: choose the consistency mode (label, else database image, else stop), stop the
+service's containers for the copy when the mode says so (started again whatever happens), copy each
+mount as a .tar.gz (volumes through a created, never started container of the service's own image;
+bind folders read directly), note sizes and sha256 in the manifest, with the .env backup taken at
+the same moment. A failure halfway marks the backup failed, removes its partial archives and still
+starts what was stopped.
+
+Restore, one service: verify the archives' sha256, stop the service, keep what is there now as a
+safety backup, empty the mount, write, start, and compare the written files with the archive's list.
+Only that service's mounts are written; a volume another running service uses is refused.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from contextlib import nullcontext
+from dataclasses import dataclass
+from dataclasses import field
+from pathlib import Path
+
+from app.backups.mounts import Mount
+from app.backups.mounts import consistency
+from app.backups.mounts import image_family
+from app.backups.mounts import service_mounts
+from app.backups.store import BackupStore
+from app.backups.store import Entry
+from app.backups.store import Manifest
+from app.backups.streams import empty_folder
+from app.backups.streams import extract_to_folder
+from app.backups.streams import file_list
+from app.backups.streams import file_sha256
+from app.backups.streams import read_folder
+from app.backups.streams import read_gzip
+from app.backups.streams import write_gzip
+from app.engine import Engine
+from app.engine import archives
+from app.engine import containers as engine_containers
+from app.engine import exec as engine_exec
+from app.errors import InvalidInput
+from app.errors import StackpilotError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StackData:
+    """What a job needs to know about the stack (made by the web layer from the request's stack)."""
+
+    engine: Engine
+    project: str
+    key: str                  # the stack's slug: its folder under the backups root
+    directory: Path | None    # the stack folder (its .env is backed up with the data)
+    config: dict              # `compose config --format json`
+    images: dict[str, str]    # service -> configured image
+    labels: dict[str, dict[str, str]]
+    env_keep: int = 30
+    lock: Callable[[str], AbstractContextManager] = field(default=lambda title: nullcontext())
+
+    def mounts(self, service: str) -> list[Mount]:
+        return service_mounts(self.config, service)
+
+
+def _containers(data: StackData, service: str) -> list:
+    return [c for c in engine_containers.project_containers(data.engine, data.project) if c.service == service]
+
+
+def _image_for(data: StackData, service: str, found: list) -> str:
+    """The image to read volumes with: the service's container's image id, else its configured image."""
+    if found:
+        return archives.image_of(data.engine, found[0].id)
+    return data.images.get(service, "")
+
+
+def _env_backup(data: StackData) -> str:
+    if data.directory is None:
+        return ""
+    env = Path(data.directory) / ".env"
+    if not env.is_file():
+        return ""
+    from app.stack.backups import take_backup
+
+    return take_backup(Path(data.directory), env.read_bytes(), data.env_keep).name
+
+
+def backup(data: StackData, store: BackupStore, services: list[str], scope: str, user: str = "",
+           modes: dict[str, str] | None = None, progress: Callable[[str], None] = lambda text: None,
+           take_lock: bool = True) -> Manifest:
+    """Back up the mounts of `services` into one new backup; returns its manifest (ok or failed)."""
+    manifest = Manifest(id=store.new_id(scope), stack=data.key, project=data.project, scope=scope,
+                        taken_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), user=user)
+    started = time.monotonic()
+    work = store.begin(manifest)
+    try:
+        with data.lock(f"Back up {scope}") if take_lock else nullcontext():
+            manifest.env_backup = _env_backup(data)
+            for service in services:
+                mode = (modes or {}).get(service) or consistency(data.labels.get(service, {}),
+                                                                 data.images.get(service, ""))[0]
+                manifest.modes[service] = mode
+                if mode == "skip" or not data.mounts(service):
+                    continue
+                progress(f"{service}: {mode}")
+                _backup_service(data, store, work, manifest, service, mode)
+        manifest.status = "ok"
+    except Exception as e:
+        manifest.status = "failed"
+        manifest.error = e.message if isinstance(e, StackpilotError) else f"{e.__class__.__name__}: {e}"[:500]
+        if not isinstance(e, StackpilotError):
+            log.exception("backup %s failed", manifest.id)
+        for entry in manifest.entries:
+            if entry.file:
+                (work / entry.file).unlink(missing_ok=True)
+        manifest.entries = [e for e in manifest.entries if e.sha256]  # what was finished stays listed
+        for entry in manifest.entries:
+            entry.file = ""
+    manifest.duration = round(time.monotonic() - started, 2)
+    store.finish(work, manifest)
+    return manifest
+
+
+def _backup_service(data: StackData, store: BackupStore, work: Path, manifest: Manifest,
+                    service: str, mode: str) -> None:
+    found = _containers(data, service)
+    image = _image_for(data, service, found)
+    if not image:
+        raise InvalidInput(f"{service} has no image to read its volumes with (build it or pull it first).")
+    running = [c for c in found if c.state == "running"]
+    if mode == "dump":
+        _dump(data, store, work, manifest, service, running, image)
+        return
+    stopped_at = None
+    try:
+        if mode == "stop" and running:
+            stopped_at = time.monotonic()
+            for c in running:
+                engine_containers.stop(data.engine, c.id)
+        for mount in data.mounts(service):
+            _copy_mount(data, store, work, manifest, service, mount, image)
+    finally:
+        if stopped_at is not None:
+            for c in running:
+                try:
+                    engine_containers.start(data.engine, c.id)
+                except StackpilotError as e:
+                    log.warning("could not start %s again after its backup: %s", c.name, e.message)
+            manifest.downtime[service] = round(time.monotonic() - stopped_at, 2)
+
+
+def _copy_mount(data: StackData, store: BackupStore, work: Path, manifest: Manifest, service: str,
+                mount: Mount, image: str) -> None:
+    entry = Entry(service=service, kind=mount.kind, name=mount.name, source=mount.source, target=mount.target,
+                  image=image)
+    path = store.archive_path(work, len(manifest.entries) + 1, entry, "tar.gz")
+    entry.file = path.name
+    manifest.entries.append(entry)
+    if mount.kind == "volume":
+        if not archives.volume_exists(data.engine, mount.source):
+            manifest.entries.remove(entry)  # never created yet: nothing to keep
+            return
+        chunks = archives.read_volume(data.engine, image, mount.source)
+    else:
+        if not Path(mount.source).is_dir():  # a bound file (a config) is part of the stack folder, not data
+            manifest.entries.remove(entry)
+            return
+        chunks = read_folder(Path(mount.source))
+    written = write_gzip(chunks, path)
+    entry.tar_bytes, entry.file_bytes, entry.sha256 = written.tar_bytes, written.file_bytes, written.sha256
+
+
+DUMP_COMMANDS = {
+    "postgres": (["sh", "-c", 'pg_dumpall -U "${POSTGRES_USER:-postgres}"'], "sql.gz"),
+    "mysql": (["sh", "-c", 'exec mysqldump --all-databases --single-transaction -uroot '
+                           '-p"${MYSQL_ROOT_PASSWORD:-$MARIADB_ROOT_PASSWORD}"'], "sql.gz"),
+}
+
+
+def _dump(data: StackData, store: BackupStore, work: Path, manifest: Manifest, service: str,
+          running: list, image: str) -> None:
+    """A consistent copy of a running database: pg_dumpall / mysqldump through exec, or Redis's BGSAVE
+    followed by a copy of its volume."""
+    if not running:
+        raise InvalidInput(f"{service} is not running: a dump needs the database up (or label it "
+                           "stackpilot.backup: stop).")
+    family = image_family(data.images.get(service, ""))
+    cid = running[0].id
+    if not family:  # labelled dump: find the tool in the container
+        family = next((f for f, tool in (("postgres", "pg_dumpall"), ("mysql", "mysqldump"), ("redis", "redis-cli"))
+                       if engine_exec.has_command(data.engine, cid, tool)), "")
+    if family == "redis":
+        _redis_save(data, cid)
+        for mount in data.mounts(service):
+            _copy_mount(data, store, work, manifest, service, mount, image)
+        return
+    if family not in DUMP_COMMANDS:
+        raise InvalidInput(f"{service}: no dump tool is known for its image; label it stackpilot.backup: stop.")
+    cmd, suffix = DUMP_COMMANDS[family]
+    entry = Entry(service=service, kind="dump", name=family, source=running[0].name, target="", image=image)
+    path = store.archive_path(work, len(manifest.entries) + 1, entry, suffix)
+    entry.file = path.name
+    manifest.entries.append(entry)
+    output = engine_exec.Output(data.engine, cid, cmd)
+    written = write_gzip(output, path)
+    code = output.exit_code
+    if code != 0:
+        raise StackpilotError(f"The {family} dump of {service} failed (exit {code}): "
+                              f"{output.stderr.decode(errors='replace')[-300:]}")
+    entry.tar_bytes, entry.file_bytes, entry.sha256 = written.tar_bytes, written.file_bytes, written.sha256
+
+
+def _redis_save(data: StackData, cid: str, timeout: float = 120) -> None:
+    def lastsave() -> str:
+        out = b"".join(engine_exec.Output(data.engine, cid, ["redis-cli", "LASTSAVE"]))
+        return out.decode(errors="replace").strip()
+
+    before = lastsave()
+    b"".join(engine_exec.Output(data.engine, cid, ["redis-cli", "BGSAVE"]))
+    deadline = time.monotonic() + timeout
+    while lastsave() == before:
+        if time.monotonic() > deadline:
+            raise StackpilotError("Redis did not finish its BGSAVE in time.")
+        time.sleep(0.2)
+
+
+# -- restore -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RestorePlan:
+    """What a restore will replace, for the confirmation: (kind, name, where) per entry."""
+
+    backup_id: str
+    service: str
+    entries: tuple[Entry, ...]
+
+    def replaced(self) -> list[str]:
+        return [f"{'volume' if e.kind == 'volume' else 'folder'} {e.source}" for e in self.entries]
+
+
+def plan_restore(store: BackupStore, backup_id: str, service: str) -> RestorePlan:
+    manifest = store.get(backup_id)
+    if manifest.status != "ok":
+        raise InvalidInput("Only a backup that finished can be restored.")
+    entries = tuple(e for e in manifest.entries if e.service == service and e.kind in ("volume", "bind") and e.file)
+    if not entries:
+        raise InvalidInput(f"That backup holds no volume or folder of {service} to restore.")
+    return RestorePlan(backup_id, service, entries)
+
+
+def restore(data: StackData, store: BackupStore, plan: RestorePlan, user: str = "") -> Manifest:
+    """Stop, keep a safety backup, write, start, verify; returns the safety backup's manifest.
+    Raises with what went wrong; the service is started again in every case."""
+    for entry in plan.entries:
+        if file_sha256(store.file(plan.backup_id, entry.file)) != entry.sha256:
+            raise StackpilotError(f"The archive {entry.file} does not match its sha256: it changed since the "
+                                  "backup; nothing was restored.")
+        _mine_only(data, plan.service, entry)
+    with data.lock(f"Restore {plan.service}"):
+        found = _containers(data, plan.service)
+        running = [c for c in found if c.state == "running"]
+        try:
+            for c in running:
+                engine_containers.stop(data.engine, c.id)
+            safety = backup(data, store, [plan.service], f"safety:{plan.service}", user, modes={plan.service: "live"},
+                            take_lock=False)
+            if safety.status != "ok":
+                raise StackpilotError(f"The safety backup failed ({safety.error}); nothing was restored.")
+            image = _image_for(data, plan.service, found)
+            for entry in plan.entries:
+                archive = store.file(plan.backup_id, entry.file)
+                _write_entry(data, entry, archive, image)
+                expected = file_list(read_gzip(archive))
+                now = file_list(_read_entry(data, entry, image))
+                if now != expected:
+                    diff = sorted(set(expected) ^ set(now))[:3]
+                    raise StackpilotError(f"What was written into {entry.source} differs from the backup: "
+                                          f"{'; '.join(diff)}. The safety backup {safety.id} holds what was there.")
+        finally:
+            for c in running:
+                try:
+                    engine_containers.start(data.engine, c.id)
+                except StackpilotError as e:
+                    log.warning("could not start %s after the restore: %s", c.name, e.message)
+    return safety
+
+
+def _mine_only(data: StackData, service: str, entry: Entry) -> None:
+    """A restore writes only this service's mounts: the entry must still be one of them, and no other
+    service of the stack may mount the same volume or folder."""
+    mounts = {(m.kind, m.source) for m in data.mounts(service)}
+    if (entry.kind, entry.source) not in mounts:
+        raise InvalidInput(f"{service} no longer mounts {entry.source}; nothing was restored.")
+    others = [s for s in (data.config.get("services") or {}) if s != service
+              and (entry.kind, entry.source) in {(m.kind, m.source) for m in data.mounts(s)}]
+    if others:
+        raise InvalidInput(f"{entry.source} is also used by {', '.join(others)}: restoring it would change their "
+                           "data too; nothing was restored.")
+
+
+def _write_entry(data: StackData, entry: Entry, archive: Path, image: str) -> None:
+    if entry.kind == "volume":
+        if archives.volume_exists(data.engine, entry.source):
+            archives.empty_volume(data.engine, image, entry.source)
+        else:
+            data.engine.call(lambda c: c.api.create_volume(entry.source, labels={
+                "com.docker.compose.project": data.project,
+                "com.docker.compose.volume": entry.name}), what="volume")
+        with gzip.open(archive, "rb") as tar:
+            archives.write_volume(data.engine, image, entry.source, tar)
+    else:
+        folder = Path(entry.source)
+        folder.mkdir(parents=True, exist_ok=True)
+        empty_folder(folder)
+        extract_to_folder(read_gzip(archive), folder)
+
+
+def _read_entry(data: StackData, entry: Entry, image: str):
+    if entry.kind == "volume":
+        return archives.read_volume(data.engine, image, entry.source)
+    return read_folder(Path(entry.source))
+
+
+# -- jobs in the background ------------------------------------------------------------------------
+@dataclass
+class Job:
+    id: str
+    stack: str
+    title: str
+    user: str
+    started: float = field(default_factory=time.time)
+    state: str = "running"    # running | ok | failed
+    text: str = ""
+    result: str = ""          # the backup id it made
+
+
+class Jobs:
+    """Backups and restores running in threads of the app; one per stack at a time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: dict[str, Job] = {}
+        self._threads: list[threading.Thread] = []
+
+    def running(self, stack: str) -> Job | None:
+        with self._lock:
+            return next((j for j in self._jobs.values() if j.stack == stack and j.state == "running"), None)
+
+    def recent(self, stack: str) -> list[Job]:
+        with self._lock:
+            return sorted((j for j in self._jobs.values() if j.stack == stack), key=lambda j: -j.started)[:10]
+
+    def start(self, stack: str, title: str, user: str, work: Callable[[Job], None]) -> Job:
+        with self._lock:
+            busy = next((j for j in self._jobs.values() if j.stack == stack and j.state == "running"), None)
+            if busy is not None:
+                from app.errors import StackBusy
+
+                raise StackBusy(f"{busy.title} is running (started by {busy.user}); try again when it ends.")
+            job = Job(id=f"{int(time.time() * 1000):x}", stack=stack, title=title, user=user)
+            self._jobs[job.id] = job
+
+        def body() -> None:
+            try:
+                work(job)
+                if job.state == "running":
+                    job.state = "ok"
+            except Exception as e:
+                job.state = "failed"
+                job.text = e.message if isinstance(e, StackpilotError) else f"{e.__class__.__name__}: {e}"[:500]
+                if not isinstance(e, StackpilotError):
+                    log.exception("backup job %s failed", job.title)
+
+        thread = threading.Thread(target=body, name=f"backup-{job.id}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+        return job
+
+    def join(self, timeout: float = 30) -> None:
+        """Wait for running jobs (shutdown, tests)."""
+        deadline = time.monotonic() + timeout
+        for t in list(self._threads):
+            t.join(max(0.0, deadline - time.monotonic()))

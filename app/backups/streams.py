@@ -1,0 +1,197 @@
+"""Tar streams in and out, never held in memory: gzip files with their sha256, folder tars, file lists.
+
+A folder is tarred by a thread into a pipe, so volumes (engine chunks) and folders are the same
+kind of thing: an iterator of uncompressed tar bytes whose entries sit under ARCHIVE_ROOT/.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import shutil
+import stat
+import tarfile
+import threading
+from collections.abc import Iterable
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from pathlib import PurePosixPath
+from typing import BinaryIO
+
+from app.engine.archives import ARCHIVE_ROOT
+from app.errors import InvalidInput
+
+CHUNK = 1024 * 1024
+LEVEL = 1  # gzip level: data is often already compressed; level 1 keeps pace with the disk
+
+
+@dataclass(frozen=True)
+class Written:
+    tar_bytes: int
+    file_bytes: int
+    sha256: str
+
+
+class _Counting(io.RawIOBase):
+    """A write-only file that hashes and counts what passes to the real file."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f = f
+        self.hash = hashlib.sha256()
+        self.count = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        self.hash.update(b)
+        self.count += len(b)
+        self.f.write(b)
+        return len(b)
+
+
+def write_gzip(chunks: Iterable[bytes], path: Path, level: int = LEVEL) -> Written:
+    """Compress chunks into path (created 0600, fsynced); sizes and the file's sha256."""
+    tar_bytes = 0
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as raw:
+        counting = _Counting(raw)
+        with gzip.GzipFile(fileobj=counting, mode="wb", compresslevel=level, mtime=0) as gz:
+            for chunk in chunks:
+                tar_bytes += len(chunk)
+                gz.write(chunk)
+        raw.flush()
+        os.fsync(raw.fileno())
+    return Written(tar_bytes, counting.count, counting.hash.hexdigest())
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK):
+            h.update(block)
+    return h.hexdigest()
+
+
+class IterReader(io.RawIOBase):
+    """A readable file over an iterator of byte chunks (for tarfile's stream mode)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._it = iter(chunks)
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while not self._buf:
+            try:
+                self._buf = next(self._it)
+            except StopIteration:
+                return 0
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+
+def read_folder(path: Path) -> Iterator[bytes]:
+    """The folder as an uncompressed tar under ARCHIVE_ROOT/ (owners, modes, links kept), streamed."""
+    if not path.is_dir():
+        raise InvalidInput(f"The folder {path} is not reachable from Stackpilot.")
+    rfd, wfd = os.pipe()
+    failure: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            with os.fdopen(wfd, "wb", buffering=CHUNK) as out, tarfile.open(fileobj=out, mode="w|",
+                                                                               format=tarfile.PAX_FORMAT) as tar:
+                tar.add(str(path), arcname=ARCHIVE_ROOT, recursive=True)
+        except BaseException as e:  # noqa: BLE001 - handed to the reader
+            failure.append(e)
+
+    worker = threading.Thread(target=produce, name="tar-folder", daemon=True)
+    worker.start()
+    with os.fdopen(rfd, "rb", buffering=0) as src:
+        while block := src.read(CHUNK):
+            yield block
+    worker.join()
+    if failure:
+        raise failure[0]
+
+
+def read_gzip(path: Path) -> Iterator[bytes]:
+    with gzip.open(path, "rb") as f:
+        while block := f.read(CHUNK):
+            yield block
+
+
+def _entry_name(name: str) -> str | None:
+    """The path inside the mount for a tar entry name; None for the mount's own root."""
+    parts = PurePosixPath(name.lstrip("./") if name.startswith("./") else name).parts
+    if not parts or parts[0] != ARCHIVE_ROOT:
+        raise InvalidInput(f"The archive holds an entry outside its data folder: {name[:200]!r}.")
+    rest = parts[1:]
+    if any(p in ("..", "") for p in rest) or name.startswith("/"):
+        raise InvalidInput(f"The archive holds an unsafe path: {name[:200]!r}.")
+    return "/".join(rest) or None
+
+
+def file_list(chunks: Iterable[bytes]) -> list[str]:
+    """One line per entry (type, path, mode, owner, size, content sha256 or link target), in tar order:
+    two copies of the same data give the same list, whatever their mtimes."""
+    lines = []
+    with tarfile.open(fileobj=io.BufferedReader(IterReader(chunks), CHUNK), mode="r|") as tar:
+        for m in tar:
+            path = _entry_name(m.name) or "."
+            head = f"{path} {stat.S_IMODE(m.mode):o} {m.uid}:{m.gid}"
+            if m.isreg():
+                h = hashlib.sha256()
+                f = tar.extractfile(m)
+                while block := f.read(CHUNK):
+                    h.update(block)
+                lines.append(f"f {head} {m.size} {h.hexdigest()}")
+            elif m.islnk():
+                lines.append(f"h {path} -> {_entry_name(m.linkname)}")
+            elif m.issym():
+                lines.append(f"l {head} -> {m.linkname}")
+            elif m.isdir():
+                lines.append(f"d {head}")
+            else:
+                lines.append(f"o {head} {m.type!r}")
+    return lines
+
+
+def empty_folder(path: Path) -> None:
+    """Remove everything inside path (the folder itself stays: it may be a mount point)."""
+    for entry in os.scandir(path):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
+
+
+def extract_to_folder(chunks: Iterable[bytes], dest: Path) -> None:
+    """Write an archive into dest: names checked (nothing outside dest, nothing through a symlink of
+    the archive), owners (when we may), modes and links kept."""
+    dest = dest.resolve()
+    links: set[str] = set()
+    with tarfile.open(fileobj=io.BufferedReader(IterReader(chunks), CHUNK), mode="r|") as tar:
+        for m in tar:
+            rel = _entry_name(m.name)
+            if rel is not None:
+                parents = PurePosixPath(rel).parents
+                if any(str(p) in links for p in parents if str(p) != "."):
+                    raise InvalidInput(f"The archive writes through a link it made: {m.name[:200]!r}.")
+            if m.islnk():
+                target = _entry_name(m.linkname)
+                if target is None:
+                    raise InvalidInput(f"The archive links to its root: {m.name[:200]!r}.")
+                m.linkname = target
+            if m.issym():
+                links.add(rel or ".")
+            m.name = rel or "."
+            tar.extract(m, str(dest), set_attrs=True, numeric_owner=True, filter="fully_trusted")

@@ -1,0 +1,104 @@
+"""A service whose volume and bind folder hold known files (hard links, symlinks, modes, owners, a
+50 MB file: the issue says 200 MB; 50 MB shows the same streaming and keeps the suite fast)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from app.backups.jobs import StackData
+from app.backups.store import BackupStore
+from app.engine import Engine
+from tests.support.live import wait_for
+
+BIG_MB = 50
+
+SEED = rf"""
+set -e
+if [ ! -f /data/.seeded ]; then
+  mkdir -p /data/dir/sub /data/empty
+  echo hello > /data/dir/a.txt
+  chmod 640 /data/dir/a.txt && chown 1000:1001 /data/dir/a.txt
+  ln /data/dir/a.txt /data/hard.txt
+  ln -s dir/a.txt /data/sym && ln -s /etc/passwd /data/abs-sym
+  chmod 2750 /data/dir/sub && chown 33:33 /data/dir/sub
+  printf 'spaces' > "/data/name with spaces"
+  head -c {BIG_MB * 1024 * 1024} /dev/urandom > /data/big.bin && chmod 600 /data/big.bin
+  touch /data/.seeded
+fi
+echo SEEDED
+exec sleep 3600
+"""
+
+COMPOSE = """
+services:
+  app:
+    image: {image}
+    pull_policy: never
+    command: ["sh", "/seed.sh"]
+    volumes:
+      - appdata:/data
+      - ./files:/files
+      - ./seed.sh:/seed.sh:ro
+    stop_grace_period: 1s
+    labels:
+      stackpilot.backup: stop
+  web:
+    image: {image}
+    pull_policy: never
+    command: ["sleep", "3600"]
+    depends_on: [app]
+    stop_grace_period: 1s
+    labels:
+      stackpilot.backup: skip
+volumes:
+  appdata:
+"""
+
+
+def seed_folder(root: Path) -> None:
+    """The bind folder's known files, made on the host."""
+    (root / "sub" / "deep").mkdir(parents=True)
+    (root / "sub" / "deep" / "f.txt").write_text("deep\n")
+    (root / "x.bin").write_bytes(os.urandom(300_000))
+    os.chmod(root / "x.bin", 0o604)
+    os.chown(root / "x.bin", 1234, 5678)
+    os.link(root / "x.bin", root / "x-hard.bin")
+    os.symlink("sub/deep/f.txt", root / "link")
+    os.chmod(root / "sub", 0o711)
+
+
+def project_containers(proj, service: str) -> list[str]:
+    out = subprocess.run(["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={proj.project}",
+                          "--filter", f"label=com.docker.compose.service={service}"],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+@pytest.fixture
+def data_stack(make_stack):
+    proj = make_stack({"docker-compose.yml": COMPOSE, "seed.sh": SEED}, name="bkp")
+    (proj.dir / "files").mkdir()
+    seed_folder(proj.dir / "files")
+    proj.compose("up", "-d", "--no-build")
+    wait_for(lambda: "SEEDED" in subprocess.run(["docker", "logs", project_containers(proj, "app")[0]],
+                                                 capture_output=True, text=True).stdout,
+             timeout=30, message="seeded")
+    return proj
+
+
+def stack_data(proj) -> StackData:
+    config = json.loads(proj.compose("config", "--format", "json").stdout)
+    services = config["services"]
+    return StackData(engine=Engine(), project=proj.project, key=proj.project, directory=proj.dir, config=config,
+                     images={s: v.get("image", "") for s, v in services.items()},
+                     labels={s: v.get("labels") or {} for s, v in services.items()})
+
+
+@pytest.fixture
+def backups(tmp_path):
+    return lambda key: BackupStore(tmp_path / "backups", key)
