@@ -141,3 +141,14 @@ def test_a_broken_file_costs_one_compose_process_per_ttl_not_per_poll(tmp_path):
     assert again.value is first.value  # answered from memory: no second Compose process
     (folder / "compose.yaml").write_text("services:\n  a:\n    image: x\n")
     assert "a" in runner.config_json()["services"]  # a changed file is read at once
+
+
+def test_home_with_a_dead_engine_says_so_and_still_offers_stacks(app_factory, dead_docker_host, tmp_path):
+    from tests.conftest import sign_in
+
+    root = tmp_path / "stacks"
+    (root / "media").mkdir(parents=True)
+    (root / "media" / "compose.yaml").write_text("services:\n  a:\n    image: x\n")
+    app = app_factory(docker_host=dead_docker_host, STACKPILOT_STACKS_DIR=str(root))
+    html = sign_in(app, app.test_client()).get("/").get_data(as_text=True)
+    assert "is unreachable: no Docker socket at that path" in html and 'id="stack-media"' in html
