@@ -143,14 +143,32 @@ def _backup_service(data: StackData, store: BackupStore, work: Path, manifest: M
                 engine_containers.stop(data.engine, c.id)
         for mount in data.mounts(service):
             _copy_mount(data, store, work, manifest, service, mount, image)
+        _unchanged(data, service, running, stopped=mode == "stop")
     finally:
+        now = {c.id: c for c in _containers(data, service)}
+        for c in running:
+            if getattr(now.get(c.id), "state", "") == "running":
+                continue
+            try:
+                engine_containers.start(data.engine, c.id)
+            except StackpilotError as e:
+                log.warning("could not start %s again after its backup: %s", c.name, e.message)
         if stopped_at is not None:
-            for c in running:
-                try:
-                    engine_containers.start(data.engine, c.id)
-                except StackpilotError as e:
-                    log.warning("could not start %s again after its backup: %s", c.name, e.message)
             manifest.downtime[service] = round(time.monotonic() - stopped_at, 2)
+
+
+def _unchanged(data: StackData, service: str, before: list, stopped: bool) -> None:
+    """A copy is trusted only if the service stayed as it was: not killed or restarted during a live
+    copy, not started by someone during a stopped one."""
+    now = {c.id: c for c in _containers(data, service)}
+    for c in before:
+        after = now.get(c.id)
+        if stopped:
+            if after is not None and after.state == "running":
+                raise StackpilotError(f"{c.name} was started during the copy; the copy is not trusted.")
+        elif after is None or after.state != "running" or after.started_at != c.started_at:
+            raise StackpilotError(f"{c.name} stopped or restarted during the copy; the copy is not trusted "
+                                  "(it was started again).")
 
 
 def _copy_mount(data: StackData, store: BackupStore, work: Path, manifest: Manifest, service: str,

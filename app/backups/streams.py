@@ -53,13 +53,13 @@ class _Counting(io.RawIOBase):
         return len(b)
 
 
-def write_gzip(chunks: Iterable[bytes], path: Path, level: int = LEVEL) -> Written:
+def write_gzip(chunks: Iterable[bytes], path: Path, level: int | None = None) -> Written:
     """Compress chunks into path (created 0600, fsynced); sizes and the file's sha256."""
     tar_bytes = 0
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as raw:
         counting = _Counting(raw)
-        with gzip.GzipFile(fileobj=counting, mode="wb", compresslevel=level, mtime=0) as gz:
+        with gzip.GzipFile(fileobj=counting, mode="wb", compresslevel=level or LEVEL, mtime=0) as gz:
             for chunk in chunks:
                 tar_bytes += len(chunk)
                 gz.write(chunk)

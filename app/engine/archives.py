@@ -86,6 +86,13 @@ def read_volume(engine: Engine, image: str, volume: str) -> Iterator[bytes]:
             close = getattr(stream, "close", None)
             if close:
                 close()
+        # The engine may finish a stream whose container was removed meanwhile: such a copy is not
+        # trusted (someone or something was acting on the stack during it).
+        try:
+            engine.call(lambda c: c.api.inspect_container(cid), what="backup helper")
+        except NotFound:
+            raise CopyFailed(f"The container reading the volume {volume} was removed during the copy; "
+                             "the copy is not trusted.") from None
 
 
 def write_volume(engine: Engine, image: str, volume: str, tar: BinaryIO) -> None:
