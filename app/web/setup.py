@@ -188,14 +188,11 @@ def _context(name: str, state) -> dict:
     recipe = _recipe(state)
     if name == "stack":
         choice = _stack_choice(state, recipe)
-        candidate = Stack(directory, choice["project"], tuple(planning.chosen_files(choice, recipe)))
-        profiles = steps.profile_choice(candidate, _draft_bytes(state, recipe))
-        report = preflight.Report()
-        _, info = preflight.engine_check(engine())
-        _, report.nvidia, report.amd = preflight.gpu_checks(info) if info else ([], False, False)
+        profiles_of, why_not = _profile_helpers(state, recipe)
+        profiles = profiles_of(planning.chosen_files(choice, recipe))
         return {
             "profiles": profiles,
-            "unavailable": report.possible_profiles(recipe, [o.name for o in profiles.options]),
+            "unavailable": why_not([o.name for o in profiles.options]),
             "files": steps.file_rows(directory, choice["files"], recipe.files, tuple(recipe.overrides.values())),
             "detected": recipes.detect(directory),
             "choice": choice,
@@ -303,9 +300,41 @@ def preflight_done():
 def stack_done():
     state = _load()
     recipe = _recipe(state)
-    context = _context("stack", state)
-    state.stack = steps.parse_stack(request.form, _directory(), recipe, context["profiles"], context["unavailable"])
+    profiles_of, why_not = _profile_helpers(state, recipe)
+    state.stack = steps.parse_stack(request.form, _directory(), recipe, profiles_of, why_not)
     return _save_and_go(state, "stack")
+
+
+def _profile_helpers(state, recipe):
+    """(files -> the profiles they offer, profile names -> why one is not offered here)."""
+    directory = _directory()
+    draft = _draft_bytes(state, recipe)
+    report = preflight.Report()
+    _, info = preflight.engine_check(engine())
+    _, report.nvidia, report.amd = preflight.gpu_checks(info) if info else ([], False, False)
+
+    def profiles_of(files):
+        return steps.profile_choice(Stack(directory, "preview", tuple(files)), draft)
+
+    return profiles_of, lambda names: report.possible_profiles(recipe, names)
+
+
+@bp.get("/stack/profiles")
+@require_role("admin")
+def stack_profiles():
+    """The profiles fragment for the files ticked right now (the Stack step refreshes it on change)."""
+    state = _load()
+    recipe = _recipe(state)
+    profiles_of, why_not = _profile_helpers(state, recipe)
+    try:
+        _files, _override, every = steps.form_files(request.args, _directory(), recipe)
+    except InvalidInput as e:
+        return render_template("setup/_profiles.html", profiles=steps.ProfileChoice([], []), chosen=[],
+                               unavailable={}, profiles_error=e.message), 422
+    choice = profiles_of(every)
+    chosen = [*request.args.getlist("profile"), *[v for k, v in request.args.items() if k.startswith("group_")]]
+    return render_template("setup/_profiles.html", profiles=choice, chosen=chosen,
+                           unavailable=why_not([o.name for o in choice.options]))
 
 
 @bp.post("/config/generate")

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 GIT_TIMEOUT = 300
 LOG_TAIL = 40
 HEALTH_WAIT = 600.0  # seconds a container may stay "starting" before the launch gives up on it
+STABLE_AFTER = 2.0  # seconds a container without a healthcheck must have run to count as running
 _CONTAINER_LINE = re.compile(r"^\s*Container\s+(\S+)\s+(\w+)")
 _PULL_LINE = re.compile(r"^\s*(?:Image\s+)?(\S+)\s+(Pulling|Pulled)\b")
 _STAGES = {
@@ -365,6 +366,11 @@ def settle(job: LaunchJob, engine: Engine) -> tuple[list[tuple[str, str, str]], 
                 broken.append((name, "is running but its healthcheck fails (unhealthy).", info.id))
             elif info.state == "running" and info.health == "starting":
                 progress.stage, progress.note = "started", "waiting for its healthcheck"
+                pending.append((name, info.id))
+            elif info.state == "running" and not info.health and (info.uptime() or 0) < STABLE_AFTER:
+                # No healthcheck: "running" is only believed once it has lasted a moment (a
+                # command that fails at once is still "running" for a few milliseconds).
+                progress.stage, progress.note = "started", ""
                 pending.append((name, info.id))
             elif info.state == "running":
                 progress.stage = "healthy" if info.health == "healthy" else "running"

@@ -8,6 +8,7 @@ required value left empty. Everything else is kept as typed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from app.stack.model import model_from_json
 from app.stack.model import profile_options
 from app.wizard import envdraft
 from app.wizard import launch
+from app.wizard import plan
 from app.wizard import preview
 from app.wizard.recipe import Recipe
 
@@ -160,19 +162,28 @@ def stack_defaults(directory: Path, choice: dict, recipe: Recipe, saved: dict, o
     return out
 
 
-def parse_stack(form: Form, directory: Path, recipe: Recipe, choice: ProfileChoice,
-                unavailable: dict[str, str]) -> dict:
-    """The Stack step's form as the wizard's stack choice; InvalidInput names what Compose refuses."""
-    project = form.get("project", "").strip()
-    if not PROJECT_NAME.match(project):
-        raise InvalidInput("The project name may hold lowercase letters, digits, - and _ only.")
+def form_files(form: Form, directory: Path, recipe: Recipe) -> tuple[list[str], str, list[str]]:
+    """(the ticked files, the recipe's access override, the full ordered list Compose gets)."""
     override = form.get("override", "")
     if override and override not in recipe.overrides:
         raise InvalidInput("Choose one of the override files offered.")
     files = parse_files(form, directory)
+    return files, override, plan.chosen_files({"files": files, "override": override}, recipe)
+
+
+def parse_stack(form: Form, directory: Path, recipe: Recipe, profiles_of: Callable[[list[str]], ProfileChoice],
+                why_not: Callable[[list[str]], dict[str, str]]) -> dict:
+    """The Stack step's form as the wizard's stack choice; InvalidInput names what Compose refuses.
+    Profiles are judged against the files ticked in this very form (profiles_of(all files))."""
+    project = form.get("project", "").strip()
+    if not PROJECT_NAME.match(project):
+        raise InvalidInput("The project name may hold lowercase letters, digits, - and _ only.")
+    files, override, every = form_files(form, directory, recipe)
     if not files:
         raise InvalidInput("Tick at least one compose file.")
+    choice = profiles_of(every)
     profiles = parse_profiles(form, choice)
+    unavailable = why_not([o.name for o in choice.options])
     for name in profiles:
         if unavailable.get(name):
             raise InvalidInput(f"Profile {name} is not offered here: {unavailable[name]}.")

@@ -159,3 +159,22 @@ def test_retry_keeps_stack_settings_and_a_later_up_clears_failed(app_factory, ma
 
 def wizard_state_of(store) -> dict:
     return store.get_setting("wizard")
+
+
+def test_profiles_follow_the_files_ticked(app_factory, make_stack):
+    """A profile only an extra file names is offered (fragment) and accepted once that file is ticked."""
+    proj = make_stack({"compose.yaml": "services:\n  api:\n    image: {image}\n",
+                       "compose.gpu.yml": "services:\n  gpu:\n    image: {image}\n    profiles: [gpu]\n"})
+    app = app_factory(stack_dir=proj.dir)
+    c = sign_in(app, app.test_client(), "admin")
+    assert c.post("/setup/preflight").status_code == 302
+    assert 'value="gpu"' not in c.get("/setup/stack").get_data(as_text=True)
+    frag = c.get("/setup/stack/profiles?file=compose.yaml&file=compose.gpu.yml")
+    body = frag.get_data(as_text=True)
+    assert frag.status_code == 200 and "<html" not in body and 'value="gpu"' in body and "adds gpu" in body
+    assert c.get("/setup/stack/profiles?file=../../etc/passwd").status_code == 422
+    r = c.post("/setup/stack", data={"project": proj.project, "file": ["compose.yaml", "compose.gpu.yml"],
+                                     "profile": "gpu"})
+    assert r.status_code == 302
+    state = app.extensions["stackpilot.store"].get_setting("wizard")["stack"]
+    assert state["files"] == ["compose.yaml", "compose.gpu.yml"] and state["profiles"] == ["gpu"]
