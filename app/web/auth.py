@@ -24,6 +24,7 @@ from app import passwords
 from app.errors import InvalidInput
 from app.errors import RateLimited
 from app.web import store
+from app.web.context import registry
 from app.web.security import client_address
 from app.web.security import login_user
 from app.web.security import logout_user
@@ -41,7 +42,8 @@ def access() -> accounts.Access:
 def _safe_next(target: str | None) -> str:
     """Only same-site paths: never an open redirect."""
     if not target or not target.startswith("/") or target.startswith("//") or urlsplit(target).netloc:
-        return url_for("services.index")
+        # The default stack opens first; without one, the home page (every stack) does.
+        return url_for("services.index") if registry().default() is not None else url_for("home.index")
     return target
 
 

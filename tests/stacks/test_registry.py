@@ -152,3 +152,21 @@ def test_home_with_a_dead_engine_says_so_and_still_offers_stacks(app_factory, de
     app = app_factory(docker_host=dead_docker_host, STACKPILOT_STACKS_DIR=str(root))
     html = sign_in(app, app.test_client()).get("/").get_data(as_text=True)
     assert "is unreachable: no Docker socket at that path" in html and 'id="stack-media"' in html
+
+
+@pytest.mark.parametrize("with_default", [False, True])
+def test_sign_in_opens_the_default_stack_else_the_home_page(app_factory, dead_docker_host, tmp_path, with_default):
+    import re
+
+    from tests.support.live import TEST_PASSWORD
+    from tests.support.live import ensure_user
+
+    folder = tmp_path / "mystack"
+    folder.mkdir()
+    (folder / "compose.yaml").write_text("services: {}\n")
+    app = app_factory(docker_host=dead_docker_host, stack_dir=folder if with_default else None)
+    ensure_user(app.config["SETTINGS"].data_dir, "admin", "admin")
+    client = app.test_client()
+    token = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/login").get_data(as_text=True))[1]
+    r = client.post("/login", data={"username": "admin", "password": TEST_PASSWORD, "csrf_token": token})
+    assert r.status_code == 302 and r.headers["Location"] == ("/services" if with_default else "/")
