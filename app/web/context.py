@@ -94,10 +94,15 @@ def settings_key(entry: StackEntry | None = None) -> str:
     return "stack" if entry is None or entry.source == "env" else f"stack:{entry.slug}"
 
 
+def stack_settings(entry: StackEntry | None = None) -> dict:
+    """The stack's own saved settings row (project, files, profiles), {} when none."""
+    return dict(store().get_setting(settings_key(entry)) or {})
+
+
 def stack_of(entry: StackEntry) -> Stack:
     """The Stack Compose acts on for an entry, with its saved settings. The default stack keeps
     its rule (app.stack.identity): saved name, our own container's project, Compose's choice."""
-    saved = dict(store().get_setting(settings_key(entry)) or {})
+    saved = stack_settings(entry)
     if entry.source == "env" and not saved.get("project") and entry.path is not None:
         try:
             own = own_project(engines().get(entry.engine), settings().self_container_id)
