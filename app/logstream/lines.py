@@ -121,23 +121,26 @@ class Assembler:
         seconds = _SECONDS
         needs_work = ansi.NEEDS_WORK.search
         for stream, message in messages:
-            if (not partial and len(message) <= longest and message[30:31] == b" "
-                    and message[-1:] == b"\n" and message[19:20] == b"."):
+            # Indexing a bytes object gives an int (no allocation): the checks stay cheap.
+            if (not partial and len(message) <= longest and message[-1] == 10 and len(message) > 31
+                    and message[30] == 32 and message[19] == 46):
                 secs = seconds.get(message[:19])
-                if secs is not None and message[20:29].isdigit():
-                    data = message[31:-1]
-                    if data[-1:] == b"\r":
-                        data = data[:-1]
-                    text = data.decode("utf-8", "replace")
-                    if needs_work(text):
-                        segs = ansi.segments(text)
-                        plain = ansi.plain(segs)
-                    else:
-                        segs = [(text, "")]
-                        plain = text
-                    append(LogLine(secs * 1_000_000_000 + int(message[20:29]), message[:30].decode("ascii"),
-                                   source, stream, segs, 0, plain))
-                    continue
+                if secs is not None:
+                    try:
+                        nanos = int(message[20:29])
+                    except ValueError:
+                        nanos = -1
+                    if nanos >= 0:
+                        text = message[31:-2 if message[-2] == 13 else -1].decode("utf-8", "replace")
+                        if needs_work(text):
+                            segs = ansi.segments(text)
+                            plain = ansi.plain(segs)
+                        else:
+                            segs = [(text, "")]
+                            plain = text
+                        append(LogLine(secs * 1_000_000_000 + nanos, message[:30].decode("ascii"), source, stream,
+                                       segs, 0, plain))
+                        continue
             line = self.feed(stream, message, fallback_ts)
             if line is not None:
                 append(line)
