@@ -41,6 +41,8 @@ from app.engine import causes
 from app.errors import InvalidInput
 
 CONNECT_TIMEOUT = 3.0
+# ssh's ConnectTimeout also covers the server's banner, which a busy host sends late: a little more.
+SSH_CONNECT_TIMEOUT = 5.0
 # Any API version both sides speak; the real one is negotiated right after the transport is mounted.
 _PLACEHOLDER_API = "1.24"
 TLS_FILES = ("ca.pem", "cert.pem", "key.pem")
@@ -309,7 +311,7 @@ class SSHEngine(RemoteEngine):
                 f"  UserKnownHostsFile {_quote_ssh(str(self.known_hosts))}",
                 "  StrictHostKeyChecking accept-new",
                 "  BatchMode yes",
-                f"  ConnectTimeout {CONNECT_TIMEOUT:.0f}",
+                f"  ConnectTimeout {SSH_CONNECT_TIMEOUT:.0f}",
                 "  ServerAliveInterval 5",
                 "  ServerAliveCountMax 2",
                 "  LogLevel ERROR",
@@ -359,7 +361,7 @@ class SSHEngine(RemoteEngine):
             "user": self.user or "the SSH user",
             "host": self.host,
             "port": self.port or 22,
-            "timeout": f"{CONNECT_TIMEOUT:.0f}",
+            "timeout": f"{SSH_CONNECT_TIMEOUT:.0f}",
         }
         for pattern, words in _SSH_ERRORS:
             if pattern.search(stderr):
@@ -390,13 +392,13 @@ class SSHEngine(RemoteEngine):
                 self.argv("docker", "version", "--format", "{{.Server.Version}}"),
                 capture_output=True,
                 text=True,
-                timeout=CONNECT_TIMEOUT + 10,
+                timeout=SSH_CONNECT_TIMEOUT + 10,
                 stdin=subprocess.DEVNULL,
             )
         except FileNotFoundError:
             return False, "the OpenSSH client (`ssh`) is not installed here"
         except subprocess.TimeoutExpired:
-            return False, f"ssh to {self.host} did not finish within {CONNECT_TIMEOUT + 10:.0f} s"
+            return False, f"ssh to {self.host} did not finish within {SSH_CONNECT_TIMEOUT + 10:.0f} s"
         if done.returncode == 0:
             return True, done.stdout.strip()
         return False, self.ssh_words(done.stderr + done.stdout)

@@ -79,7 +79,10 @@ def test_stack_on_engine2_has_table_actions_and_logs(server, engine2, e2_project
     logs = s.get(base + "/logs/-/download", params={"service": "web", "tail": "100"}, timeout=30)
     assert logs.status_code == 200 and "hello-from-engine-two" in logs.text, logs.text[:500]
 
-    r = s.post(base + "/stack/down", timeout=60)  # Compose itself, with engine 2's DOCKER_HOST
+    # Compose itself, with engine 2's DOCKER_HOST; 409 while the restart's run is still closing.
+    deadline = time.monotonic() + 60
+    while (r := s.post(base + "/stack/down", timeout=60)).status_code == 409 and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert r.status_code == 200, r.text[:500]
     wait_for(lambda: _started_at(engine2, name) == "", 60, message="stack taken down on engine 2")
 
