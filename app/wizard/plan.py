@@ -76,10 +76,13 @@ def decided_env(state: WizardState, recipe: Recipe, draft: envdraft.Draft | None
     """The wizard's .env values: configuration choices, the HTTPS step's names, and the profiles
     written back to COMPOSE_PROFILES when the .env (or its example) carries that line."""
     values = dict(state.env)
-    if draft is not None and draft.base.get("COMPOSE_PROFILES") is not None and state.stack:
-        wanted = ",".join(chosen_profiles(state.stack))
-        if wanted != draft.base.get("COMPOSE_PROFILES"):
-            values["COMPOSE_PROFILES"] = wanted
+    current = draft.base.get("COMPOSE_PROFILES") if draft is not None else None
+    if current is not None and state.stack:
+        chosen = chosen_profiles(state.stack)
+        had = [p.strip() for p in current.split(",") if p.strip()]
+        if set(chosen) != set(had):  # the same profiles in another order are no change
+            kept = [p for p in had if p in chosen]
+            values["COMPOSE_PROFILES"] = ",".join([*kept, *[p for p in chosen if p not in kept]])
     https = state.https
     for key, name in (https.get("hostnames") or {}).items():
         if name:

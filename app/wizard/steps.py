@@ -274,9 +274,11 @@ def profiles_written_back(directory: Path, profiles: list[str]) -> tuple[bytes, 
     doc = EnvDocument.load(directory / ".env")
     if not doc.exists or doc.get("COMPOSE_PROFILES") is None:
         return None
-    wanted = ",".join(profiles)
-    if doc.get("COMPOSE_PROFILES") == wanted:
+    had = [p.strip() for p in (doc.get("COMPOSE_PROFILES") or "").split(",") if p.strip()]
+    if set(had) == set(profiles):  # the same profiles in another order are no change
         return None
+    kept = [p for p in had if p in profiles]
+    wanted = ",".join([*kept, *[p for p in profiles if p not in kept]])
     version = doc.version
     doc.set("COMPOSE_PROFILES", wanted)
     return doc.to_bytes(), version

@@ -184,6 +184,8 @@ def test_wizard_from_claim_to_review(case, tmp_path, app_factory):
         assert w.why in ("generated", "entered", "profiles"), (w.key, w.why)
         if w.why == "entered":
             assert f"var_{w.key}" in typed, w.key
+        if w.why == "profiles":  # only a real change of the set of profiles, never a reordering
+            assert set((w.before or "").split(",")) != set(w.after.split(",")), (w.before, w.after)
     base = EnvDocument.parse(plan.env_bytes)
     start = EnvDocument.load(workdir / ".env") if (workdir / ".env").is_file() else (
         EnvDocument.load(workdir / recipe.env_example))
