@@ -22,6 +22,7 @@ def init_app(app: Flask) -> None:
     """Register every area; per-stack areas are served under /s/<stack>/ and at their old paths."""
     from app.web import api
     from app.web import auth
+    from app.web import backups
     from app.web import config
     from app.web import context
     from app.web import engines
@@ -42,8 +43,9 @@ def init_app(app: Flask) -> None:
     sock.init_app(app)
     for area in (home, auth, engines, api, https):
         app.register_blueprint(area.bp)
-    context.register_stack_blueprints(app, [area.bp for area in (setup, services, logs, config, graph, live, shell)])
+    per_stack = (setup, services, logs, config, graph, live, shell, backups)
+    context.register_stack_blueprints(app, [area.bp for area in per_stack])
     context.register_stack_blueprints(app, [home.stack_bp], legacy=False)
-    for area in (home, auth, engines, setup, services, logs, config, graph, api, live, shell):
+    for area in (home, auth, engines, setup, services, logs, config, graph, api, live, shell, backups):
         if hasattr(area, "init_app"):
             area.init_app(app)

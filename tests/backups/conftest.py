@@ -102,3 +102,44 @@ def stack_data(proj) -> StackData:
 @pytest.fixture
 def backups(tmp_path):
     return lambda key: BackupStore(tmp_path / "backups", key)
+
+
+SMALL = """
+services:
+  db:
+    image: {image}
+    pull_policy: never
+    command: ["sh", "-c", "[ -f /var/lib/db/data ] || echo v1 > /var/lib/db/data; exec sleep 3600"]
+    volumes: ["dbdata:/var/lib/db"]
+    stop_grace_period: 1s
+  web:
+    image: {image}
+    pull_policy: never
+    command: ["sleep", "3600"]
+    depends_on: [db]
+    volumes: ["./uploads:/uploads"]
+    stop_grace_period: 1s
+volumes:
+  dbdata:
+"""
+
+
+@pytest.fixture
+def small_stack(make_stack):
+    proj = make_stack({"docker-compose.yml": SMALL, ".env": "SECRET=s3cret\n", "uploads/photo.jpg": "jpeg"},
+                      name="bkweb")
+    proj.compose("up", "-d", "--no-build")
+    return proj
+
+
+@pytest.fixture
+def backup_server(server_factory):
+    def factory(proj, **env):
+        from app.store import Store
+
+        server = server_factory(stack_dir=proj.dir, **env)
+        Store(Path(server.data_dir) / "stackpilot.sqlite3").set_setting(
+            "stack", {"project": proj.project, "files": [], "profiles": []})
+        return server
+
+    return factory
