@@ -363,19 +363,22 @@ class StatsSampler:
     def _reconcile(self, projects: list[str]) -> None:
         try:
             wanted = self._running_ids(projects)
-            for cid in list(self._streams):
-                if cid not in wanted or self._streams[cid].closed:
-                    self._close(cid)
-            for cid in wanted - set(self._streams):
-                try:
-                    self._open(cid)
-                except StackpilotError as e:
-                    if "not found" not in e.message:
-                        raise
-            self.error = ""
         except StackpilotError as e:
+            # A list that failed (a slow engine) says nothing about the streams: they end by
+            # themselves if the engine is really gone, and their samples stay until then.
             self.error = e.message
-            self._close_all()
+            return
+        self.error = ""
+        for cid in list(self._streams):
+            if cid not in wanted or self._streams[cid].closed:
+                self._close(cid)
+        for cid in wanted - set(self._streams):
+            try:
+                self._open(cid)
+            except StackpilotError as e:
+                if "not found" not in e.message:  # gone since the list: not an engine problem
+                    self.error = e.message
+                    break  # the next round tries again
         for cid in list(self._samples):
             if cid not in self._streams:
                 del self._samples[cid]  # containers no longer running drop out
