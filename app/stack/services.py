@@ -5,9 +5,10 @@ service only in an inactive profile is "inactive", replicas fold into one row, "
 are domain rules that the table, the graph and the tests must agree on.
 
 API:
-- ``build_rows(model, containers, samples, now=None, hashes=None, image_ids=None) -> list[Row]``:
+- ``build_rows(model, containers, samples, now=None, outdated=None, image_ids=None) -> list[Row]``:
   containers None means the engine is unreachable (every active service shows "unknown");
-  ``hashes`` (service -> `config --hash`) and ``image_ids`` (image reference -> id now) mark drift.
+  ``outdated`` (services Compose would recreate for their configuration, app.stack.drift) and
+  ``image_ids`` (image reference -> id now) mark drift.
 - ``Row``: one per service; ``state`` (a key: running, restarting, paused, created, completed,
   stopped, exited, dead, not-created, inactive, unknown), ``word`` (what a person reads), ``tone``
   (ok|warn|bad|idle, for colour), ``health`` (healthy|unhealthy|starting|""), ``health_output`` and
@@ -26,6 +27,7 @@ import hashlib
 import re
 import time
 from collections import Counter
+from collections.abc import Collection
 from collections.abc import Iterable
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -248,12 +250,11 @@ def _blocks(row: Row, dep_row: Row, condition: str) -> bool:
     return row.state == "created" or dep_row.state in BROKEN or dep_row.health == "unhealthy"
 
 
-def _drift(service: Service, mine: list[ContainerInfo], hashes: Mapping[str, str],
+def _drift(service: Service, mine: list[ContainerInfo], outdated: Collection[str],
            image_ids: Mapping[str, str]) -> tuple[str, ...]:
     """What differs between the service's containers and what Compose would create now."""
     reasons = []
-    want = hashes.get(service.name)
-    if want and any(c.config_hash and c.config_hash != want for c in mine):
+    if mine and service.name in outdated:
         reasons.append("configuration")
     if any(c.image_id and image_ids.get(c.image) and image_ids[c.image] != c.image_id for c in mine):
         reasons.append("image")
@@ -262,7 +263,7 @@ def _drift(service: Service, mine: list[ContainerInfo], hashes: Mapping[str, str
 
 def build_rows(model: ComposeModel, containers: Iterable[ContainerInfo] | None,
                samples: Mapping[str, Sample] | None = None, now: float | None = None,
-               hashes: Mapping[str, str] | None = None, image_ids: Mapping[str, str] | None = None) -> list[Row]:
+               outdated: Collection[str] | None = None, image_ids: Mapping[str, str] | None = None) -> list[Row]:
     """One Row per service of the model (containers of unknown services are ignored)."""
     now = now or time.time()
     samples = samples or {}
@@ -276,8 +277,8 @@ def build_rows(model: ComposeModel, containers: Iterable[ContainerInfo] | None,
     for name, svc in model.services.items():
         row = rows[name]
         changes: dict = {}
-        if svc.active and (hashes or image_ids):
-            drift = _drift(svc, by_service.get(name, []), hashes or {}, image_ids or {})
+        if svc.active and (outdated or image_ids):
+            drift = _drift(svc, by_service.get(name, []), outdated or (), image_ids or {})
             if drift:
                 changes["drift"] = drift
         if svc.active:

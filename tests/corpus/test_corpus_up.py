@@ -157,6 +157,12 @@ def test_corpus_stack_comes_up(stack, tmp_path, app_factory, busybox_image, tear
         result = wait_for(lambda: settled() is True, timeout=SETTLE_TIMEOUT, interval=0.5,
                           message=f"every service of {stack.name} running, healthy or completed")
         assert result
+        # Just created from the current files: no container may be marked as running an older one.
+        fragment = operator.get("/services/table").get_data(as_text=True)
+        drifted = sorted({html.unescape(n) for n in re.findall(r'<tr id="r-([^"]+)"', fragment)
+                          if f'id="r-{n}-state"' in fragment
+                          and 'class="drift"' in fragment.split(f'id="r-{n}-state"')[1].split("</td>")[0]})
+        assert not drifted, f"marked as drifted right after Up: {drifted}"
     finally:
         teardowns.append(subprocess.Popen([*args, "down", "-v", "-t", "0", "--remove-orphans"],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir))

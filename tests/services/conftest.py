@@ -38,7 +38,8 @@ def app_for(app_factory, proj, **stack_settings):
 @pytest.fixture
 def health_stack(make_stack):
     """db with a failing healthcheck that says why, api waiting for it healthy, cache only started."""
-    return make_stack({"docker-compose.yml": stacks.fill(stacks.HEALTH), ".env": "GREETING=hello\n"}, name="health")
+    return make_stack({"docker-compose.yml": stacks.fill(stacks.HEALTH), ".env": "GREETING=hello\n",
+                       "cache.env": "MODE=one\n"}, name="health")
 
 
 @pytest.fixture

@@ -123,6 +123,11 @@ def test_drift_after_env_change_until_recreated(health_stack, app_factory, monke
     html = client.get("/services").get_data(as_text=True)
     assert "older configuration" not in html and "Recreate the changed ones" not in html
 
+    # An env_file's content is configuration too (Compose recreates for it).
+    (health_stack.dir / "cache.env").write_text("MODE=two\n")
+    html = client.get("/services").get_data(as_text=True)
+    assert "runs an older configuration" in cell(html, "cache", "state")
+
 
 @pytest.mark.docker
 def test_drift_when_the_image_tag_moved(make_stack, app_factory, busybox_image, docker_engine):

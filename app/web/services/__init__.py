@@ -20,7 +20,7 @@ from app.engine import containers as engine_containers
 from app.engine.stats import StatsSampler
 from app.errors import StackpilotError
 from app.stack import Stack
-from app.stack.drift import config_hashes
+from app.stack.drift import outdated
 from app.stack.model import ComposeModel
 from app.stack.model import load_model
 from app.stack.model import model_from_json
@@ -70,8 +70,8 @@ def snapshot() -> Snapshot:
     except StackpilotError as e:
         snap.engine_error = e.message
     # Drift only means something for containers that exist: no Compose call for a stack that is down.
-    hashes = config_hashes(stack) if found else {}
-    snap.rows = build_rows(snap.model, found, sampler().snapshot(), hashes=hashes, image_ids=images)
+    stale = outdated(stack, found) if found else set()
+    snap.rows = build_rows(snap.model, found, sampler().snapshot(), outdated=stale, image_ids=images)
     return snap
 
 
