@@ -8,14 +8,12 @@ and `current_stack()` here are thin re-exports kept while other modules move the
 from __future__ import annotations
 
 from flask import Flask
-from flask_sock import Sock
 
 from app.web.context import current_stack  # noqa: F401  (re-export, see the module doc)
 from app.web.context import settings  # noqa: F401
 from app.web.context import stack_engine as engine  # noqa: F401
 from app.web.context import store  # noqa: F401
-
-sock = Sock()
+from app.web.sockets import sock  # noqa: F401
 
 
 def init_app(app: Flask) -> None:
