@@ -221,9 +221,12 @@ def racing_guesses(server: LiveServer, source: str = "127.0.0.4", n: int = 20) -
 # -- item 4: downloads while pages load -----------------------------------------------------------------
 def downloads_while_pages(server: LiveServer, viewer: requests.Session, admin: requests.Session,
                           n: int = 200, pages: tuple[str, ...] = ("/account", "/logs/", "/users"),
-                          rounds: int = 10, timeout: float = 10.0) -> dict:
-    """n concurrent .log downloads by the viewer (read slowly, like a slow client) while the admin
-    loads pages; every page load is timed (a timeout counts as `timeout`)."""
+                          rounds: int = 10, timeout: float = 10.0, read_delay: float = 0.01,
+                          query: str = "tail=all") -> dict:
+    """n concurrent .log downloads by the viewer (read slowly, like a slow client: `read_delay`
+    seconds per 64 KiB) while the admin loads pages; every page load is timed (a timeout counts
+    as `timeout`). A reader slower than the server fills waitress's output buffer (16 MiB), and
+    from then on the download holds its worker thread."""
     go = threading.Event()
     statuses: list[int] = []
     refusals: list[str] = []
@@ -231,11 +234,11 @@ def downloads_while_pages(server: LiveServer, viewer: requests.Session, admin: r
     def download():
         go.wait()
         try:
-            with viewer.get(server.url + "/logs/-/download", stream=True, timeout=60) as r:
+            with viewer.get(f"{server.url}/logs/-/download?{query}", stream=True, timeout=60) as r:
                 statuses.append(r.status_code)
                 if r.status_code == 200:
                     for _ in r.iter_content(64 * 1024):
-                        time.sleep(0.01)  # a slow reader holds its thread as long as it can
+                        time.sleep(read_delay)
                 else:
                     refusals.append(r.text)
         except requests.RequestException:
@@ -245,7 +248,7 @@ def downloads_while_pages(server: LiveServer, viewer: requests.Session, admin: r
     for t in threads:
         t.start()
     go.set()
-    time.sleep(0.5)  # let the downloads take what they can
+    time.sleep(2.0 if read_delay > 0.05 else 0.5)  # let the downloads take what they can
     times: list[float] = []
     failed = 0
     for _ in range(rounds):
