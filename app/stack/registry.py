@@ -322,37 +322,42 @@ class StackRegistry:
         return None
 
     # -- writing -----------------------------------------------------------------------------------
-    def _free_slug(self, wanted: str, engine: str = "local") -> str:
+    @staticmethod
+    def _free_slug(conn, wanted: str, engine: str = "local") -> str:
+        def taken(slug: str) -> bool:
+            return conn.execute("SELECT 1 FROM stacks WHERE slug = ?", (slug,)).fetchone() is not None
+
         base = normalize_project_name(wanted)[:50] or "stack"
-        if engine != "local" and self.get(base) is not None:
+        if engine != "local" and taken(base):
             base = f"{base}-{normalize_project_name(engine)[:10]}"
         slug, n = base, 2
-        while self.get(slug) is not None:
+        while taken(slug):
             slug, n = f"{base}-{n}", n + 1
         return slug
 
     def add(self, *, project: str, directory: str = "", files: Iterable[str] = (), engine: str = "local",
             source: str = "added", slug: str = "") -> StackEntry:
-        """Register a stack (or return the one already registered for that folder/project)."""
-        existing = self.find(engine, project, directory) if project or directory else None
-        if existing is not None:
-            if directory and not existing.directory:
-                with self.store.transaction() as conn:
-                    conn.execute("UPDATE stacks SET directory = ?, files = ? WHERE slug = ?",
-                                 (directory, json.dumps(list(files)), existing.slug))
-                return self.get(existing.slug) or existing
-            return existing
-        slug = slug if slug and SLUG.match(slug) and self.get(slug) is None else self._free_slug(
-            project or Path(directory).name, engine)
-        entry = StackEntry(slug, project, directory, tuple(files), engine or "local", source, time.time())
+        """Register a stack, or return the one already registered for that project or folder on that
+        engine. One write transaction: two pages discovering the same project register it once."""
+        engine = engine or "local"
         with self.store.transaction() as conn:
-            conn.execute(
-                "INSERT INTO stacks (slug, project, directory, files, engine, source, added_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (slug) DO NOTHING",
-                (entry.slug, entry.project, entry.directory, json.dumps(list(entry.files)), entry.engine,
-                 entry.source, entry.added_at),
-            )
-        return self.get(entry.slug) or entry
+            row = conn.execute(
+                "SELECT * FROM stacks WHERE engine = ? AND ((? != '' AND project = ?) OR (? != '' AND directory = ?)) "
+                "ORDER BY added_at LIMIT 1", (engine, project, project, directory, directory)).fetchone()
+            if row is not None:
+                if directory and not row["directory"]:
+                    conn.execute("UPDATE stacks SET directory = ?, files = ? WHERE slug = ?",
+                                 (directory, json.dumps(list(files)), row["slug"]))
+                found = row["slug"]
+            else:
+                free = bool(slug) and SLUG.match(slug) and conn.execute(
+                    "SELECT 1 FROM stacks WHERE slug = ?", (slug,)).fetchone() is None
+                found = slug if free else self._free_slug(conn, project or Path(directory).name, engine)
+                conn.execute(
+                    "INSERT INTO stacks (slug, project, directory, files, engine, source, added_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (found, project, directory, json.dumps(list(files)), engine, source, time.time()))
+        return self.require(found)
 
     def forget(self, slug: str) -> None:
         """Drop a stack from the registry (its files and containers are left alone)."""
@@ -375,13 +380,11 @@ class StackRegistry:
                 with self.store.transaction() as conn:
                     conn.execute("UPDATE stacks SET source = 'env', project = '' WHERE slug = ?", (entry.slug,))
                 return self.get(entry.slug)
-        slug = self._free_slug(self.default_dir.name)
-        entry = StackEntry(slug, "", directory, (), "local", "env", time.time())
         with self.store.transaction() as conn:
+            slug = self._free_slug(conn, self.default_dir.name)
             conn.execute(
                 "INSERT INTO stacks (slug, project, directory, files, engine, source, added_at) "
-                "VALUES (?, '', ?, '[]', 'local', 'env', ?) ON CONFLICT (slug) DO NOTHING",
-                (entry.slug, directory, entry.added_at))
+                "VALUES (?, '', ?, '[]', 'local', 'env', ?)", (slug, directory, time.time()))
         return self.get(slug)
 
     def sync_root(self) -> list[StackEntry]:

@@ -170,3 +170,13 @@ def test_sign_in_opens_the_default_stack_else_the_home_page(app_factory, dead_do
     token = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/login").get_data(as_text=True))[1]
     r = client.post("/login", data={"username": "admin", "password": TEST_PASSWORD, "csrf_token": token})
     assert r.status_code == 302 and r.headers["Location"] == ("/services" if with_default else "/")
+
+
+def test_pages_discovering_one_project_at_once_register_it_once(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    reg = StackRegistry(Store(tmp_path / "db.sqlite3"))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        slugs = set(pool.map(lambda _: reg.add(project="media", directory="/srv/media", source="engine").slug,
+                             range(16)))
+    assert slugs == {"media"} and [e.slug for e in reg.all()] == ["media"]
