@@ -209,7 +209,18 @@ def test_a_dead_engine_never_slows_the_other(app, engine2, tls_form, e2_containe
         assert containers.project_containers(dead, e2_container)
         assert containers.project_containers(ssh_ok, e2_container)  # its ssh connection is open
         client = sign_in(app, app.test_client())
-        before = _timed(lambda: local.call(lambda c: c.api.containers(all=True)))
+
+        def measure() -> dict[str, list[float]]:
+            return {
+                "local list": _timed(lambda: local.call(lambda c: c.api.containers(all=True))),
+                "ssh engine 2 list": _timed(lambda: containers.project_containers(ssh_ok, e2_container)),
+                "status fragment": _timed(
+                    lambda: client.get("/engines/local/status", headers={"HX-Request": "true"}), 5
+                ),
+                "engines page": _timed(lambda: client.get("/engines/"), 3),
+            }
+
+        before = measure()  # same run, same load: the machine is shared
 
         forwarder.stop() if death == "refused" else forwarder.wedge()
         t0 = time.monotonic()
@@ -231,25 +242,26 @@ def test_a_dead_engine_never_slows_the_other(app, engine2, tls_form, e2_containe
         for t in threads:
             t.start()
         try:
-            during_local = _timed(lambda: local.call(lambda c: c.api.containers(all=True)))
-            during_ssh = _timed(lambda: containers.project_containers(ssh_ok, e2_container))
-            page = _timed(lambda: client.get("/engines/local/status", headers={"HX-Request": "true"}), 5)
-            full = _timed(lambda: client.get("/engines/"), 3)
+            during = measure()
         finally:
             hammering.set()
             for t in threads:
                 t.join(timeout=15)
+        ms = "; ".join(
+            f"{k} {statistics.median(before[k]) * 1000:.1f} -> {statistics.median(v) * 1000:.1f} ms "
+            f"(max {max(before[k]) * 1000:.0f} -> {max(v) * 1000:.0f})"
+            for k, v in during.items()
+        )
         print(
-            f"\n[{death}] local list before {statistics.median(before) * 1000:.1f} ms, during "
-            f"{statistics.median(during_local) * 1000:.1f} ms (max {max(during_local) * 1000:.1f}); ssh engine 2 list "
-            f"{statistics.median(during_ssh) * 1000:.1f} ms; status fragment max {max(page) * 1000:.0f} ms; "
-            f"engines page max {max(full) * 1000:.0f} ms; dead engine: first call {first * 1000:.0f} ms, then "
+            f"\n[{death}] before -> during: {ms}; dead engine: first call {first * 1000:.0f} ms, then "
             f"{len(dead_calls)} calls, median {statistics.median(dead_calls) * 1000:.2f} ms, max "
             f"{max(dead_calls) * 1000:.0f} ms"
         )
-        assert max(during_local) < 1.0 and max(during_ssh) < 1.0 and max(page) < 1.0 and max(full) < 1.0
-        # Fail fast: at most one connect timeout per backoff window, never one per call.
-        # At most one connect timeout (3 s, plus slack for a loaded machine) per backoff window.
+        for k, v in during.items():  # not one connect timeout (3 s) reaches engine 1's calls
+            assert statistics.median(v) < statistics.median(before[k]) + 0.5, k
+            assert max(v) < max(before[k]) + 2.0, k
+        # Fail fast: at most one connect timeout (3 s, plus slack for a loaded machine) per backoff
+        # window, never one per call.
         assert first < 5 and max(dead_calls) < 5 and statistics.median(dead_calls) < 0.05
         state = dead.state()
         assert state.reachable is False and ("nothing accepts" in state.reason or "did not answer" in state.reason)
@@ -286,6 +298,7 @@ def test_engine2_killed_its_calls_fail_fast_in_words_and_engine1_stays_fast(app,
         ssh = add_engine(registry, store, data, NewEngine(name="doomed ssh", url=e2.ssh_url))
         assert tls.version() == ssh.version()
         local = registry.local
+        baseline = _timed(lambda: local.call(lambda cl: cl.api.containers(all=True)))
 
         e2.kill()
         timings: dict[str, list[float]] = {"local": [], "tls": [], "ssh": []}
@@ -305,8 +318,8 @@ def test_engine2_killed_its_calls_fail_fast_in_words_and_engine1_stays_fast(app,
             )
         )
         print(f"reasons: {reasons}")
-        assert "local" not in reasons and max(timings["local"]) < 1.0
-        assert max(timings["tls"]) < 1.0 and max(timings["ssh"]) < 6 and max(timings["ssh"][1:]) < 0.05
+        assert "local" not in reasons and max(timings["local"]) < max(baseline) + 1.0
+        assert max(timings["tls"]) < 1.0 and max(timings["ssh"]) < 8 and max(timings["ssh"][1:]) < 0.05
         assert "nothing accepts connections at 127.0.0.1" in reasons["tls"]
         assert "SSH works, but Docker is not running on 127.0.0.1" in reasons["ssh"]
         assert tls.state().reachable is False and ssh.state().reachable is False

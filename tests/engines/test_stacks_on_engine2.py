@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import statistics
 import subprocess
 import time
 
@@ -115,14 +116,15 @@ def test_home_stays_fast_while_engine2_is_dead(server, engine2, e2_project, tls_
             f"engine 2 wedged: {', '.join(f'{t * 1000:.0f}' for t in timings)} ms"
         )
         # Once noticed (the first load may pay one 3 s connect timeout), a wedged engine costs nothing.
-        assert max(timings[1:]) < max(baseline) + 1.0 and timings[0] < max(baseline) + 4.5
+        assert statistics.median(timings[1:]) < statistics.median(baseline) + 0.5
+        assert max(timings[1:]) < max(baseline) + 2.0 and timings[0] < max(baseline) + 4.5
         assert "flaky" in home.text
         # The stack's own page answers at once too, and says its engine is not answering.
         t0 = time.monotonic()
         page = s.get(f"{server.url}/s/{slug[1]}/services", timeout=30)
         took = time.monotonic() - t0
         print(f"stack page on the wedged engine: {page.status_code} in {took * 1000:.0f} ms")
-        assert took < max(baseline) + 1.0 and page.status_code in (200, 503)
+        assert took < max(baseline) + 2.0 and page.status_code in (200, 503)
         assert "did not answer" in page.text or "accepted the connection" in page.text, page.text[-2000:]
     finally:
         forwarder.stop()
