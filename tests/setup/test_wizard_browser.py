@@ -134,7 +134,8 @@ def test_wizard_from_claim_to_running_stack_then_failure_view(
     table = url_for_services(srv)
     pg.wait_for_url(lambda url: url.split("?")[0] in table, timeout=240_000)
     pg.wait_for_selector("text=Setup: start the stack")  # the table shows the launch's Compose run...
-    assert "failed" not in pg.inner_text("main")  # ...and it did not fail
+    main_text = pg.inner_text("main")
+    assert "failed" not in main_text, main_text  # ...and it did not fail
     states = _states(docker_engine, proj.project)
     for service in ("vector", "db", "analytics", "flowise", "searxng"):
         assert states[service] == ("running", "healthy"), (service, states)
@@ -188,7 +189,8 @@ def test_wizard_from_claim_to_running_stack_then_failure_view(
     pg.wait_for_selector(".failure", timeout=240_000)
     assert "clickhouse did not start" in pg.inner_text(".failure")
     # The refused HTTPS form (422) is the only complaint allowed: no CSP violation, no script error.
-    assert [e for e in page.console_errors if "status of 422" not in e] == []
+    # (Chromium aborts a poll with ERR_NETWORK_CHANGED when Docker adds a bridge during a launch.)
+    assert [e for e in page.console_errors if "status of 422" not in e and "ERR_NETWORK_CHANGED" not in e] == []
 
 
 def test_pasted_setup_link_fills_the_token_in_an_open_tab(page, tmp_path):
