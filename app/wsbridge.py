@@ -30,14 +30,20 @@ class UpgradeSocket:
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self.upgraded = False
+        # simple-websocket sends frames from two threads (data and its pings) with send(): while a
+        # big frame waits for a slow reader, a ping would land inside it. Whole frames, one at a time.
+        self._send_lock = threading.Lock()
 
     def send(self, data: bytes, *args) -> int:
         self.upgraded = True
-        return self._sock.send(data, *args)
+        with self._send_lock:
+            self._sock.sendall(data, *args)
+        return len(data)
 
     def sendall(self, data: bytes, *args) -> None:
         self.upgraded = True
-        self._sock.sendall(data, *args)
+        with self._send_lock:
+            self._sock.sendall(data, *args)
 
     def __getattr__(self, name: str):
         return getattr(self._sock, name)
