@@ -133,6 +133,7 @@ def test_two_stacks_actions_and_per_stack_roles(app_factory, stacks_root):
         assert viewer.get(f"/s/{b.project}{path}").status_code == 404, path
         assert viewer.get(f"/s/{a.project}{path}").status_code in (200, 302), path
     assert viewer.get(f"/s/{b.project}/logs/-/download?s=talker").status_code == 404
+    assert viewer.get(f"/s/{b.project}/live/services").status_code == 404  # the live push channel
     home = _home(viewer)
     assert f'id="stack-{a.project}"' in home and b.project not in home
     assert viewer.get("/s/no-such-stack/services").status_code == 404
