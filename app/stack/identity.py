@@ -13,6 +13,8 @@ one, then the folder.
 
 from __future__ import annotations
 
+import re
+import time
 from pathlib import Path
 from typing import Any
 from typing import Protocol
@@ -22,8 +24,10 @@ from app.engine.self import OwnProject
 from app.errors import StackpilotError
 from app.stack import default_files
 from app.stack import normalize_project_name
+from app.stack.envfile import EnvDocument
 
 LAST_GOOD = "stack.last_project"
+_NAME = re.compile(r"(?m)^name:[ \t]*(\S[^#\n]*?)[ \t]*(?:#.*)?$")
 
 
 class SettingsStore(Protocol):
@@ -41,18 +45,49 @@ def own_project_here(own: OwnProject | None, directory: Path) -> OwnProject | No
     return own
 
 
+def _marks(directory: Path, files: tuple[str, ...]) -> tuple:
+    return (str(directory), files, tuple(
+        p.stat().st_mtime_ns if p.exists() else 0 for p in [*(directory / f for f in files), directory / ".env"]))
+
+
+_failed: dict[tuple, float] = {}  # files Compose could not name (until they change): no re-run per page
+
+
+def written_name(directory: Path, files: tuple[str, ...]) -> str | None:
+    """Compose's rule read from the files themselves, for when Compose cannot load them (e.g.
+    appwrite's interpolated depends_on fails `config --no-interpolate`): COMPOSE_PROJECT_NAME in
+    the .env, else the last literal top-level `name:`; None when neither says."""
+    env = EnvDocument.load(directory / ".env")
+    if env.exists and (value := (env.get("COMPOSE_PROJECT_NAME") or "").strip()):
+        return normalize_project_name(value)
+    found = None
+    for f in files:
+        try:
+            text = (directory / f).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        if (m := _NAME.search(text)) and "$" not in m.group(1):
+            found = m.group(1).strip().strip("'\"")
+    return normalize_project_name(found) if found else None
+
+
 def compose_name(directory: Path, files: list[str] | tuple[str, ...], store: SettingsStore) -> str:
     """Compose's own choice for the folder; when it cannot say, the last good one (same folder),
-    else the folder's name. A good answer is remembered."""
+    else the name Compose's rule gives from the files as written, else the folder's name. A good
+    answer from Compose is remembered."""
     files = tuple(files or default_files(directory))
     key = f"{LAST_GOOD}:{directory}"  # one per folder: several stacks keep their own
     last = store.get_setting(key) or {}
+    marks = _marks(directory, files)
     try:
+        if marks in _failed:
+            raise StackpilotError("Compose could not read these files (unchanged since).")
         name = compose.default_project_name(directory, files)
     except StackpilotError:
+        _failed[marks] = time.time()
         if last.get("directory") == str(directory) and last.get("project"):
             return str(last["project"])
-        return normalize_project_name(directory.name)
+        return written_name(directory, files) or normalize_project_name(directory.name)
     if last.get("project") != name or last.get("directory") != str(directory):
         store.set_setting(key, {"directory": str(directory), "project": name})
     return name

@@ -77,3 +77,17 @@ def test_own_container_project_and_files_are_the_default(make_stack, app_factory
     assert f'value="{stack.project}"' in page
     assert 'name="file" value="compose.yaml" checked' in page
     assert 'name="file" value="compose.prod.yml" checked' in page
+
+
+def test_name_read_from_the_files_when_compose_cannot_load_them(make_stack, app_factory):
+    """appwrite's `depends_on: ${_APP_DB_HOST:-postgresql}` fails `config --no-interpolate`; the
+    name still follows Compose's rule (COMPOSE_PROJECT_NAME in .env, else `name:`), not the folder."""
+    text = ("name: from-file\nservices:\n  a:\n    image: {image}\n    depends_on:\n"
+            "      ${DB_HOST:-db}:\n        condition: service_started\n  db:\n    image: {image}\n")
+    stack = make_stack({"docker-compose.yml": text})
+    app = app_factory(stack_dir=stack.dir)
+    with app.app_context():
+        assert current_stack().project == "from-file"
+    stack.write(".env", "COMPOSE_PROJECT_NAME=from-env\n")
+    with app.app_context():
+        assert current_stack().project == "from-env"
