@@ -10,10 +10,13 @@ import gzip
 import hashlib
 import io
 import os
+import queue
 import shutil
 import stat
+import struct
 import tarfile
 import threading
+import zlib
 from collections.abc import Iterable
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -53,19 +56,96 @@ class _Counting(io.RawIOBase):
         return len(b)
 
 
+BLOCK = 4 * 1024 * 1024   # one gzip member per block: memory stays a few blocks whatever the size
+SAMPLE = 64 * 1024        # each block's first 64 KiB are test-compressed first ...
+INCOMPRESSIBLE = 0.97     # ... and if they shrink less than 3%, the block is stored as is
+GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, mtime 0, unknown OS
+
+
+class _Members:
+    """Writes a gzip file as a series of members (one per block; gzip, tar and Python read them as one
+    stream). Data that does not compress (media, already compressed files) is stored at level 0,
+    so a backup of it runs at disk speed instead of the compressor's."""
+
+    def __init__(self, out: _Counting, level: int) -> None:
+        self.out = out
+        self.level = level
+        self.buf = bytearray()
+        self.count = 0
+
+    def write(self, data: bytes) -> None:
+        self.count += len(data)
+        self.buf += data
+        while len(self.buf) >= BLOCK:
+            block = bytes(self.buf[:BLOCK])
+            del self.buf[:BLOCK]
+            self._emit(block)
+
+    def _emit(self, block: bytes) -> None:
+        sample = block[:SAMPLE]
+        stored = len(sample) >= 4096 and len(zlib.compress(sample, self.level)) > INCOMPRESSIBLE * len(sample)
+        deflate = zlib.compressobj(0 if stored else self.level, zlib.DEFLATED, -15)
+        self.out.write(GZIP_HEADER)
+        self.out.write(deflate.compress(block))
+        self.out.write(deflate.flush())
+        self.out.write(struct.pack("<II", zlib.crc32(block), len(block) & 0xFFFFFFFF))
+
+    def close(self) -> None:
+        if self.buf or not self.count:
+            self._emit(bytes(self.buf))
+            self.buf.clear()
+
+
 def write_gzip(chunks: Iterable[bytes], path: Path, level: int | None = None) -> Written:
     """Compress chunks into path (created 0600, fsynced); sizes and the file's sha256."""
-    tar_bytes = 0
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as raw:
         counting = _Counting(raw)
-        with gzip.GzipFile(fileobj=counting, mode="wb", compresslevel=level or LEVEL, mtime=0) as gz:
-            for chunk in chunks:
-                tar_bytes += len(chunk)
-                gz.write(chunk)
+        members = _Members(counting, level or LEVEL)
+        for chunk in prefetch(chunks):
+            members.write(chunk)
+        members.close()
         raw.flush()
         os.fsync(raw.fileno())
-    return Written(tar_bytes, counting.count, counting.hash.hexdigest())
+    return Written(members.count, counting.count, counting.hash.hexdigest())
+
+
+def prefetch(chunks: Iterable[bytes], depth: int = 8) -> Iterator[bytes]:
+    """Read the source in a thread while this one compresses and writes (socket reads, zlib and
+    sha256 all release the GIL); at most `depth` chunks wait in between, so memory stays bounded.
+    The source's error is raised here, in order."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                while not stop.is_set():
+                    try:
+                        q.put(chunk, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            q.put(e)
+
+    worker = threading.Thread(target=produce, name="backup-read", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join(timeout=5)
 
 
 def file_sha256(path: Path) -> str:
