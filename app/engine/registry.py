@@ -21,6 +21,7 @@ from app.engine import Engine
 from app.engine.remote import TLS_FILES
 from app.engine.remote import SSHEngine
 from app.engine.remote import TLSEngine
+from app.engine.remote import own_key_path
 from app.engine.remote import own_ssh_key
 from app.engine.remote import store_ssh_key
 from app.engine.remote import store_tls_files
@@ -142,7 +143,7 @@ def build(record: EngineRecord, data_dir: Path) -> Engine:
     if record.kind == "tcp":
         return TLSEngine(record.url, folder, engine_id=record.id, name=record.name)
     if record.kind == "ssh":
-        identity = folder / "id_key" if record.options.get("own_key") else own_ssh_key(data_dir)[0]
+        identity = folder / "id_key" if record.options.get("own_key") else own_key_path(data_dir)
         return SSHEngine(record.url, folder, engine_id=record.id, name=record.name, identity=identity)
     raise InvalidInput(f"unknown engine transport {record.kind!r}")
 
@@ -225,6 +226,8 @@ def add_engine(registry: EngineRegistry, store: Store, data_dir: Path, new: NewE
         elif new.ssh_key.strip():
             store_ssh_key(folder, new.ssh_key)
             options["own_key"] = True
+        else:
+            own_ssh_key(data_dir)  # made now: SSHUnavailable in words when there is no OpenSSH client
         record = save(store, EngineRecord(engine_id, name, url, options))
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)

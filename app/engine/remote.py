@@ -475,7 +475,11 @@ def store_ssh_key(folder: Path, key: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = folder / "id_key"
     _write_private(path, key.strip().replace("\r\n", "\n") + "\n")
-    done = subprocess.run(["ssh-keygen", "-y", "-P", "", "-f", str(path)], capture_output=True, text=True)
+    try:
+        done = subprocess.run(["ssh-keygen", "-y", "-P", "", "-f", str(path)], capture_output=True, text=True)
+    except FileNotFoundError:
+        path.unlink(missing_ok=True)
+        raise SSHUnavailable(NO_SSH, detail="ssh_key") from None
     if done.returncode != 0:
         path.unlink(missing_ok=True)
         raise InvalidInput(
@@ -485,16 +489,33 @@ def store_ssh_key(folder: Path, key: str) -> Path:
     return path
 
 
+def own_key_path(data_dir: Path) -> Path:
+    """Where Stackpilot's own SSH key lives (no side effect: loading engines must not need ssh-keygen)."""
+    return Path(data_dir) / "ssh" / "id_ed25519"
+
+
 def own_ssh_key(data_dir: Path) -> tuple[Path, str]:
-    """Stackpilot's own SSH key (made once, ed25519) and its public line for authorized_keys."""
-    folder = Path(data_dir) / "ssh"
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = folder / "id_ed25519"
+    """Stackpilot's own SSH key (made once, ed25519) and its public line for authorized_keys;
+    SSHUnavailable when this machine has no OpenSSH client to make or use one."""
+    key = own_key_path(data_dir)
+    key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not key.is_file():
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "stackpilot", "-f", str(key)],
-            check=True,
-            capture_output=True,
-        )
+        try:
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "stackpilot", "-f", str(key)],
+                check=True,
+                capture_output=True,
+            )
+        except (FileNotFoundError, subprocess.CalledProcessError):
+            raise SSHUnavailable(NO_SSH) from None
         os.chmod(key, 0o600)
-    return key, (folder / "id_ed25519.pub").read_text().strip()
+    return key, key.with_name("id_ed25519.pub").read_text().strip()
+
+
+NO_SSH = "SSH engines need the OpenSSH client here (ssh, ssh-keygen: Debian's openssh-client), and it is missing."
+
+
+class SSHUnavailable(InvalidInput):
+    """This machine cannot speak SSH (no OpenSSH client)."""
+
+    title = "No SSH client"

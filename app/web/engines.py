@@ -23,6 +23,7 @@ from app.engine.registry import NewEngine
 from app.engine.registry import add_engine
 from app.engine.registry import load_saved
 from app.engine.registry import remove_engine
+from app.engine.remote import SSHUnavailable
 from app.engine.remote import own_ssh_key
 from app.errors import InvalidInput
 from app.errors import StackpilotError
@@ -62,7 +63,13 @@ def _page(
     error: InvalidInput | None = None,
     checked: tuple[str, list[Finding]] | None = None,
 ):
-    _, public_key = own_ssh_key(_data_dir())
+    try:
+        _, public_key = own_ssh_key(_data_dir())
+    except SSHUnavailable as e:
+        public_key = ""
+        ssh_missing = e.message
+    else:
+        ssh_missing = ""
     template = "engines/_body.html" if request.headers.get("HX-Target") == "engines" else "engines/page.html"
     return render_template(
         template,
@@ -71,6 +78,7 @@ def _page(
         error=error,
         checked=checked,
         public_key=public_key,
+        ssh_missing=ssh_missing,
         stacks=_stacks_by_engine(),
     ), status
 

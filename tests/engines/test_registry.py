@@ -186,3 +186,16 @@ def test_certificates_by_upload_or_by_folder_and_every_change_audited(app, certs
     events = [(e.action, e.target, e.result) for e in app.extensions["stackpilot.store"].audit_events()]
     assert ("engine.add", "uploaded", "ok") in events and ("engine.add", "from-folder", "ok") in events
     assert ("engine.add", "nope", "refused") in events and ("engine.remove", "uploaded", "ok") in events
+
+
+def test_without_an_openssh_client_ssh_engines_are_refused_in_words(app, monkeypatch, tmp_path):
+    """Stackpilot's image may lack ssh: the page still opens and says what is missing."""
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))  # no ssh, no ssh-keygen on this "machine"
+    client = sign_in(app, app.test_client())
+    page = client.get("/engines/")
+    assert page.status_code == 200 and "SSH engines need the OpenSSH client here" in page.text
+    r = client.post("/engines/", data={"name": "pi", "url": "ssh://pi@pi.lan"})
+    assert r.status_code == 422 and "SSH engines need the OpenSSH client here" in r.text
+    assert app.extensions["stackpilot.engines"].ids() == ["local"]
