@@ -1,0 +1,62 @@
+"""The dump path through exec, with a stand-in pg_dumpall (a script in the busybox service): no
+Postgres image is built for the suite (building one from Debian's postgresql package takes minutes);
+what is tested is ours: the tool found in the container, its output streamed into .sql.gz, its exit
+code and stderr deciding the backup's status, the service left running."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+
+import pytest
+
+from app.backups import jobs
+from tests.backups.conftest import stack_data
+from tests.backups.test_roundtrip import state
+
+pytestmark = pytest.mark.docker
+
+FAKE_PG_DUMPALL = """#!/bin/sh
+if [ -f /fail ]; then echo "pg_dumpall: connection refused" >&2; exit 3; fi
+echo "-- dump by $1 $2"
+i=0; while [ $i -lt 20000 ]; do echo "INSERT INTO t VALUES ($i);"; i=$((i+1)); done
+"""
+
+COMPOSE = """
+services:
+  db:
+    image: {image}
+    pull_policy: never
+    command: ["sleep", "3600"]
+    environment: {POSTGRES_USER: app}
+    volumes: ["pgdata:/var/lib/postgresql/data", "./pg_dumpall:/bin/pg_dumpall:ro"]
+    labels: {stackpilot.backup: dump}
+    stop_grace_period: 1s
+volumes:
+  pgdata:
+"""
+
+
+def test_dump_streams_the_tools_output(make_stack, backups):
+    proj = make_stack({"docker-compose.yml": COMPOSE, "pg_dumpall": FAKE_PG_DUMPALL}, name="dump")
+    (proj.dir / "pg_dumpall").chmod(0o755)
+    proj.compose("up", "-d", "--no-build")
+    data = stack_data(proj)
+    store = backups(data.key)
+    manifest = jobs.backup(data, store, ["db"], "db")
+    assert manifest.status == "ok", manifest.error
+    assert manifest.modes == {"db": "dump"} and "db" not in manifest.downtime  # never stopped
+    [entry] = manifest.entries
+    assert entry.kind == "dump" and entry.name == "postgres" and entry.file.endswith(".sql.gz")
+    text = gzip.open(store.path(manifest.id) / entry.file).read().decode()
+    assert text.startswith("-- dump by -U app\n") and text.endswith("INSERT INTO t VALUES (19999);\n")
+    assert json.loads((store.path(manifest.id) / "manifest.json").read_text())["entries"][0]["sha256"] == entry.sha256
+    assert state(proj, "db") == "running"
+
+    db = proj.compose("ps", "-q", "db").stdout.split()[0]
+    subprocess.run(["docker", "exec", db, "touch", "/fail"], check=True)
+    failed = jobs.backup(data, store, ["db"], "db")
+    assert failed.status == "failed" and "exit 3" in failed.error and "connection refused" in failed.error
+    assert [p.name for p in store.path(failed.id).iterdir()] == ["manifest.json"]
+    assert state(proj, "db") == "running"
