@@ -107,10 +107,6 @@ class ProjectSeen:
     problems: list[str] = field(default_factory=list)
     containers: int = 0
 
-    @property
-    def running(self) -> int:
-        return self.states.get("running", 0)
-
 
 def _health(status: str) -> str:
     for word in ("unhealthy", "healthy", "health: starting"):
@@ -452,12 +448,6 @@ class StackRegistry:
             conn.execute("DELETE FROM user_stacks WHERE user_id = ?", (user_id,))
             conn.executemany("INSERT INTO user_stacks (user_id, stack) VALUES (?, ?)",
                              [(user_id, s) for s in slugs])
-
-    def limits(self) -> dict[int, set[str]]:
-        out: dict[int, set[str]] = {}
-        for row in self.store.select("SELECT user_id, stack FROM user_stacks"):
-            out.setdefault(row[0], set()).add(row[1])
-        return out
 
     def last_actions(self) -> dict[str, tuple[float, str, str, str, str]]:
         """Per stack, its latest audit row: (at, username, action, target, result)."""

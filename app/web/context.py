@@ -40,7 +40,6 @@ from app.store import User
 
 LEGACY = "-"  # the `stack` value of the un-prefixed paths: "the default stack" ("-" starts no slug)
 PREFIX = "/s/<stack>"
-ROLES = {"viewer": 1, "operator": 2, "admin": 3}
 
 
 # -- the app's parts -----------------------------------------------------------------------------------
@@ -82,10 +81,6 @@ def current_entry() -> StackEntry | None:
 def url_entry() -> StackEntry | None:
     """The stack named by this request's URL only (None on the home page, users page, ...)."""
     return g.get("stack_entry")
-
-
-def on_legacy_path() -> bool:
-    return g.get("stack_slug") == LEGACY
 
 
 def settings_key(entry: StackEntry | None = None) -> str:
@@ -243,4 +238,4 @@ def init_app(app: Flask) -> None:
                     g.switcher = []
             return g.switcher
 
-        return {"current_entry": url_entry(), "stack_switcher": switcher, "on_legacy_path": on_legacy_path}
+        return {"current_entry": url_entry(), "stack_switcher": switcher}
