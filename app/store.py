@@ -216,10 +216,6 @@ class Store:
         with self.transaction() as conn:
             conn.execute("UPDATE users SET role = ? WHERE id = ?", (role, user_id))
 
-    def delete_user(self, user_id: int) -> None:
-        with self.transaction() as conn:
-            conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
-
     # -- sessions ---------------------------------------------------------------------------
     def add_session(self, session_id: str, user_id: int, client: str = "") -> None:
         now = time.time()

@@ -30,7 +30,6 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC
 from datetime import datetime
 
 from app.engine import Engine
@@ -286,6 +285,3 @@ def restart(engine: Engine, container_id: str, timeout: int | None = None) -> No
     engine.call(lambda c: c.api.restart(container_id, timeout=grace), "container")
     forget(container_id)
 
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)

@@ -378,6 +378,3 @@ def forget(stack: Stack | None = None) -> None:
             if stack is None or key[0] == str(stack.directory):
                 _cache.pop(key, None)
 
-
-def is_compose_path(path: Path) -> bool:
-    return path.name.endswith(_WATCHED_SUFFIXES) or path.name == ".env"

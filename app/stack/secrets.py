@@ -15,7 +15,6 @@ import string
 import time
 
 ALNUM = string.ascii_letters + string.digits
-URLSAFE = ALNUM + "-_"
 FIVE_YEARS = 5 * 365 * 24 * 3600
 SUPABASE_ROLES = {"ANON_KEY": "anon", "SERVICE_ROLE_KEY": "service_role"}
 
@@ -23,10 +22,6 @@ SUPABASE_ROLES = {"ANON_KEY": "anon", "SERVICE_ROLE_KEY": "service_role"}
 def password(length: int = 32, alphabet: str = ALNUM) -> str:
     """A random password of exactly `length` characters from `alphabet`."""
     return "".join(_secrets.choice(alphabet) for _ in range(length))
-
-
-def urlsafe(length: int = 32) -> str:
-    return password(length, URLSAFE)
 
 
 def hex_key(nbytes: int = 32) -> str:

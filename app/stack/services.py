@@ -114,10 +114,6 @@ class Row:
         return f"{human_bytes(self.mem_used)}{limit}"
 
     @property
-    def is_up(self) -> bool:
-        return self.state in ("running", "restarting", "paused")
-
-    @property
     def version(self) -> str:
         shown = (self.group, self.state, self.word, self.tone, self.health, self.image,
                  tuple(p.label for p in self.ports), self.uptime_text, self.restarts, self.cpu_text,
