@@ -180,3 +180,22 @@ def test_pages_discovering_one_project_at_once_register_it_once(tmp_path):
         slugs = set(pool.map(lambda _: reg.add(project="media", directory="/srv/media", source="engine").slug,
                              range(16)))
     assert slugs == {"media"} and [e.slug for e in reg.all()] == ["media"]
+
+
+def test_an_uploaded_compose_file_becomes_a_stack(app_factory, dead_docker_host, tmp_path):
+    import io
+
+    from tests.conftest import sign_in
+
+    root = tmp_path / "stacks"
+    root.mkdir()
+    app = app_factory(docker_host=dead_docker_host, STACKPILOT_STACKS_DIR=str(root))
+    admin = sign_in(app, app.test_client())
+    text = b"services:\n  web:\n    image: nginx\n"
+    r = admin.post("/stacks/new", data={"name": "web", "file": (io.BytesIO(text), "compose.yaml")},
+                   content_type="multipart/form-data")
+    assert r.status_code == 303 and r.headers["Location"] == "/s/web/services"
+    assert (root / "web" / "compose.yaml").read_bytes() == text
+    bad = admin.post("/stacks/new", data={"name": "bin", "file": (io.BytesIO(b"\xff\xfe"), "x.yaml")},
+                     content_type="multipart/form-data")
+    assert bad.status_code == 422 and not (root / "bin").exists()
