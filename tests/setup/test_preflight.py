@@ -41,6 +41,7 @@ def container_with_mount(docker_engine, busybox_image, tmp_path):
             detach=True,
             name=f"{PREFIX}-mount-{secrets.token_hex(3)}",
             volumes={str(host): {"bind": target, "mode": "rw"}},
+            network_mode="none",  # needs no network (nor the engine's default bridge)
         )
         made.append(c)
         return c
@@ -76,14 +77,18 @@ def test_not_in_a_container_says_so(engine, tmp_path):
 
 def test_port_taken_by_another_container_fails(engine, docker_engine, busybox_image, make_stack):
     port = free_port()
-    other = docker_engine.containers.run(
-        busybox_image,
-        ["httpd", "-f", "-p", "80"],
-        detach=True,
-        name=f"{PREFIX}-port-{secrets.token_hex(3)}",
-        ports={"80/tcp": port},
-    )
+    # its own network: the engine's default bridge is not needed (nor always there)
+    net = docker_engine.networks.create(f"{PREFIX}-portnet-{secrets.token_hex(3)}")
+    other = None
     try:
+        other = docker_engine.containers.run(
+            busybox_image,
+            ["httpd", "-f", "-p", "80"],
+            detach=True,
+            name=f"{PREFIX}-port-{secrets.token_hex(3)}",
+            ports={"80/tcp": port},
+            network=net.name,
+        )
         proj = make_stack(
             {
                 "docker-compose.yml": f"services:\n  web:\n    image: {{image}}\n    pull_policy: never\n"
@@ -96,10 +101,12 @@ def test_port_taken_by_another_container_fails(engine, docker_engine, busybox_im
         other.remove(force=True)
         assert preflight.ports_check(engine, stack, compose.config_json(stack)).status == "pass"
     finally:
-        try:
-            other.remove(force=True)
-        except Exception:
-            pass
+        if other is not None:
+            try:
+                other.remove(force=True)
+            except Exception:
+                pass
+        net.remove()
 
 
 def test_gpu_rows_follow_runtimes_and_devices(tmp_path):
