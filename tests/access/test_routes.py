@@ -195,6 +195,9 @@ def _snapshot(app, stack_dir):
             for t in ("users", "settings", "audit")
         }
         db["sessions"] = conn.execute("SELECT id, user_id FROM sessions ORDER BY 1").fetchall()
+        # A cache, not a change a request could be forged into: the last project name Compose
+        # accepted (app/stack/identity.py keeps it so a broken file does not rename the stack).
+        db["settings"] = [row for row in db["settings"] if not row[0].startswith("stack.last_project")]
     finally:
         conn.close()
     files = {

@@ -228,6 +228,7 @@ def downloads_while_pages(server: LiveServer, viewer: requests.Session, admin: r
     as `timeout`). A reader slower than the server fills waitress's output buffer (16 MiB), and
     from then on the download holds its worker thread."""
     go = threading.Event()
+    stop = threading.Event()  # once the pages are measured, the readers hang up
     statuses: list[int] = []
     refusals: list[str] = []
 
@@ -238,7 +239,8 @@ def downloads_while_pages(server: LiveServer, viewer: requests.Session, admin: r
                 statuses.append(r.status_code)
                 if r.status_code == 200:
                     for _ in r.iter_content(64 * 1024):
-                        time.sleep(read_delay)
+                        if stop.wait(read_delay):
+                            break
                 else:
                     refusals.append(r.text)
         except requests.RequestException:
@@ -260,8 +262,10 @@ def downloads_while_pages(server: LiveServer, viewer: requests.Session, admin: r
                 ok = False
             times.append(time.monotonic() - start)
             failed += not ok
+    stop.set()
+    deadline = time.monotonic() + 60
     for t in threads:
-        t.join(120)
+        t.join(max(0.1, deadline - time.monotonic()))
     return {"page_p95": p95(times), "page_max": max(times), "pages_failed": failed, "pages": len(times),
             "downloads": {code: statuses.count(code) for code in set(statuses)},
             "refusal": next((_message(r) for r in refusals if "download" in r), "")}
