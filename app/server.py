@@ -62,6 +62,10 @@ def main() -> None:
         server.run()
     finally:
         server.close()
+        # Worker threads still streaming (a download being read) now write to closed sockets and
+        # waitress would log each EBADF as a traceback: they are cut short on purpose, say it once.
+        logging.getLogger("waitress").setLevel(logging.CRITICAL)
+        log.info("stopped serving; streams still open are cut short")
         _run_shutdown_hooks(app.extensions.get("stackpilot.shutdown", []))
     # Worker threads are daemons: whatever is still running is cut short here.
     os._exit(0)
