@@ -16,12 +16,14 @@ from app.engine import containers
 from app.engine.check import check
 from app.engine.registry import NewEngine
 from app.engine.registry import add_engine
+from app.engine.registry import remove_engine
 from app.engine.remote import own_ssh_key
 from app.errors import EngineUnavailable
 from tests.conftest import PREFIX
 from tests.conftest import compose_bin
 from tests.conftest import sign_in
 from tests.support.engine2 import TCPForwarder
+from tests.support.live import wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -72,6 +74,16 @@ def test_engine2_containers_are_listed_through_our_engine(request, transport, e2
     assert [(c.name, c.service, c.state) for c in found] == [(e2_container, "app", "running")]
     # Engine 2 is not engine 1: the shared engine has no such container.
     assert not docker_engine.containers.list(all=True, filters={"name": e2_container})
+    if transport == "ssh":  # removing the engine ends its pooled ssh processes
+        marker = str(engine.ssh_config)
+
+        def running() -> bool:
+            return subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 0
+
+        assert running()
+        registry, store, data = _parts(request.getfixturevalue("app"))
+        remove_engine(registry, store, data, engine.id)
+        wait_for(lambda: not running(), 10, message="the engine's ssh processes gone")
 
 
 def test_add_engines_on_the_page_and_the_check_says_what_works(app, tls_form, engine2):
