@@ -189,8 +189,12 @@ def _services(data: backup_jobs.StackData) -> list[dict]:
 
 # -- pages -----------------------------------------------------------------------------------------
 def _list_context() -> dict:
-    the_store = backup_store()
-    return {"backups": the_store.list(), "running": jobs().running(_key()), "recent_jobs": jobs().recent(_key())}
+    running = jobs().running(_key())
+    found = backup_store().list()
+    for m in found:
+        if m.status == "running" and running is None:  # its job died with a previous Stackpilot process
+            m.status, m.error = "failed", "interrupted: Stackpilot stopped during this backup"
+    return {"backups": found, "running": running, "recent_jobs": jobs().recent(_key())}
 
 
 @bp.get("/")
