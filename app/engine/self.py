@@ -54,8 +54,9 @@ class OwnProject:
         root = str(directory).rstrip("/") + "/"
         for f in self.config_files:
             if f.startswith(root):
-                out.append(f[len(root):])
+                out.append(f[len(root) :])
         return tuple(out)
+
 
 _MOUNT_RE = re.compile(r"/containers/([0-9a-f]{64})/(?:hostname|hosts|resolv\.conf)")
 
@@ -121,5 +122,4 @@ def own_project(engine: Engine, override: str = "") -> OwnProject | None:
     if not labels or not labels.get(PROJECT_LABEL):
         return None
     files = tuple(f for f in (labels.get(CONFIG_FILES_LABEL) or "").split(",") if f)
-    return OwnProject(labels[PROJECT_LABEL], labels.get(SERVICE_LABEL, ""), labels.get(WORKING_DIR_LABEL, ""),
-                      files)
+    return OwnProject(labels[PROJECT_LABEL], labels.get(SERVICE_LABEL, ""), labels.get(WORKING_DIR_LABEL, ""), files)

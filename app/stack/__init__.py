@@ -136,8 +136,10 @@ def validate_settings(directory: Path, project: str, files: list[str], profiles:
     for name in files:
         # A NUL or an over-long name cannot name a file: a clear refusal, not an OSError (a 500).
         if "\x00" in name or len(name) > 4096 or any(len(part.encode()) > 255 for part in name.split("/")):
-            raise InvalidInput(f"{name[:80]!r}{'…' if len(name) > 80 else ''} is not a file name "
-                               "(no NUL, at most 255 bytes per folder or file name).")
+            raise InvalidInput(
+                f"{name[:80]!r}{'…' if len(name) > 80 else ''} is not a file name "
+                "(no NUL, at most 255 bytes per folder or file name)."
+            )
         path = (directory / name).resolve()
         if directory.resolve() not in path.parents or not path.is_file():
             raise InvalidInput(f"{name!r} is not a file in the stack folder.")

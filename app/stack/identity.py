@@ -46,8 +46,11 @@ def own_project_here(own: OwnProject | None, directory: Path) -> OwnProject | No
 
 
 def _marks(directory: Path, files: tuple[str, ...]) -> tuple:
-    return (str(directory), files, tuple(
-        p.stat().st_mtime_ns if p.exists() else 0 for p in [*(directory / f for f in files), directory / ".env"]))
+    return (
+        str(directory),
+        files,
+        tuple(p.stat().st_mtime_ns if p.exists() else 0 for p in [*(directory / f for f in files), directory / ".env"]),
+    )
 
 
 _failed: dict[tuple, float] = {}  # files Compose could not name (until they change): no re-run per page

@@ -167,11 +167,12 @@ def check_profiles(options: list[ProfileOption], chosen: list[str]) -> None:
         if name not in known:
             raise InvalidInput(f"{name!r} is not a profile of these compose files.")
     for i, name in enumerate(chosen):
-        for other in chosen[i + 1:]:
+        for other in chosen[i + 1 :]:
             if other in known[name].exclusive:
                 raise InvalidInput(
                     f"Profiles {name} and {other} cannot run together: they start a service under the "
-                    "same container name. Choose one of them.")
+                    "same container name. Choose one of them."
+                )
 
 
 def exclusive_groups(options: list[ProfileOption]) -> list[tuple[str, ...]]:
@@ -209,9 +210,14 @@ def _ports(raw: list) -> tuple[Port, ...]:
     out = []
     for p in raw or []:
         if isinstance(p, dict):
-            out.append(Port(host_ip=str(p.get("host_ip") or ""), host_port=str(p.get("published") or ""),
-                            container_port=str(p.get("target") or ""),
-                            protocol=str(p.get("protocol") or "tcp")))
+            out.append(
+                Port(
+                    host_ip=str(p.get("host_ip") or ""),
+                    host_port=str(p.get("published") or ""),
+                    container_port=str(p.get("target") or ""),
+                    protocol=str(p.get("protocol") or "tcp"),
+                )
+            )
     return tuple(out)
 
 
@@ -219,8 +225,9 @@ def _depends(raw: dict | list | None) -> tuple[Dependency, ...]:
     if isinstance(raw, list):
         return tuple(Dependency(str(n)) for n in raw)
     return tuple(
-        Dependency(str(name), str((spec or {}).get("condition") or "service_started"),
-                   bool((spec or {}).get("required", True)))
+        Dependency(
+            str(name), str((spec or {}).get("condition") or "service_started"), bool((spec or {}).get("required", True))
+        )
         for name, spec in (raw or {}).items()
     )
 
@@ -268,9 +275,7 @@ def model_from_json(active: dict, every: dict | None = None) -> ComposeModel:
         for dep, cond in spec["depends_on"].items()
         if (cond or {}).get("condition") == "service_completed_successfully"
     }
-    services = {
-        name: _service(name, spec, name in active_names, name in waited_on) for name, spec in specs.items()
-    }
+    services = {name: _service(name, spec, name in active_names, name in waited_on) for name, spec in specs.items()}
     profiles = sorted({p for s in services.values() for p in s.profiles})
     project = str(active.get("name") or "")
     volumes = {}
@@ -377,4 +382,3 @@ def forget(stack: Stack | None = None) -> None:
         for key in list(_cache):
             if stack is None or key[0] == str(stack.directory):
                 _cache.pop(key, None)
-

@@ -71,9 +71,7 @@ def claim():
     username = form.get("username", "").strip()[:64]
     client = client_address()
     try:
-        user = access().token.claim(
-            store(), client, form.get("token", ""), username, form.get("password", "")
-        )
+        user = access().token.claim(store(), client, form.get("token", ""), username, form.get("password", ""))
     except StackpilotError as e:
         store().audit(username or "?", "setup.claim", result="refused", detail=f"from {client}")
         if store().count_users("admin"):
@@ -174,8 +172,9 @@ def _own():
 def _stack_choice(state, recipe) -> dict:
     directory = _directory()
     draft = envdraft.load(directory, recipe)
-    return steps.stack_defaults(directory, state.stack, recipe, store().get_setting(_keys()[1]) or {}, _own(),
-                                draft.base.values(), store())
+    return steps.stack_defaults(
+        directory, state.stack, recipe, store().get_setting(_keys()[1]) or {}, _own(), draft.base.values(), store()
+    )
 
 
 def _draft_bytes(state, recipe) -> bytes:
@@ -242,9 +241,7 @@ def _https_choice(state, recipe) -> dict:
     names = dict(https.get("hostnames") or {})
     for key in recipe.hostnames:
         existing = current.get(key) or ""
-        names.setdefault(
-            key, "" if envdraft.is_placeholder(existing) or "yourdomain" in existing else existing
-        )
+        names.setdefault(key, "" if envdraft.is_placeholder(existing) or "yourdomain" in existing else existing)
     https["hostnames"] = names
     https.setdefault(
         "email",
@@ -272,16 +269,19 @@ def checks():
                     "Stack folder",
                     "fail",
                     "Stackpilot was started without STACKPILOT_STACK_DIR.",
-                    "Set STACKPILOT_STACK_DIR to the stack's folder (mounted at the same path) "
-                    "and restart Stackpilot.",
+                    "Set STACKPILOT_STACK_DIR to the stack's folder (mounted at the same path) and restart Stackpilot.",
                 )
             ]
         )
     else:
         recipe = _recipe(state)
-        report = preflight.run(engine(), planning.stack_for(directory, state, recipe), recipe,
-                               container=own_container_id(settings().self_container_id) or None,
-                               env_bytes=_draft_bytes(state, recipe))
+        report = preflight.run(
+            engine(),
+            planning.stack_for(directory, state, recipe),
+            recipe,
+            container=own_container_id(settings().self_container_id) or None,
+            env_bytes=_draft_bytes(state, recipe),
+        )
     return render_template("setup/_checks.html", report=report, at_review=request.args.get("at") == "review")
 
 
@@ -329,12 +329,18 @@ def stack_profiles():
     try:
         _files, _override, every = steps.form_files(request.args, _directory(), recipe)
     except InvalidInput as e:
-        return render_template("setup/_profiles.html", profiles=steps.ProfileChoice([], []), chosen=[],
-                               unavailable={}, profiles_error=e.message), 422
+        return render_template(
+            "setup/_profiles.html",
+            profiles=steps.ProfileChoice([], []),
+            chosen=[],
+            unavailable={},
+            profiles_error=e.message,
+        ), 422
     choice = profiles_of(every)
     chosen = [*request.args.getlist("profile"), *[v for k, v in request.args.items() if k.startswith("group_")]]
-    return render_template("setup/_profiles.html", profiles=choice, chosen=chosen,
-                           unavailable=why_not([o.name for o in choice.options]))
+    return render_template(
+        "setup/_profiles.html", profiles=choice, chosen=chosen, unavailable=why_not([o.name for o in choice.options])
+    )
 
 
 @bp.post("/config/generate")
@@ -417,8 +423,9 @@ def launch_start():
             detail=job.failure.reason if job.failure else "",
         )
 
-    launch.start(plan, engine(), user, settings().backups_keep, remember, finished,
-                 self_container=settings().self_container_id)
+    launch.start(
+        plan, engine(), user, settings().backups_keep, remember, finished, self_container=settings().self_container_id
+    )
     state.advance("review")
     wizard_state.save(st, state, wkey)
     return redirect(url_for("setup.step", name="launch"))

@@ -72,19 +72,25 @@ class Draft:
         return self.schema.variable(key)
 
 
-def load(directory: Path, recipe: Recipe, files: tuple[str, ...] | list[str] = (),
-         profiles: tuple[str, ...] | list[str] = ()) -> Draft:
+def load(
+    directory: Path, recipe: Recipe, files: tuple[str, ...] | list[str] = (), profiles: tuple[str, ...] | list[str] = ()
+) -> Draft:
     """The draft for the stack folder, judged against the chosen compose files and profiles."""
     env = EnvDocument.load(directory / ".env")
     example = EnvDocument.load(directory / recipe.env_example) if recipe.env_example else EnvDocument(exists=False)
     example = example if example.exists else None
-    base = env if env.exists else (
-        EnvDocument.parse(example.to_bytes(), exists=False) if example else EnvDocument(exists=False))
-    usage = usage_scan.scan(directory, list(files or recipe.files), env_raw={
-        e.key: e.raw_value for e in base.variables()})
+    base = (
+        env
+        if env.exists
+        else (EnvDocument.parse(example.to_bytes(), exists=False) if example else EnvDocument(exists=False))
+    )
+    usage = usage_scan.scan(
+        directory, list(files or recipe.files), env_raw={e.key: e.raw_value for e in base.variables()}
+    )
     active = usage.active_services(profiles) if usage.read else None
-    parsed = schema.parse_example(example.to_bytes() if example else b"", overrides=recipe.kinds, usage=usage,
-                                  active=active)
+    parsed = schema.parse_example(
+        example.to_bytes() if example else b"", overrides=recipe.kinds, usage=usage, active=active
+    )
     return Draft(base, example, env.exists, parsed, usage, active)
 
 
@@ -97,8 +103,11 @@ def _referenced_only(draft: Draft) -> list[str]:
 
 def variables(draft: Draft, recipe: Recipe, decided: dict[str, str]) -> list[Variable]:
     """Every variable the stack declares or requires, with what the launch will write for it."""
-    keys = list(dict.fromkeys([
-        *(draft.example.keys() if draft.example else []), *draft.base.keys(), *_referenced_only(draft), *decided]))
+    keys = list(
+        dict.fromkeys(
+            [*(draft.example.keys() if draft.example else []), *draft.base.keys(), *_referenced_only(draft), *decided]
+        )
+    )
     values = {**draft.base.values(), **decided}
     out = []
     for key in keys:
@@ -116,10 +125,15 @@ def variables(draft: Draft, recipe: Recipe, decided: dict[str, str]) -> list[Var
         needs = schema.needs_value(key, value, kind, example or var.example, values)
         if needs and used is False and not required:
             needs = False  # feeds only a back end the chosen profiles do not start
-        asks = key not in recipe.hostnames and key != recipe.email_key and (
-            key in recipe.asked
-            or (kind.secret and not kind.generatable and not kind.derived)
-            or (required and not kind.generatable))
+        asks = (
+            key not in recipe.hostnames
+            and key != recipe.email_key
+            and (
+                key in recipe.asked
+                or (kind.secret and not kind.generatable and not kind.derived)
+                or (required and not kind.generatable)
+            )
+        )
         why = recipe.asked.get(key) or _why(draft, key, kind, required)
         out.append(Variable(key, kind, value, example, source, needs, required, asks, why, used))
     return out

@@ -194,8 +194,9 @@ def start(
         Step("up", "Start the services"),
         Step("verify", "Check that every service runs"),
     ]
-    job = LaunchJob(id=secrets.token_urlsafe(9), project=plan.stack.project, user=user, steps=steps,
-                    self_container=self_container)
+    job = LaunchJob(
+        id=secrets.token_urlsafe(9), project=plan.stack.project, user=user, steps=steps, self_container=self_container
+    )
     with _jobs_lock:  # check and register in one step: two clicks cannot start two launches
         running = _jobs.get(_latest.get(job.project, ""))
         if running is not None and not running.done:
@@ -292,15 +293,16 @@ def _execute(job: LaunchJob, plan: Plan, engine: Engine, keep: int, remember) ->
     if planned.note:
         job.line(f"Stackpilot runs here as the service {own!r}: it is left as it is.")
     args = list(planned.args)
-    code = 0 if not args else compose.run(
-        plan.stack, args, on_line=job.line, title="Setup: start the stack", user=job.user, wait=10)
+    code = (
+        0
+        if not args
+        else compose.run(plan.stack, args, on_line=job.line, title="Setup: start the stack", user=job.user, wait=10)
+    )
     # Not `up --wait`: it exits 1 when a one-shot job nobody waits on finishes in time for it to
     # notice, and 0 with an unhealthy container. Compose starts in dependency order (waiting on
     # health where depends_on says so); Stackpilot then follows every container to the end.
     said = next((ln.strip() for ln in reversed(job.output) if ln.strip()), "")
-    job.mark(
-        "up", "ok" if code == 0 else "failed", "" if code == 0 else f"Compose exited with code {code}: {said}"
-    )
+    job.mark("up", "ok" if code == 0 else "failed", "" if code == 0 else f"Compose exited with code {code}: {said}")
 
     job.mark("verify", "running")
     failure = follow(job, engine, time.monotonic() + HEALTH_WAIT)
@@ -382,9 +384,7 @@ def settle(job: LaunchJob, engine: Engine) -> tuple[list[tuple[str, str, str]], 
                 broken.append((name, "keeps restarting.", info.id))
             elif info.state == "created":
                 progress.stage, progress.note = "failed", "never started"
-                broken.append(
-                    (name, "was created but never started (a service it depends on failed?).", info.id)
-                )
+                broken.append((name, "was created but never started (a service it depends on failed?).", info.id))
             else:
                 code = info.exit_code
                 progress.stage, progress.note = "failed", f"exited with code {code}"
@@ -408,7 +408,8 @@ def running_now(engine: Engine, project: str, services: list[str]) -> bool:
         if info is None:
             return False
         ok = (info.state == "running" and info.health in ("", None, "healthy")) or (
-            info.state == "exited" and info.exit_code == 0)
+            info.state == "exited" and info.exit_code == 0
+        )
         if not ok:
             return False
     return True
@@ -446,7 +447,7 @@ def _git(args: list[str], cwd: Path | None, output: Callable[[str], None]) -> No
         raise StackpilotError(
             "git is not installed where Stackpilot runs, so the folder cannot be fetched.",
             detail="Fix: rebuild the Stackpilot image with --build-arg WITH_GIT=1, or run the same "
-                   "git command in the stack folder on the host, then Retry.",
+            "git command in the stack folder on the host, then Retry.",
         ) from None
     except subprocess.TimeoutExpired:
         raise StackpilotError(f"git {args[0]} did not finish within {GIT_TIMEOUT} s.") from None

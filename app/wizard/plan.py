@@ -141,8 +141,11 @@ def build(directory: Path, state: WizardState, recipe: Recipe) -> Plan:
             target = directory / step.dest
             exists = (target / ".git").is_dir()
             if not exists and target.is_dir() and any(target.iterdir()):
-                files.append(FileChange(step.dest + "/", "keep",
-                                        "Exists and is not a git checkout: used as it is (not fetched)."))
+                files.append(
+                    FileChange(
+                        step.dest + "/", "keep", "Exists and is not a git checkout: used as it is (not fetched)."
+                    )
+                )
                 continue
             files.append(
                 FileChange(

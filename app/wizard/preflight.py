@@ -93,9 +93,7 @@ def compose_check() -> Check:
             e.message,
             "Install Docker Compose v2.20 or newer (the Stackpilot image ships one).",
         )
-    return Check(
-        "compose", "Docker Compose", "pass", f"Version {version} (2.20 or newer is needed for include:)."
-    )
+    return Check("compose", "Docker Compose", "pass", f"Version {version} (2.20 or newer is needed for include:).")
 
 
 def mount_check(engine: Engine, stack_dir: Path, container: str | None = None) -> Check:
@@ -117,8 +115,7 @@ def mount_check(engine: Engine, stack_dir: Path, container: str | None = None) -
             "mounts",
             title,
             "warn",
-            "Stackpilot seems to run in a container but the engine does not "
-            "know it, so the mount cannot be checked.",
+            "Stackpilot seems to run in a container but the engine does not know it, so the mount cannot be checked.",
             f"Make sure {stack_dir} is mounted at the same path as on the host.",
         )
     return compare_mounts(mounts, stack_dir)
@@ -160,8 +157,7 @@ def compare_mounts(mounts: list[dict], stack_dir: Path) -> Check:
             "fail",
             f"The stack folder is {host_path} on the host but {target} in here. Relative bind "
             "mounts in the compose files would point at the wrong place.",
-            f"Mount it at the same path: `- {host_path}:{host_path}` and set "
-            f"STACKPILOT_STACK_DIR={host_path}.",
+            f"Mount it at the same path: `- {host_path}:{host_path}` and set STACKPILOT_STACK_DIR={host_path}.",
         )
     return Check("mounts", title, "pass", f"Mounted at the same path as on the host ({target}).")
 
@@ -173,9 +169,13 @@ def files_check(stack: Stack, recipe: Recipe, env_bytes: bytes | None = None) ->
     missing = [f for f in stack.files if not (stack.directory / f).is_file()]
     if not stack.files and (found := compose_files_in(stack.directory)):
         return Check(
-            "files", title, "warn",
+            "files",
+            title,
+            "warn",
             f"No default compose file (compose.yaml, docker-compose.yml); this folder has {len(found)} others: "
-            + ", ".join(found[:6]) + ("…" if len(found) > 6 else "") + ".",
+            + ", ".join(found[:6])
+            + ("…" if len(found) > 6 else "")
+            + ".",
             "Tick the ones to use in the Stack step; the checks run again with them at Review.",
         ), None
     if missing or not stack.files:
@@ -207,9 +207,12 @@ def files_check(stack: Stack, recipe: Recipe, env_bytes: bytes | None = None) ->
         asked = _required_unset(stack, env_bytes)
         if asked:
             return Check(
-                "files", title, "warn",
+                "files",
+                title,
+                "warn",
                 "Not checkable yet: the compose files refuse to start without "
-                + ", ".join(asked) + ", which the Configuration step asks for (or generates).",
+                + ", ".join(asked)
+                + ", which the Configuration step asks for (or generates).",
                 "Nothing to do now; the Review step checks the files again with your values.",
                 detail=e.detail,
             ), None
@@ -219,8 +222,7 @@ def files_check(stack: Stack, recipe: Recipe, env_bytes: bytes | None = None) ->
     n = len(config.get("services") or {})
     with_env = " with the .env the wizard will write" if drafted else ""
     return Check(
-        "files", title, "pass",
-        f"Valid{with_env}: {n} service{'s' if n != 1 else ''} ({', '.join(stack.files)})."
+        "files", title, "pass", f"Valid{with_env}: {n} service{'s' if n != 1 else ''} ({', '.join(stack.files)})."
     ), config
 
 
@@ -249,9 +251,7 @@ def disk_check(stack_dir: Path) -> Check:
     free = shutil.disk_usage(stack_dir).free
     text = f"{free / GIB:.1f} GiB free where the stack folder is."
     if free < DISK_FAIL_GIB * GIB:
-        return Check(
-            "disk", "Free disk space", "fail", text, "Free some space (docker system prune, old images)."
-        )
+        return Check("disk", "Free disk space", "fail", text, "Free some space (docker system prune, old images).")
     if free < DISK_WARN_GIB * GIB:
         return Check(
             "disk",
@@ -325,12 +325,14 @@ def ports_check(engine: Engine, stack: Stack, config: dict | None, in_container:
             title,
             "fail",
             "Taken: " + "; ".join(sorted(set(taken))) + ".",
-            "Stop what holds them (`ss -ltnp` names host processes), or publish other ports in an "
-            "override file.",
+            "Stop what holds them (`ss -ltnp` names host processes), or publish other ports in an override file.",
         )
     n = len(wanted)
-    where = ("other containers (processes of the host itself cannot be seen from inside Stackpilot's "
-             "container)") if in_container else "other containers and of processes on this machine"
+    where = (
+        ("other containers (processes of the host itself cannot be seen from inside Stackpilot's container)")
+        if in_container
+        else "other containers and of processes on this machine"
+    )
     return Check("ports", title, "pass", f"All {n} published port{'s' if n != 1 else ''} are free of {where}.")
 
 
@@ -365,14 +367,25 @@ def binds_check(stack: Stack, recipe: Recipe, config: dict | None, in_container:
                 continue
             source = str(vol.get("source") or "")
             resolved.append(f"{source} → {vol.get('target')} ({name})")
-            if host_home and source.startswith(host_home.rstrip("/") + "/") and not source.startswith(
-                    str(stack.directory)):
+            if (
+                host_home
+                and source.startswith(host_home.rstrip("/") + "/")
+                and not source.startswith(str(stack.directory))
+            ):
                 continue  # in the host user's HOME, which this container does not see
             if not source or os.path.exists(source) or any(source.startswith(f) for f in fetched):
                 continue
             missing.append(f"{source} ({name})")
-    paths = ("Host paths: " + "; ".join(resolved[:20]) + (f"; and {len(resolved) - 20} more" if len(resolved) > 20
-                                                            else "") + ".") if resolved else ""
+    paths = (
+        (
+            "Host paths: "
+            + "; ".join(resolved[:20])
+            + (f"; and {len(resolved) - 20} more" if len(resolved) > 20 else "")
+            + "."
+        )
+        if resolved
+        else ""
+    )
     tilde = []
     for f in stack.files:
         try:
@@ -385,19 +398,25 @@ def binds_check(stack: Stack, recipe: Recipe, config: dict | None, in_container:
         paths = f"`~` is your HOME on the host ({host_home}), passed in by the include file. {paths}"
         tilde = []
     if tilde:
-        where = (f"Stackpilot's own HOME inside its container ({home}), not the host user's"
-                 if in_container else f"the HOME of the user Stackpilot runs as ({home})")
+        where = (
+            f"Stackpilot's own HOME inside its container ({home}), not the host user's"
+            if in_container
+            else f"the HOME of the user Stackpilot runs as ({home})"
+        )
         return Check(
-            "binds", title, "fail" if in_container else "warn",
+            "binds",
+            title,
+            "fail" if in_container else "warn",
             f"`~` in a bind source expands to {where}: {'; '.join(sorted(set(tilde)))}.",
             "Write the host path out in full (e.g. /home/me/.flowise), or a path relative to the stack folder.",
         )
     if missing:
         shown = missing[:8] + ([f"and {len(missing) - 8} more"] if len(missing) > 8 else [])
         return Check(
-            "binds", title, "warn",
-            "Missing on this machine (Compose would create empty folders in their place): "
-            + "; ".join(shown) + ".",
+            "binds",
+            title,
+            "warn",
+            "Missing on this machine (Compose would create empty folders in their place): " + "; ".join(shown) + ".",
             "Create or copy these files and folders first (the stack's instructions name them), or "
             "fix the paths in the compose files or .env.",
         )
@@ -429,14 +448,18 @@ def limits_check(config: dict | None, info: dict) -> Check:
             over_mem.append(f"{name} may use {want_mem / GIB:.1f} GiB")
     if over_cpu:
         return Check(
-            "limits", title, "fail",
+            "limits",
+            title,
+            "fail",
             f"The engine has {cpus:g} CPUs: " + "; ".join(over_cpu) + ". Docker refuses such a container.",
             f"Lower deploy.resources.limits.cpus to {cpus:g} or less in an override file (or the .env "
             "variable that sets it).",
         )
     if over_mem:
         return Check(
-            "limits", title, "warn",
+            "limits",
+            title,
+            "warn",
             f"The engine has {memory / GIB:.1f} GiB of memory: " + "; ".join(over_mem) + ".",
             "The limit is never reached; lower it if the service should be stopped earlier.",
         )
@@ -485,8 +508,9 @@ def ram_check(info: dict, recipe: Recipe) -> Check:
     return Check("ram", "Memory", "pass", text)
 
 
-def run(engine: Engine, stack: Stack, recipe: Recipe, container: str | None = None,
-        env_bytes: bytes | None = None) -> Report:
+def run(
+    engine: Engine, stack: Stack, recipe: Recipe, container: str | None = None, env_bytes: bytes | None = None
+) -> Report:
     """All checks, in the order a person fixes them. env_bytes: the .env the wizard will write
     (checked in a preview folder; the stack folder is never written)."""
     report = Report()

@@ -43,5 +43,5 @@ def real_path(path: str, preview: Stack, stack: Stack) -> str:
     """A path Compose printed for the preview, as it is in the real stack folder."""
     root = str(preview.directory)
     if path == root or path.startswith(root + "/"):
-        return str(stack.directory) + path[len(root):]
+        return str(stack.directory) + path[len(root) :]
     return path

@@ -152,8 +152,17 @@ _ACME_EMAIL = re.compile(r"(LETSENCRYPT|ACME|^LE_|CERTBOT|SSL|TLS)\w*EMAIL")
 OVERRIDE_RE = re.compile(r"^(?:docker-)?compose\.override\.([\w-]+)\.ya?ml$")
 
 
-EXAMPLE_NAMES = (".env.example", "example.env", "env.example", ".env.dist", ".env.sample", "sample.env",
-                 ".env.template", ".env.default", ".env.defaults")
+EXAMPLE_NAMES = (
+    ".env.example",
+    "example.env",
+    "env.example",
+    ".env.dist",
+    ".env.sample",
+    "sample.env",
+    ".env.template",
+    ".env.default",
+    ".env.defaults",
+)
 
 
 def find_example(directory: Path) -> str:

@@ -46,7 +46,7 @@ class WizardState:
 def key_for(settings_key: str) -> str:
     """The wizard's store key for a stack whose settings live under settings_key ("stack" for the
     default stack, "stack:<slug>" for others): each stack has its own first run."""
-    return KEY if settings_key == "stack" else KEY + settings_key[len("stack"):]
+    return KEY if settings_key == "stack" else KEY + settings_key[len("stack") :]
 
 
 def load(store: SettingsStore, key: str = KEY) -> WizardState:

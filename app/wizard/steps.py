@@ -56,14 +56,17 @@ class FileRow:
     default: bool  # one of the recipe's (or Compose's) default files
 
 
-def file_rows(directory: Path, chosen: Sequence[str], defaults: Sequence[str],
-              exclude: Sequence[str] = ()) -> list[FileRow]:
+def file_rows(
+    directory: Path, chosen: Sequence[str], defaults: Sequence[str], exclude: Sequence[str] = ()
+) -> list[FileRow]:
     """Every compose file of the folder, the chosen ones first in their order, then the rest
     (exclude: files chosen elsewhere, e.g. a recipe's private/public override)."""
     found = [f for f in compose_files_in(directory) if f not in exclude]
     names = [*chosen, *[f for f in found if f not in chosen]]
-    return [FileRow(n, n in chosen, (list(chosen).index(n) + 1) if n in chosen else 0, n in defaults)
-            for n in dict.fromkeys(names)]
+    return [
+        FileRow(n, n in chosen, (list(chosen).index(n) + 1) if n in chosen else 0, n in defaults)
+        for n in dict.fromkeys(names)
+    ]
 
 
 def parse_files(form: Form, directory: Path) -> list[str]:
@@ -125,17 +128,27 @@ def parse_profiles(form: Form, choice: ProfileChoice) -> list[str]:
 
 
 # -- the Stack step ----------------------------------------------------------------------------
-def stack_defaults(directory: Path, choice: dict, recipe: Recipe, saved: dict, own: OwnProject | None,
-                   env_values: dict[str, str], store: identity.SettingsStore) -> dict:
+def stack_defaults(
+    directory: Path,
+    choice: dict,
+    recipe: Recipe,
+    saved: dict,
+    own: OwnProject | None,
+    env_values: dict[str, str],
+    store: identity.SettingsStore,
+) -> dict:
     """What the Stack step shows before a person changes anything: their earlier choice, else the
     stack's saved settings, else what Stackpilot's own container was started with, else the
     recipe's defaults and Compose's own project name; profiles from COMPOSE_PROFILES."""
     out = dict(choice)
     mine = identity.own_project_here(own, directory)
     if not out.get("project"):
-        out["project"] = (saved.get("project") or (mine.project if mine else "")
-                          or (recipe.project if recipe.name else "")
-                          or identity.compose_name(directory, saved.get("files") or recipe.files, store))
+        out["project"] = (
+            saved.get("project")
+            or (mine.project if mine else "")
+            or (recipe.project if recipe.name else "")
+            or identity.compose_name(directory, saved.get("files") or recipe.files, store)
+        )
     if not out.get("files"):
         out["files"] = list(saved.get("files") or (mine.files_in(directory) if mine else ()) or recipe.files)
     override_files = {f: v for v, f in recipe.overrides.items()}
@@ -171,8 +184,13 @@ def form_files(form: Form, directory: Path, recipe: Recipe) -> tuple[list[str], 
     return files, override, plan.chosen_files({"files": files, "override": override}, recipe)
 
 
-def parse_stack(form: Form, directory: Path, recipe: Recipe, profiles_of: Callable[[list[str]], ProfileChoice],
-                why_not: Callable[[list[str]], dict[str, str]]) -> dict:
+def parse_stack(
+    form: Form,
+    directory: Path,
+    recipe: Recipe,
+    profiles_of: Callable[[list[str]], ProfileChoice],
+    why_not: Callable[[list[str]], dict[str, str]],
+) -> dict:
     """The Stack step's form as the wizard's stack choice; InvalidInput names what Compose refuses.
     Profiles are judged against the files ticked in this very form (profiles_of(all files))."""
     project = form.get("project", "").strip()
@@ -194,8 +212,14 @@ def parse_stack(form: Form, directory: Path, recipe: Recipe, profiles_of: Callab
             if problem := launch.check_git_url(url):
                 raise InvalidInput(f"{prep.title}: {problem}")
             sources[prep.source_name] = url
-    return {"recipe": recipe.name, "project": project, "files": files, "override": override,
-            "profiles": profiles, "sources": sources}
+    return {
+        "recipe": recipe.name,
+        "project": project,
+        "files": files,
+        "override": override,
+        "profiles": profiles,
+        "sources": sources,
+    }
 
 
 # -- the Configuration step --------------------------------------------------------------------
@@ -234,8 +258,11 @@ def parse_config(form: Form, variables: list[envdraft.Variable]) -> dict[str, st
 def still_missing(variables: list[envdraft.Variable]) -> list[str]:
     """Secrets the generator would fill that Continue cannot go past: a published placeholder
     password on a service that starts (empty optional ones may stay empty)."""
-    return [v.key for v in variables
-            if v.needs_value and v.used is not False and (v.required or (v.value and v.value == v.example))]
+    return [
+        v.key
+        for v in variables
+        if v.needs_value and v.used is not False and (v.required or (v.value and v.value == v.example))
+    ]
 
 
 # -- the HTTPS step --------------------------------------------------------------------------------

@@ -72,13 +72,18 @@ def cases() -> list:
     by_name = {s.name: s for s in corpus.STACKS}
     for d in DATA.get("derived") or ():
         base = by_name[d["from"]]
-        out.append(pytest.param(Case(base, d["name"], d.get("env") or {}, d.get("expect") or {}, base.source),
-                                id=d["name"]))
+        out.append(
+            pytest.param(Case(base, d["name"], d.get("env") or {}, d.get("expect") or {}, base.source), id=d["name"])
+        )
     if DATA.get("use_env_fixtures"):
         for e in ENV_DATA.get("extra_stacks") or ():
             stack = corpus.CorpusStack(e["name"], e)
-            out.append(pytest.param(Case(stack, e["name"], {}, {"profiles": e.get("expect", {}).get("profiles")},
-                                         HERE / e["dir"]), id=e["name"]))
+            out.append(
+                pytest.param(
+                    Case(stack, e["name"], {}, {"profiles": e.get("expect", {}).get("profiles")}, HERE / e["dir"]),
+                    id=e["name"],
+                )
+            )
     return out
 
 
@@ -86,8 +91,7 @@ def chosen_files(case: Case, workdir: Path) -> list[str]:
     return list(case.limits.get("files") or [f for f in case.stack.files if (workdir / f).is_file()])
 
 
-def services_compose_lists(workdir: Path, env: bytes, files: list[str], profiles: list[str],
-                           tmp: Path) -> set[str]:
+def services_compose_lists(workdir: Path, env: bytes, files: list[str], profiles: list[str], tmp: Path) -> set[str]:
     """`docker compose --profile ... config --services` on a copy holding the draft as its .env."""
     copy = tmp / "compose-view" / workdir.name
     shutil.copytree(workdir, copy, symlinks=True)
@@ -97,8 +101,14 @@ def services_compose_lists(workdir: Path, env: bytes, files: list[str], profiles
         args += ["-f", str(copy / f)]
     for p in profiles:
         args += ["--profile", p]
-    done = subprocess.run([*args, "config", "--services"], capture_output=True, text=True, cwd=copy, timeout=60,
-                          env={"PATH": str(Path(compose_bin()[0]).parent) + ":/usr/bin:/bin", "HOME": str(tmp)})
+    done = subprocess.run(
+        [*args, "config", "--services"],
+        capture_output=True,
+        text=True,
+        cwd=copy,
+        timeout=60,
+        env={"PATH": str(Path(compose_bin()[0]).parent) + ":/usr/bin:/bin", "HOME": str(tmp)},
+    )
     assert done.returncode == 0, done.stderr
     return set(done.stdout.split())
 
@@ -115,10 +125,10 @@ def test_wizard_from_claim_to_review(case, tmp_path, app_factory):
 
     # Checks: the compose files are read with the draft .env, never an opaque error for a missing .env.
     checks = c.get("/setup/preflight/checks").get_data(as_text=True)
-    files_row = checks[checks.index('id="check-files"'):]
-    files_row = files_row[:files_row.index("</li>")]
+    files_row = checks[checks.index('id="check-files"') :]
+    files_row = files_row[: files_row.index("</li>")]
     assert "env file" not in files_row and "not found" not in files_row, files_row
-    assert 'class="primary" disabled' not in checks, re.findall(r'check-fail.*?<p>(.*?)</p>', checks, re.S)
+    assert 'class="primary" disabled' not in checks, re.findall(r"check-fail.*?<p>(.*?)</p>", checks, re.S)
     assert c.post("/setup/preflight").status_code == 302
 
     # Stack: every compose file of the folder offered, profiles preset from COMPOSE_PROFILES.
@@ -132,10 +142,13 @@ def test_wizard_from_claim_to_review(case, tmp_path, app_factory):
     for p in preset:  # from COMPOSE_PROFILES in the .env
         assert re.search(rf'name="(?:profile|group_\d+)" value="{re.escape(p)}" checked', html), p
     wanted = sorted(set(preset) | set(case.stack.profiles))  # and what the stack's docs start
-    form = {"project": re.search(r'id="project" name="project" value="([^"]*)"', html).group(1),
-            "file": files, "profile": wanted}
+    form = {
+        "project": re.search(r'id="project" name="project" value="([^"]*)"', html).group(1),
+        "file": files,
+        "profile": wanted,
+    }
     form.update({f"pos_{f}": str(i + 1) for i, f in enumerate(files)})
-    groups = re.findall(r'<legend>One of ([^<]+)</legend>', html)
+    groups = re.findall(r"<legend>One of ([^<]+)</legend>", html)
     if groups:  # mutually exclusive profiles (one container_name): two of them are refused
         pair = [g.strip() for g in groups[0].split(",")][:2]
         refused = c.post("/setup/stack", data={**form, "profile": pair})
@@ -165,8 +178,12 @@ def test_wizard_from_claim_to_review(case, tmp_path, app_factory):
             assert f'name="var_{v.key}"' in config_html, v.key  # a third-party key: typed, may stay empty
     typed = {f"var_{k}": v for k, v in (case.limits.get("typed") or {}).items()}
     # the form as the browser sends it: every field with what it shows, then what the person typed
-    page_fields = {m.group(1): html_mod.unescape(m.group(2)) for m in re.finditer(
-        r'<input id="var-[^"]*" name="(var_[^"]+)" value="([^"]*)"', c.get("/setup/config").get_data(as_text=True))}
+    page_fields = {
+        m.group(1): html_mod.unescape(m.group(2))
+        for m in re.finditer(
+            r'<input id="var-[^"]*" name="(var_[^"]+)" value="([^"]*)"', c.get("/setup/config").get_data(as_text=True)
+        )
+    }
     r = c.post("/setup/config", data={**page_fields, **typed})
     assert r.status_code == 302, re.findall(r'class="form-error"[^>]*>([^<]*)', r.get_data(as_text=True))
     assert c.post("/setup/https", data={"mode": "private"}).status_code == 302
@@ -187,8 +204,12 @@ def test_wizard_from_claim_to_review(case, tmp_path, app_factory):
         if w.why == "profiles":  # only a real change of the set of profiles, never a reordering
             assert set((w.before or "").split(",")) != set(w.after.split(",")), (w.before, w.after)
     base = EnvDocument.parse(plan.env_bytes)
-    start = EnvDocument.load(workdir / ".env") if (workdir / ".env").is_file() else (
-        EnvDocument.load(workdir / recipe.env_example))
+    start = (
+        EnvDocument.load(workdir / ".env")
+        if (workdir / ".env").is_file()
+        else (EnvDocument.load(workdir / recipe.env_example))
+    )
+
     def raw(doc, key):
         entry = doc.entry(key)
         return entry.raw_value if entry is not None else None
@@ -200,8 +221,9 @@ def test_wizard_from_claim_to_review(case, tmp_path, app_factory):
     assert {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()} == before
 
     # The profile choice starts exactly the services Compose lists for it.
-    expected = services_compose_lists(workdir, plan.env_bytes, list(plan.stack.files), list(plan.stack.profiles),
-                                      tmp_path)
+    expected = services_compose_lists(
+        workdir, plan.env_bytes, list(plan.stack.files), list(plan.stack.profiles), tmp_path
+    )
     shown = set(re.findall(r"adds ([^<]*)</span>", html))
     offered = {s.strip() for line in shown for s in line.split(",")} - {"no service"}
     with app.app_context():
@@ -211,7 +233,8 @@ def test_wizard_from_claim_to_review(case, tmp_path, app_factory):
     every = {n for o in choice.options for n in o.services}
     assert offered <= every
     mine = {n for n in _no_profile_services(plan.stack, plan.env_bytes)} | {
-        n for o in choice.options if o.name in plan.stack.profiles for n in o.services}
+        n for o in choice.options if o.name in plan.stack.profiles for n in o.services
+    }
     assert mine == expected, mine ^ expected
 
 

@@ -9,8 +9,13 @@ from app.web import current_stack
     ("files", "expected"),
     [
         ({"docker-compose.yml": "name: chosen-by-file\nservices:\n  a:\n    image: {image}\n"}, "chosen-by-file"),
-        ({"docker-compose.yml": "services:\n  a:\n    image: {image}\n",
-          ".env": "COMPOSE_PROJECT_NAME=chosen-by-env\n"}, "chosen-by-env"),
+        (
+            {
+                "docker-compose.yml": "services:\n  a:\n    image: {image}\n",
+                ".env": "COMPOSE_PROJECT_NAME=chosen-by-env\n",
+            },
+            "chosen-by-env",
+        ),
     ],
 )
 def test_default_project_name_follows_compose(make_stack, app_factory, files, expected):
@@ -40,8 +45,12 @@ def test_broken_files_keep_the_last_good_name_and_its_containers(make_stack, app
     containers and the table stay, instead of falling back to the folder's name."""
     from app.engine import containers
 
-    stack = make_stack({"docker-compose.yml": "name: {project}\nservices:\n  web:\n    image: {image}\n"
-                        "    command: ['sleep', '3600']\n    stop_grace_period: 1s\n"})
+    stack = make_stack(
+        {
+            "docker-compose.yml": "name: {project}\nservices:\n  web:\n    image: {image}\n"
+            "    command: ['sleep', '3600']\n    stop_grace_period: 1s\n"
+        }
+    )
     text = (stack.dir / "docker-compose.yml").read_text().replace("{project}", stack.project)
     stack.write("docker-compose.yml", text)
     stack.write(".env", "A=1\n")
@@ -63,9 +72,13 @@ def test_own_container_project_and_files_are_the_default(make_stack, app_factory
     defaults to that project and its config files, before any wizard run."""
     from tests.conftest import sign_in
 
-    stack = make_stack({"compose.yaml": "services:\n  stackpilot:\n    image: {image}\n"
-                        "    command: ['sleep', '3600']\n    stop_grace_period: 1s\n",
-                        "compose.prod.yml": "services:\n  stackpilot:\n    labels: {x: y}\n"})
+    stack = make_stack(
+        {
+            "compose.yaml": "services:\n  stackpilot:\n    image: {image}\n"
+            "    command: ['sleep', '3600']\n    stop_grace_period: 1s\n",
+            "compose.prod.yml": "services:\n  stackpilot:\n    labels: {x: y}\n",
+        }
+    )
     stack.compose("-f", str(stack.dir / "compose.yaml"), "-f", str(stack.dir / "compose.prod.yml"), "up", "-d")
     ours = docker_engine.containers.list(filters={"label": f"com.docker.compose.project={stack.project}"})[0]
     app = app_factory(stack_dir=stack.dir, STACKPILOT_SELF_CONTAINER_ID=ours.id)
@@ -82,8 +95,10 @@ def test_own_container_project_and_files_are_the_default(make_stack, app_factory
 def test_name_read_from_the_files_when_compose_cannot_load_them(make_stack, app_factory):
     """appwrite's `depends_on: ${_APP_DB_HOST:-postgresql}` fails `config --no-interpolate`; the
     name still follows Compose's rule (COMPOSE_PROJECT_NAME in .env, else `name:`), not the folder."""
-    text = ("name: from-file\nservices:\n  a:\n    image: {image}\n    depends_on:\n"
-            "      ${DB_HOST:-db}:\n        condition: service_started\n  db:\n    image: {image}\n")
+    text = (
+        "name: from-file\nservices:\n  a:\n    image: {image}\n    depends_on:\n"
+        "      ${DB_HOST:-db}:\n        condition: service_started\n  db:\n    image: {image}\n"
+    )
     stack = make_stack({"docker-compose.yml": text})
     app = app_factory(stack_dir=stack.dir)
     with app.app_context():

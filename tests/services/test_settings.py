@@ -11,9 +11,14 @@ from tests.services.conftest import states
 
 
 def include_stack(make_stack):
-    return make_stack({"docker-compose.yml": stacks.INCLUDE_MAIN,
-                       "extra/compose.extra.yml": stacks.INCLUDE_EXTRA,
-                       "docker-compose.override.private.yml": stacks.OVERRIDE}, name="set")
+    return make_stack(
+        {
+            "docker-compose.yml": stacks.INCLUDE_MAIN,
+            "extra/compose.extra.yml": stacks.INCLUDE_EXTRA,
+            "docker-compose.override.private.yml": stacks.OVERRIDE,
+        },
+        name="set",
+    )
 
 
 def test_admin_saves_ordered_files_and_profiles(make_stack, app_factory):
@@ -23,9 +28,16 @@ def test_admin_saves_ordered_files_and_profiles(make_stack, app_factory):
     form = admin.get("/stack/settings").get_data(as_text=True)
     # every compose file of the folder is offered, subfolders included
     assert 'value="docker-compose.override.private.yml"' in form and 'value="extra/compose.extra.yml"' in form
-    r = admin.post("/stack/settings", data={
-        "project": proj.project, "file": ["docker-compose.override.private.yml", "docker-compose.yml"],
-        "pos_docker-compose.yml": "1", "pos_docker-compose.override.private.yml": "2", "other_profiles": "cpu"})
+    r = admin.post(
+        "/stack/settings",
+        data={
+            "project": proj.project,
+            "file": ["docker-compose.override.private.yml", "docker-compose.yml"],
+            "pos_docker-compose.yml": "1",
+            "pos_docker-compose.override.private.yml": "2",
+            "other_profiles": "cpu",
+        },
+    )
     assert r.status_code == 303, r.get_data(as_text=True)
     saved = app.extensions["stackpilot.store"].get_setting("stack")
     files = ["docker-compose.yml", "docker-compose.override.private.yml"]  # in the order typed
@@ -40,8 +52,9 @@ def test_bad_settings_are_refused_and_not_saved(make_stack, app_factory):
     proj = include_stack(make_stack)
     app = app_for(app_factory, proj)
     admin = sign_in(app, app.test_client(), "admin")
-    proj.write("broken.yml", "services:\n  x:\n    image: {image}\n    ports: ['nope:x:y:z']\n".replace(
-        "{image}", "img"))
+    proj.write(
+        "broken.yml", "services:\n  x:\n    image: {image}\n    ports: ['nope:x:y:z']\n".replace("{image}", "img")
+    )
     for data, words in [
         ({"project": "Bad Name!"}, "project name"),
         ({"project": proj.project, "file": "../../etc/passwd"}, "not a file in the stack folder"),
@@ -54,9 +67,14 @@ def test_bad_settings_are_refused_and_not_saved(make_stack, app_factory):
 
 
 def test_exclusive_profiles_are_one_choice_and_compose_profiles_is_written_back(make_stack, app_factory):
-    proj = make_stack({"docker-compose.yml": stacks.fill(stacks.PROFILES, shared="sp-shared-ollama")
-                       + "  extra:\n    image: {image}\n    profiles: [extra]\n",
-                       ".env": "# which profiles\nCOMPOSE_PROFILES=cpu\nOTHER=1\n"}, name="excl")
+    proj = make_stack(
+        {
+            "docker-compose.yml": stacks.fill(stacks.PROFILES, shared="sp-shared-ollama")
+            + "  extra:\n    image: {image}\n    profiles: [extra]\n",
+            ".env": "# which profiles\nCOMPOSE_PROFILES=cpu\nOTHER=1\n",
+        },
+        name="excl",
+    )
     app = app_for(app_factory, proj)
     admin = sign_in(app, app.test_client(), "admin")
     page = admin.get("/stack/settings").get_data(as_text=True)

@@ -124,12 +124,8 @@ def test_gpu_rows_follow_runtimes_and_devices(tmp_path):
 
 
 def test_ram_warns_below_the_recipe_minimum():
-    assert (
-        preflight.ram_check({"MemTotal": 4 * 1024**3}, recipes.by_name("local-ai-packaged")).status == "warn"
-    )
-    assert (
-        preflight.ram_check({"MemTotal": 16 * 1024**3}, recipes.by_name("local-ai-packaged")).status == "pass"
-    )
+    assert preflight.ram_check({"MemTotal": 4 * 1024**3}, recipes.by_name("local-ai-packaged")).status == "warn"
+    assert preflight.ram_check({"MemTotal": 16 * 1024**3}, recipes.by_name("local-ai-packaged")).status == "pass"
 
 
 def test_compose_files_wait_for_the_recipe_then_fail_when_really_broken(make_stack, engine):
@@ -190,8 +186,12 @@ def test_ports_of_an_override_chosen_later_are_checked(make_stack, engine):
     listener.listen()
     port = listener.getsockname()[1]
     try:
-        proj = make_stack({"compose.yaml": "services:\n  web:\n    image: {image}\n",
-                           "compose.prod.yml": f"services:\n  web:\n    ports: ['{port}:80']\n"})
+        proj = make_stack(
+            {
+                "compose.yaml": "services:\n  web:\n    image: {image}\n",
+                "compose.prod.yml": f"services:\n  web:\n    ports: ['{port}:80']\n",
+            }
+        )
         recipe = recipes.for_stack(proj.dir)
         base = Stack(proj.dir, proj.project, ("compose.yaml",))
         with_prod = Stack(proj.dir, proj.project, ("compose.yaml", "compose.prod.yml"))
@@ -206,8 +206,12 @@ def test_ports_of_an_override_chosen_later_are_checked(make_stack, engine):
 def test_no_env_yet_is_checked_with_the_draft(make_stack, engine):
     """`${VAR:?}` and `env_file: .env` fail while there is no .env; the check reads the draft the
     wizard will write instead of showing Compose's error, and writes nothing."""
-    proj = make_stack({"compose.yaml": "services:\n  web:\n    image: {image}\n    env_file: .env\n"
-                                       "    environment:\n      KEY: ${KEY:?set KEY}\n"})
+    proj = make_stack(
+        {
+            "compose.yaml": "services:\n  web:\n    image: {image}\n    env_file: .env\n"
+            "    environment:\n      KEY: ${KEY:?set KEY}\n"
+        }
+    )
     recipe = recipes.for_stack(proj.dir)
     stack = Stack(proj.dir, proj.project, ("compose.yaml",))
     row, config = preflight.files_check(stack, recipe)
@@ -226,21 +230,30 @@ def test_no_default_file_sends_to_the_stack_step(make_stack):
 
 
 def test_bind_sources_tilde_and_limits_are_named_with_a_fix(make_stack, engine):
-    proj = make_stack({"compose.yaml": "services:\n  web:\n    image: {image}\n"
-                                       "    volumes: ['./conf/app.yml:/app.yml', './here:/here']\n"
-                                       "    deploy:\n      resources:\n        limits:\n          cpus: '512'\n"})
+    proj = make_stack(
+        {
+            "compose.yaml": "services:\n  web:\n    image: {image}\n"
+            "    volumes: ['./conf/app.yml:/app.yml', './here:/here']\n"
+            "    deploy:\n      resources:\n        limits:\n          cpus: '512'\n"
+        }
+    )
     (proj.dir / "here").mkdir()
     recipe = recipes.for_stack(proj.dir)
     stack = Stack(proj.dir, proj.project, ("compose.yaml",))
     rows = {c.id: c for c in preflight.run(engine, stack, recipe, container="").checks}
     binds = rows["binds"]
-    assert binds.status == "warn" and f"{proj.dir}/conf/app.yml (web)" in binds.reason and "here" not in \
-        binds.reason.replace(str(proj.dir), "")
+    assert (
+        binds.status == "warn"
+        and f"{proj.dir}/conf/app.yml (web)" in binds.reason
+        and "here" not in binds.reason.replace(str(proj.dir), "")
+    )
     assert "empty folders" in binds.reason and binds.fix
     limits = rows["limits"]
     assert limits.status == "fail" and "web asks for 512 CPUs" in limits.reason and "Lower" in limits.fix
-    proj.write("compose.yaml", "services:\n  web:\n    image: {image}\n    volumes: ['~/.flowise:/data']\n"
-               .replace("{image}", "busybox"))
+    proj.write(
+        "compose.yaml",
+        "services:\n  web:\n    image: {image}\n    volumes: ['~/.flowise:/data']\n".replace("{image}", "busybox"),
+    )
     row = preflight.binds_check(stack, recipe, compose.config_json(stack), in_container=True)
     assert row.status == "fail" and "~/.flowise in compose.yaml" in row.reason and "HOME" in row.reason
     assert "full" in row.fix

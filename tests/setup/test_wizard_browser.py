@@ -48,9 +48,7 @@ def url_for_services(srv) -> set[str]:
 
 def _states(docker_engine, project: str) -> dict[str, tuple[str, str]]:
     out = {}
-    for c in docker_engine.containers.list(
-        all=True, filters={"label": f"com.docker.compose.project={project}"}
-    ):
+    for c in docker_engine.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"}):
         health = (c.attrs["State"].get("Health") or {}).get("Status", "")
         out[c.labels["com.docker.compose.service"]] = (c.status, health)
     return out

@@ -26,9 +26,7 @@ def _stack(tmp_path, env: str | None = None):
 
 def test_generate_fills_placeholders_only_and_signs_supabase_keys(tmp_path):
     real_pw = "kept-real-password-1234567890"
-    directory = _stack(
-        tmp_path, fx.ENV_EXAMPLE.replace("your-super-secret-and-long-postgres-password", real_pw)
-    )
+    directory = _stack(tmp_path, fx.ENV_EXAMPLE.replace("your-super-secret-and-long-postgres-password", real_pw))
     recipe = recipes.for_stack(directory)
     draft = envdraft.load(directory, recipe)
     fresh = envdraft.generate_missing(draft, recipe, {})

@@ -72,10 +72,7 @@ def test_generic_stack_from_checks_to_running(app_factory, make_stack, docker_en
 
     page = c.get("/setup/https").get_data(as_text=True)
     assert "APP_HOSTNAME" in page  # inferred from the commented example line
-    assert (
-        c.post("/setup/https", data={"mode": "public", "host_APP_HOSTNAME": "app.example.com"}).status_code
-        == 422
-    )
+    assert c.post("/setup/https", data={"mode": "public", "host_APP_HOSTNAME": "app.example.com"}).status_code == 422
     r = c.post(
         "/setup/https",
         data={"mode": "public", "host_APP_HOSTNAME": "app.example.com", "email": "me@example.com"},
@@ -93,9 +90,7 @@ def test_generic_stack_from_checks_to_running(app_factory, make_stack, docker_en
     assert env.startswith("# mine\n") and "KEEP_ME=a-real-value" in env  # edited in place
     backups = list((proj.dir / ".env_backups").glob(".env.*"))
     assert [b.read_text() for b in backups] == [old_env] and (backups[0].stat().st_mode & 0o777) == 0o600
-    containers = docker_engine.containers.list(
-        filters={"label": f"com.docker.compose.project={proj.project}"}
-    )
+    containers = docker_engine.containers.list(filters={"label": f"com.docker.compose.project={proj.project}"})
     assert [c.labels["com.docker.compose.service"] for c in containers] == ["api"]
     assert app.extensions["stackpilot.store"].get_setting("stack")["project"] == proj.project
     wizard = app.extensions["stackpilot.store"].get_setting("wizard")
@@ -119,8 +114,13 @@ def test_retry_keeps_stack_settings_and_a_later_up_clears_failed(app_factory, ma
     older list); an Up from the Services page then makes the setup page say the stack runs."""
     from tests.support.live import wait_for
 
-    proj = make_stack({"compose.yaml": FLAKY, "compose.extra.yml": "services:\n  api:\n    labels: {extra: 'yes'}\n",
-                       ".env.example": "READY=no\n"})
+    proj = make_stack(
+        {
+            "compose.yaml": FLAKY,
+            "compose.extra.yml": "services:\n  api:\n    labels: {extra: 'yes'}\n",
+            ".env.example": "READY=no\n",
+        }
+    )
     app = app_factory(stack_dir=proj.dir)
     store = app.extensions["stackpilot.store"]
     c = sign_in(app, app.test_client(), "admin")
@@ -134,8 +134,10 @@ def test_retry_keeps_stack_settings_and_a_later_up_clears_failed(app_factory, ma
     assert failed.status_code == 286 and "api did not start" in failed.get_data(as_text=True)
 
     files = ["compose.yaml", "compose.extra.yml"]
-    r = c.post("/stack/settings", data={"project": proj.project, "file": files, "pos_compose.yaml": "1",
-                                        "pos_compose.extra.yml": "2"})
+    r = c.post(
+        "/stack/settings",
+        data={"project": proj.project, "file": files, "pos_compose.yaml": "1", "pos_compose.extra.yml": "2"},
+    )
     assert r.status_code == 303
     again = launch_and_wait(c)  # Retry
     assert again.status_code == 286
@@ -163,8 +165,12 @@ def wizard_state_of(store) -> dict:
 
 def test_profiles_follow_the_files_ticked(app_factory, make_stack):
     """A profile only an extra file names is offered (fragment) and accepted once that file is ticked."""
-    proj = make_stack({"compose.yaml": "services:\n  api:\n    image: {image}\n",
-                       "compose.gpu.yml": "services:\n  gpu:\n    image: {image}\n    profiles: [gpu]\n"})
+    proj = make_stack(
+        {
+            "compose.yaml": "services:\n  api:\n    image: {image}\n",
+            "compose.gpu.yml": "services:\n  gpu:\n    image: {image}\n    profiles: [gpu]\n",
+        }
+    )
     app = app_factory(stack_dir=proj.dir)
     c = sign_in(app, app.test_client(), "admin")
     assert c.post("/setup/preflight").status_code == 302
@@ -173,8 +179,9 @@ def test_profiles_follow_the_files_ticked(app_factory, make_stack):
     body = frag.get_data(as_text=True)
     assert frag.status_code == 200 and "<html" not in body and 'value="gpu"' in body and "adds gpu" in body
     assert c.get("/setup/stack/profiles?file=../../etc/passwd").status_code == 422
-    r = c.post("/setup/stack", data={"project": proj.project, "file": ["compose.yaml", "compose.gpu.yml"],
-                                     "profile": "gpu"})
+    r = c.post(
+        "/setup/stack", data={"project": proj.project, "file": ["compose.yaml", "compose.gpu.yml"], "profile": "gpu"}
+    )
     assert r.status_code == 302
     state = app.extensions["stackpilot.store"].get_setting("wizard")["stack"]
     assert state["files"] == ["compose.yaml", "compose.gpu.yml"] and state["profiles"] == ["gpu"]

@@ -31,8 +31,9 @@ services:
 
 
 def container(docker_engine, project: str, service: str):
-    found = docker_engine.containers.list(all=True, filters={"label": [
-        f"com.docker.compose.project={project}", f"com.docker.compose.service={service}"]})
+    found = docker_engine.containers.list(
+        all=True, filters={"label": [f"com.docker.compose.project={project}", f"com.docker.compose.service={service}"]}
+    )
     return found[0] if found else None
 
 

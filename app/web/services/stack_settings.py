@@ -45,9 +45,16 @@ def _form(stack, *, error: str = "", detail: str = "", values: dict | None = Non
     choice = steps.profile_choice(stack.with_changes(files=tuple(chosen_files) or stack.files), None)
     known = {o.name for o in choice.options}
     return render_template(
-        "services/settings.html", stack=stack, project=project, chosen=profiles, profiles=choice, unavailable={},
+        "services/settings.html",
+        stack=stack,
+        project=project,
+        chosen=profiles,
+        profiles=choice,
+        unavailable={},
         files=steps.file_rows(stack.directory, chosen_files, default_files(stack.directory)),
-        other_profiles=", ".join(p for p in profiles if p not in known), error=error, detail=detail,
+        other_profiles=", ".join(p for p in profiles if p not in known),
+        error=error,
+        detail=detail,
     ), status
 
 
@@ -62,14 +69,21 @@ def settings_page():
 def save_settings():
     stack = _stack()
     form = request.form
-    values = {"project": form.get("project", "").strip(), "files": form.getlist("file"),
-              "profiles": [*form.getlist("profile"), *[v for k, v in form.items() if k.startswith("group_") and v],
-                           *[p.strip() for p in form.get("other_profiles", "").split(",") if p.strip()]]}
+    values = {
+        "project": form.get("project", "").strip(),
+        "files": form.getlist("file"),
+        "profiles": [
+            *form.getlist("profile"),
+            *[v for k, v in form.items() if k.startswith("group_") and v],
+            *[p.strip() for p in form.get("other_profiles", "").split(",") if p.strip()],
+        ],
+    }
     try:
         choice = steps.profile_choice(stack, None)
         clean = steps.parse_settings(form, stack, choice)
-        candidate = stack.with_changes(project=clean["project"], files=tuple(clean["files"]) or stack.files,
-                                       profiles=tuple(clean["profiles"]))
+        candidate = stack.with_changes(
+            project=clean["project"], files=tuple(clean["files"]) or stack.files, profiles=tuple(clean["profiles"])
+        )
         compose.config_json(candidate)
         written = steps.profiles_written_back(stack.directory, clean["profiles"])
         if written is not None:
@@ -83,7 +97,12 @@ def save_settings():
     forget(stack)
     files_text = ", ".join(clean["files"]) or "default"
     profiles_text = ", ".join(clean["profiles"]) or "none"
-    store().audit(g.user.username, "stack.settings", clean["project"], "ok",
-                  f"files: {files_text}; profiles: {profiles_text}"
-                  + ("; COMPOSE_PROFILES written to .env" if written is not None else ""))
+    store().audit(
+        g.user.username,
+        "stack.settings",
+        clean["project"],
+        "ok",
+        f"files: {files_text}; profiles: {profiles_text}"
+        + ("; COMPOSE_PROFILES written to .env" if written is not None else ""),
+    )
     return redirect(url_for("services.index"), 303)
