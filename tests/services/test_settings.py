@@ -98,3 +98,20 @@ def test_only_admins_change_settings(make_stack, app_factory):
     assert operator.get("/stack/settings").status_code == 403
     assert operator.post("/stack/settings", data={"project": "x"}).status_code == 403
     assert "Stack settings" not in operator.get("/services").get_data(as_text=True)
+
+
+def test_a_profile_of_a_newly_ticked_file_is_accepted(make_stack, app_factory):
+    proj = make_stack(
+        {
+            "docker-compose.yml": "services:\n  app:\n    image: {image}\n",
+            "docker-compose.gpu.yml": "services:\n  gpu:\n    image: {image}\n    profiles: [gpu]\n",
+        }
+    )
+    app = app_for(app_factory, proj)
+    admin = sign_in(app, app.test_client(), "admin")
+    r = admin.post(
+        "/stack/settings",
+        data={"project": proj.project, "profile": "gpu", "file": ["docker-compose.yml", "docker-compose.gpu.yml"]},
+    )
+    assert r.status_code == 303, r.get_data(as_text=True)
+    assert app.extensions["stackpilot.store"].get_setting("stack")["profiles"] == ["gpu"]

@@ -79,7 +79,8 @@ def save_settings():
         ],
     }
     try:
-        choice = steps.profile_choice(stack, None)
+        ticked = steps.parse_files(form, stack.directory)  # profiles are judged against these files
+        choice = steps.profile_choice(stack.with_changes(files=tuple(ticked) or stack.files), None)
         clean = steps.parse_settings(form, stack, choice)
         candidate = stack.with_changes(
             project=clean["project"], files=tuple(clean["files"]) or stack.files, profiles=tuple(clean["profiles"])
