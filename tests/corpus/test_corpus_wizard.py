@@ -142,8 +142,11 @@ def test_wizard_from_claim_to_review(case, tmp_path, app_factory):
     for p in preset:  # from COMPOSE_PROFILES in the .env
         assert re.search(rf'name="(?:profile|group_\d+)" value="{re.escape(p)}" checked', html), p
     wanted = sorted(set(preset) | set(case.stack.profiles))  # and what the stack's docs start
+    proposed = re.search(r'id="project" name="project" value="([^"]*)"', html).group(1)
+    # Compose's own name (index.yaml: `name:` or COMPOSE_PROJECT_NAME), else the folder's
+    assert proposed == (case.stack.entry.get("project_name") or re.sub(r"[^a-z0-9_-]", "", workdir.name.lower()))
     form = {
-        "project": re.search(r'id="project" name="project" value="([^"]*)"', html).group(1),
+        "project": proposed,
         "file": files,
         "profile": wanted,
     }
