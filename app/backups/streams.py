@@ -63,37 +63,47 @@ GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, m
 
 
 class _Members:
-    """Writes a gzip file as a series of members (one per block; gzip, tar and Python read them as one
-    stream). Data that does not compress (media, already compressed files) is stored at level 0,
-    so a backup of it runs at disk speed instead of the compressor's."""
+    """Writes a gzip file as a series of members of about BLOCK input bytes each (gzip, tar and Python
+    read them as one stream). A member whose first chunk does not compress (media, already compressed
+    files) is stored at level 0, so a backup of such data runs at disk speed instead of the
+    compressor's. Chunks go straight into the deflater: no copy of ours."""
 
     def __init__(self, out: _Counting, level: int) -> None:
         self.out = out
         self.level = level
-        self.buf = bytearray()
         self.count = 0
+        self._deflate = None
+        self._crc = 0
+        self._size = 0
 
     def write(self, data: bytes) -> None:
+        if not data:
+            return
+        if self._deflate is None:
+            sample = data[:SAMPLE]
+            stored = len(sample) >= 4096 and len(zlib.compress(sample, self.level)) > INCOMPRESSIBLE * len(sample)
+            self._deflate = zlib.compressobj(0 if stored else self.level, zlib.DEFLATED, -15)
+            self.out.write(GZIP_HEADER)
         self.count += len(data)
-        self.buf += data
-        while len(self.buf) >= BLOCK:
-            block = bytes(self.buf[:BLOCK])
-            del self.buf[:BLOCK]
-            self._emit(block)
+        self._crc = zlib.crc32(data, self._crc)
+        self._size += len(data)
+        out = self._deflate.compress(data)
+        if out:
+            self.out.write(out)
+        if self._size >= BLOCK:
+            self._end()
 
-    def _emit(self, block: bytes) -> None:
-        sample = block[:SAMPLE]
-        stored = len(sample) >= 4096 and len(zlib.compress(sample, self.level)) > INCOMPRESSIBLE * len(sample)
-        deflate = zlib.compressobj(0 if stored else self.level, zlib.DEFLATED, -15)
-        self.out.write(GZIP_HEADER)
-        self.out.write(deflate.compress(block))
-        self.out.write(deflate.flush())
-        self.out.write(struct.pack("<II", zlib.crc32(block), len(block) & 0xFFFFFFFF))
+    def _end(self) -> None:
+        self.out.write(self._deflate.flush())
+        self.out.write(struct.pack("<II", self._crc, self._size & 0xFFFFFFFF))
+        self._deflate, self._crc, self._size = None, 0, 0
 
     def close(self) -> None:
-        if self.buf or not self.count:
-            self._emit(bytes(self.buf))
-            self.buf.clear()
+        if self._deflate is None and not self.count:  # an empty stream is still a valid gzip file
+            self._deflate = zlib.compressobj(self.level, zlib.DEFLATED, -15)
+            self.out.write(GZIP_HEADER)
+        if self._deflate is not None:
+            self._end()
 
 
 def write_gzip(chunks: Iterable[bytes], path: Path, level: int | None = None) -> Written:
