@@ -9,7 +9,6 @@ generator, and which keep the example's value.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +17,6 @@ from app.stack import variables as usage_scan
 from app.stack.envfile import EnvDocument
 from app.stack.schema import Kind
 from app.wizard.recipe import Recipe
-
-_PLACEHOLDER = re.compile(r"^(|changeme|change-me|change_me|your[-_].*|xxx+)$", re.I)
 
 
 @dataclass(frozen=True)
@@ -38,10 +35,6 @@ class Variable:
     @property
     def secret(self) -> bool:
         return self.kind.secret
-
-    @property
-    def generated_here(self) -> bool:
-        return self.source == "wizard" and self.kind.generatable
 
     @property
     def shown(self) -> str:
@@ -204,5 +197,6 @@ def check_email(value: str) -> str | None:
     return problems[0].message if problems else None
 
 
-def is_placeholder(value: str) -> bool:
-    return bool(_PLACEHOLDER.match((value or "").strip()))
+def is_placeholder(value: str, key: str = "") -> bool:
+    """Empty or an example's stand-in text: the schema's one notion of a placeholder."""
+    return not (value or "").strip() or schema.is_placeholder(value, key)

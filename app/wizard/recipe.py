@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
 
-import yaml
-
 from app.stack import default_files
 from app.stack import normalize_project_name
 from app.stack import recipes as shared
@@ -201,29 +199,3 @@ def generic(directory: Path) -> Recipe:
 def for_stack(directory: Path, name: str | None = None) -> Recipe:
     """The recipe to use for directory: the named one, else the detected one, else inference."""
     return (by_name(name) if name else None) or detect(directory) or generic(directory)
-
-
-def profiles_in_files(directory: Path, files: tuple[str, ...]) -> list[str]:
-    """Profiles named in the compose files (and their include targets that exist), in file order.
-    Read from YAML because `compose config` cannot run before the recipe fetched included files."""
-    seen: list[str] = []
-    queue = [directory / f for f in files]
-    visited = set()
-    while queue:
-        path = queue.pop(0)
-        if path in visited or not path.is_file():
-            continue
-        visited.add(path)
-        try:
-            doc = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError):
-            continue
-        for spec in (doc.get("services") or {}).values():
-            for p in (spec or {}).get("profiles") or []:
-                if p not in seen:
-                    seen.append(str(p))
-        for inc in doc.get("include") or []:
-            target = inc if isinstance(inc, str) else (inc or {}).get("path")
-            if isinstance(target, str):
-                queue.append((path.parent / target).resolve())
-    return seen

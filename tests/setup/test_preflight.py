@@ -10,6 +10,9 @@ import pytest
 from app import compose
 from app.engine import Engine
 from app.stack import Stack
+from app.stack.model import exclusive_groups
+from app.stack.model import model_from_files
+from app.stack.model import profile_options
 from app.wizard import preflight
 from app.wizard import recipe as recipes
 from tests.conftest import PREFIX
@@ -137,7 +140,9 @@ def test_compose_files_wait_for_the_recipe_then_fail_when_really_broken(make_sta
     proj.write("supabase/docker/docker-compose.yml", "services: [not, a, mapping\n")
     row, _config = preflight.files_check(stack, recipe)
     assert row.status == "fail" and row.detail
-    assert recipes.profiles_in_files(proj.dir, ("docker-compose.yml",)) == ["cpu", "gpu-nvidia", "gpu-amd"]
+    options = profile_options(model_from_files(proj.dir, ("docker-compose.yml",)))
+    assert [o.name for o in options] == ["cpu", "gpu-amd", "gpu-nvidia"]  # read from the YAML, Compose's order
+    assert exclusive_groups(options) == [("cpu", "gpu-amd", "gpu-nvidia")]  # one ollama container name
 
 
 def test_dead_engine_is_a_problem_row_and_blocks_continue(app_factory, make_stack, dead_docker_host):
