@@ -26,9 +26,11 @@ from pathlib import Path
 
 import yaml
 
-# Checked every second (Docker 20.10 has no start_interval): a gate opens within ~1 s, and a
-# sleeper's `true` costs next to nothing even for sentry's 49 checked services.
+# Checked every second (Docker 20.10 has no start_interval); a service another one waits on to be
+# healthy every 300 ms, so each gate of a chain (supabase, sentry) opens sooner without 49 checks a
+# second on 2 cores.
 HEALTH = {"test": ["CMD", "/bin/true"], "interval": "1s", "timeout": "5s", "retries": 30, "start_period": "0s"}
+GATE_INTERVAL = "300ms"
 RESET_IF_PRESENT = ("build", "user", "platform", "deploy", "devices", "runtime", "gpus", "cpus", "cpuset",
                     "cpu_count", "cpu_percent", "cpu_shares", "cpu_quota", "cpu_period", "cpu_rt_runtime",
                     "cpu_rt_period", "logging", "security_opt", "external_links", "command", "device_cgroup_rules",
@@ -87,7 +89,7 @@ def _volumes(name: str, mounts: list, binds: Path) -> list:
     return out
 
 
-def _service(name: str, spec: dict, project: str, busybox: str, binds: Path, one_shot: bool) -> dict:
+def _service(name: str, spec: dict, project: str, busybox: str, binds: Path, one_shot: bool, gate: bool) -> dict:
     out: dict = {key: Tagged("!reset") for key in RESET_IF_PRESENT if key in spec}
     out.update({
         "image": busybox,
@@ -105,7 +107,7 @@ def _service(name: str, spec: dict, project: str, busybox: str, binds: Path, one
         out["container_name"] = f"{project}-{spec['container_name']}"[:120]
     health = spec.get("healthcheck") or {}
     if health and not health.get("disable"):  # whole: start_interval needs Docker 25
-        out["healthcheck"] = Tagged("!override", dict(HEALTH))
+        out["healthcheck"] = Tagged("!override", {**HEALTH, "interval": GATE_INTERVAL} if gate else dict(HEALTH))
     if str(spec.get("network_mode", "")).startswith("container:"):
         out["network_mode"] = Tagged("!reset")
     return out
@@ -113,8 +115,11 @@ def _service(name: str, spec: dict, project: str, busybox: str, binds: Path, one
 
 def override(config: dict, project: str, busybox: str, binds: Path, one_shots: set[str]) -> str:
     """The stand-in override (YAML text) for the services of `config`."""
+    gates = {dep for spec in (config.get("services") or {}).values()
+             for dep, cond in ((spec or {}).get("depends_on") or {}).items()
+             if (cond or {}).get("condition") == "service_healthy"}
     services = {
-        name: _service(name, spec or {}, project, busybox, binds, name in one_shots)
+        name: _service(name, spec or {}, project, busybox, binds, name in one_shots, name in gates)
         for name, spec in (config.get("services") or {}).items()
     }
     doc: dict = {"services": services}

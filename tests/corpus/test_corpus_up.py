@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,7 @@ from tests.services.conftest import finish
 from tests.support.live import wait_for
 
 pytestmark = pytest.mark.docker
+log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 DATA = yaml.safe_load((HERE / "corpus_up.yaml").read_text(encoding="utf-8")) or {}
@@ -103,6 +106,11 @@ def test_corpus_stack_comes_up(stack, tmp_path, app_factory, busybox_image, tear
     admin = sign_in(app, app.test_client(), "admin")
     args = compose_args(workdir, project, files, profiles)
 
+    started = time.monotonic()
+
+    def phase(name: str) -> None:
+        log.info("%s: %s at %.1f s", stack.name, name, time.monotonic() - started)
+
     # 1. As published (no copy step): the page names why Compose refuses the files, in its words.
     published = (stack.entry.get("start") or {}).get("config_as_published") or {}
     page = admin.get("/services")
@@ -114,6 +122,7 @@ def test_corpus_stack_comes_up(stack, tmp_path, app_factory, busybox_image, tear
         assert "banner-error" in banner and any(words in said for words in limit["as_published"]), said[:1500]
         assert project in text  # the page still says which stack it is about
 
+    phase("as published checked")
     # 2. The documented copy step (and the documented .env lines): the table lists every service.
     for step in stack.copies:
         (workdir / step["to"]).write_bytes((workdir / step["from"]).read_bytes())
@@ -132,6 +141,7 @@ def test_corpus_stack_comes_up(stack, tmp_path, app_factory, busybox_image, tear
     if limit.get("cannot"):
         pytest.skip(f"{stack.name} cannot come up here: {limit['cannot']}")
 
+    phase("table listed")
     # 3. Stand-ins for its images, then Stackpilot's own Up: every service comes up.
     config = json.loads(compose_says(args, "config", "--format", "json"))
     services = config.get("services") or {}
@@ -148,6 +158,7 @@ def test_corpus_stack_comes_up(stack, tmp_path, app_factory, busybox_image, tear
     try:
         run = finish(operator.post("/stack/up"), timeout=UP_TIMEOUT)
         assert run.ok, "\n".join(run.lines_since(0)[0][-30:])
+        phase("up finished")
 
         def settled():
             now = table_rows(operator)
@@ -157,12 +168,14 @@ def test_corpus_stack_comes_up(stack, tmp_path, app_factory, busybox_image, tear
         result = wait_for(lambda: settled() is True, timeout=SETTLE_TIMEOUT, interval=0.5,
                           message=f"every service of {stack.name} running, healthy or completed")
         assert result
+        phase("settled")
         # Just created from the current files: no container may be marked as running an older one.
         fragment = operator.get("/services/table").get_data(as_text=True)
         drifted = sorted({html.unescape(n) for n in re.findall(r'<tr id="r-([^"]+)"', fragment)
                           if f'id="r-{n}-state"' in fragment
                           and 'class="drift"' in fragment.split(f'id="r-{n}-state"')[1].split("</td>")[0]})
         assert not drifted, f"marked as drifted right after Up: {drifted}"
+        phase("drift checked")
     finally:
         teardowns.append(subprocess.Popen([*args, "down", "-v", "-t", "0", "--remove-orphans"],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir))
