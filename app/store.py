@@ -86,6 +86,22 @@ MIGRATIONS: list[str] = [
     ALTER TABLE audit ADD COLUMN stack TEXT NOT NULL DEFAULT '';
     CREATE INDEX IF NOT EXISTS audit_stack ON audit(stack, id)
     """,
+    # API tokens (issue 16): personal tokens, stored as HMAC-SHA256 of the token under the app secret
+    """
+    CREATE TABLE IF NOT EXISTS api_tokens (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'viewer')),
+        hash TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL,
+        expires_at REAL,
+        last_used_at REAL,
+        last_used_from TEXT NOT NULL DEFAULT '',
+        revoked_at REAL
+    );
+    CREATE INDEX IF NOT EXISTS api_tokens_user ON api_tokens(user_id)
+    """,
 ]
 SQLITE_MAX_INT = 2**63 - 1
 

@@ -19,6 +19,7 @@ from app.web.sockets import sock  # noqa: F401
 def init_app(app: Flask) -> None:
     """Register every area; per-stack areas are served under /s/<stack>/ and at their old paths."""
     from app.web import api
+    from app.web import apiv1
     from app.web import auth
     from app.web import backups
     from app.web import config
@@ -39,11 +40,11 @@ def init_app(app: Flask) -> None:
     context.init_app(app)
     errors.init_app(app)
     sock.init_app(app)
-    for area in (home, auth, engines, api, https):
+    for area in (home, auth, engines, api, apiv1, https):
         app.register_blueprint(area.bp)
     per_stack = (setup, services, logs, config, graph, live, shell, backups)
     context.register_stack_blueprints(app, [area.bp for area in per_stack])
     context.register_stack_blueprints(app, [home.stack_bp], legacy=False)
-    for area in (home, auth, engines, setup, services, logs, config, graph, api, live, shell, backups):
+    for area in (home, auth, engines, setup, services, logs, config, graph, api, apiv1, live, shell, backups):
         if hasattr(area, "init_app"):
             area.init_app(app)

@@ -297,6 +297,8 @@ def _gate() -> Any:
                    "(STACKPILOT_ALLOWED_HOSTS).")
     if request.endpoint == "static":
         return None
+    if request.path.startswith("/api/v1/") and request.headers.get("Authorization", "")[:7].lower() == "bearer ":
+        return current_app.extensions["stackpilot.bearer_gate"]()  # app/web/apiv1: a token, not a cookie
     _load_user()  # also for a 404, so its page keeps the signed-in navigation
     if request.endpoint is None:  # 404: let the error handler answer
         return None
