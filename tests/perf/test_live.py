@@ -183,6 +183,8 @@ def test_host_docker_stop_reaches_an_open_page_without_a_poll(make_stack, server
     pg.wait_for_selector("#svc-poller[data-live-state=live]", state="attached", timeout=10_000)
     assert pg.locator("#r-a-state .badge").get_attribute("data-state") == "running"
     polls.clear()
+    pg.wait_for_timeout(6000)  # longer than the fallback poll's 5 s: it must not run while live
+    assert polls == []
 
     subprocess.run(["docker", "stop", "-t", "0", f"{proj.project}-a-1"], check=True, capture_output=True)
     pg.wait_for_selector("#r-a-state .badge:not([data-state=running])", timeout=5_000)
