@@ -99,5 +99,5 @@ EXPOSE 9000
 STOPSIGNAL SIGTERM
 # Python instead of curl (not in the image). -I -S: no site import, so the probe costs ~15 ms.
 HEALTHCHECK --interval=2s --timeout=3s --start-period=30s --retries=3 \
-  CMD ["python3", "-I", "-S", "-c", "import os,sys,urllib.request as u; u.urlopen('http://127.0.0.1:%s/api/health' % os.environ.get('STACKPILOT_PORT', '9000'), timeout=2); sys.exit(0)"]
+  CMD ["python3", "-I", "-S", "-c", "import os,sys,urllib.request as u; u.urlopen('http://127.0.0.1:%s/livez' % os.environ.get('STACKPILOT_PORT', '9000'), timeout=2); sys.exit(0)"]
 CMD ["python3", "-m", "app"]
