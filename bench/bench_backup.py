@@ -95,8 +95,6 @@ def main() -> None:
         peak_backup = 0.0
         ctr2 = docker("create", "--network", "none", "-v", f"{dst_cp}:/data", image, "true").stdout.decode().strip()
         made.append(ctr2)
-        import gzip
-
         for _ in range(args.rounds):
             for p in (tar_path, gz_path):
                 p.unlink(missing_ok=True)
@@ -117,8 +115,7 @@ def main() -> None:
             cp_restore = min(cp_restore, time.perf_counter() - start)
 
             start = time.perf_counter()
-            with gzip.open(gz_path, "rb") as tar:
-                archives.write_volume(engine, image, dst, tar)
+            archives.write_volume(engine, image, dst, read_gzip(gz_path))
             sp_restore = min(sp_restore, time.perf_counter() - start)
         peak_all = hwm_mb()
         same = streams.file_list(archives.read_volume(engine, image, dst)) == streams.file_list(read_gzip(gz_path))

@@ -14,7 +14,6 @@ Only that service's mounts are written; a volume another running service uses is
 
 from __future__ import annotations
 
-import gzip
 import logging
 import threading
 import time
@@ -327,8 +326,7 @@ def _write_entry(data: StackData, entry: Entry, archive: Path, image: str) -> No
             data.engine.call(lambda c: c.api.create_volume(entry.source, labels={
                 "com.docker.compose.project": data.project,
                 "com.docker.compose.volume": entry.name}), what="volume")
-        with gzip.open(archive, "rb") as tar:
-            archives.write_volume(data.engine, image, entry.source, tar)
+        archives.write_volume(data.engine, image, entry.source, read_gzip(archive))
     else:
         folder = Path(entry.source)
         folder.mkdir(parents=True, exist_ok=True)

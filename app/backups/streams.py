@@ -6,7 +6,6 @@ kind of thing: an iterator of uncompressed tar bytes whose entries sit under ARC
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import os
@@ -214,9 +213,27 @@ def read_folder(path: Path) -> Iterator[bytes]:
 
 
 def read_gzip(path: Path) -> Iterator[bytes]:
-    with gzip.open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            yield block
+    """The uncompressed bytes of a (multi-member) gzip file, chunk by chunk; zlib checks each
+    member's CRC and size, and a file cut short is an error."""
+    with open(path, "rb") as f:
+        inflate, fed, pending = zlib.decompressobj(31), False, b""
+        while True:
+            data = pending or f.read(CHUNK)
+            pending = b""
+            if not data:
+                break
+            fed = True
+            try:
+                out = inflate.decompress(data)
+            except zlib.error as e:
+                raise InvalidInput(f"The archive {path.name} is damaged ({e}).") from None
+            if out:
+                yield out
+            if inflate.eof:
+                pending = inflate.unused_data
+                inflate, fed = zlib.decompressobj(31), False
+        if fed and not inflate.eof:
+            raise InvalidInput(f"The archive {path.name} ends in the middle (a truncated file).")
 
 
 def _entry_name(name: str) -> str | None:

@@ -4,7 +4,7 @@ Why a created (never started) container: the SDK's archive API reads and writes 
 container's mounts without running anything in it, so no helper image is pulled and the service's
 own image (already on the engine) is enough. The volume is mounted read-only for reading. Nothing
 is buffered: `read_volume` yields the engine's chunks as they arrive, `write_volume` hands the
-engine a file object it reads as it goes.
+engine chunks it reads as it goes.
 
 Emptying a volume before a restore is the one step that runs something: a container of the
 service's own image runs `rm` through its `sh` (NoShell when the image has none).
@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Iterable
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import BinaryIO
 
 from app.engine import Engine
 from app.errors import NotFound
@@ -95,20 +95,13 @@ def read_volume(engine: Engine, image: str, volume: str) -> Iterator[bytes]:
                              "the copy is not trusted.") from None
 
 
-def write_volume(engine: Engine, image: str, volume: str, tar: BinaryIO) -> None:
-    """Extract an uncompressed tar (entries under ARCHIVE_ROOT/) into the volume; owners and modes kept."""
+def write_volume(engine: Engine, image: str, volume: str, tar: Iterable[bytes]) -> None:
+    """Extract an uncompressed tar (chunks; entries under ARCHIVE_ROOT/) into the volume; owners and
+    modes kept."""
     with helper(engine, image, volume, read_only=False) as cid:
-        ok = engine.call(lambda c: c.api.put_archive(cid, "/", _chunks(tar)), what="volume")
+        ok = engine.call(lambda c: c.api.put_archive(cid, "/", iter(tar)), what="volume")
         if not ok:
             raise CopyFailed(f"The engine refused to write into the volume {volume}.")
-
-
-def _chunks(f: BinaryIO) -> Iterator[bytes]:
-    while True:
-        block = f.read(CHUNK)
-        if not block:
-            return
-        yield block
 
 
 def empty_volume(engine: Engine, image: str, volume: str, timeout: int = 300) -> None:
