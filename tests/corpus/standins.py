@@ -11,7 +11,7 @@ depend on what runs inside, so each service becomes a busybox sleeper:
 - a healthcheck that passes (``true`` every second) where the service had one;
 - ``!reset`` for what this machine cannot give (devices, GPU reservations and CPU limits in
   ``deploy``, runtime, user names busybox lacks, platform, logging drivers, security options);
-- ports reset (no host collisions), bind sources pointed at fresh temp folders (and config or
+- ports, fixed subnets and static addresses reset (no host collisions), bind sources pointed at fresh temp folders (and config or
   secret files the corpus does not ship at a stand-in file), fixed container,
   network and volume names given the test project's prefix (so the leftovers check sees them),
   external volumes and networks made by Compose (and removed by ``down -v``).
@@ -108,6 +108,12 @@ def _service(name: str, spec: dict, project: str, busybox: str, binds: Path, one
     health = spec.get("healthcheck") or {}
     if health and not health.get("disable"):  # whole: start_interval needs Docker 25
         out["healthcheck"] = Tagged("!override", {**HEALTH, "interval": GATE_INTERVAL} if gate else dict(HEALTH))
+    nets = spec.get("networks") or {}
+    if isinstance(nets, dict) and any((v or {}).get("ipv4_address") or (v or {}).get("ipv6_address")
+                                      for v in nets.values()):
+        out["networks"] = Tagged("!override", {
+            k: _escape({a: b for a, b in (v or {}).items() if a not in ("ipv4_address", "ipv6_address")}) or None
+            for k, v in nets.items()})
     if str(spec.get("network_mode", "")).startswith("container:"):
         out["network_mode"] = Tagged("!reset")
     return out
@@ -128,10 +134,13 @@ def override(config: dict, project: str, busybox: str, binds: Path, one_shots: s
         for key, spec in (config.get(kind) or {}).items():
             spec = spec or {}
             default = f"{project}_{key}"
-            if spec.get("external") or (spec.get("name") and spec["name"] != default):
+            subnets = [c for c in ((spec.get("ipam") or {}).get("config") or []) if (c or {}).get("subnet")]
+            if spec.get("external") or (spec.get("name") and spec["name"] != default) or subnets:
                 entry: dict = {"name": _escape(default)}
                 if "external" in spec:
                     entry["external"] = Tagged("!reset")
+                if subnets:  # a fixed subnet collides like a fixed port: the engine picks one
+                    entry["ipam"] = Tagged("!reset")
                 fixed[key] = entry
         if fixed:
             doc[kind] = fixed

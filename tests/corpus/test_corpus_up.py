@@ -5,7 +5,9 @@ Stackpilot's own Up action starts it and every service reaches running, healthy 
 the table.
 
 Per-stack facts are data (corpus_up.yaml, index.yaml), never code. Stacks are torn down with
-`down -v` in the background while the next one starts; the module waits for every teardown.
+`down -v` in the background while the next one is read, but the next Up waits for it: this
+engine (20.10) left networks with stale "active endpoints" (unremovable, a leftover) when one
+project's containers were removed while another's network was being created.
 """
 
 from __future__ import annotations
@@ -46,16 +48,21 @@ def limits(name: str) -> dict:
     return (DATA.get("stacks") or {}).get(name) or {}
 
 
-@pytest.fixture(scope="module")
-def teardowns():
-    """Background `down -v` runs; the module ends only when every one has finished."""
-    procs: list[subprocess.Popen] = []
-    yield procs
-    for proc in procs:
+def finish_teardowns(procs: list[subprocess.Popen]) -> None:
+    while procs:
+        proc = procs.pop()
         try:
             proc.wait(timeout=180)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="module")
+def teardowns():
+    """Background `down -v` runs; the next Up and the module's end wait for them."""
+    procs: list[subprocess.Popen] = []
+    yield procs
+    finish_teardowns(procs)
 
 
 def compose_args(workdir: Path, project: str, files: list[str], profiles: list[str]) -> list[str]:
@@ -155,6 +162,7 @@ def test_corpus_stack_comes_up(stack, tmp_path, app_factory, busybox_image, tear
     checked = {name for name, spec in services.items()
                if (spec.get("healthcheck") or {}) and not spec["healthcheck"].get("disable")}
     operator = sign_in(app, app.test_client(), "operator")
+    finish_teardowns(teardowns)  # the previous stack is gone before this one creates its networks
     try:
         run = finish(operator.post("/stack/up"), timeout=UP_TIMEOUT)
         assert run.ok, "\n".join(run.lines_since(0)[0][-30:])
