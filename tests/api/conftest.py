@@ -34,6 +34,7 @@ services:
     command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"]
     labels: {{stackpilot.group: core}}
     depends_on: [api]
+    environment: {{GREETING: "${{GREETING}}", API_PASSWORD: "${{API_PASSWORD}}"}}
 """
 
 
@@ -67,6 +68,7 @@ def api_server(tmp_path_factory, busybox_image):
     root.mkdir()
     stack = ComposeProject(dir=root, project=root.name)
     stack.write("compose.yaml", COMPOSE.format(image=busybox_image))
+    stack.write(".env", "GREETING=hello\nAPI_PASSWORD=first-secret-value-123\n")
     stack.compose("up", "-d", "--wait", "db")
     data = tmp_path_factory.mktemp("api-data")
     ensure_user(data, "admin", "admin")

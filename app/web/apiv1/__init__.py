@@ -143,5 +143,6 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(account.bp)
 
 
+from app.web.apiv1 import config  # noqa: E402,F401
 from app.web.apiv1 import openapi  # noqa: E402,F401
 from app.web.apiv1 import views  # noqa: E402,F401  (registers routes on bp)

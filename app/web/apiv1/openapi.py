@@ -125,6 +125,20 @@ SCHEMAS = {
                                     "services": {"type": "array", "items": ref("Service")}}},
     "GroupList": {"type": "object", "required": ["groups"],
                   "properties": {"groups": {"type": "array", "items": ref("GroupSummary")}}},
+    "Config": {"type": "object", "required": ["exists", "version", "variables"],
+               "properties": {"exists": {"type": "boolean"}, "version": {"type": "string"}, "file": {"type": "string"},
+                              "variables": {"type": "array", "items": {
+                                  "type": "object", "required": ["key", "secret", "masked"],
+                                  "properties": {"key": {"type": "string"}, "value": NULLABLE_STR,
+                                                 "set": {"type": "boolean"}, "secret": {"type": "boolean"},
+                                                 "masked": {"type": "boolean"}}}}}},
+    "ConfigSaved": {"type": "object", "required": ["saved", "changed"],
+                    "properties": {"saved": {"type": "boolean"}, "unchanged": {"type": "boolean"},
+                                   "changed": {"type": "array", "items": {"type": "string"}},
+                                   "warnings": {"type": "array", "items": {"type": "object"}},
+                                   "backup": NULLABLE_STR, "version": NULLABLE_STR,
+                                   "affected_services": {"type": ["array", "null"], "items": {"type": "string"}},
+                                   "affected_error": NULLABLE_STR}},
     "Health": {"type": "object", "required": ["status", "docker"],
                "properties": {"status": {"enum": ["ok", "degraded"]}, "version": {"type": "string"},
                               "docker": {"type": "string"}, "websockets": {"type": "integer"},
@@ -148,7 +162,7 @@ RESPONSES = {
     "Invalid": _problem("A parameter is out of range or names something the stack does not define."),
 }
 
-T_ST, T_SV, T_GR, T_PR = "Stacks", "Services", "Groups", "Probes"
+T_ST, T_SV, T_GR, T_CF, T_PR = "Stacks", "Services", "Groups", "Configuration", "Probes"
 ST = "/stacks/{stack}"
 PATHS = {
     "/stacks": {"get": op("List the stacks you may see", {"200": ok(ref("StackList"))}, tag=T_ST)},
@@ -198,6 +212,22 @@ PATHS = {
                                              "operator", T_GR)},
     ST + "/groups/{name}/stop": {"post": op("Stop a group, dependents first", ACTION, [S, GRP, WAIT, TIMEOUT],
                                             "operator", T_GR)},
+    ST + "/config": {
+        "get": op("The .env variables (secrets masked)", {"200": ok(ref("Config"))},
+                  [S, {"name": "reveal", "in": "query", "schema": {"type": "boolean"},
+                       "description": "Show secret values too (audited)."}], "admin", T_CF,
+                  description="The `ETag` is the file's version."),
+        "patch": op("Change values (validated, backed up, conflict-checked)",
+                    {"200": ok(ref("ConfigSaved")), "409": {"$ref": "#/components/responses/Conflict"},
+                     "422": {"$ref": "#/components/responses/Invalid"},
+                     "428": _problem("If-Match (the version) is missing.")},
+                    [S, {"name": "If-Match", "in": "header", "required": True, "schema": {"type": "string"},
+                         "description": "The version (ETag) the change is based on."}], "admin", T_CF,
+                    {"type": "object", "required": ["values"],
+                     "properties": {"values": {"type": "object", "description": "KEY: value, or null to remove."},
+                                    "confirm_database": {"type": "boolean"}}},
+                    "Answers the services whose resolved configuration changed (to recreate)."),
+    },
 }
 PROBES = {
     "/livez": {"get": {"summary": "The process answers", "tags": [T_PR], "security": [],
@@ -221,7 +251,7 @@ def document() -> dict:
                                 "has a request budget per minute (429 with Retry-After past it)."},
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
-        "tags": [{"name": t} for t in (T_ST, T_SV, T_GR, T_PR)],
+        "tags": [{"name": t} for t in (T_ST, T_SV, T_GR, T_CF, T_PR)],
         "paths": paths,
         "components": {"schemas": copy.deepcopy(SCHEMAS), "responses": copy.deepcopy(RESPONSES),
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
