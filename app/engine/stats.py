@@ -42,7 +42,7 @@ from app.errors import StackpilotError
 log = logging.getLogger(__name__)
 
 TICK = 0.5           # the loop's longest sleep: leases and stop() are noticed this fast
-RELIST = 3.0         # running containers of watched projects are listed this often
+RELIST = 3.0         # running containers of watched projects are listed this often (off the reader thread)
 PARSE_AFTER = 0.9    # snapshot() decodes a document when the stored sample is older than this
 
 
@@ -189,6 +189,13 @@ class StatsSampler:
         self._thread: threading.Thread | None = None
         self._client = None
         self._selector: selectors.BaseSelector | None = None
+        # The list call and the opens run in a short-lived thread (a slow engine must not stop the
+        # reading of the streams already open); it hands its results over under this lock.
+        self._handover = threading.Lock()
+        self._opened: list[_Stream] = []
+        self._wanted: set[str] | None = None
+        self._lister: threading.Thread | None = None
+        self._leaving = False
 
     # -- the public side -------------------------------------------------------------------
     def watch(self, project: str) -> None:
@@ -237,7 +244,8 @@ class StatsSampler:
                 self._client = self.engine._open()  # our own pool: streams never starve page calls
         return self._client.api
 
-    def _open(self, cid: str) -> None:
+    def _request(self, cid: str) -> _Stream:
+        """Open one container's stats stream (a blocking HTTP request: called off the reader thread)."""
         api = self._api()
         with engine_errors("container"):
             response = api._get(api._url("/containers/{0}/stats", cid), params={"stream": 1}, stream=True)
@@ -256,15 +264,20 @@ class StatsSampler:
             if early:
                 reader.read(len(early))
                 stream.feed(early)
-            self._streams[cid] = stream
-            self._selector.register(sock, selectors.EVENT_READ, stream)
-            return
-        # A transport without a plain socket (e.g. ssh through a helper): a thread reads it.
-        stream = _Stream(cid, response, None, False)
-        stream.thread = threading.Thread(target=self._read_blocking, args=(stream,), name="stats-stream",
-                                         daemon=True)
-        self._streams[cid] = stream
-        stream.thread.start()
+            return stream
+        return _Stream(cid, response, None, False)  # e.g. ssh through a helper: a thread reads it
+
+    def _adopt(self, stream: _Stream) -> None:
+        """Start reading a stream _request opened (on the reader thread)."""
+        if stream.cid in self._streams:
+            self._close(stream.cid)
+        self._streams[stream.cid] = stream
+        if stream.sock is not None:
+            self._selector.register(stream.sock, selectors.EVENT_READ, stream)
+        else:
+            stream.thread = threading.Thread(target=self._read_blocking, args=(stream,), name="stats-stream",
+                                             daemon=True)
+            stream.thread.start()
 
     def _read_blocking(self, stream: _Stream) -> None:
         try:
@@ -335,6 +348,7 @@ class StatsSampler:
 
     def _loop(self) -> None:
         self._selector = selectors.DefaultSelector()
+        self._leaving = False
         next_list = 0.0
         try:
             while not self._stop.is_set():
@@ -342,9 +356,12 @@ class StatsSampler:
                 if not projects:
                     break
                 now = time.monotonic()
-                if now >= next_list:
+                if now >= next_list and (self._lister is None or not self._lister.is_alive()):
                     next_list = now + RELIST
-                    self._reconcile(projects)
+                    self._lister = threading.Thread(target=self._list_and_open, args=(projects, set(self._streams)),
+                                                    name="stats-lister", daemon=True)
+                    self._lister.start()
+                self._apply()
                 self._pump(TICK)
                 if self._wake.is_set():
                     self._wake.clear()
@@ -352,6 +369,11 @@ class StatsSampler:
         except Exception:  # never let the sampler die silently
             log.exception("stats sampler failed")
         finally:
+            with self._handover:
+                self._leaving = True  # a lister still running closes what it opens from now on
+                opened, self._opened = self._opened, []
+            for stream in opened:
+                stream.close()
             with self._lock:
                 self._thread = None
             self._close_all()
@@ -360,7 +382,7 @@ class StatsSampler:
             self._selector = None
             # A watch() that raced with our exit starts a new thread on its next call.
 
-    def _reconcile(self, projects: list[str]) -> None:
+    def _list_and_open(self, projects: list[str], have: set[str]) -> None:
         try:
             wanted = self._running_ids(projects)
         except StackpilotError as e:
@@ -368,17 +390,39 @@ class StatsSampler:
             # themselves if the engine is really gone, and their samples stay until then.
             self.error = e.message
             return
-        self.error = ""
-        for cid in list(self._streams):
-            if cid not in wanted or self._streams[cid].closed:
-                self._close(cid)
-        for cid in wanted - set(self._streams):
+        except Exception:  # noqa: BLE001 - a lister must not die silently either
+            log.exception("stats list failed")
+            return
+        with self._handover:
+            self._wanted = wanted
+        error = ""
+        for cid in wanted - have:
             try:
-                self._open(cid)
+                stream = self._request(cid)
             except StackpilotError as e:
-                if "not found" not in e.message:  # gone since the list: not an engine problem
-                    self.error = e.message
-                    break  # the next round tries again
+                if "not found" in e.message:  # gone since the list: not an engine problem
+                    continue
+                error = e.message
+                break  # the next round tries again
+            with self._handover:
+                if not self._leaving:
+                    self._opened.append(stream)
+                    continue
+            stream.close()
+            return
+        self.error = error
+
+    def _apply(self) -> None:
+        """Take over what the lister found: new streams in, streams of stopped containers out."""
+        with self._handover:
+            opened, self._opened = self._opened, []
+            wanted, self._wanted = self._wanted, None
+        for stream in opened:
+            self._adopt(stream)
+        if wanted is not None:
+            for cid in list(self._streams):
+                if cid not in wanted or self._streams[cid].closed:
+                    self._close(cid)
         for cid in list(self._samples):
             if cid not in self._streams:
                 del self._samples[cid]  # containers no longer running drop out
