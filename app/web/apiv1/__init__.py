@@ -139,8 +139,10 @@ def init_app(app: Flask) -> None:
                                                "address": tokens.RateLimit(per_address)}
     app.extensions["stackpilot.bearer_gate"] = bearer_gate
     from app.web.apiv1 import account
+    from app.web.apiv1 import metrics
 
     app.register_blueprint(account.bp)
+    metrics.init_app(app)
 
 
 from app.web.apiv1 import config  # noqa: E402,F401
