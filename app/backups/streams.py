@@ -37,22 +37,42 @@ class Written:
     sha256: str
 
 
-class _Counting(io.RawIOBase):
-    """A write-only file that hashes and counts what passes to the real file."""
+class _Counting:
+    """A write-only file that hashes and counts what passes to the real file, in a thread of its own
+    (sha256 and write release the GIL while the caller compresses); at most `depth` pieces wait."""
 
-    def __init__(self, f: BinaryIO) -> None:
+    def __init__(self, f: BinaryIO, depth: int = 16) -> None:
         self.f = f
         self.hash = hashlib.sha256()
         self.count = 0
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: list[BaseException] = []
+        self._thread = threading.Thread(target=self._drain, name="backup-write", daemon=True)
+        self._thread.start()
 
-    def writable(self) -> bool:
-        return True
+    def _drain(self) -> None:
+        while (piece := self._q.get()) is not None:
+            if self._error:
+                continue
+            try:
+                self.hash.update(piece)
+                self.f.write(piece)
+            except BaseException as e:  # noqa: BLE001 - raised in the caller's thread
+                self._error.append(e)
 
-    def write(self, b) -> int:
-        self.hash.update(b)
+    def write(self, b: bytes) -> int:
+        if self._error:
+            raise self._error[0]
         self.count += len(b)
-        self.f.write(b)
+        self._q.put(b)
         return len(b)
+
+    def finish(self) -> None:
+        """Wait for every piece to be written; the writer's error, if any, is raised here."""
+        self._q.put(None)
+        self._thread.join()
+        if self._error:
+            raise self._error[0]
 
 
 BLOCK = 4 * 1024 * 1024   # one gzip member per block: memory stays a few blocks whatever the size
@@ -110,10 +130,13 @@ def write_gzip(chunks: Iterable[bytes], path: Path, level: int | None = None) ->
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as raw:
         counting = _Counting(raw)
-        members = _Members(counting, level or LEVEL)
-        for chunk in prefetch(chunks):
-            members.write(chunk)
-        members.close()
+        try:
+            members = _Members(counting, level or LEVEL)
+            for chunk in prefetch(chunks):
+                members.write(chunk)
+            members.close()
+        finally:
+            counting.finish()
         raw.flush()
         os.fsync(raw.fileno())
     return Written(members.count, counting.count, counting.hash.hexdigest())
