@@ -38,3 +38,17 @@ def test_config_read_and_change(api_server):
     assert "GREETING=bonjour" in (api_server.stack.dir / ".env").read_text()
     rows = api_server.store.select("SELECT username FROM audit WHERE action = 'api.config.save' AND result = 'ok'")
     assert rows and "(token " in rows[0]["username"]
+
+
+def test_group_buttons_on_the_table(api_server):
+    """The table's group headers carry start/stop for operators; the button's POST (a page request: cookie
+    plus CSRF) answers the pages' progress panel, not JSON."""
+    s = api_server.server.session("groupop", "operator")
+    page = s.get(api_server.url + "/services", timeout=20).text
+    assert "Start group" in page and "/groups/foundation/stop" in page
+    url = next(m for m in page.split('"') if m.endswith("/groups/foundation/start"))
+    r = s.post(api_server.url + url, headers={"HX-Request": "true"}, timeout=30)
+    assert r.status_code == 200 and "text/html" in r.headers["Content-Type"], r.text[:300]
+    assert r.headers["HX-Trigger"] == "services-changed"
+    viewer = api_server.server.session("groupviewer", "viewer")
+    assert "Start group" not in viewer.get(api_server.url + "/services", timeout=20).text

@@ -19,7 +19,7 @@ S = {"name": "stack", "in": "path", "required": True, "schema": {"type": "string
      "description": "The stack's name from GET /stacks (`-` is the default stack)."}
 SVC = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}, "description": "A service name."}
 GRP = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
-       "description": "A group: the stackpilot.group label, else the first profile, else `default`."}
+       "description": "A group: the stackpilot.group label, else the first profile, else `core`."}
 WAIT = {"name": "wait", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 120},
         "description": "Seconds to wait for the run to finish (200 when it did, 202 otherwise)."}
 TIMEOUT = {"name": "timeout", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 120},

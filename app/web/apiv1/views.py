@@ -16,6 +16,7 @@ from datetime import datetime
 from flask import Response
 from flask import g
 from flask import jsonify
+from flask import render_template
 from flask import request
 from flask import url_for
 
@@ -50,7 +51,7 @@ from app.web.security import require_role
 STACK = "/stacks/<stack>"
 MAX_WAIT = 120
 MAX_TAIL = 10000
-DEFAULT_GROUP = "default"  # the name of the services with no group label and no profile
+DEFAULT_GROUP = "core"  # services with no group label and no profile: the table calls them core too
 
 
 # -- helpers -------------------------------------------------------------------------------------------
@@ -162,6 +163,10 @@ def _start(stack, args, title: str, action: str, target: str, detail: str = "", 
     except StackBusy:
         store().audit(user, action, target, "refused: busy", detail)
         raise
+    if request.headers.get("HX-Request"):  # the table's group buttons: the pages' progress panel
+        lines, after = run.lines_since(0)
+        return render_template("services/_progress.html", run=run, lines=lines, after=after), 200, {
+            "HX-Trigger": "services-changed"}
     wait = _int("wait", 0, 0, MAX_WAIT)
     if wait:
         run.wait(wait)
