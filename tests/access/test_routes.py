@@ -17,7 +17,7 @@ from app.web.security import ROLES
 from app.web.security import UNSAFE_METHODS
 from tests.conftest import sign_in
 
-PUBLIC = {"static", "auth.login", "api.health"}
+PUBLIC = {"static", "auth.login", "api.health", "probes.livez", "probes.readyz", "metrics.metrics"}  # issue 16
 UNTIL_CLAIMED = {"setup.index", "setup.claim"}
 ARG = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>")
 WS_HEADERS = {

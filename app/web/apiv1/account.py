@@ -17,6 +17,7 @@ from app import tokens
 from app.errors import InvalidInput
 from app.web.context import store
 from app.web.security import ROLES
+from app.web.security import require_role
 
 bp = Blueprint("apitokens", __name__)
 EXPIRY_CHOICES = (("", "Never"), ("7", "7 days"), ("30", "30 days"), ("90", "90 days"), ("365", "1 year"))
@@ -33,6 +34,7 @@ def _tokens_context() -> dict:
 
 
 @bp.post("/account/tokens")
+@require_role("viewer")  # anyone signed in, for themselves
 def create():
     form = request.form
     days = form.get("days", "")
@@ -46,6 +48,7 @@ def create():
 
 
 @bp.post("/account/tokens/<int:token_id>/revoke")
+@require_role("viewer")
 def revoke(token_id: int):
     token = tokens.revoke(store(), g.user.id, token_id)
     store().audit(g.user.username, "token.revoke", token.name)

@@ -215,9 +215,11 @@ def stack_status():
     })
 
 
-@bp.post(STACK + "/<any(up, down, pull, restart):action>")
+@bp.post(STACK + "/<action>")
 @require_role("operator")
 def stack_action(action: str):
+    if action not in ("up", "down", "pull", "restart"):
+        raise NotFound(f"No stack action {action!r}: up, down, pull or restart.")
     stack = _stack()
     model = load_model(stack)
     if action == "up" and _param("profiles") is not None:
@@ -277,10 +279,11 @@ def service(name: str):
     return jsonify(body)
 
 
-@bp.post(STACK + "/services/<name>/<any(start, stop, restart, recreate):action>")
+@bp.post(STACK + "/services/<name>/<action>")
 @require_role("operator")
 def service_action(name: str, action: str):
-    assert action in SERVICE_ACTIONS
+    if action not in SERVICE_ACTIONS or action == "pull":
+        raise NotFound(f"No service action {action!r}: start, stop, restart or recreate.")
     stack = _stack()
     service = load_model(stack).require(name, active=True)
     timeout = _int("timeout", None, 0, engine_containers.MAX_STOP_TIMEOUT) if action in ("stop", "restart") else None
@@ -421,10 +424,12 @@ def group(name: str):
     return jsonify(_group_json(name, _group(name), time.time()))
 
 
-@bp.post(STACK + "/groups/<name>/<any(start, stop):action>")
+@bp.post(STACK + "/groups/<name>/<action>")
 @require_role("operator")
 def group_action(name: str, action: str):
     """Start (dependencies first) or stop (dependents first) every service of a group in one Compose run."""
+    if action not in ("start", "stop"):
+        raise NotFound(f"No group action {action!r}: start or stop.")
     stack = _stack()
     rows = [r for r in _group(name) if r.active]
     if not rows:
