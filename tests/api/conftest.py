@@ -73,7 +73,8 @@ def api_server(tmp_path_factory, busybox_image):
     data = tmp_path_factory.mktemp("api-data")
     ensure_user(data, "admin", "admin")
     server = LiveServer(data_dir=data, env={"STACKPILOT_STACK_DIR": str(root), "STACKPILOT_API_RATE_LIMIT": "40",
-                                            "STACKPILOT_API_ADDRESS_LIMIT": "100000"}).start()
+                                            "STACKPILOT_API_ADDRESS_LIMIT": "100000",
+                                            "STACKPILOT_MAX_LOG_SOCKETS_PER_USER": "2"}).start()
     try:
         yield ApiServer(server, stack)
     finally:

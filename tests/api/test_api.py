@@ -52,3 +52,26 @@ def test_seed_scenario(api_server):
     # the audit names the token
     rows = api_server.store.select("SELECT username, action, result FROM audit WHERE action LIKE 'service.%'")
     assert any("(token " in row["username"] and row["action"] == "service.restart" for row in rows)
+
+
+def test_logs_stream_as_ndjson(api_server):
+    """follow=1 streams one container's log as JSON lines while the connection stays open."""
+    s = api_server.client("viewer")
+    api_server.stack.compose("up", "-d", "--no-deps", "api")
+    wait_for(lambda: "api line 119" in s.get(api_server.api("/services/api/logs"), params={"tail": 1},
+                                             timeout=10).text, timeout=20, message="api's lines")
+    with s.get(api_server.api("/services/api/logs"), params={"follow": 1, "tail": 3, "format": "json", "max_seconds": 5},
+               stream=True, timeout=10) as r:
+        assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/x-ndjson")
+        got = []
+        for line in r.iter_lines():
+            got.append(__import__("json").loads(line))
+            if len(got) == 3:
+                break
+    assert [g["message"] for g in got] == ["api line 117", "api line 118", "api line 119"]
+    assert got[0]["stream"] == "stdout" and got[0]["time"].endswith("Z")
+    # a quiet stream ends after max_seconds and gives its share back (2 per user on this server)
+    for _ in range(3):
+        r = s.get(api_server.api("/services/api/logs"), params={"follow": 1, "tail": 1, "max_seconds": 1},
+                  timeout=10)
+        assert r.status_code == 200 and r.text == "api line 119\n"

@@ -9,11 +9,13 @@ runs (InvalidName: 404). Long actions answer 202 with a run; `?wait=<seconds>` w
 from __future__ import annotations
 
 import json
+import threading
 import time
 from datetime import UTC
 from datetime import datetime
 
 from flask import Response
+from flask import current_app
 from flask import g
 from flask import jsonify
 from flask import render_template
@@ -329,6 +331,8 @@ def service_logs(name: str):
     as_json = _param("format", "") in ("json", "ndjson") or "application/x-ndjson" in request.headers.get("Accept", "")
     found = sorted((c for c in engine_containers.project_containers(stack_engine(), stack.project)
                     if c.service == name), key=lambda c: c.number)
+    if _flag("follow"):
+        return _follow(found, tail_n, since, until, stamps, as_json)
     entries: list[tuple[str, str, str, str]] = []
     for c in found:
         stream = engine_logs.open_logs(stack_engine(), c.id, follow=False, tail=tail_n,
@@ -356,6 +360,61 @@ def service_logs(name: str):
         return Response(text, mimetype="application/x-ndjson")
     text = "".join((f"{s} " if stamps else "") + m + "\n" for s, c, k, m in entries)
     return Response(text, mimetype="text/plain")
+
+
+def _at(stamp: str) -> float | None:
+    try:
+        return datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00").timestamp()
+    except ValueError:
+        return None
+
+
+def _follow(found, tail_n, since, until, stamps: bool, as_json: bool) -> Response:
+    """The streaming variant: one container's log (`container`: its number, default the first) as
+    it grows, until `until`, `max_seconds`, the container ends or the client leaves. Each open stream holds one of
+    the user's log shares (the same budget as the log viewer's sockets; 429 when none is free)."""
+    number = _int("container", None, 1, 10000)
+    chosen = [c for c in found if number is None or c.number == number]
+    if not chosen:
+        raise NotFound("No such container of this service (it has none yet, or not that number).")
+    container = chosen[0]
+    # A client that leaves is only noticed at the next line written; a quiet container would hold the
+    # share and a thread forever, so every stream ends after max_seconds (reconnect with since=).
+    limit = _int("max_seconds", 300, 1, 3600)
+    share = current_app.extensions["stackpilot.shares"].take("logs", g.user.username)
+    try:
+        stream = engine_logs.open_logs(stack_engine(), container.id, follow=True, tail=tail_n,
+                                       since_ns=int(since * 1e9) if since else None)
+    except BaseException:
+        share.release()
+        raise
+
+    watchdog = threading.Timer(limit, stream.close)
+    watchdog.daemon = True
+
+    def lines():
+        watchdog.start()
+        with share:
+            try:
+                for kind, data in stream.messages():
+                    stamp, _, message = data.decode("utf-8", "replace").rstrip("\n").partition(" ")
+                    if until is not None and (at := _at(stamp)) is not None and at > until:
+                        return
+                    if as_json:
+                        yield json.dumps({"time": stamp, "container": container.name,
+                                          "stream": "stderr" if kind == engine_logs.STDERR else "stdout",
+                                          "message": message}) + "\n"
+                    else:
+                        yield (f"{stamp} " if stamps else "") + message + "\n"
+            except StackpilotError:  # closed by the watchdog mid-read: the stream simply ends
+                return
+            finally:
+                watchdog.cancel()
+                stream.close()
+
+    response = Response(lines(), mimetype="application/x-ndjson" if as_json else "text/plain")
+    response.headers["X-Accel-Buffering"] = "no"
+    return response
 
 
 @bp.get(STACK + "/services/<name>/stats")
