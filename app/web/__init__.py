@@ -18,6 +18,7 @@ from app.web.sockets import sock  # noqa: F401
 
 def init_app(app: Flask) -> None:
     """Register every area; per-stack areas are served under /s/<stack>/ and at their old paths."""
+    from app.web import activity
     from app.web import api
     from app.web import apiv1
     from app.web import auth
@@ -40,7 +41,7 @@ def init_app(app: Flask) -> None:
     context.init_app(app)
     errors.init_app(app)
     sock.init_app(app)
-    for area in (home, auth, engines, api, apiv1, https):
+    for area in (home, auth, engines, api, apiv1, https, activity):
         app.register_blueprint(area.bp)
     per_stack = (setup, services, logs, config, graph, live, shell, backups)
     context.register_stack_blueprints(app, [area.bp for area in per_stack])
