@@ -34,6 +34,14 @@ def test_seed_scenario(api_server):
     assert r.json()["order"] == ["api", "web"]  # dependencies first
     run = _run_done(s, api_server.url + r.headers["Location"])
     assert run["status"] == "succeeded", run
+    same = s.get(f"{api_server.url}/api/v1/runs/{run['id']}", params={"offset": 1}, timeout=10).json()
+    assert same["id"] == run["id"] and same["lines"] == run["lines"][1:] and same["offset"] == 1
+    limited = api_server.token("operator", username="elsewhere")
+    user = api_server.store.user_by_name("elsewhere")
+    with api_server.store.transaction() as conn:
+        conn.execute("INSERT INTO user_stacks (user_id, stack) VALUES (?, 'another')", (user.id,))
+    assert requests.get(f"{api_server.url}/api/v1/runs/{run['id']}", headers={"Authorization": f"Bearer {limited}"},
+                        timeout=10).status_code == 404  # another stack's run is not theirs to read
 
     def fifty():
         text = s.get(api_server.api("/services/api/logs"), params={"tail": 50}, timeout=10).text

@@ -180,6 +180,10 @@ PATHS = {
         "A Compose run: status, exit code, output lines from `offset`", {"200": ok(ref("Run"))},
         [S, {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}},
          {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}}], "operator", T_ST)},
+    "/runs/{run_id}": {"get": op(
+        "A Compose run by id alone (of a stack you may see)", {"200": ok(ref("Run"))},
+        [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}},
+         {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}}], "operator", T_ST)},
     ST + "/services": {"get": op("The services", {"200": ok(ref("ServiceList"))}, [S], tag=T_SV)},
     ST + "/services/{name}": {"get": op("One service with its containers", {"200": ok(ref("Service"))}, [S, SVC],
                                         tag=T_SV)},

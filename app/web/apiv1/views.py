@@ -45,6 +45,7 @@ from app.web.context import current_entry
 from app.web.context import current_stack
 from app.web.context import settings
 from app.web.context import stack_engine
+from app.web.context import stack_of
 from app.web.context import stack_runner
 from app.web.context import store
 from app.web.context import visible_entries
@@ -135,11 +136,12 @@ def row_json(row: Row, now: float) -> dict:
     }
 
 
-def run_json(run: compose.Run, offset: int = 0) -> dict:
+def run_json(run: compose.Run, offset: int = 0, slug: str | None = None) -> dict:
     done = run.done
     lines, count = run.lines_since(offset)
     status = "running" if not done else ("succeeded" if run.ok else ("timed_out" if run.timed_out else "failed"))
-    slug = current_entry().slug if current_entry() is not None else "-"
+    if slug is None:
+        slug = current_entry().slug if current_entry() is not None else "-"
     return {"id": run.id, "title": run.title, "status": status, "exit_code": run.exit_code, "user": run.user,
             "started_at": _iso(run.started_at), "finished_at": _iso(run.finished_at),
             "lines": lines, "offset": offset, "next_offset": count,
@@ -251,6 +253,19 @@ def run(run_id: str):
         raise NotFound("No such run on this stack (runs are kept in memory, the last 30).")
     offset = _int("offset", 0, 0, 2**31)
     return jsonify(run_json(found, offset))
+
+
+@bp.get("/runs/<run_id>")
+@require_role("operator")
+def any_run(run_id: str):
+    """A run by id alone, if it belongs to a stack the caller may see (404 otherwise, the same answer
+    as for an id that never existed)."""
+    found = compose.get_run(run_id)
+    if found is not None:
+        for entry in visible_entries():
+            if entry.engine == found.engine and stack_of(entry).project == found.project:
+                return jsonify(run_json(found, _int("offset", 0, 0, 2**31), slug=entry.slug))
+    raise NotFound("No such run (runs are kept in memory, the last 30).")
 
 
 # -- services ---------------------------------------------------------------------------------------------
