@@ -16,6 +16,7 @@ command -v iptables >/dev/null || need_apt+=(iptables)
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v ssh >/dev/null || need_apt+=(openssh-client)
 command -v openssl >/dev/null || need_apt+=(openssl)
+[ -x /usr/bin/docker-registry ] || need_apt+=(docker-registry)  # issue 14: update checks against a loopback registry
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "prepare: installing ${need_apt[*]}"
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi

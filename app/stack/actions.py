@@ -78,6 +78,7 @@ class ActionPlan:
     title: str
     note: str = ""
     detail: str = ""
+    steps: tuple[tuple[str, ...], ...] = ()  # several Compose runs in one (build, then up); args is the first
 
 
 def names_arg(names: Iterable[str]) -> list[str]:
@@ -206,3 +207,43 @@ def plan_stack(stack: Stack, action: str, model: ComposeModel, own: str | None =
     if note:
         title += f" ({note})"
     return ActionPlan(args=tuple(args), title=title, note=note, detail=detail)
+
+
+# Issue 14: build. `build` builds images only (the running containers stay); `rebuild` builds then
+# recreates the service with the new image; `upbuild` is the stack's `up -d --build`. A failed build
+# stops the sequence, so the running container is never replaced by nothing.
+BUILD_SERVICE_ACTIONS = ("build", "rebuild")
+BUILD_STACK_ACTIONS = ("build", "upbuild")
+
+
+def build_flags(pull: bool = False, no_cache: bool = False) -> list[str]:
+    return [*(["--pull"] if pull else []), *(["--no-cache"] if no_cache else [])]
+
+
+def plan_build(stack: Stack, action: str, names: Sequence[str], own: str | None = None, pull: bool = False,
+               no_cache: bool = False, every: Sequence[str] = ()) -> ActionPlan:
+    """Build (and recreate) services with `build:`. `names`: the built services asked for (checked
+    against the model); `every`: all services of the run's profiles, for ``upbuild`` with ours spared."""
+    flags = build_flags(pull, no_cache)
+    options = ", ".join(o for o, on in (("pull base images", pull), ("no cache", no_cache)) if on)
+    detail = f"services: {', '.join(names) or 'all built'}" + (f"; {options}" if options else "")
+    if action == "build":
+        step = ("build", *flags, *names_arg(names))
+        return ActionPlan(args=step, steps=(step,), title=f"build {' '.join(names) or stack.project}", detail=detail)
+    if action == "rebuild":
+        if not names:
+            raise InvalidInput("Choose the service to rebuild.")
+        if own is not None and own in names:
+            raise own_container_error(stack, own, "recreate")
+        build = ("build", *flags, *names_arg(names))
+        up = ("up", "-d", "--no-deps", *names_arg(names))
+        return ActionPlan(args=build, steps=(build, up), title=f"rebuild & recreate {' '.join(names)}",
+                          detail=detail)
+    if action == "upbuild":
+        planned = plan_up(list(every), own, base=("up", "-d") if flags else ("up", "-d", "--build"))
+        if own:
+            others(every, own)
+        steps = ((("build", *flags),) if flags else ()) + ((planned.args,) if planned.args else ())
+        title = f"up with build {stack.project}" + (f" ({planned.note})" if planned.note else "")
+        return ActionPlan(args=steps[0], steps=steps, title=title, note=planned.note, detail=detail)
+    raise InvalidInput(f"Unknown action {action!r}.")

@@ -89,6 +89,8 @@ class Service:
     replicas: int = 1
     active: bool = True
     one_shot: bool = False  # something waits for it to complete successfully
+    build_context: str = ""  # issue 14: built here (compose `build:`), not pulled
+    dockerfile: str = ""
 
     @property
     def group(self) -> str:
@@ -258,6 +260,8 @@ def _service(name: str, spec: dict, active: bool, one_shot: bool) -> Service:
         replicas=replicas,
         active=active,
         one_shot=one_shot,
+        build_context=str((spec.get("build") or {}).get("context") or ""),
+        dockerfile=str((spec.get("build") or {}).get("dockerfile") or ""),
     )
 
 

@@ -25,13 +25,17 @@ from app.errors import NotFound
 from app.errors import OwnContainer
 from app.errors import StackBusy
 from app.errors import StackpilotError
+from app.stack.actions import BUILD_SERVICE_ACTIONS
+from app.stack.actions import BUILD_STACK_ACTIONS
 from app.stack.actions import SERVICE_ACTIONS
 from app.stack.actions import STACK_ACTIONS
 from app.stack.actions import ProxyAtRisk
+from app.stack.actions import plan_build
 from app.stack.actions import plan_service
 from app.stack.actions import plan_stack
 from app.stack.model import load_model
 from app.stack.proxy import proxy_service
+from app.stack.updates import start_steps
 from app.web import current_stack
 from app.web import engine
 from app.web import settings
@@ -186,3 +190,74 @@ def run_panel(run_id: str):
     lines, after = run.lines_since(0)
     return render_template("services/_progress.html", run=run, lines=lines, after=after)
 
+
+
+# -- issue 14: build ---------------------------------------------------------------------------------
+def _start_steps(stack, plan, action: str, target: str):
+    """Several Compose steps in one run of the progress panel (app.stack.updates.start_steps)."""
+    user = g.user.username
+    try:
+        run = start_steps(compose.runners().for_stack(stack), plan.steps, plan.title, user,
+                          on_done=_audit_when_done(action, target, plan.detail))
+    except StackBusy:
+        store().audit(user, action, target, "refused: busy", plan.detail)
+        raise
+    lines, after = run.lines_since(0)
+    return render_template("services/_progress.html", run=run, lines=lines, after=after), 200, {
+        "HX-Trigger": "services-changed"}
+
+
+def _build_options() -> dict:
+    return {"pull": request.form.get("pull") == "1", "no_cache": request.form.get("no_cache") == "1"}
+
+
+@bp.post("/build/service/<path:name>/<action>")
+@require_role("operator")
+def service_build(name: str, action: str):
+    """Build, or Rebuild & recreate, one service with `build:` (the running container stays if the build fails)."""
+    if action not in BUILD_SERVICE_ACTIONS:
+        abort(404)
+    stack = _stack()
+    service = load_model(stack).require(name, active=True)
+    if not service.build_context:
+        raise InvalidInput(f"{service.name} has no build section: its image is pulled, not built here.")
+    try:
+        plan = plan_build(stack, action, [service.name], own=_own(stack), **_build_options())
+    except OwnContainer:
+        store().audit(g.user.username, f"service.{action}", service.name, "refused: own container")
+        raise
+    return _start_steps(stack, plan, f"service.{action}", service.name)
+
+
+@bp.post("/build/stack/<action>")
+@require_role("operator")
+def stack_build(action: str):
+    """Build all, or Up with build, for the stack's active profiles."""
+    if action not in BUILD_STACK_ACTIONS:
+        abort(404)
+    stack = _stack()
+    model = load_model(stack)
+    built = [s.name for s in model.services.values() if s.active and s.build_context]
+    if not built:
+        raise InvalidInput("No service of this stack has a build section.")
+    plan = plan_build(stack, action, [] if action == "build" else built, own=_own(stack),
+                      every=[s.name for s in model.services.values() if s.active], **_build_options())
+    return _start_steps(stack, plan, f"stack.{action}", stack.project)
+
+
+@bp.app_context_processor
+def _build_context() -> dict:
+    """`built_here(name)` for the row template: the Service when it has `build:` (its context and
+    Dockerfile are shown, Build/Rebuild offered, Pull not), else None."""
+
+    def lookup(name: str):
+        if "built_services" not in g:
+            stack = current_stack()
+            try:
+                model = load_model(stack) if stack is not None else None
+            except StackpilotError:
+                model = None
+            g.built_services = {s.name: s for s in model.services.values() if s.build_context} if model else {}
+        return g.built_services.get(name)
+
+    return {"built_here": lookup}

@@ -1,0 +1,99 @@
+"""Build (issue 14): services with `build:` are built and recreated through Compose, with BuildKit's
+plain progress in the run panel; a failed build names its step and leaves the running container."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tests.conftest import sign_in
+from tests.services.conftest import app_for
+from tests.services.conftest import finish
+from tests.support.live import wait_for
+
+# network: none -- the test engine has no default bridge; RUN steps need no network here.
+COMPOSE = """services:
+  app:
+    build:
+      context: ./app
+      network: none
+    command: ["sh", "-c", "cat /version; sleep 3600"]
+  side:
+    image: {image}
+    command: ["sleep", "3600"]
+"""
+DOCKERFILE = "FROM {image}\nCOPY version /version\nRUN cat /version\n"
+
+
+@pytest.fixture
+def built_stack(make_stack, busybox_image):
+    proj = make_stack({"docker-compose.yml": COMPOSE, "app/Dockerfile": DOCKERFILE, "app/version": "v1\n"},
+                      name="build")
+    yield proj
+    proj.compose("down", "-t", "0", check=False)
+    subprocess.run(["docker", "rmi", "-f", f"{proj.project}-app"], capture_output=True)
+
+
+def _logs(proj) -> str:
+    return proj.compose("logs", "--no-log-prefix", "app").stdout
+
+
+def _container(docker_engine, project: str):
+    found = docker_engine.containers.list(all=True, filters={"label": [
+        f"com.docker.compose.project={project}", "com.docker.compose.service=app"]})
+    return found[0] if found else None
+
+
+def test_rebuild_runs_new_code_and_failed_build_keeps_container(built_stack, app_factory, docker_engine):
+    app = app_for(app_factory, built_stack)
+    op = sign_in(app, app.test_client(), "operator")
+
+    page = op.get("/services").get_data(as_text=True)
+    assert 'data-built="' in page and "built here" in page  # the row says where the image comes from
+    row_app = page[page.index('id="r-app"'):page.index('id="r-side"')]
+    assert 'data-action="rebuild"' in row_app and 'data-action="pull"' not in row_app
+    assert 'data-action="upbuild"' in page
+
+    run = finish(op.post("/build/stack/upbuild"))
+    lines = run.lines_since(0)[0]
+    assert run.ok, lines
+    assert any(line.startswith("#") and "RUN cat /version" in line for line in lines)  # BuildKit plain progress
+    wait_for(lambda: "v1" in _logs(built_stack), timeout=20, message="v1 running")
+    first = _container(docker_engine, built_stack.project)
+
+    (built_stack.dir / "app" / "version").write_text("v2\n")
+    run = finish(op.post("/build/service/app/build"))  # build only: the container stays on v1
+    assert run.ok and run.args[:1] == ["build"] and run.args[-2:] == ["--", "app"]
+    assert _container(docker_engine, built_stack.project).id == first.id
+    html = op.get("/services").get_data(as_text=True)
+    assert 'data-drift="image"' in html  # rebuilt image, old container: out of date (app.stack.services drift)
+
+    run = finish(op.post("/build/service/app/rebuild", data={"no_cache": "1"}))
+    assert run.ok, run.lines_since(0)[0]
+    assert run.args == ["build", "--no-cache", "--", "app", "&&", "up", "-d", "--no-deps", "--", "app"]
+    wait_for(lambda: "v2" in _logs(built_stack), timeout=20, message="v2 running")
+    second = _container(docker_engine, built_stack.project)
+    assert second.id != first.id
+
+    (built_stack.dir / "app" / "Dockerfile").write_text(
+        DOCKERFILE.replace("{image}", "stackpilot-test/busybox:1") + "RUN echo broken && exit 3\n")
+    run = finish(op.post("/build/service/app/rebuild"))
+    lines = run.lines_since(0)[0]
+    assert run.exit_code not in (0, None)
+    assert "Build failed at step [app 4/4] RUN echo broken && exit 3" in lines[-1], lines[-5:]
+    assert not any(line.startswith("$ up") for line in lines)  # never got to the recreate
+    still = _container(docker_engine, built_stack.project)
+    assert still.id == second.id and still.status == "running"
+
+    events = [(e.action, e.target, e.result) for e in app.extensions["stackpilot.store"].audit_events()]
+    assert ("service.rebuild", "app", "ok") in events
+    assert any(a == "service.rebuild" and r.startswith("failed") for a, _, r in events)
+
+
+def test_build_refused_for_pulled_service(built_stack, app_factory):
+    app = app_for(app_factory, built_stack)
+    op = sign_in(app, app.test_client(), "operator")
+    response = op.post("/build/service/side/rebuild")
+    assert response.status_code == 422 and "pulled, not built here" in response.get_data(as_text=True)
+    assert op.post("/build/service/app/explode").status_code == 404
