@@ -102,4 +102,5 @@ def test_reference_page_renders_every_operation(api_server):
     doc = s.get(api_server.url + "/api/v1/openapi.json", timeout=10).json()
     for template in doc["paths"]:
         assert f"<code>{template}</code>" in page.text
+    assert 'id="problem-invalid-name"' in page.text and 'id="problem-rate-limited"' in page.text
     assert "<script" not in page.text.split("</header>")[1]  # no inline script (strict CSP), no CDN

@@ -12,6 +12,7 @@ from flask import current_app
 from flask import jsonify
 from flask import render_template
 
+from app.errors import StackpilotError
 from app.web.apiv1 import bp
 
 S = {"name": "stack", "in": "path", "required": True, "schema": {"type": "string"},
@@ -288,4 +289,19 @@ def reference():
         for method, operation in item.items():
             by_tag.setdefault((operation.get("tags") or ["Other"])[0], []).append((method.upper(), path, operation))
     return render_template("api/reference.html", doc=doc, by_tag=by_tag, schemas=doc["components"]["schemas"],
-                           problems=doc["components"]["responses"])
+                           problems=doc["components"]["responses"], kinds=problem_kinds())
+
+
+def problem_kinds() -> list[tuple[str, int, str]]:
+    """(type anchor, status, title) of every typed domain error: the `type` of a problem document."""
+    from app.web.apiv1 import _kind
+
+    seen: dict[str, tuple[str, int, str]] = {}
+    todo = [StackpilotError]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        kind = _kind(cls.__new__(cls))
+        seen.setdefault(kind, (kind, cls.status, cls.title))
+    seen["invalid-token"] = ("invalid-token", 401, "The token is unknown, revoked or expired")
+    return sorted(seen.values())
