@@ -10,6 +10,7 @@ panel polls (286 when finished); the audit row is written when the run ends, wit
 from __future__ import annotations
 
 import logging
+import os
 
 from flask import abort
 from flask import g
@@ -18,6 +19,7 @@ from flask import request
 
 from app import compose
 from app.engine import containers as engine_containers
+from app.engine import images
 from app.engine.self import own_container_id
 from app.engine.self import own_service
 from app.errors import InvalidInput
@@ -25,11 +27,13 @@ from app.errors import NotFound
 from app.errors import OwnContainer
 from app.errors import StackBusy
 from app.errors import StackpilotError
+from app.stack import updates
 from app.stack.actions import BUILD_SERVICE_ACTIONS
 from app.stack.actions import BUILD_STACK_ACTIONS
 from app.stack.actions import SERVICE_ACTIONS
 from app.stack.actions import STACK_ACTIONS
 from app.stack.actions import ProxyAtRisk
+from app.stack.actions import own_container_error
 from app.stack.actions import plan_build
 from app.stack.actions import plan_service
 from app.stack.actions import plan_stack
@@ -261,3 +265,111 @@ def _build_context() -> dict:
         return g.built_services.get(name)
 
     return {"built_here": lookup}
+
+
+# -- issue 14: image updates -------------------------------------------------------------------------
+def _stack_engine():
+    from app.web.context import stack_engine
+
+    return stack_engine()
+
+
+@bp.post("/updates/check")
+@require_role("operator")
+def updates_check():
+    """Start an update check in the background; the table shows the result when it is there."""
+    stack = _stack()
+    started = updates.start_check(_stack_engine(), stack, load_model(stack))
+    store().audit(g.user.username, "stack.update-check", stack.project, "started" if started else "already running")
+    return render_template("services/_updates_status.html", result=updates.cached(stack)), 200, {
+        "HX-Trigger": "services-changed"}
+
+
+def _update_run(stack, refs: dict[str, tuple[str, ...]], action: str, target: str, title: str):
+    model = load_model(stack)
+    own = _own(stack)
+    if own and any(own in svcs for svcs in refs.values()):
+        raise own_container_error(stack, own, "recreate")
+    notes: dict[str, str] = {}
+    steps = updates.update_steps(_stack_engine(), refs, model, notes)
+    the_store = store()
+
+    def done(run: compose.Run) -> None:
+        """The audit row with the old and new digest of each image."""
+        result = "ok" if run.ok else f"failed (exit {run.exit_code})"
+        the_store.audit(run.user, action, target, result, "; ".join(notes.values()))
+        if run.ok:
+            updates.forget(stack)
+
+    user = g.user.username
+    run = start_steps(compose.runners().for_stack(stack), steps, title, user, on_done=done)
+    lines, after = run.lines_since(0)
+    return render_template("services/_progress.html", run=run, lines=lines, after=after), 200, {
+        "HX-Trigger": "services-changed"}
+
+
+@bp.post("/updates/service/<path:name>/<action>")
+@require_role("operator")
+def service_update(name: str, action: str):
+    """Update (pull that image, recreate only the services on it) or Roll back one service's image."""
+    if action not in ("update", "rollback"):
+        abort(404)
+    stack = _stack()
+    service = load_model(stack).require(name, active=True)
+    refs = updates.pulled_refs(load_model(stack))
+    if service.image not in refs:
+        raise InvalidInput(f"{service.name} is built here, not pulled: use Rebuild & recreate.")
+    if images.split_ref(service.image)[2]:
+        raise InvalidInput(f"{service.name} runs a pinned digest ({service.image}): change the compose file to update.")
+    services = refs[service.image]
+    if action == "update":
+        return _update_run(stack, {service.image: services}, "service.update", service.name,
+                           f"update {service.image}")
+    own = _own(stack)
+    if own and own in services:
+        raise own_container_error(stack, own, "recreate")
+    steps = updates.rollback_steps(_stack_engine(), service.image, services, service.name)
+    back_to = images.previous_tag(service.image, service.name)
+    run = start_steps(compose.runners().for_stack(stack), steps, f"roll back {service.image}", g.user.username,
+                      on_done=_audit_when_done("service.rollback", service.name, f"{service.image} -> {back_to}"))
+    lines, after = run.lines_since(0)
+    return render_template("services/_progress.html", run=run, lines=lines, after=after), 200, {
+        "HX-Trigger": "services-changed"}
+
+
+@bp.post("/updates/stack/update-all")
+@require_role("operator")
+def stack_update_all():
+    """Every image the last check found out of date, services recreated in dependency order."""
+    stack = _stack()
+    pending = {s.ref: s.services for s in updates.cached(stack).updates}
+    if not pending:
+        raise InvalidInput("No update is known: run a check first.")
+    return _update_run(stack, pending, "stack.update-all", stack.project, f"update all {stack.project}")
+
+
+@bp.app_context_processor
+def _updates_context() -> dict:
+    """`image_update(name)` for a row and `update_check()` for the stack: cached, never a registry call."""
+
+    def result():
+        if "update_result" not in g:
+            stack = current_stack()
+            g.update_result = updates.cached(stack) if stack is not None else updates.CheckResult()
+            if stack is not None:
+                try:
+                    updates.check_if_due(_stack_engine(), stack, load_model(stack), _interval())
+                except StackpilotError:
+                    pass
+        return g.update_result
+
+    return {"image_update": lambda name: result().for_service(name), "update_check": result}
+
+
+def _interval() -> float:
+    """STACKPILOT_UPDATE_CHECK_HOURS (0: checks only on demand); daily by default."""
+    raw = os.environ.get("STACKPILOT_UPDATE_CHECK_HOURS", "")
+    try:
+        return float(raw) * 3600 if raw else updates.CHECK_INTERVAL
+    except ValueError:
+        return updates.CHECK_INTERVAL

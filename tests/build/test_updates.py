@@ -1,0 +1,141 @@
+"""Image updates (issue 14) against a real registry on loopback: the check sees a new digest for a
+tag without pulling; Update recreates exactly the services on that image; Roll back returns to the
+image kept under <repo>:stackpilot-previous-<service>; an unreachable registry is one image's state."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from app.stack import updates
+from tests.conftest import sign_in
+from tests.services.conftest import app_for
+from tests.services.conftest import finish
+from tests.support import registry as registry_support
+from tests.support.live import wait_for
+
+pytestmark = pytest.mark.skipif(not registry_support.available(),
+                                reason="Debian's docker-registry is not installed (tests/prepare.sh)")
+
+
+@pytest.fixture
+def registry():
+    reg = registry_support.Registry().start()
+    yield reg
+    reg.stop()
+
+
+def _version(proj, service: str) -> str:
+    return proj.compose("exec", "-T", service, "cat", "/version", check=False).stdout.strip()
+
+
+def _ids(docker_engine, project: str) -> dict[str, str]:
+    found = docker_engine.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"})
+    return {c.labels["com.docker.compose.service"]: c.id for c in found}
+
+
+def test_check_update_rollback(registry, make_stack, app_factory, docker_engine, busybox_image):
+    ref = registry.push("sp/app", "stable", "v1")
+    v1 = docker_engine.images.get(ref).id
+    pinned = f"{registry.host}/sp/app@" + docker_engine.images.get(ref).attrs["RepoDigests"][0].partition("@")[2]
+    compose = f"""services:
+  api:
+    image: {ref}
+    command: ["sleep", "3600"]
+    stop_signal: SIGKILL
+  worker:
+    image: {ref}
+    command: ["sleep", "3600"]
+    stop_signal: SIGKILL
+    depends_on: [api]
+  other:
+    image: {busybox_image}
+    command: ["sleep", "3600"]
+    stop_signal: SIGKILL
+  fixed:
+    image: {pinned}
+    command: ["sleep", "3600"]
+    stop_signal: SIGKILL
+  gone:
+    image: localhost:1/sp/nowhere:1
+    pull_policy: never
+    profiles: [never]
+"""
+    proj = make_stack({"docker-compose.yml": compose}, name="upd")
+    try:
+        proj.compose("up", "-d", "--pull", "never")
+        app = app_for(app_factory, proj)
+        op = sign_in(app, app.test_client(), "operator")
+        assert "images not checked yet" in op.get("/services").get_data(as_text=True)
+
+        registry.push("sp/app", "stable", "v2")  # the tag moves on the registry (pushed from here)...
+        v2 = docker_engine.images.get(ref).id
+        subprocess.run(["docker", "tag", v1, ref], check=True)  # ...and locally it is v1 again, as after a pull
+
+        assert op.post("/updates/check").status_code == 200
+        result = wait_for(lambda: (r := updates.cached(_stack(app))).checked_at and not r.running and r,
+                          timeout=20, message="check done")
+        states = {s.ref: s.state for s in result.images.values()}
+        assert states[ref] == "update" and states[pinned] == "pinned"
+        assert result.images[ref].services == ("api", "worker")
+        page = op.get("/services").get_data(as_text=True)
+        assert 'data-update="update"' in page and 'data-update="pinned"' in page and 'data-updates="1"' in page
+        assert _version(proj, "api") == "v1"
+
+        before = _ids(docker_engine, proj.project)
+        started = time.monotonic()
+        run = finish(op.post("/updates/service/worker/update"))
+        assert run.ok, run.lines_since(0)[0]
+        after = _ids(docker_engine, proj.project)
+        assert {s for s in before if before[s] != after[s]} == {"api", "worker"}  # exactly the services on it
+        assert _version(proj, "api") == "v2" and _version(proj, "worker") == "v2"
+        assert docker_engine.images.get(f"{registry.host}/sp/app:stackpilot-previous-worker")
+        events = [(e.action, e.result, e.detail) for e in app.extensions["stackpilot.store"].audit_events()]
+        audit = next(d for a, r, d in events if a == "service.update" and r == "ok")
+        assert "sha256:" in audit and "->" in audit
+        print(f"update run {time.monotonic() - started:.1f} s")
+
+        run = finish(op.post("/updates/service/worker/rollback"))
+        assert run.ok, run.lines_since(0)[0]
+        assert _version(proj, "api") == "v1" and _version(proj, "worker") == "v1"
+        assert _ids(docker_engine, proj.project)["other"] == before["other"]
+    finally:
+        proj.compose("down", "-t", "0", check=False)
+        subprocess.run(["docker", "rmi", "-f", v1, *(x for x in [locals().get("v2")] if x)], capture_output=True)
+
+
+def test_unreachable_registry_is_reported_per_image(make_stack, app_factory, docker_engine, busybox_image):
+    dead = "localhost:1/sp/dead:1"
+    subprocess.run(["docker", "tag", busybox_image, dead], check=True)
+    proj = make_stack({"docker-compose.yml": f"""services:
+  a:
+    image: {dead}
+    command: ["sleep", "3600"]
+    stop_signal: SIGKILL
+  b:
+    image: {busybox_image}
+    command: ["sleep", "3600"]
+    stop_signal: SIGKILL
+"""}, name="upd2")
+    try:
+        app = app_for(app_factory, proj)
+        with app.app_context():
+            from app.stack.model import load_model
+
+            stack = _stack(app)
+            engine = app.extensions["stackpilot.engine"]
+            result = updates.check(engine, stack, load_model(stack))
+        a = result.images[dead]
+        assert a.state == "error" and "connection refused" in a.error and a.services == ("a",)
+        assert result.images[busybox_image].state in ("error", "current", "update")  # its own verdict
+    finally:
+        subprocess.run(["docker", "rmi", dead], capture_output=True)
+
+
+def _stack(app):
+    with app.test_request_context("/services"):
+        from app.web.context import current_stack
+
+        return current_stack()
