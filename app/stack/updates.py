@@ -130,7 +130,7 @@ CHECK_INTERVAL = 24 * 3600.0  # default daily
 
 @dataclass(frozen=True)
 class ImageStatus:
-    """One image reference: `state` is update / current / pinned / not-pulled / error."""
+    """One image reference: `state` is update / current / pinned / not-pulled / local / error."""
 
     ref: str
     services: tuple[str, ...]
@@ -143,7 +143,8 @@ class ImageStatus:
     @property
     def word(self) -> str:
         return {"update": "update available", "current": "up to date", "pinned": "pinned digest",
-                "not-pulled": "not pulled yet", "error": "check failed"}.get(self.state, self.state)
+                "not-pulled": "not pulled yet", "local": "local image (never pulled)",
+                "error": "check failed"}.get(self.state, self.state)
 
 
 @dataclass
@@ -191,6 +192,8 @@ def check_ref(engine: Engine, ref: str, services: tuple[str, ...], now: float | 
     image_id, digests = images.local_digests(engine, ref)
     if image_id is None:
         return ImageStatus(ref, services, "not-pulled", checked_at=now)
+    if not digests:  # built or loaded here, never pulled: no registry digest to compare with
+        return ImageStatus(ref, services, "local", checked_at=now)
     remote = images.remote_digest(engine, ref)
     if remote.error:
         return ImageStatus(ref, services, "error", local=digests[0] if digests else "", error=remote.error,

@@ -71,12 +71,14 @@ class Registry:
         return ref
 
     def stop(self) -> None:
-        if self.proc is not None:
+        """Stop serving (callable twice: a test may stop it to make it unreachable)."""
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.proc is not None:
             self.log.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
