@@ -91,6 +91,30 @@
     }
   });
 
+  // Copy a port that is not a link (a database, a loopback-only port): "host:port" to the clipboard.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("button.copy-port");
+    if (!button) return;
+    var text = button.getAttribute("data-copy") || "";
+    function said(word) {
+      button.setAttribute("data-said", word);
+      button.title = word === "copied" ? "Copied " + text : "Copy failed: select " + text;
+      window.setTimeout(function () { button.removeAttribute("data-said"); button.title = "Copy " + text; }, 1500);
+    }
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(function () { said("copied"); }, function () { said("copy failed"); });
+    } else {
+      var area = document.createElement("textarea");
+      area.value = text;
+      area.setAttribute("readonly", "");
+      area.className = "visually-hidden";
+      document.body.appendChild(area);
+      area.select();
+      try { said(document.execCommand("copy") ? "copied" : "copy failed"); } catch (e) { said("copy failed"); }
+      area.remove();
+    }
+  });
+
   // One menu open at a time; Escape closes it.
   document.addEventListener("toggle", function (event) {
     var d = event.target;

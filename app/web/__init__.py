@@ -32,6 +32,7 @@ def init_app(app: Flask) -> None:
     from app.web import https
     from app.web import live
     from app.web import logs
+    from app.web import portlinks
     from app.web import security
     from app.web import services
     from app.web import setup
@@ -41,7 +42,7 @@ def init_app(app: Flask) -> None:
     context.init_app(app)
     errors.init_app(app)
     sock.init_app(app)
-    for area in (home, auth, engines, api, apiv1, https, activity):
+    for area in (home, auth, engines, api, apiv1, https, activity, portlinks):
         app.register_blueprint(area.bp)
     per_stack = (setup, services, logs, config, graph, live, shell, backups)
     context.register_stack_blueprints(app, [area.bp for area in per_stack])
