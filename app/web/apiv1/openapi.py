@@ -38,7 +38,9 @@ PROBLEMS = {
     "401": {"$ref": "#/components/responses/Unauthorized"},
     "403": {"$ref": "#/components/responses/Forbidden"},
     "404": {"$ref": "#/components/responses/NotFound"},
+    "422": {"$ref": "#/components/responses/Invalid"},
     "429": {"$ref": "#/components/responses/TooMany"},
+    "503": {"$ref": "#/components/responses/Unavailable"},
 }
 ACTION = {"202": ok(ref("Accepted"), "Started: follow the run"), "200": ok(ref("Accepted"), "Finished within `wait`"),
           "409": {"$ref": "#/components/responses/Conflict"}, "422": {"$ref": "#/components/responses/Invalid"}}
@@ -160,6 +162,7 @@ RESPONSES = {
     "TooMany": _problem("Rate limit passed: see `Retry-After` (seconds)."),
     "Conflict": _problem("Another action runs on the stack, or the action would stop Stackpilot itself."),
     "Invalid": _problem("A parameter is out of range or names something the stack does not define."),
+    "Unavailable": _problem("The stack's Docker engine or Docker Compose does not answer."),
 }
 
 T_ST, T_SV, T_GR, T_CF, T_PR = "Stacks", "Services", "Groups", "Configuration", "Probes"
