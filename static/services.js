@@ -115,6 +115,15 @@
     }
   });
 
+  // Down with "delete volumes" ticked: ask first, naming the volumes (the form carries the words).
+  document.addEventListener("htmx:confirm", function (event) {
+    var form = event.detail.elt;
+    var question = form && form.getAttribute && form.getAttribute("data-confirm-volumes");
+    if (!question) return;
+    var box = form.querySelector("input[name=volumes]");
+    if (box && box.checked && !window.confirm(question)) event.preventDefault();
+  });
+
   // One menu open at a time; Escape closes it.
   document.addEventListener("toggle", function (event) {
     var d = event.target;

@@ -1,4 +1,6 @@
-"""`port_views(row)` for the services templates: the host name port links may use, worked out
+"""Presentation helpers of the services templates: `port_views(row)`, `image_ref(ref)`, `stack_files(stack)`.
+
+`port_views(row)`: the host name port links may use, worked out
 once per request (the browser's host, a remote engine's host, or none behind a proxy elsewhere);
 the rule per port is app.stack.ports."""
 
@@ -11,6 +13,7 @@ from flask import g
 
 from app.engine.self import own_container_id
 from app.errors import StackpilotError
+from app.stack import default_files
 from app.stack import imageref
 from app.stack import ports
 from app.stack.proxy import find_proxy
@@ -58,3 +61,13 @@ def port_views(row) -> list[ports.PortView]:
 @bp.app_template_global("image_ref")
 def image_ref(ref: str) -> imageref.ImageRef:
     return imageref.parse(ref or "")
+
+
+@bp.app_template_global("stack_files")
+def stack_files(stack) -> tuple[tuple[str, ...], bool]:
+    """The compose files Compose reads for the stack, and whether they are its defaults (none chosen)."""
+    if stack is None:
+        return (), True
+    if stack.files:
+        return tuple(stack.files), False
+    return default_files(stack.directory), True

@@ -19,7 +19,7 @@ def seeded(web_port: int, db_port: int, cache_port: int) -> str:
 
     svc("web", f"    ports: ['{web_port}:80']")
     svc("db", f"    ports: ['127.0.0.1:{db_port}:5432']",
-        "    healthcheck: {test: ['CMD', 'true'], interval: 2s}")
+        "    healthcheck: {test: ['CMD', 'true'], interval: 2s}", "    volumes: ['pgdata:/data']")
     svc("cache", f"    ports: ['{cache_port}:6379']")
     svc("ranger", "    ports: ['8080-8099:8080-8099']")
     for i, name in enumerate(NAMES):
@@ -28,4 +28,5 @@ def seeded(web_port: int, db_port: int, cache_port: int) -> str:
         if i % 3 == 0 and i:
             deps.append(f"      {NAMES[i - 1]}: {{condition: service_completed_successfully}}")
         svc(name, *deps)
+    lines.extend(["volumes:", "  pgdata: {}"])
     return "\n".join(lines) + "\n"

@@ -90,6 +90,23 @@ def test_table_shape_ports_and_narrow_pages(seeded, page):
     # logs are not offered for a container never created
     assert pg.locator("#menu-ranger a:has-text('Logs')").count() == 0
     assert pg.locator("#menu-web a:has-text('Logs')").count() == 1
+    # the header says which files and profiles are active, linking to Stack settings
+    files = pg.locator("#stack-files")
+    assert "docker-compose.yml" in files.inner_text() and "none active" in files.inner_text()
+    assert files.locator("a").get_attribute("href").endswith("/stack/settings")
+
+    # Down with "delete volumes" ticked asks first, naming the volume; refusing runs nothing
+    asked = []
+    pg.once("dialog", lambda d: (asked.append(d.message), d.dismiss()))
+    pg.click("#act-down summary")
+    pg.check("#act-down input[name=volumes]")
+    pg.click("#act-down button[data-action=down]")
+    wait_for(lambda: asked, timeout=5, message="the confirmation")
+    assert f"{proj.project}_pgdata" in asked[0] and "delete" in asked[0]
+    pg.wait_for_timeout(300)
+    assert pg.locator(".run-panel").count() == 0
+    pg.click("#act-down summary")
+
     shoot(pg, "polish-services", height=1400)
 
     # every page of the stack at 390 px: nothing wider than the viewport
