@@ -262,6 +262,19 @@ def forget(stack: Stack) -> None:
         _results.pop(_key(stack), None)
 
 
+def applied(stack: Stack, refs: Sequence[str]) -> None:
+    """After an update: these references are current (until the next check says otherwise)."""
+    with _results_lock:
+        result = _results.get(_key(stack))
+        if result is None:
+            return
+        for ref in refs:
+            old = result.images.get(ref)
+            if old is not None:
+                result.images[ref] = ImageStatus(old.ref, old.services, "current", local=old.remote,
+                                                 remote=old.remote, checked_at=old.checked_at)
+
+
 def dependency_order(model: ComposeModel, names: Sequence[str]) -> list[str]:
     """`names` with each service after those it depends on (file order otherwise)."""
     wanted, out, seen = set(names), [], set()

@@ -97,3 +97,29 @@ def test_build_refused_for_pulled_service(built_stack, app_factory):
     response = op.post("/build/service/side/rebuild")
     assert response.status_code == 422 and "pulled, not built here" in response.get_data(as_text=True)
     assert op.post("/build/service/app/explode").status_code == 404
+
+
+@pytest.mark.browser
+def test_rebuild_from_the_row_menu_streams_build_output(built_stack, server_factory, page):
+    from app.store import Store
+    from tests.support.screens import shoot
+
+    built_stack.compose("up", "-d", "--build")
+    (built_stack.dir / "app" / "version").write_text("v2\n")
+    server = server_factory(stack_dir=built_stack.dir)
+    Store(server.data_dir / "stackpilot.sqlite3").set_setting(
+        "stack", {"project": built_stack.project, "files": [], "profiles": []})
+    page.sign_in(server)
+    pg = page.page
+    pg.goto(server.url + "/services")
+    assert pg.locator("#r-app .tag.built").inner_text() == "built here"
+    pg.click("#menu-app summary")
+    assert pg.locator("#menu-app button[data-action=pull]").count() == 0
+    shoot(pg, "build-row-menu")
+    pg.click("#menu-app button[data-action=rebuild]")
+    pg.wait_for_selector(".run-panel .run-title:has-text('rebuild')")
+    pg.wait_for_selector(".run-status .badge:has-text('exit code 0')", timeout=60_000)
+    log = pg.locator(".run-log").inner_text()
+    assert "RUN cat /version" in log and "$ up -d --no-deps -- app" in log
+    shoot(pg, "build-run")
+    wait_for(lambda: "v2" in _logs(built_stack), timeout=20, message="v2 running")

@@ -139,3 +139,46 @@ def _stack(app):
         from app.web.context import current_stack
 
         return current_stack()
+
+
+@pytest.mark.browser
+def test_update_badge_and_run_in_the_browser(registry, make_stack, server_factory, page, docker_engine):
+    from app.store import Store
+    from tests.support.screens import shoot
+
+    ref = registry.push("sp/web", "stable", "v1")
+    v1 = docker_engine.images.get(ref).id
+    proj = make_stack({"docker-compose.yml": f"""services:
+  web:
+    image: {ref}
+    command: ["sleep", "3600"]
+    stop_signal: SIGKILL
+"""}, name="updb")
+    try:
+        proj.compose("up", "-d", "--pull", "never")
+        registry.push("sp/web", "stable", "v2")
+        v2 = docker_engine.images.get(ref).id
+        subprocess.run(["docker", "tag", v1, ref], check=True)
+        server = server_factory(stack_dir=proj.dir)
+        Store(server.data_dir / "stackpilot.sqlite3").set_setting(
+            "stack", {"project": proj.project, "files": [], "profiles": []})
+        page.sign_in(server)
+        pg = page.page
+        pg.goto(server.url + "/services")
+        pg.click("#act-updates summary")
+        pg.click("#act-updates button[data-action=update-check]")
+        pg.wait_for_selector("#r-web [data-update=update]", timeout=20_000)  # the page reloads when done
+        assert pg.locator("#act-updates .count").inner_text() == "1"
+        pg.click("#act-updates summary")
+        shoot(pg, "build-update-badges")
+        pg.click("#menu-web summary")
+        pg.once("dialog", lambda d: d.accept())
+        pg.click("#menu-web button[data-action=update]")
+        pg.wait_for_selector(".run-panel .run-title:has-text('update')")
+        pg.wait_for_selector(".run-status .badge:has-text('exit code 0')", timeout=60_000)
+        assert "stackpilot-previous-web" in pg.locator(".run-log").inner_text()
+        shoot(pg, "build-update-run")
+        assert proj.compose("exec", "-T", "web", "cat", "/version").stdout.strip() == "v2"
+    finally:
+        proj.compose("down", "-t", "0", check=False)
+        subprocess.run(["docker", "rmi", "-f", v1, *(x for x in [locals().get("v2")] if x)], capture_output=True)

@@ -277,12 +277,11 @@ def _stack_engine():
 @bp.post("/updates/check")
 @require_role("operator")
 def updates_check():
-    """Start an update check in the background; the table shows the result when it is there."""
+    """Start an update check in the background; its status polls /updates/status until it is done."""
     stack = _stack()
     started = updates.start_check(_stack_engine(), stack, load_model(stack))
     store().audit(g.user.username, "stack.update-check", stack.project, "started" if started else "already running")
-    return render_template("services/_updates_status.html", result=updates.cached(stack)), 200, {
-        "HX-Trigger": "services-changed"}
+    return render_template("services/_updates_status.html", result=updates.cached(stack), poll=True)
 
 
 def _update_run(stack, refs: dict[str, tuple[str, ...]], action: str, target: str, title: str):
@@ -299,7 +298,7 @@ def _update_run(stack, refs: dict[str, tuple[str, ...]], action: str, target: st
         result = "ok" if run.ok else f"failed (exit {run.exit_code})"
         the_store.audit(run.user, action, target, result, "; ".join(notes.values()))
         if run.ok:
-            updates.forget(stack)
+            updates.applied(stack, list(refs))
 
     user = g.user.username
     run = start_steps(compose.runners().for_stack(stack), steps, title, user, on_done=done)
@@ -373,3 +372,13 @@ def _interval() -> float:
         return float(raw) * 3600 if raw else updates.CHECK_INTERVAL
     except ValueError:
         return updates.CHECK_INTERVAL
+
+
+@bp.get("/updates/status")
+@require_role("viewer")
+def updates_status():
+    """The check's status; polled while it runs, then the page reloads once to show the row badges."""
+    stack = _stack()
+    result = updates.cached(stack)
+    html = render_template("services/_updates_status.html", result=result, poll=True)
+    return (html, 200, {}) if result.running else (html, 200, {"HX-Refresh": "true"})
