@@ -21,7 +21,7 @@ from tests.support.live import wait_for
 BINARY = "/usr/bin/docker-registry"
 CONFIG = """version: 0.1
 log:
-  level: warn
+  level: {level}
 storage:
   filesystem:
     rootdirectory: {root}
@@ -37,7 +37,8 @@ def available() -> bool:
 
 
 class Registry:
-    def __init__(self) -> None:
+    def __init__(self, level: str = "warn") -> None:
+        self.level = level  # "info" logs every request (the bench counts them)
         self.port = free_port()
         self.host = f"localhost:{self.port}"
         self.tmp = Path(tempfile.mkdtemp(prefix="sp-registry-"))
@@ -46,7 +47,7 @@ class Registry:
 
     def start(self) -> Registry:
         config = self.tmp / "config.yml"
-        config.write_text(CONFIG.format(root=self.tmp / "data", port=self.port))
+        config.write_text(CONFIG.format(root=self.tmp / "data", port=self.port, level=self.level))
         self.log = open(self.tmp / "log", "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen([BINARY, "serve", str(config)], stdout=self.log, stderr=subprocess.STDOUT)
 
@@ -69,6 +70,12 @@ class Registry:
             subprocess.run(["docker", "build", "-q", "-t", ref, tmp], check=True, capture_output=True)
         subprocess.run(["docker", "push", ref], check=True, capture_output=True, timeout=60)
         return ref
+
+    def manifest_requests(self) -> int:
+        """Manifest requests served so far (from the info-level log)."""
+        self.log.flush()
+        text = (self.tmp / "log").read_text(errors="replace")
+        return sum(1 for line in text.splitlines() if "/manifests/" in line and "response completed" in line)
 
     def stop(self) -> None:
         """Stop serving (callable twice: a test may stop it to make it unreachable)."""
