@@ -7,11 +7,14 @@ API:
 - ``layout(model, rows) -> Layout``: nodes of the active services at (x, y), edges from each
   dependency to its dependent (cubic path, label for service_healthy/service_completed_successfully),
   width/height of the drawing. Cycles (invalid in Compose anyway) cannot loop forever.
+- Labels never overlap a node or another label: each takes the first free spot along its edge, and
+  is left out (``Edge.placed`` False) when there is none; the edge's style (legend) still says it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import replace
 
 from app.stack.model import ComposeModel
 from app.stack.services import Row
@@ -22,6 +25,10 @@ COL_GAP = 110
 ROW_GAP = 18
 PAD = 16
 EDGE_LABELS = {"service_healthy": "healthy", "service_completed_successfully": "completed"}
+LABEL_CHAR_W = 6.6  # 11px system-ui, generous: the box must cover the drawn text
+LABEL_H = 15
+LABEL_PAD = 3
+LABEL_STOPS = (0.5, 0.35, 0.65, 0.22, 0.78, 0.12, 0.88)  # where along the edge a label may sit, best first
 
 
 @dataclass(frozen=True)
@@ -34,7 +41,7 @@ class Node:
 
     @property
     def label(self) -> str:
-        return self.name if len(self.name) <= 24 else self.name[:23] + "…"
+        return self.name if len(self.name) <= 22 else self.name[:21] + "…"  # 13px mono in a 200px box
 
     @property
     def notes(self) -> list[tuple[str, str]]:
@@ -65,6 +72,16 @@ class Edge:
     label_x: float
     label_y: float
     unmet: bool  # the dependency does not satisfy the condition now
+    placed: bool = True  # False: no free spot for the label; the edge's style and title say the condition
+
+
+    @property
+    def label_box(self) -> tuple[float, float, float, float] | None:
+        """(x, y, width, height) the label's text covers, None when it has none."""
+        if not self.label:
+            return None
+        w = len(self.label) * LABEL_CHAR_W + 2 * LABEL_PAD
+        return (self.label_x - w / 2, self.label_y - LABEL_H + 3, w, LABEL_H)
 
 
 @dataclass(frozen=True)
@@ -99,6 +116,23 @@ def _bezier(p0, p1, p2, p3, t: float) -> tuple[float, float]:
     x = u**3 * p0[0] + 3 * u * u * t * p1[0] + 3 * u * t * t * p2[0] + t**3 * p3[0]
     y = u**3 * p0[1] + 3 * u * u * t * p1[1] + 3 * u * t * t * p2[1] + t**3 * p3[1]
     return x, y
+
+
+def overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+def _place_label(edge: Edge, curve, taken: list[tuple[float, float, float, float]]) -> Edge:
+    """Put the label on the first free spot along its edge (clear of nodes and of labels placed
+    before); with none free the label is left out (placed=False): never two labels on each other."""
+    for t in LABEL_STOPS:
+        x, y = _bezier(*curve, t)
+        moved = replace(edge, label_x=round(x, 1), label_y=round(y - 4, 1))
+        box = moved.label_box
+        if not any(overlap(box, other) for other in taken):
+            taken.append(box)
+            return moved
+    return replace(edge, placed=False)
 
 
 def layout(model: ComposeModel, rows: list[Row]) -> Layout:
@@ -145,6 +179,7 @@ def layout(model: ComposeModel, rows: list[Row]) -> Layout:
             nodes[name] = Node(name=name, x=PAD + d * (NODE_W + COL_GAP),
                                y=int(PAD + offset + i * (NODE_H + ROW_GAP)), row=by_name[name], depth=d)
     edges = []
+    taken: list[tuple[float, float, float, float]] = [(n.x, n.y, NODE_W, NODE_H) for n in nodes.values()]
     for name, node in nodes.items():
         for dep in model.services[name].depends_on:
             src = nodes.get(dep.service)
@@ -154,13 +189,13 @@ def layout(model: ComposeModel, rows: list[Row]) -> Layout:
             p3 = (node.x, node.y + NODE_H / 2)
             bend = max(40.0, (p3[0] - p0[0]) / 2)
             p1, p2 = (p0[0] + bend, p0[1]), (p3[0] - bend, p3[1])
-            lx, ly = _bezier(p0, p1, p2, p3, 0.7)  # near the waiting end: fan-outs spread
-            edges.append(Edge(
+            label = EDGE_LABELS.get(dep.condition, "")
+            edge = Edge(
                 source=dep.service, target=name, condition=dep.condition,
                 path=f"M{p0[0]:.0f},{p0[1]:.0f} C{p1[0]:.0f},{p1[1]:.0f} {p2[0]:.0f},{p2[1]:.0f} "
                      f"{p3[0]:.0f},{p3[1]:.0f}",
-                label=EDGE_LABELS.get(dep.condition, ""), label_x=round(lx, 1), label_y=round(ly - 4, 1),
-                unmet=dep.service in node.row.blocked_by,
-            ))
+                label=label, label_x=0.0, label_y=0.0, unmet=dep.service in node.row.blocked_by,
+            )
+            edges.append(_place_label(edge, (p0, p1, p2, p3), taken) if label else edge)
     return Layout(width=max(width, NODE_W + 2 * PAD), height=max(height, NODE_H + 2 * PAD),
                   nodes=list(nodes.values()), edges=edges, layers=len(columns))

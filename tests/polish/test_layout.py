@@ -109,6 +109,26 @@ def test_table_shape_ports_and_narrow_pages(seeded, page):
 
     shoot(pg, "polish-services", height=1400)
 
+    # the graph: fitted to its frame, no two drawn labels on each other (as Chromium draws them)
+    pg.goto(base + "/graph/")
+    pg.wait_for_selector("svg.depgraph")
+    frame, drawn = pg.evaluate("""() => [document.getElementById('graph-frame').getBoundingClientRect().width,
+        document.querySelector('svg.depgraph').getBoundingClientRect().width]""")
+    assert drawn <= frame, (drawn, frame)
+    boxes = pg.eval_on_selector_all("text.edge-label", """els => els.map(e => {
+        const r = e.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })""")
+    assert len(boxes) >= 10
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not (a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]), (a, b)
+    pg.click("#graph-zoom")  # actual size: unscaled, panned by scrolling inside the frame
+    assert pg.evaluate("""() => { const s = document.querySelector('svg.depgraph');
+        return Math.round(s.getBoundingClientRect().width) === s.width.baseVal.value; }""")
+    pg.click("#graph-zoom")
+    shoot(pg, "polish-graph", height=1000)
+    pg.goto(base + "/activity/")
+    shoot(pg, "polish-activity", height=900)
+
     # every page of the stack at 390 px: nothing wider than the viewport
     pg.set_viewport_size({"width": 390, "height": 800})
     paths = ["/", "/services", "/logs/", "/logs/web", "/graph/", "/activity/", "/config/", "/setup/",
