@@ -123,3 +123,20 @@ def test_rebuild_from_the_row_menu_streams_build_output(built_stack, server_fact
     assert "RUN cat /version" in log and "$ up -d --no-deps -- app" in log
     shoot(pg, "build-run")
     wait_for(lambda: "v2" in _logs(built_stack), timeout=20, message="v2 running")
+
+
+def test_build_plans_put_names_after_the_separator():
+    from pathlib import Path
+
+    from app.errors import OwnContainer
+    from app.stack import Stack
+    from app.stack.actions import plan_build
+
+    stack = Stack(directory=Path("/srv/x"), project="x")
+    plan = plan_build(stack, "rebuild", ["--remove-orphans"], pull=True)
+    assert plan.steps == (("build", "--pull", "--", "--remove-orphans"), ("up", "-d", "--no-deps", "--", "--remove-orphans"))
+    assert plan_build(stack, "upbuild", ["app"], every=["app", "db"]).steps == (("up", "-d", "--build"),)
+    own = plan_build(stack, "upbuild", ["app"], own="sp", every=["app", "sp"], no_cache=True)
+    assert own.steps == (("build", "--no-cache"), ("up", "-d", "--no-deps", "--", "app")) and own.note
+    with pytest.raises(OwnContainer):
+        plan_build(stack, "rebuild", ["sp"], own="sp")

@@ -101,6 +101,14 @@ def test_check_update_rollback(registry, make_stack, app_factory, docker_engine,
         assert run.ok, run.lines_since(0)[0]
         assert _version(proj, "api") == "v1" and _version(proj, "worker") == "v1"
         assert _ids(docker_engine, proj.project)["other"] == before["other"]
+
+        # Update all: the check finds the tag moved again, every service on it recreated (api before worker).
+        updates.check(app.extensions["stackpilot.engine"], _stack(app), _model(app))
+        run = finish(op.post("/updates/stack/update-all"))
+        assert run.ok, run.lines_since(0)[0]
+        assert run.args[run.args.index("pull"):run.args.index("pull") + 4] == ["pull", "--", "api", "worker"]
+        assert _version(proj, "worker") == "v2"
+        assert op.post("/updates/service/fixed/update").status_code == 422  # pinned: never updated
     finally:
         proj.compose("down", "-t", "0", check=False)
         subprocess.run(["docker", "rmi", "-f", v1, *(x for x in [locals().get("v2")] if x)], capture_output=True)
@@ -132,6 +140,13 @@ def test_unreachable_registry_is_reported_per_image(registry, make_stack, app_fa
         assert result.images[busybox_image].state == "local"  # imported here, never pulled: no registry asked
     finally:
         subprocess.run(["docker", "rmi", "-f", dead], capture_output=True)
+
+
+def _model(app):
+    from app.stack.model import load_model
+
+    with app.app_context():
+        return load_model(_stack(app))
 
 
 def _stack(app):
@@ -169,8 +184,9 @@ def test_update_badge_and_run_in_the_browser(registry, make_stack, server_factor
         pg.click("#act-updates button[data-action=update-check]")
         pg.wait_for_selector("#r-web [data-update=update]", timeout=20_000)  # the page reloads when done
         assert pg.locator("#act-updates .count").inner_text() == "1"
-        pg.click("#act-updates summary")
+        pg.locator("#act-updates").evaluate("d => d.open = true")
         shoot(pg, "build-update-badges")
+        pg.locator("#act-updates").evaluate("d => d.open = false")
         pg.click("#menu-web summary")
         pg.once("dialog", lambda d: d.accept())
         pg.click("#menu-web button[data-action=update]")
