@@ -29,6 +29,7 @@ from app.engine.self import own_service
 from app.errors import StackBusy
 from app.errors import StackpilotError
 from app.stack import backups
+from app.stack import caddy
 from app.stack.actions import plan_up
 from app.stack.atomic import atomic_write
 from app.stack.model import model_from_json
@@ -274,6 +275,13 @@ def _execute(job: LaunchJob, plan: Plan, engine: Engine, keep: int, remember) ->
             )
         job.mark("copies", "ok")
 
+    if plan.lan_sites:  # issue 13: Private names get Caddy's internal CA through the file its Caddy imports
+        written = caddy.write_lan_sites(directory, plan.lan_sites)
+        job.line(f"Wrote {written.path.relative_to(directory)}: "
+                 + ", ".join(f"{s.hostname} -> {s.upstream}" for s in written.sites))
+        for var, why in written.skipped:
+            job.line(f"{var} not served with tls internal: {why}.")
+
     job.mark("config", "running")
     remember(plan.settings)
     config = compose.config_json(plan.stack)
@@ -301,6 +309,10 @@ def _execute(job: LaunchJob, plan: Plan, engine: Engine, keep: int, remember) ->
     # Not `up --wait`: it exits 1 when a one-shot job nobody waits on finishes in time for it to
     # notice, and 0 with an unhealthy container. Compose starts in dependency order (waiting on
     # health where depends_on says so); Stackpilot then follows every container to the end.
+    if code == 0 and plan.lan_sites and "caddy" in job.services and own != "caddy":
+        job.line("Restarting caddy so it reads the LAN sites (the page comes back by itself).")
+        code = compose.run(plan.stack, ["restart", "--", "caddy"], on_line=job.line, title="Setup: restart caddy",
+                           user=job.user, wait=10)
     said = next((ln.strip() for ln in reversed(job.output) if ln.strip()), "")
     job.mark("up", "ok" if code == 0 else "failed", "" if code == 0 else f"Compose exited with code {code}: {said}")
 

@@ -11,6 +11,7 @@ from dataclasses import field
 from pathlib import Path
 
 from app.stack import Stack
+from app.stack import caddy
 from app.wizard import envdraft
 from app.wizard.recipe import PrepareStep
 from app.wizard.recipe import Recipe
@@ -39,6 +40,7 @@ class Plan:
     command: list[str] = field(default_factory=list)
     settings: dict = field(default_factory=dict)  # what Stackpilot remembers about the stack
     writes: list[envdraft.Write] = field(default_factory=list)  # every .env value set, old and new
+    lan_sites: dict[str, str] = field(default_factory=dict)  # Private names served by Caddy's addon (issue 13)
 
     @property
     def env_copies(self) -> tuple[str, ...]:
@@ -99,6 +101,15 @@ def build(directory: Path, state: WizardState, recipe: Recipe) -> Plan:
     stack = stack_for(directory, state, recipe)
     draft = envdraft.load(directory, recipe, stack.files, stack.profiles)
     decided = decided_env(state, recipe, draft)
+    # Private names of the stack's own Caddy sites go to the file its Caddy imports, with `tls internal`;
+    # their variables keep the stack's port default (Caddy refuses one name in two TLS policies).
+    _, lan_sites = caddy.split_lan_names(directory, state.https.get("hostnames") or {},
+                                         state.https.get("mode") == "private")
+    for key in lan_sites:
+        if draft.base.get(key):
+            decided[key] = ""
+        else:
+            decided.pop(key, None)
     data = envdraft.render(draft, decided)
     keys = envdraft.changed_keys(draft, decided)
     reasons = {k: "generated" for k in state.generated}
@@ -165,6 +176,10 @@ def build(directory: Path, state: WizardState, recipe: Recipe) -> Plan:
             )
     for copy in recipe.env_copies:
         files.append(FileChange(copy, "copy", "A copy of .env, as the stack expects it there."))
+    if lan_sites:
+        files.append(FileChange(f"caddy-addon/{caddy.LAN_FILE}", "create",
+                                "Caddy's own certificate (tls internal) for " + ", ".join(lan_sites.values())
+                                + "; Caddy is restarted to read it."))
     command = ["docker", "compose", "-p", stack.project]  # shown as the host would type it
     for f in stack.files:
         command += ["-f", f]
@@ -183,4 +198,5 @@ def build(directory: Path, state: WizardState, recipe: Recipe) -> Plan:
         command=command,
         settings=settings,
         writes=envdraft.writes(draft, decided, reasons),
+        lan_sites=lan_sites,
     )
