@@ -126,7 +126,18 @@ def test_table_shape_ports_and_narrow_pages(seeded, page):
         return Math.round(s.getBoundingClientRect().width) === s.width.baseVal.value; }""")
     pg.click("#graph-zoom")
     shoot(pg, "polish-graph", height=1000)
+    # an action through the UI shows on the Activity page with its user, result and output
+    pg.goto(base + "/services")
+    pg.click("#menu-web summary")
+    pg.click("#menu-web button[data-action=restart]")
+    pg.wait_for_selector(".run-status .badge:has-text('exit code 0')", timeout=60_000)
     pg.goto(base + "/activity/")
+    wait_for(lambda: pg.reload() and "service.restart" in pg.locator("tr.audit-row").first.inner_text(),
+             timeout=10, message="the restart in the activity")
+    first = pg.locator("tr.audit-row").first
+    assert "admin" in first.inner_text() and first.locator(".result-ok").count() == 1
+    first.locator("a.run-link").click()
+    pg.wait_for_selector("#run-output .run-panel")
     shoot(pg, "polish-activity", height=900)
 
     # every page of the stack at 390 px: nothing wider than the viewport
