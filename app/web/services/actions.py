@@ -377,8 +377,12 @@ def _interval() -> float:
 @bp.get("/updates/status")
 @require_role("viewer")
 def updates_status():
-    """The check's status; polled while it runs, then the page reloads once to show the row badges."""
+    """The check's status; polled while it runs. A check someone started reloads the page once when
+    done (to show the row badges); a scheduled one (quiet=1) only updates this status."""
     stack = _stack()
     result = updates.cached(stack)
-    html = render_template("services/_updates_status.html", result=result, poll=True)
-    return (html, 200, {}) if result.running else (html, 200, {"HX-Refresh": "true"})
+    quiet = request.args.get("quiet") == "1"
+    html = render_template("services/_updates_status.html", result=result, poll=not quiet)
+    if result.running:
+        return html, 200
+    return (html, 286) if quiet else (html, 200, {"HX-Refresh": "true"})
