@@ -138,6 +138,9 @@ def test_unreachable_registry_is_reported_per_image(registry, make_stack, app_fa
         a = result.images[dead]
         assert a.state == "error" and "connection refused" in a.error and a.services == ("a",)
         assert result.images[busybox_image].state == "local"  # imported here, never pulled: no registry asked
+        op = sign_in(app, app.test_client(), "operator")
+        html = op.get("/services").get_data(as_text=True)
+        assert 'data-update="error"' in html and f'data-ref="{dead}"' in html and "connection refused" in html
     finally:
         subprocess.run(["docker", "rmi", "-f", dead], capture_output=True)
 
