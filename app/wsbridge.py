@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 
 from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer
@@ -22,6 +23,7 @@ from waitress.server import MultiSocketServer
 from waitress.task import WSGITask
 
 log = logging.getLogger(__name__)
+SEND_STALL = 10.0  # seconds a frame may wait for the one before it (ping interval 5 s: two missed)
 
 
 class UpgradeSocket:
@@ -33,17 +35,28 @@ class UpgradeSocket:
         # simple-websocket sends frames from two threads (data and its pings) with send(): while a
         # big frame waits for a slow reader, a ping would land inside it. Whole frames, one at a time.
         self._send_lock = threading.Lock()
+        self._progress = time.monotonic()  # when a frame last went out whole
 
     def send(self, data: bytes, *args) -> int:
-        self.upgraded = True
-        with self._send_lock:
-            self._sock.sendall(data, *args)
+        self.sendall(data, *args)
         return len(data)
 
     def sendall(self, data: bytes, *args) -> None:
         self.upgraded = True
-        with self._send_lock:
+        while not self._send_lock.acquire(timeout=1.0):
+            if time.monotonic() - self._progress > SEND_STALL:
+                # No frame went out for that long (a ping could not even be sent): the peer is
+                # gone, as a missed pong would say. Shutting down also ends the send holding the lock.
+                try:
+                    self._sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                raise OSError("the WebSocket peer stopped reading")
+        try:
             self._sock.sendall(data, *args)
+            self._progress = time.monotonic()
+        finally:
+            self._send_lock.release()
 
     def __getattr__(self, name: str):
         return getattr(self._sock, name)
