@@ -18,12 +18,17 @@ COMPOSE = """services:
     build:
       context: ./app
       network: none
+      target: final
+      args:
+        FLAVOUR: blue
     command: ["sh", "-c", "cat /version; sleep 3600"]
   side:
     image: {image}
     command: ["sleep", "3600"]
 """
-DOCKERFILE = "FROM {image}\nCOPY version /version\nRUN cat /version\n"
+# Build args and target come from the compose model (Compose applies them; we never build by hand).
+DOCKERFILE = ("FROM {image} AS final\nARG FLAVOUR=plain\nRUN echo $FLAVOUR > /flavour\nCOPY version /version\n"
+              "RUN cat /version\n")
 
 
 @pytest.fixture
@@ -60,6 +65,7 @@ def test_rebuild_runs_new_code_and_failed_build_keeps_container(built_stack, app
     assert run.ok, lines
     assert any(line.startswith("#") and "RUN cat /version" in line for line in lines)  # BuildKit plain progress
     wait_for(lambda: "v1" in _logs(built_stack), timeout=20, message="v1 running")
+    assert built_stack.compose("exec", "-T", "app", "cat", "/flavour").stdout.strip() == "blue"  # build arg honoured
     first = _container(docker_engine, built_stack.project)
 
     (built_stack.dir / "app" / "version").write_text("v2\n")
@@ -81,7 +87,7 @@ def test_rebuild_runs_new_code_and_failed_build_keeps_container(built_stack, app
     run = finish(op.post("/build/service/app/rebuild"))
     lines = run.lines_since(0)[0]
     assert run.exit_code not in (0, None)
-    assert "Build failed at step [app 4/4] RUN echo broken && exit 3" in lines[-1], lines[-5:]
+    assert "Build failed at step [app 5/5] RUN echo broken && exit 3" in lines[-1], lines[-5:]
     assert not any(line.startswith("$ up") for line in lines)  # never got to the recreate
     still = _container(docker_engine, built_stack.project)
     assert still.id == second.id and still.status == "running"
