@@ -1,19 +1,15 @@
 """The web layer: blueprints (one per area), security, error pages, the WebSocket extension.
 
 Views here are thin: parse input, call the domain, render a page or a fragment. The request's
-stack, engine and Compose runner come from app.web.context; `store()`, `engine()`, `settings()`
-and `current_stack()` here are thin re-exports kept while other modules move their imports.
+user, stack, engine and Compose runner come from app.web.context; blueprints import nothing back
+from this package. All wiring is in init_app, called by create_app.
 """
 
 from __future__ import annotations
 
 from flask import Flask
 
-from app.web.context import current_stack  # noqa: F401  (re-export, see the module doc)
-from app.web.context import settings  # noqa: F401
-from app.web.context import stack_engine as engine  # noqa: F401
-from app.web.context import store  # noqa: F401
-from app.web.sockets import sock  # noqa: F401
+from app.web.sockets import sock
 
 
 def init_app(app: Flask) -> None:

@@ -9,11 +9,11 @@ from flask import jsonify
 
 from app import wsbridge
 from app.shares import ShareRefused
-from app.web import engine
-from app.web import sock
-from app.web import store
+from app.web.context import stack_engine as engine
+from app.web.context import store
 from app.web.security import public
 from app.web.security import require_role
+from app.web.sockets import sock
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 probe_bp = Blueprint("probes", __name__)  # /livez, /readyz: Kubernetes' and Compose's usual paths

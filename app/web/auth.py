@@ -23,8 +23,8 @@ from app import accounts
 from app import passwords
 from app.errors import InvalidInput
 from app.errors import RateLimited
-from app.web import store
 from app.web.context import registry
+from app.web.context import store
 from app.web.security import client_address
 from app.web.security import login_user
 from app.web.security import logout_user

@@ -30,10 +30,10 @@ from app.engine.events import EventListeners
 from app.engine.stats import StatsSamplers
 from app.errors import StackpilotError
 from app.shares import ShareRefused
-from app.web import current_stack
-from app.web import engine
-from app.web import settings
-from app.web import store
+from app.web.context import current_stack
+from app.web.context import settings
+from app.web.context import stack_engine as engine
+from app.web.context import store
 from app.web.security import require_role
 from app.web.services import snapshot
 from app.web.services.table import table_context

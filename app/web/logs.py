@@ -38,12 +38,12 @@ from app.logstream.options import from_params
 from app.logstream.session import LogSession
 from app.shares import ShareRefused
 from app.shares import Shares
-from app.web import current_stack
-from app.web import engine
-from app.web import settings
-from app.web import sock
-from app.web import store
+from app.web.context import current_stack
+from app.web.context import settings
+from app.web.context import stack_engine as engine
+from app.web.context import store
 from app.web.security import require_role
+from app.web.sockets import sock
 
 log = logging.getLogger(__name__)
 bp = Blueprint("logs", __name__, url_prefix="/logs")

@@ -31,6 +31,8 @@ from flask.sessions import SecureCookieSessionInterface
 from app.errors import Forbidden
 from app.shares import Shares
 from app.store import User
+from app.web.context import settings
+from app.web.context import store
 
 log = logging.getLogger(__name__)
 ROLES = {"viewer": 1, "operator": 2, "admin": 3}
@@ -103,8 +105,6 @@ def csrf_token() -> str:
 
 def login_user(user: User) -> None:
     """Start a fresh server-side session for user (a new id: no session fixation)."""
-    from app.web import store
-
     session.clear()
     sid = secrets.token_urlsafe(32)
     store().add_session(sid, user.id, client=client_address())
@@ -114,8 +114,6 @@ def login_user(user: User) -> None:
 
 
 def logout_user() -> None:
-    from app.web import store
-
     if sid := session.get("sid"):
         store().delete_session(sid)
     session.clear()
@@ -278,9 +276,6 @@ def is_websocket_handshake() -> bool:
 
 
 def _load_user() -> None:
-    from app.web import settings
-    from app.web import store
-
     g.user = None
     sid = session.get("sid")
     if sid:
@@ -305,8 +300,6 @@ def _gate() -> Any:
     view = current_app.view_functions.get(request.endpoint)
     is_public = request.endpoint == "static" or getattr(view, "stackpilot_public", False)
     if not is_public and getattr(view, "stackpilot_until_claimed", False):
-        from app.web import store
-
         is_public = g.claim_open = store().count_users("admin") == 0
 
     if request.method in UNSAFE_METHODS or is_websocket_handshake():

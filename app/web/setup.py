@@ -23,12 +23,12 @@ from app.errors import InvalidInput
 from app.errors import StackpilotError
 from app.stack import Stack
 from app.stack import model as stack_model
-from app.web import engine
-from app.web import settings
-from app.web import store
 from app.web.auth import access
 from app.web.context import current_stack
+from app.web.context import settings
 from app.web.context import settings_key
+from app.web.context import stack_engine as engine
+from app.web.context import store
 from app.web.security import client_address
 from app.web.security import login_user
 from app.web.security import public_until_claimed

@@ -42,7 +42,6 @@ from app.errors import StackBusy
 from app.errors import StackpilotError
 from app.shares import ShareRefused
 from app.stack.model import load_model
-from app.web import sock
 from app.web.context import current_stack
 from app.web.context import settings
 from app.web.context import stack_engine
@@ -50,6 +49,7 @@ from app.web.context import store
 from app.web.security import CSP
 from app.web.security import has_role
 from app.web.security import require_role
+from app.web.sockets import sock
 
 log = logging.getLogger(__name__)
 bp = Blueprint("shell", __name__, url_prefix="/shell")

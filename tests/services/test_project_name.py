@@ -2,7 +2,7 @@
 
 import pytest
 
-from app.web import current_stack
+from app.web.context import current_stack
 
 
 @pytest.mark.parametrize(

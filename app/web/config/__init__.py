@@ -23,11 +23,11 @@ from app.stack import recipes
 from app.stack import schema as schema_mod
 from app.stack.envfile import EnvDocument
 from app.stack.envfile import check_key
-from app.web import current_stack
-from app.web import engine
-from app.web import settings
-from app.web import store
 from app.web.config import impact
+from app.web.context import current_stack
+from app.web.context import settings
+from app.web.context import stack_engine as engine
+from app.web.context import store
 from app.web.security import require_role
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ from app.web.config import _audit
 from app.web.config import _require_editor
 from app.web.config import bp
 from app.web.config import commit
+from app.web.context import settings
 from app.web.security import require_role
 
 
@@ -24,8 +25,6 @@ def backups_page():
 
 
 def _keep() -> int:
-    from app.web import settings
-
     return settings().backups_keep
 
 

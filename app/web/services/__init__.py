@@ -26,8 +26,8 @@ from app.stack.model import load_model
 from app.stack.model import model_from_json
 from app.stack.services import Row
 from app.stack.services import build_rows
-from app.web import current_stack
-from app.web import engine
+from app.web.context import current_stack
+from app.web.context import stack_engine as engine
 
 log = logging.getLogger(__name__)
 

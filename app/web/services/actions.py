@@ -40,10 +40,11 @@ from app.stack.actions import plan_stack
 from app.stack.model import load_model
 from app.stack.proxy import proxy_service
 from app.stack.updates import start_steps
-from app.web import current_stack
-from app.web import engine
-from app.web import settings
-from app.web import store
+from app.web.context import current_stack
+from app.web.context import settings
+from app.web.context import stack_engine as engine
+from app.web.context import stack_runner
+from app.web.context import store
 from app.web.security import require_role
 from app.web.services import bp
 
@@ -172,7 +173,8 @@ def stack_action(action: str):
 @require_role("operator")  # Compose output can quote .env values
 def run_lines(run_id: str):
     """New output of a run after line `after`; 286 (stop polling) once it has finished."""
-    run = compose.get_run(run_id)
+    runner = stack_runner()  # only this stack's runs: another stack's output is not shown here
+    run = runner.get_run(run_id) if runner is not None else None
     if run is None:
         abort(404)
     after = request.args.get("after", "0")
@@ -188,7 +190,8 @@ def run_lines(run_id: str):
 @require_role("operator")  # Compose output can quote .env values
 def run_panel(run_id: str):
     """The whole panel of a run (to reopen it from the list of recent actions)."""
-    run = compose.get_run(run_id)
+    runner = stack_runner()  # only this stack's runs: another stack's output is not shown here
+    run = runner.get_run(run_id) if runner is not None else None
     if run is None:
         abort(404)
     lines, after = run.lines_since(0)

@@ -21,10 +21,10 @@ from app.errors import StackpilotError
 from app.stack import backups
 from app.stack import default_files
 from app.stack.model import forget
-from app.web import current_stack
-from app.web import settings
-from app.web import store
+from app.web.context import current_stack
+from app.web.context import settings
 from app.web.context import settings_key
+from app.web.context import store
 from app.web.security import require_role
 from app.web.services import bp
 from app.wizard import state as wizard_state
