@@ -19,6 +19,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from app import settings as settings_module
     from app.engine import Engine
     from app.engine.registry import EngineRegistry
+    from app.engine.stats import StatsSamplers
     from app.stack.registry import StackRegistry
     from app.store import Store
 
@@ -47,6 +48,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     local_engine = Engine(settings.docker_host)
     app.extensions["stackpilot.engine"] = local_engine
     engines = app.extensions["stackpilot.engines"] = EngineRegistry(local_engine)
+    # One stats sampler per engine, made on first use and running only while someone watches.
+    samplers = app.extensions["stackpilot.samplers"] = StatsSamplers()
+    app.extensions["stackpilot.stats"] = samplers.get(local_engine)
+    app.extensions.setdefault("stackpilot.shutdown", []).append(samplers.stop)
     # One Compose runner per stack, all owned here: locks, runs and live processes per app.
     runners = app.extensions["stackpilot.runners"] = compose.Runners(settings.compose_command, engines)
     app.extensions.setdefault("stackpilot.shutdown", []).append(runners.shutdown)

@@ -472,11 +472,6 @@ class StatsSamplers:
         self._samplers: dict[str, StatsSampler] = {}
         self._lock = threading.Lock()
 
-    def add(self, engine: Engine, sampler: StatsSampler) -> StatsSampler:
-        """Adopt an existing sampler (the local one the web layer made) as the engine's."""
-        with self._lock:
-            return self._samplers.setdefault(engine.id, sampler)
-
     def get(self, engine: Engine) -> StatsSampler:
         with self._lock:
             sampler = self._samplers.get(engine.id)

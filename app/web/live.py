@@ -27,7 +27,6 @@ from flask import stream_with_context
 
 from app import wsbridge
 from app.engine.events import EventListeners
-from app.engine.stats import StatsSamplers
 from app.errors import StackpilotError
 from app.shares import ShareRefused
 from app.web.context import current_stack
@@ -57,12 +56,8 @@ def init_app(app: Flask) -> None:
     """One event listener and one stats sampler per engine, stopped at shutdown; a budget of threads."""
     listeners = EventListeners()
     app.extensions[LISTENERS] = listeners
-    samplers = StatsSamplers()
-    if "stackpilot.stats" in app.extensions:  # the local engine's sampler, made by the services area
-        samplers.add(app.extensions["stackpilot.engine"], app.extensions["stackpilot.stats"])
-    app.extensions[SAMPLERS] = samplers
     hooks = app.extensions.setdefault("stackpilot.shutdown", [])
-    hooks += [listeners.stop, samplers.stop]
+    hooks.append(listeners.stop)
     shares = app.extensions.get(SHARES)
     if shares is not None:
         # A quarter of the streaming threads for live pages: log views and downloads keep theirs.

@@ -27,6 +27,7 @@ from app.web.config import impact
 from app.web.context import current_stack
 from app.web.context import settings
 from app.web.context import stack_engine as engine
+from app.web.context import stack_settings
 from app.web.context import store
 from app.web.security import require_role
 
@@ -67,8 +68,8 @@ class Editor:
 
 
 def _recipe(stack: Stack) -> recipes.Recipe | None:
-    saved = store().get_setting("stack") or {}
-    name = saved.get("recipe") if isinstance(saved, dict) else None
+    saved = stack_settings()
+    name = saved.get("recipe")
     if name:
         try:
             return recipes.load(name)

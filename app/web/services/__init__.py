@@ -46,7 +46,8 @@ class Snapshot:
 
 
 def sampler() -> StatsSampler:
-    return current_app.extensions["stackpilot.stats"]
+    """The stats sampler of this request's stack's engine."""
+    return current_app.extensions["stackpilot.samplers"].get(engine())
 
 
 def snapshot() -> Snapshot:
@@ -91,12 +92,9 @@ def _from_containers(snap: Snapshot) -> Snapshot:
 
 
 def init_app(app: Flask) -> None:
-    """Point the Compose runner at our settings and own the stats sampler's lifetime."""
+    """Point the Compose runner at our settings; stop Compose runs at shutdown."""
     compose.configure(settings_of(app).compose_command, settings_of(app).docker_host)
-    stats = StatsSampler(app.extensions["stackpilot.engine"])
-    app.extensions["stackpilot.stats"] = stats
-    app.extensions.setdefault("stackpilot.shutdown", []).append(stats.stop)
-    app.extensions["stackpilot.shutdown"].append(compose.shutdown)
+    app.extensions.setdefault("stackpilot.shutdown", []).append(compose.shutdown)
 
 
 def settings_of(app: Flask):
