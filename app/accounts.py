@@ -51,8 +51,17 @@ class Throttle:
     concurrent guesses cannot all slip under the limit; a right password clears its pair.
     """
 
-    def __init__(self, store: Store, *, per_pair: int = 5, per_address: int = 20, per_claim: int = 10,
-                 first_delay: float = 5, cap: float = 15 * 60, forget_after: float = 6 * 3600) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        per_pair: int = 5,
+        per_address: int = 20,
+        per_claim: int = 10,
+        first_delay: float = 5,
+        cap: float = 15 * 60,
+        forget_after: float = 6 * 3600,
+    ) -> None:
         self.store = store
         self.first_delay = first_delay
         self.free = {"pair": per_pair, "addr": per_address, "claim": per_claim}
@@ -174,9 +183,7 @@ class SetupToken:
         return user
 
 
-def start_up(
-    store: Store, data_dir: Path, admin_user: str, password_file: Path | None, link_base: str
-) -> SetupToken:
+def start_up(store: Store, data_dir: Path, admin_user: str, password_file: Path | None, link_base: str) -> SetupToken:
     """At start: create the admin from the password file, or print a fresh setup token."""
     token = SetupToken(data_dir, Throttle(store))
     if password_file is not None and not store.count_users("admin"):
@@ -205,8 +212,7 @@ def start_up(
 def check_username(username: str) -> None:
     if not USERNAME.match(username):
         raise InvalidInput(
-            "A username is 1 to 64 letters, digits, dots, dashes, underscores or @, "
-            "starting with a letter or digit."
+            "A username is 1 to 64 letters, digits, dots, dashes, underscores or @, starting with a letter or digit."
         )
 
 
@@ -245,8 +251,9 @@ def remove_user(store: Store, user_id: int) -> User:
     return user
 
 
-def change_password(store: Store, throttle: Throttle, client: str, user: User, current: str, new: str,
-                    confirm: str) -> None:
+def change_password(
+    store: Store, throttle: Throttle, client: str, user: User, current: str, new: str, confirm: str
+) -> None:
     """Replace user's password after checking the current one (throttled like a sign-in)."""
     if new != confirm:
         raise InvalidInput("The new password and its confirmation differ.")

@@ -102,12 +102,18 @@ def read(store: Store, reader: Reader, filters: Filters, page: int = 1, size: in
     where, args = _where(reader, filters)
     rows = store.select(
         f"SELECT id, at, username, action, target, result, detail, stack FROM audit WHERE {where} "
-        "ORDER BY id DESC LIMIT ? OFFSET ?", [*args, size + 1, (page - 1) * size])
+        "ORDER BY id DESC LIMIT ? OFFSET ?",
+        [*args, size + 1, (page - 1) * size],
+    )
     out = [Row(*r) for r in rows[:size]]
     vis, vargs = _visibility(reader)
     options = {
-        col: [r[0] for r in store.select(f"SELECT DISTINCT {col} FROM audit WHERE {vis} AND {col} != '' "
-                                         f"ORDER BY {col} LIMIT 200", vargs)]
+        col: [
+            r[0]
+            for r in store.select(
+                f"SELECT DISTINCT {col} FROM audit WHERE {vis} AND {col} != '' ORDER BY {col} LIMIT 200", vargs
+            )
+        ]
         for col in ("stack", "username", "action")
     }
     return Page(out, page, len(rows) > size, options)

@@ -206,8 +206,7 @@ class Runners:
             return [found]
         if found := shutil.which("docker"):
             return [found, "compose"]
-        raise ComposeUnavailable(
-            "Docker Compose v2 was not found: neither `docker-compose` nor `docker` is on PATH.")
+        raise ComposeUnavailable("Docker Compose v2 was not found: neither `docker-compose` nor `docker` is on PATH.")
 
     def env(self, engine_id: str = "local") -> dict[str, str]:
         """The environment of a Compose subprocess acting on engine_id."""
@@ -232,8 +231,14 @@ class Runners:
         if key in self._version:
             return self._version[key]
         try:
-            done = subprocess.run([*command, "version", "--short"], capture_output=True, text=True,
-                                  timeout=VERSION_TIMEOUT, env=self.env(), stdin=subprocess.DEVNULL)
+            done = subprocess.run(
+                [*command, "version", "--short"],
+                capture_output=True,
+                text=True,
+                timeout=VERSION_TIMEOUT,
+                env=self.env(),
+                stdin=subprocess.DEVNULL,
+            )
         except FileNotFoundError:
             raise ComposeUnavailable(f"Docker Compose was not found ({' '.join(command)}).") from None
         except subprocess.TimeoutExpired:
@@ -254,17 +259,22 @@ class Runners:
         """Ask Compose which project name it would use here (top-level ``name:``,
         ``COMPOSE_PROJECT_NAME`` in .env, else the folder); cached until a file changes."""
         watched = [directory / f for f in files] + [directory / ".env"]
-        key = (str(directory), tuple(files),
-               tuple(p.stat().st_mtime_ns if p.exists() else 0 for p in watched))
+        key = (str(directory), tuple(files), tuple(p.stat().st_mtime_ns if p.exists() else 0 for p in watched))
         if key in self._names:
             return self._names[key]
         args = [*self.compose_command(), "--project-directory", str(directory)]
         for name in files:
             args += ["-f", str(directory / name)]
         try:
-            done = subprocess.run([*args, "config", "--format", "json", "--no-interpolate"],
-                                  capture_output=True, text=True, timeout=CONFIG_TIMEOUT, env=self.env(),
-                                  cwd=directory, stdin=subprocess.DEVNULL)
+            done = subprocess.run(
+                [*args, "config", "--format", "json", "--no-interpolate"],
+                capture_output=True,
+                text=True,
+                timeout=CONFIG_TIMEOUT,
+                env=self.env(),
+                cwd=directory,
+                stdin=subprocess.DEVNULL,
+            )
         except FileNotFoundError:
             raise ComposeUnavailable(f"Docker Compose was not found ({args[0]}).") from None
         except NotADirectoryError:
@@ -274,8 +284,9 @@ class Runners:
         try:
             name = json.loads(done.stdout)["name"]
         except (ValueError, KeyError, TypeError):
-            raise ComposeFailed("Docker Compose could not read the stack's files.",
-                                detail=(done.stderr or "")[-2000:]) from None
+            raise ComposeFailed(
+                "Docker Compose could not read the stack's files.", detail=(done.stderr or "")[-2000:]
+            ) from None
         self._names[key] = name
         return name
 
@@ -365,8 +376,9 @@ class ComposeRunner:
     def _cwd(self) -> Path | None:
         return self.stack.directory if self.stack.directory.is_dir() else None
 
-    def config_json(self, env_file: Path | None = None, profiles: Sequence[str] | None = None,
-                    all_profiles: bool = False) -> dict:
+    def config_json(
+        self, env_file: Path | None = None, profiles: Sequence[str] | None = None, all_profiles: bool = False
+    ) -> dict:
         """The canonical model from `config --format json` (resolves include/extends/.env);
         ComposeFailed with Compose's stderr on an invalid file (remembered briefly, see FAILURE_TTL)."""
         self.runners.compose_version()
@@ -392,8 +404,15 @@ class ComposeRunner:
         if self._cwd() is None:
             raise ComposeFailed(f"The stack's folder {self.stack.directory} is not reachable from Stackpilot.")
         try:
-            done = subprocess.run(args, capture_output=True, text=True, timeout=CONFIG_TIMEOUT,
-                                  env=self.env(), stdin=subprocess.DEVNULL, cwd=self._cwd())
+            done = subprocess.run(
+                args,
+                capture_output=True,
+                text=True,
+                timeout=CONFIG_TIMEOUT,
+                env=self.env(),
+                stdin=subprocess.DEVNULL,
+                cwd=self._cwd(),
+            )
         except subprocess.TimeoutExpired:
             raise ComposeFailed("`docker compose config` did not finish in time.") from None
         except OSError as e:
@@ -404,8 +423,9 @@ class ComposeRunner:
         except ValueError:
             parsed = None
         if not isinstance(parsed, dict):
-            raise ComposeFailed("The compose files are not valid.",
-                                detail=_failure_text(done.stderr or done.stdout[:2000]))
+            raise ComposeFailed(
+                "The compose files are not valid.", detail=_failure_text(done.stderr or done.stdout[:2000])
+            )
         return parsed
 
     def model(self, refresh: bool = False):
@@ -415,8 +435,15 @@ class ComposeRunner:
     def query(self, args: Sequence[str], timeout: float = CONFIG_TIMEOUT) -> subprocess.CompletedProcess:
         """A short read-only Compose call, without the stack lock; output captured as text."""
         try:
-            return subprocess.run([*self.base_args(), *args], capture_output=True, text=True, timeout=timeout,
-                                  env=self.env(), stdin=subprocess.DEVNULL, cwd=self._cwd())
+            return subprocess.run(
+                [*self.base_args(), *args],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=self.env(),
+                stdin=subprocess.DEVNULL,
+                cwd=self._cwd(),
+            )
         except subprocess.TimeoutExpired:
             raise ComposeFailed(f"`docker compose {' '.join(args[:2])}` did not finish in time.") from None
         except OSError as e:
@@ -473,16 +500,31 @@ class ComposeRunner:
     def _new_run(self, args: Sequence[str], title: str, user: str) -> Run:
         args = [str(a) for a in args]
         hostpaths.check_binds(self.stack.directory, self.stack.files, args)  # `~` binds refused in here
-        return Run(id=secrets.token_urlsafe(9), project=self.stack.project, title=title or " ".join(args[:2]),
-                   args=args, user=user, engine=self.engine_id)
+        return Run(
+            id=secrets.token_urlsafe(9),
+            project=self.stack.project,
+            title=title or " ".join(args[:2]),
+            args=args,
+            user=user,
+            engine=self.engine_id,
+        )
 
     def _execute(self, run: Run, timeout: float, on_line: Callable[[str], None] | None) -> int:
         argv = [*self.base_args(), "--progress", "plain", *run.args]
         log.info("compose %s/%s: %s", self.engine_id, self.stack.project, " ".join(run.args))
         try:
-            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, text=True, errors="replace", bufsize=1,
-                                    env=self.env(), cwd=self._cwd(), start_new_session=True)
+            proc = subprocess.Popen(
+                argv,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                errors="replace",
+                bufsize=1,
+                env=self.env(),
+                cwd=self._cwd(),
+                start_new_session=True,
+            )
         except OSError as e:
             raise ComposeUnavailable(f"Docker Compose could not be run: {e.strerror or e}") from None
 
@@ -513,8 +555,15 @@ class ComposeRunner:
             return -1
         return code
 
-    def run(self, args: Sequence[str], on_line: Callable[[str], None] | None = None, title: str = "",
-            user: str = "", timeout: float = ACTION_TIMEOUT, wait: float = 0) -> int:
+    def run(
+        self,
+        args: Sequence[str],
+        on_line: Callable[[str], None] | None = None,
+        title: str = "",
+        user: str = "",
+        timeout: float = ACTION_TIMEOUT,
+        wait: float = 0,
+    ) -> int:
         """Run a Compose action in this thread under the stack lock; returns its exit code."""
         self.runners.compose_version()
         job = self._new_run(args, title, user)
@@ -528,9 +577,15 @@ class ComposeRunner:
             self._release()
         return code
 
-    def start(self, args: Sequence[str], title: str = "", user: str = "",
-              on_done: Callable[[Run], None] | None = None, timeout: float = ACTION_TIMEOUT,
-              wait: float = 0) -> Run:
+    def start(
+        self,
+        args: Sequence[str],
+        title: str = "",
+        user: str = "",
+        on_done: Callable[[Run], None] | None = None,
+        timeout: float = ACTION_TIMEOUT,
+        wait: float = 0,
+    ) -> Run:
         """Start a Compose action in a background thread; StackBusy is raised here, not later."""
         self.runners.compose_version()
         job = self._new_run(args, title, user)
@@ -610,8 +665,9 @@ def base_args(stack: Stack, profiles: Sequence[str] | None = None) -> list[str]:
     return runners().for_stack(stack).base_args(profiles)
 
 
-def config_json(stack: Stack, env_file: Path | None = None, profiles: Sequence[str] | None = None,
-                all_profiles: bool = False) -> dict:
+def config_json(
+    stack: Stack, env_file: Path | None = None, profiles: Sequence[str] | None = None, all_profiles: bool = False
+) -> dict:
     return runners().for_stack(stack).config_json(env_file, profiles, all_profiles)
 
 
@@ -639,14 +695,27 @@ def recent_runs(stack: Stack, limit: int = 5) -> list[Run]:
     return runners().for_stack(stack).recent_runs(limit)
 
 
-def run(stack: Stack, args: Sequence[str], on_line: Callable[[str], None] | None = None, title: str = "",
-        user: str = "", timeout: float = ACTION_TIMEOUT, wait: float = 0) -> int:
+def run(
+    stack: Stack,
+    args: Sequence[str],
+    on_line: Callable[[str], None] | None = None,
+    title: str = "",
+    user: str = "",
+    timeout: float = ACTION_TIMEOUT,
+    wait: float = 0,
+) -> int:
     return runners().for_stack(stack).run(args, on_line, title, user, timeout, wait)
 
 
-def start(stack: Stack, args: Sequence[str], title: str = "", user: str = "",
-          on_done: Callable[[Run], None] | None = None, timeout: float = ACTION_TIMEOUT,
-          wait: float = 0) -> Run:
+def start(
+    stack: Stack,
+    args: Sequence[str],
+    title: str = "",
+    user: str = "",
+    on_done: Callable[[Run], None] | None = None,
+    timeout: float = ACTION_TIMEOUT,
+    wait: float = 0,
+) -> Run:
     return runners().for_stack(stack).start(args, title, user, on_done, timeout, wait)
 
 

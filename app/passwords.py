@@ -116,8 +116,13 @@ def verify_password(password: str, stored: str) -> bool:
         expected = _unb64(digest)
         with _slots:
             actual = hashlib.scrypt(
-                password.encode(), salt=_unb64(salt), n=int(n), r=int(r), p=int(p),
-                maxmem=_MAXMEM, dklen=len(expected),
+                password.encode(),
+                salt=_unb64(salt),
+                n=int(n),
+                r=int(r),
+                p=int(p),
+                maxmem=_MAXMEM,
+                dklen=len(expected),
             )
     except (ValueError, TypeError):
         return False

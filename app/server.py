@@ -56,8 +56,13 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log.info("Stackpilot %s serving on http://%s:%s (%d threads)",
-             app.config["VERSION"], settings.host, settings.port, settings.threads)
+    log.info(
+        "Stackpilot %s serving on http://%s:%s (%d threads)",
+        app.config["VERSION"],
+        settings.host,
+        settings.port,
+        settings.threads,
+    )
     try:
         server.run()
     finally:

@@ -21,8 +21,12 @@ from dataclasses import field
 
 from app.errors import RateLimited
 
-KIND_WORDS = {"logs": ("log view", "log views"), "download": ("download", "downloads"),
-              "terminal": ("terminal", "terminals"), "echo": ("echo socket", "echo sockets")}
+KIND_WORDS = {
+    "logs": ("log view", "log views"),
+    "download": ("download", "downloads"),
+    "terminal": ("terminal", "terminals"),
+    "echo": ("echo socket", "echo sockets"),
+}
 
 
 class ShareRefused(RateLimited):
@@ -58,8 +62,9 @@ class Share:
 class Shares:
     """Counts the streams held, per kind and per user, against the caps."""
 
-    def __init__(self, streams: int, per_user: dict[str, int], per_kind: dict[str, int] | None = None,
-                 reserved: int = 0) -> None:
+    def __init__(
+        self, streams: int, per_user: dict[str, int], per_kind: dict[str, int] | None = None, reserved: int = 0
+    ) -> None:
         self.streams = max(1, streams)
         self.per_user = dict(per_user)
         self.per_kind = dict(per_kind or {})
@@ -75,17 +80,20 @@ class Shares:
             if cap is not None and mine >= cap:
                 raise ShareRefused(
                     f"You already have {_words(kind, mine)} open, the most one person may have. "
-                    f"Close one (another tab or window), then try again.")
+                    f"Close one (another tab or window), then try again."
+                )
             kind_total = sum(n for (k, _), n in self._held.items() if k == kind)
             if kind in self.per_kind and kind_total >= self.per_kind[kind]:
                 raise ShareRefused(
                     f"Too many open {KIND_WORDS.get(kind, (kind, kind))[1]} ({self.per_kind[kind]}); "
-                    f"open now: {self._holders(kind)}. Close one (or ask), then try again.")
+                    f"open now: {self._holders(kind)}. Close one (or ask), then try again."
+                )
             total = sum(self._held.values())
             if total >= self.streams:
                 raise ShareRefused(
                     f"The server is streaming as much as it may ({self._holders(None)}); "
-                    f"{self.reserved} threads stay free for pages. Try again when one ends.")
+                    f"{self.reserved} threads stay free for pages. Try again when one ends."
+                )
             self._held[(kind, user)] += 1
             return Share(self, kind, user)
 
@@ -109,5 +117,6 @@ class Shares:
 
     def held(self, kind: str | None = None, user: str | None = None) -> int:
         with self._lock:
-            return sum(n for (k, u), n in self._held.items()
-                       if (kind is None or k == kind) and (user is None or u == user))
+            return sum(
+                n for (k, u), n in self._held.items() if (kind is None or k == kind) and (user is None or u == user)
+            )

@@ -266,21 +266,22 @@ class Store:
 
     def delete_other_sessions(self, user_id: int, keep: str | None) -> int:
         with self.transaction() as conn:
-            cur = conn.execute(
-                "DELETE FROM sessions WHERE user_id = ? AND id IS NOT ?", (user_id, keep)
-            )
+            cur = conn.execute("DELETE FROM sessions WHERE user_id = ? AND id IS NOT ?", (user_id, keep))
         return cur.rowcount
 
     # -- throttles (sign-in and setup-token failures) ----------------------------------------
-    def count_attempt(self, keys: Sequence[str], wait_for: Callable[[str, int], float],
-                      forget_after: float) -> float:
+    def count_attempt(self, keys: Sequence[str], wait_for: Callable[[str, int], float], forget_after: float) -> float:
         """Atomically: the seconds some key must still wait (nothing counted), or 0 after counting
         this attempt on every key. Counting before the check is what makes the limit unraceable."""
         marks = ",".join("?" * len(keys))
         with self.transaction() as conn:
             now = time.time()  # inside the lock: a concurrent attempt's last_at is never "ahead"
-            rows = {r["key"]: r for r in conn.execute(
-                f"SELECT key, failures, last_at FROM throttles WHERE key IN ({marks})", tuple(keys))}
+            rows = {
+                r["key"]: r
+                for r in conn.execute(
+                    f"SELECT key, failures, last_at FROM throttles WHERE key IN ({marks})", tuple(keys)
+                )
+            }
             counts = {}
             wait = 0.0
             for key in keys:
@@ -304,8 +305,7 @@ class Store:
     def refund_attempt(self, keys: Sequence[str]) -> None:
         """Take back one counted attempt (it was not a failure: the check never ran)."""
         with self.transaction() as conn:
-            conn.executemany("UPDATE throttles SET failures = MAX(0, failures - 1) WHERE key = ?",
-                             [(k,) for k in keys])
+            conn.executemany("UPDATE throttles SET failures = MAX(0, failures - 1) WHERE key = ?", [(k,) for k in keys])
 
     def clear_throttle(self, keys: Sequence[str]) -> None:
         with self.transaction() as conn:
@@ -323,8 +323,7 @@ class Store:
     def set_setting(self, key: str, value: Any) -> None:
         with self.transaction() as conn:
             conn.execute(
-                "INSERT INTO settings (key, value) VALUES (?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (key, json.dumps(value)),
             )
 
@@ -333,8 +332,15 @@ class Store:
     # "the current request's stack, or the stack of the Compose run finishing in this thread".
     audit_stack: Callable[[], str] = staticmethod(lambda: "")
 
-    def audit(self, username: str, action: str, target: str = "", result: str = "ok",
-              detail: str = "", stack: str | None = None) -> None:
+    def audit(
+        self,
+        username: str,
+        action: str,
+        target: str = "",
+        result: str = "ok",
+        detail: str = "",
+        stack: str | None = None,
+    ) -> None:
         """Record who did what to which target (on which stack), and how it ended. Never pass secret values."""
         stack = self.audit_stack() if stack is None else stack
         with self.transaction() as conn:
@@ -348,10 +354,14 @@ class Store:
         return self._conn().execute(sql, tuple(args)).fetchall()
 
     def audit_events(self, limit: int = 100) -> list[AuditEvent]:
-        rows = self._conn().execute(
-            "SELECT at, username, action, target, result, detail FROM audit ORDER BY id DESC LIMIT ?",
-            (limit,),
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT at, username, action, target, result, detail FROM audit ORDER BY id DESC LIMIT ?",
+                (limit,),
+            )
+            .fetchall()
+        )
         return [AuditEvent(*r) for r in rows]
 
     # -- user changes that must leave at least one admin (access area) -----------------------

@@ -59,8 +59,17 @@ def digest(secret: str, plain: str) -> str:
 
 
 def _token(row) -> Token:
-    return Token(row["id"], row["user_id"], row["name"], row["role"], row["created_at"], row["expires_at"],
-                 row["last_used_at"], row["last_used_from"], row["revoked_at"])
+    return Token(
+        row["id"],
+        row["user_id"],
+        row["name"],
+        row["role"],
+        row["created_at"],
+        row["expires_at"],
+        row["last_used_at"],
+        row["last_used_from"],
+        row["revoked_at"],
+    )
 
 
 def create(store: Store, secret: str, owner: User, name: str, role: str, days: int | None = None) -> tuple[str, Token]:
@@ -78,11 +87,14 @@ def create(store: Store, secret: str, owner: User, name: str, role: str, days: i
     now = time.time()
     expires = now + days * 86400 if days else None
     with store.transaction() as conn:
-        if conn.execute("SELECT 1 FROM api_tokens WHERE user_id = ? AND name = ? AND revoked_at IS NULL",
-                        (owner.id, name)).fetchone():
+        if conn.execute(
+            "SELECT 1 FROM api_tokens WHERE user_id = ? AND name = ? AND revoked_at IS NULL", (owner.id, name)
+        ).fetchone():
             raise InvalidInput(f"You already have a token named {name!r}; revoke it or choose another name.")
-        cur = conn.execute("INSERT INTO api_tokens (user_id, name, role, hash, created_at, expires_at) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", (owner.id, name, role, digest(secret, plain), now, expires))
+        cur = conn.execute(
+            "INSERT INTO api_tokens (user_id, name, role, hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (owner.id, name, role, digest(secret, plain), now, expires),
+        )
         token_id = cur.lastrowid
     return plain, get(store, owner.id, token_id)
 
@@ -95,8 +107,9 @@ def get(store: Store, user_id: int, token_id: int) -> Token:
 
 
 def of_user(store: Store, user_id: int) -> list[Token]:
-    rows = store.select("SELECT * FROM api_tokens WHERE user_id = ? ORDER BY revoked_at IS NOT NULL, id DESC",
-                        (user_id,))
+    rows = store.select(
+        "SELECT * FROM api_tokens WHERE user_id = ? ORDER BY revoked_at IS NOT NULL, id DESC", (user_id,)
+    )
     return [_token(r) for r in rows]
 
 
@@ -126,8 +139,9 @@ def authenticate(store: Store, secret: str, plain: str, address: str) -> tuple[T
     now = time.time()
     if token.last_used_at is None or now - token.last_used_at > TOUCH_EVERY or token.last_used_from != address:
         with store.transaction() as conn:
-            conn.execute("UPDATE api_tokens SET last_used_at = ?, last_used_from = ? WHERE id = ?",
-                         (now, address, token.id))
+            conn.execute(
+                "UPDATE api_tokens SET last_used_at = ?, last_used_from = ? WHERE id = ?", (now, address, token.id)
+            )
     return token, User(owner.id, owner.username, role, "")
 
 
@@ -151,8 +165,9 @@ class RateLimit:
                 hits.popleft()
             if len(hits) >= self.limit:
                 wait = max(1, math.ceil(self.window - (now - hits[0])))
-                error = RateLimited(f"More than {self.limit} API requests in {int(self.window)} s; "
-                                    f"try again in {wait} s.")
+                error = RateLimited(
+                    f"More than {self.limit} API requests in {int(self.window)} s; try again in {wait} s."
+                )
                 error.retry_after = wait
                 raise error
             hits.append(now)

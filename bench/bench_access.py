@@ -91,8 +91,7 @@ def main() -> None:
             row(
                 "50 concurrent valid claims",
                 f"{valid * 1000:.0f} ms",
-                f"{valid / one_hash:.2f}x one hash "
-                f"({codes.count(1)} claim won, {codes.count(302)} sent to sign in)",
+                f"{valid / one_hash:.2f}x one hash ({codes.count(1)} claim won, {codes.count(302)} sent to sign in)",
             )
             s, csrf = prepared(srv, "/login", 1)[0]
             form = {"username": "u0", "password": "wrong-password!", "csrf_token": csrf}
@@ -100,9 +99,7 @@ def main() -> None:
                 timed(lambda: s.post(srv.url + "/login", data=form, headers={"Origin": srv.url}, timeout=30))
                 for _ in range(5)
             ]
-            throttled = timed(
-                lambda: s.post(srv.url + "/login", data=form, headers={"Origin": srv.url}, timeout=30)
-            )
+            throttled = timed(lambda: s.post(srv.url + "/login", data=form, headers={"Origin": srv.url}, timeout=30))
             row(
                 "failed sign-in (median of 5)",
                 f"{sorted(failed)[2] * 1000:.0f} ms",

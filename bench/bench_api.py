@@ -44,8 +44,10 @@ def main() -> None:
     project = f"h10bench-{secrets.token_hex(3)}"
     root = Path(tempfile.mkdtemp()) / project
     root.mkdir()
-    body = "".join(f"  s{i:03d}:\n    image: {image}\n    command: [\"sleep\", \"3600\"]\n    init: true\n"
-                   for i in range(args.services))
+    body = "".join(
+        f'  s{i:03d}:\n    image: {image}\n    command: ["sleep", "3600"]\n    init: true\n'
+        for i in range(args.services)
+    )
     (root / "compose.yaml").write_text("services:\n" + body)
     compose = ["docker-compose", "--project-directory", str(root), "-p", project]
     data = Path(tempfile.mkdtemp())
@@ -53,9 +55,14 @@ def main() -> None:
     try:
         subprocess.run([*compose, "up", "-d", "--quiet-pull"], check=True, capture_output=True, timeout=600)
         ensure_user(data, "admin", "admin")
-        server = LiveServer(data_dir=data, env={"STACKPILOT_STACK_DIR": str(root),
-                                                "STACKPILOT_API_RATE_LIMIT": "100000",
-                                                "STACKPILOT_API_ADDRESS_LIMIT": "1000000"}).start()
+        server = LiveServer(
+            data_dir=data,
+            env={
+                "STACKPILOT_STACK_DIR": str(root),
+                "STACKPILOT_API_RATE_LIMIT": "100000",
+                "STACKPILOT_API_ADDRESS_LIMIT": "1000000",
+            },
+        ).start()
         store = Store(data / "stackpilot.sqlite3")
         plain, _ = tokens.create(store, load_secret_key(data), store.user_by_name("admin"), "bench", "viewer")
         s = requests.Session()

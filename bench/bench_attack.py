@@ -41,9 +41,11 @@ def item1(checkout: Path) -> str:
             result = concurrent_sign_ins(server, 100)
             time.sleep(0.5)
             alive = server.alive()
-            return (f"answers {dict(sorted(result['statuses'].items()))} (0 = none), "
-                    f"peak {limit.peak_mib:.0f} MiB of 512, OOM kills {limit.oom_kills}, "
-                    f"server {'alive' if alive else 'DEAD'}")
+            return (
+                f"answers {dict(sorted(result['statuses'].items()))} (0 = none), "
+                f"peak {limit.peak_mib:.0f} MiB of 512, OOM kills {limit.oom_kills}, "
+                f"server {'alive' if alive else 'DEAD'}"
+            )
         finally:
             server.stop()
 
@@ -60,8 +62,10 @@ def item2(checkout: Path) -> str:
     finally:
         fresh.stop()
     owner = "signs in (302)" if result["owner"] == 302 else f"LOCKED OUT ({result['owner']})"
-    return (f"attacker x50 from 127.0.0.2: {result['attacker']}; owner from 127.0.0.3 {owner}; "
-            f"20 racing wrong passwords from 127.0.0.4 (limit 5): {race}")
+    return (
+        f"attacker x50 from 127.0.0.2: {result['attacker']}; owner from 127.0.0.3 {owner}; "
+        f"20 racing wrong passwords from 127.0.0.4 (limit 5): {race}"
+    )
 
 
 def _stack(log_mb: int) -> tuple[Path, str]:
@@ -72,13 +76,36 @@ def _stack(log_mb: int) -> tuple[Path, str]:
     lines = log_mb * 1024 * 1024 // 80
     (folder / "docker-compose.yml").write_text(
         "services:\n  chatty:\n    image: " + image + "\n    stop_signal: SIGKILL\n"
-        "    command: [\"sh\", \"-c\", \"yes 'a line of log text, padded out to be about eighty bytes long"
-        f" ....' | head -n {lines}; echo DONE; sleep 3600\"]\n")
-    subprocess.run(["docker-compose", "--project-directory", str(folder), "-p", project, "up", "-d"],
-                   check=True, capture_output=True)
-    wait_for(lambda: "DONE" in subprocess.run(
-        ["docker-compose", "--project-directory", str(folder), "-p", project, "logs", "--no-log-prefix",
-         "--tail", "1"], capture_output=True, text=True).stdout, timeout=120, message="log written")
+        '    command: ["sh", "-c", "yes \'a line of log text, padded out to be about eighty bytes long'
+        f" ....' | head -n {lines}; echo DONE; sleep 3600\"]\n"
+    )
+    subprocess.run(
+        ["docker-compose", "--project-directory", str(folder), "-p", project, "up", "-d"],
+        check=True,
+        capture_output=True,
+    )
+    wait_for(
+        lambda: (
+            "DONE"
+            in subprocess.run(
+                [
+                    "docker-compose",
+                    "--project-directory",
+                    str(folder),
+                    "-p",
+                    project,
+                    "logs",
+                    "--no-log-prefix",
+                    "--tail",
+                    "1",
+                ],
+                capture_output=True,
+                text=True,
+            ).stdout
+        ),
+        timeout=120,
+        message="log written",
+    )
     return folder, project
 
 
@@ -87,7 +114,8 @@ def item4(checkout: Path, folder: Path, project: str) -> str:
 
     server = _server(checkout, STACKPILOT_STACK_DIR=str(folder))
     Store(server.data_dir / "stackpilot.sqlite3").set_setting(
-        "stack", {"project": project, "files": [], "profiles": []})
+        "stack", {"project": project, "files": [], "profiles": []}
+    )
     try:
         viewer = server.session("viewer", "viewer")
         import requests
@@ -95,8 +123,10 @@ def item4(checkout: Path, folder: Path, project: str) -> str:
         viewer.mount("http://", requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=256))
         admin = server.session()
         r = downloads_while_pages(server, viewer, admin, n=200, rounds=4, timeout=10, read_delay=0.1)
-        return (f"downloads {r['downloads']}; admin pages p95 {r['page_p95'] * 1000:.0f} ms, "
-                f"max {r['page_max'] * 1000:.0f} ms, {r['pages_failed']}/{r['pages']} failed (10 s timeout)")
+        return (
+            f"downloads {r['downloads']}; admin pages p95 {r['page_p95'] * 1000:.0f} ms, "
+            f"max {r['page_max'] * 1000:.0f} ms, {r['pages_failed']}/{r['pages']} failed (10 s timeout)"
+        )
     finally:
         server.stop()
 
@@ -122,12 +152,16 @@ def main() -> None:
     folder, project = _stack(args.log_mb)
     try:
         for label, checkout in runs:
-            print(f"[{label}] item 4: one viewer, 200 concurrent downloads of a {args.log_mb} MB log "
-                  "(each read at 640 KB/s), while the admin loads pages")
+            print(
+                f"[{label}] item 4: one viewer, 200 concurrent downloads of a {args.log_mb} MB log "
+                "(each read at 640 KB/s), while the admin loads pages"
+            )
             print("  " + item4(checkout, folder, project))
     finally:
-        subprocess.run(["docker-compose", "--project-directory", str(folder), "-p", project, "down", "-t", "0"],
-                       capture_output=True)
+        subprocess.run(
+            ["docker-compose", "--project-directory", str(folder), "-p", project, "down", "-t", "0"],
+            capture_output=True,
+        )
 
 
 if __name__ == "__main__":

@@ -75,14 +75,19 @@ def main() -> None:
             docker("volume", "create", v)
         half = args.mb // 2
         mib = 1024 * 1024
-        fill = (f"head -c {args.mb * mib} /dev/urandom > /data/big.bin" if args.content == "random" else
-                f"head -c {half * mib} /dev/urandom > /data/random.bin; "
-                f"yes 'INSERT INTO t VALUES (42, \"some text\");' | head -c {(args.mb - half) * mib} > /data/text.sql")
+        fill = (
+            f"head -c {args.mb * mib} /dev/urandom > /data/big.bin"
+            if args.content == "random"
+            else f"head -c {half * mib} /dev/urandom > /data/random.bin; "
+            f"yes 'INSERT INTO t VALUES (42, \"some text\");' | head -c {(args.mb - half) * mib} > /data/text.sql"
+        )
         fill = "set -e; " + fill
         fill += "; mkdir -p /data/small && for i in $(seq 1 500); do echo $i > /data/small/f$i; done"
         docker("run", "--rm", "--network", "none", "-v", f"{src}:/data", image, "sh", "-c", fill)
-        print(f"bench_backup: {args.mb} MB ({args.content}), gzip level {args.level}, best of {args.rounds}, "
-              f"engine {engine.version()}, load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        print(
+            f"bench_backup: {args.mb} MB ({args.content}), gzip level {args.level}, best of {args.rounds}, "
+            f"engine {engine.version()}, load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        )
 
         # docker cp baseline: the same data as a tar on the same disk
         ctr = docker("create", "--network", "none", "-v", f"{src}:/data:ro", image, "true").stdout.decode().strip()
@@ -122,17 +127,19 @@ def main() -> None:
 
         mbps = lambda s: f"{written.tar_bytes / 1e6 / s:.0f} MB/s"  # noqa: E731
         row("docker cp out (tar, no compression)", mbps(cp_backup))
-        row("Stackpilot backup (tar.gz + sha256)", mbps(sp_backup), ">= 0.8x docker cp",
-            sp_backup <= cp_backup / 0.8)
+        row("Stackpilot backup (tar.gz + sha256)", mbps(sp_backup), ">= 0.8x docker cp", sp_backup <= cp_backup / 0.8)
         row("  ratio backup / docker cp", f"{cp_backup / sp_backup:.2f}x")
         row("docker cp in (tar)", mbps(cp_restore))
-        row("Stackpilot restore (tar.gz into the volume)", mbps(sp_restore), ">= 0.8x docker cp",
-            sp_restore <= cp_restore / 0.8)
+        row(
+            "Stackpilot restore (tar.gz into the volume)",
+            mbps(sp_restore),
+            ">= 0.8x docker cp",
+            sp_restore <= cp_restore / 0.8,
+        )
         row("  ratio restore / docker cp", f"{cp_restore / sp_restore:.2f}x")
         row("archive size", f"{written.file_bytes / 1e6:.0f} MB", f"(tar {written.tar_bytes / 1e6:.0f} MB)")
         row("RSS before", f"{rss_before:.0f} MB")
-        row("peak RSS during backup", f"{peak_backup:.0f} MB", "flat: < before + 64 MB",
-            peak_backup < rss_before + 64)
+        row("peak RSS during backup", f"{peak_backup:.0f} MB", "flat: < before + 64 MB", peak_backup < rss_before + 64)
         row("peak RSS after restore", f"{peak_all:.0f} MB", "flat: < before + 64 MB", peak_all < rss_before + 64)
         row("restored files == archive (sha256 list)", str(same), "", same)
     finally:

@@ -41,8 +41,13 @@ PREFIX = f"h6home{int(time.time()) % 100000}"
 def compose_file(image: str) -> str:
     lines = ["services:"]
     for i in range(SERVICES):
-        lines += [f"  svc{i:02d}:", f"    image: {image}", "    pull_policy: never",
-                  '    command: ["sleep", "3600"]', "    stop_grace_period: 1s"]
+        lines += [
+            f"  svc{i:02d}:",
+            f"    image: {image}",
+            "    pull_policy: never",
+            '    command: ["sleep", "3600"]',
+            "    stop_grace_period: 1s",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -52,8 +57,12 @@ def median_ms(fn, repeat: int = 15) -> float:
 
 
 def compose(folder: Path, *args: str, check: bool = True) -> None:
-    subprocess.run([*compose_command(), "--project-directory", str(folder), "-p", folder.name, *args],
-                   check=check, capture_output=True, timeout=600)
+    subprocess.run(
+        [*compose_command(), "--project-directory", str(folder), "-p", folder.name, *args],
+        check=check,
+        capture_output=True,
+        timeout=600,
+    )
 
 
 def interleaved_ms(fns: dict, repeat: int = 15) -> dict[str, float]:
@@ -102,14 +111,24 @@ def main() -> None:
             assert r.status_code in (200, 204), (path, r.status_code)
 
         sdk = median_ms(sdk_list, repeat=5)
-        got = interleaved_ms({"raw": raw_list, "home": lambda: get("/"), "page": lambda: get(f"/s/{one}/services"),
-                              "table": lambda: get(f"/s/{one}/services/table")})
+        got = interleaved_ms(
+            {
+                "raw": raw_list,
+                "home": lambda: get("/"),
+                "page": lambda: get(f"/s/{one}/services"),
+                "table": lambda: get(f"/s/{one}/services/table"),
+            }
+        )
         base, home_ms, page_ms, table_ms = got["raw"], got["home"], got["page"], got["table"]
         print(f"Home and one stack's table, {STACKS} stacks x {SERVICES} services ({STACKS * SERVICES} containers)")
         row("raw containers(all=True), 1 engine (baseline)", f"{base:.1f} ms")
         row("SDK containers.list(all=True) (list+inspect)", f"{sdk:.1f} ms")
-        row("GET / (home, every stack)", f"{home_ms:.1f} ms", f"ratio {home_ms / base:.2f} (goal < 2)",
-            home_ms / base < 2)
+        row(
+            "GET / (home, every stack)",
+            f"{home_ms:.1f} ms",
+            f"ratio {home_ms / base:.2f} (goal < 2)",
+            home_ms / base < 2,
+        )
         row(f"GET /s/{one[:10]}…/services (full page)", f"{page_ms:.1f} ms")
         row(f"GET /s/{one[:10]}…/services/table (poll)", f"{table_ms:.1f} ms")
         for path in ("/logs/", "/graph/", "/config/"):

@@ -44,9 +44,22 @@ def start_to_healthy(image: str, interval: str | None = None) -> tuple[float, fl
     port = free_port()
     name = f"{NAME}-{uuid.uuid4().hex[:4]}"
     started = time.perf_counter()
-    docker("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:9000", "--group-add", str(docker_socket_gid()), "--network", NET,
-           "-v", "/var/run/docker.sock:/var/run/docker.sock",
-           *(["--health-interval", interval] if interval else []), image)
+    docker(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "-p",
+        f"127.0.0.1:{port}:9000",
+        "--group-add",
+        str(docker_socket_gid()),
+        "--network",
+        NET,
+        "-v",
+        "/var/run/docker.sock:/var/run/docker.sock",
+        *(["--health-interval", interval] if interval else []),
+        image,
+    )
     try:
         answered = None
         while time.perf_counter() - started < 60:
@@ -77,8 +90,21 @@ def idle_memory_mb(image: str) -> tuple[float, float]:
     """Container memory (cgroup usage, as `docker stats` shows it) and the server's RSS, idle."""
     name = f"{NAME}-idle"
     port = free_port()
-    docker("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:9000", "--group-add", str(docker_socket_gid()), "--network", NET,
-           "-v", "/var/run/docker.sock:/var/run/docker.sock", image)
+    docker(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "-p",
+        f"127.0.0.1:{port}:9000",
+        "--group-add",
+        str(docker_socket_gid()),
+        "--network",
+        NET,
+        "-v",
+        "/var/run/docker.sock:/var/run/docker.sock",
+        image,
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -108,8 +134,23 @@ def main() -> None:
     build_s = time.perf_counter() - t0
     ours = layers_over_base(image, base) / 1e6
     base_mb = int(docker("image", "inspect", "-f", "{{.Size}}", base)) / 1e6
-    compose_mb = int(docker("run", "--rm", "--network", "none", "--entrypoint", "stat", image, "-c", "%s",
-                            "/opt/venv/bin/docker-compose")) / 1e6
+    compose_mb = (
+        int(
+            docker(
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--entrypoint",
+                "stat",
+                image,
+                "-c",
+                "%s",
+                "/opt/venv/bin/docker-compose",
+            )
+        )
+        / 1e6
+    )
 
     print(f"Stackpilot image benchmark ({image}, base {base})")
     row("build (cached when the context is unchanged)", f"{build_s:.1f} s")
@@ -124,8 +165,7 @@ def main() -> None:
     ready = min(a for a, _ in fast)
     healthy = min(h for _, h in fast)
     row("start -> /api/health answers (best of 3)", f"{ready:.2f} s", f"{ready / bare:.1f}x baseline")
-    row("start -> Docker 'healthy', the image's 2 s probe (best of 3)", f"{healthy:.2f} s", "target < 3 s",
-        healthy < 3)
+    row("start -> Docker 'healthy', the image's 2 s probe (best of 3)", f"{healthy:.2f} s", "target < 3 s", healthy < 3)
 
     mem, rss = idle_memory_mb(image)
     row("idle container memory (docker stats)", f"{mem:.1f} MB", "target < 80 MB", mem < 80)
@@ -139,11 +179,24 @@ def main() -> None:
     git_layer = git_total - ours
     row("WITH_GIT=1 build (cached when the context is unchanged)", f"{git_build_s:.1f} s")
     row("WITH_GIT=1: our layers over the base", f"{git_total:.1f} MB")
-    row("  of which the git layer", f"{git_layer:.1f} MB", "target < 90 MB (was 196 MB with apt's cache)",
-        git_layer < 90)
-    leftovers = docker("run", "--rm", "--network", "none", "--entrypoint", "sh", with_git, "-c",
-                       "ls /var/lib/apt/lists /var/cache/apt/archives 2>/dev/null | grep -c -v -e : -e '^$' "
-                       "-e '^partial$' -e '^lock$' -e '^auxfiles$' || true")
+    row(
+        "  of which the git layer",
+        f"{git_layer:.1f} MB",
+        "target < 90 MB (was 196 MB with apt's cache)",
+        git_layer < 90,
+    )
+    leftovers = docker(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "sh",
+        with_git,
+        "-c",
+        "ls /var/lib/apt/lists /var/cache/apt/archives 2>/dev/null | grep -c -v -e : -e '^$' "
+        "-e '^partial$' -e '^lock$' -e '^auxfiles$' || true",
+    )
     row("  apt lists and .debs left in the image", leftovers or "0", "target 0", (leftovers or "0") == "0")
 
 

@@ -45,8 +45,13 @@ VERSION = re.compile(r'name="v" value="([^"]+)"')
 def compose_file(image: str, n: int) -> str:
     lines = ["services:"]
     for i in range(n):
-        lines += [f"  svc{i:02d}:", f"    image: {image}", "    pull_policy: never",
-                  '    command: ["sleep", "86400"]', "    stop_grace_period: 1s"]
+        lines += [
+            f"  svc{i:02d}:",
+            f"    image: {image}",
+            "    pull_policy: never",
+            '    command: ["sleep", "86400"]',
+            "    stop_grace_period: 1s",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -156,8 +161,9 @@ class EngineEvents:
 
         self.client = docker.DockerClient(base_url="unix:///var/run/docker.sock", timeout=None)
         self.times: list[tuple[str, str, float]] = []
-        self.stream = self.client.events(decode=True, filters={
-            "type": "container", "label": f"com.docker.compose.project={project}"})
+        self.stream = self.client.events(
+            decode=True, filters={"type": "container", "label": f"com.docker.compose.project={project}"}
+        )
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -176,8 +182,9 @@ class EngineEvents:
         self.client.close()
 
 
-def flip_latencies(viewer, project: str, services: list[str], changes: int,
-                   events: EngineEvents) -> tuple[list[float], list[float]]:
+def flip_latencies(
+    viewer, project: str, services: list[str], changes: int, events: EngineEvents
+) -> tuple[list[float], list[float]]:
     """Stop then start services on the host. Returns (seconds from the engine's event time of the
     change to the cell arriving, seconds from the `docker` command's start to the cell arriving)."""
     from_event, from_command = [], []
@@ -221,8 +228,9 @@ def main() -> None:
         data = work / "data"
         data.mkdir()
         Store(data / "stackpilot.sqlite3").set_setting("stack", {"project": project, "files": [], "profiles": []})
-        server = LiveServer(data_dir=data, env={"STACKPILOT_STACK_DIR": str(stack),
-                                                "STACKPILOT_LOG_LEVEL": "WARNING"}).start()
+        server = LiveServer(
+            data_dir=data, env={"STACKPILOT_STACK_DIR": str(stack), "STACKPILOT_LOG_LEVEL": "WARNING"}
+        ).start()
         session = server.session()
         services = [f"svc{i:02d}" for i in range(min(5, args.containers))]
 
@@ -236,14 +244,19 @@ def main() -> None:
         pushed, pushed_cmd = flip_latencies(push, project, services, args.changes, events)
         push.close()
         events.close()
-        print(f"\n1. host docker stop/start -> cell at an open page ({args.changes} changes, {args.containers} "
-              "containers), from the engine's event time")
+        print(
+            f"\n1. host docker stop/start -> cell at an open page ({args.changes} changes, {args.containers} "
+            "containers), from the engine's event time"
+        )
         row("2 s poll (before): p50 / p95", f"{statistics.median(polled):.2f} / {p95(polled):.2f} s", "baseline")
-        row("push (SSE + event listener): p50 / p95", f"{statistics.median(pushed):.2f} / {p95(pushed):.2f} s",
-            "p95 < 1 s", p95(pushed) < 1.0)
+        row(
+            "push (SSE + event listener): p50 / p95",
+            f"{statistics.median(pushed):.2f} / {p95(pushed):.2f} s",
+            "p95 < 1 s",
+            p95(pushed) < 1.0,
+        )
         row("ratio push / poll (p95)", f"{p95(pushed) / p95(polled):.2f}")
-        row("from the docker command's start: poll p95 / push p95",
-            f"{p95(polled_cmd):.2f} / {p95(pushed_cmd):.2f} s")
+        row("from the docker command's start: poll p95 / push p95", f"{p95(polled_cmd):.2f} / {p95(pushed_cmd):.2f} s")
 
         time.sleep(8)  # nothing open: let the sampler and the listener wind down
         poll = PollViewer(server, session)

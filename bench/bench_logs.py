@@ -79,8 +79,12 @@ def compose(directory: Path, project: str, *args: str) -> None:
 
 def compose_rate(directory: Path, project: str, service: str, window: float) -> float:
     """Lines/s `docker compose logs -f --tail 0` prints for the service (the baseline)."""
-    proc = subprocess.Popen([*compose_base(directory, project), "logs", "-f", "--no-color", "--tail", "0",
-                             service], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0)
+    proc = subprocess.Popen(
+        [*compose_base(directory, project), "logs", "-f", "--no-color", "--tail", "0", service],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        bufsize=0,
+    )
     try:
         fd = proc.stdout.fileno()
         first = os.read(fd, 1 << 20)  # the stream is live once the first bytes arrive
@@ -101,8 +105,9 @@ def compose_rate(directory: Path, project: str, service: str, window: float) -> 
 
 
 def container_id(client, project: str, service: str) -> str:
-    found = client.containers.list(filters={"label": [f"com.docker.compose.project={project}",
-                                                      f"com.docker.compose.service={service}"]})
+    found = client.containers.list(
+        filters={"label": [f"com.docker.compose.project={project}", f"com.docker.compose.service={service}"]}
+    )
     return found[0].id
 
 
@@ -131,8 +136,7 @@ def ws_rate(server: LiveServer, session, service: str, window: float) -> tuple[f
 
     The viewer is a bare socket reader counting items with two regular expressions, so the client
     costs about what `docker compose logs -f`'s reader does, not a JSON parse per frame."""
-    ws = RawWS("127.0.0.1", server.port, f"/logs/-/ws?s={service}&tail=1", server.ws_headers(session),
-               rcvbuf=4 << 20)
+    ws = RawWS("127.0.0.1", server.port, f"/logs/-/ws?s={service}&tail=1", server.ws_headers(session), rcvbuf=4 << 20)
     count = skipped = 0
     try:
         ws.receive(timeout=10)  # hello
@@ -248,9 +252,14 @@ def main() -> None:
         data.mkdir()
         ensure_user(data, "admin", "admin")
         Store(data / "stackpilot.sqlite3").set_setting("stack", {"project": project, "files": [], "profiles": []})
-        server = LiveServer(data_dir=data, env={"STACKPILOT_STACK_DIR": str(stack),
-                                                "STACKPILOT_LOG_LEVEL": "WARNING",
-                                                "STACKPILOT_MAX_LOG_SOCKETS_PER_USER": str(args.viewers + 4)}).start()
+        server = LiveServer(
+            data_dir=data,
+            env={
+                "STACKPILOT_STACK_DIR": str(stack),
+                "STACKPILOT_LOG_LEVEL": "WARNING",
+                "STACKPILOT_MAX_LOG_SOCKETS_PER_USER": str(args.viewers + 4),
+            },
+        ).start()
         session = server.session()
         flood = container_id(client, project, "flood")
         time.sleep(1.0)
@@ -283,8 +292,12 @@ def main() -> None:
         busy, counts = viewers(server, session, args.viewers, 8.0)
         print(f"\n3. /api/health while {args.viewers} viewers follow a steady stream")
         row("no viewer p50 / p95", f"{pct(idle, 50):.1f} / {pct(idle, 95):.1f} ms")
-        row(f"{args.viewers} viewers p50 / p95", f"{pct(busy, 50):.1f} / {pct(busy, 95):.1f} ms", "p95 < 200 ms",
-            pct(busy, 95) < 200)
+        row(
+            f"{args.viewers} viewers p50 / p95",
+            f"{pct(busy, 50):.1f} / {pct(busy, 95):.1f} ms",
+            "p95 < 200 ms",
+            pct(busy, 95) < 200,
+        )
         row("lines per viewer min / max", f"{min(counts)} / {max(counts)}")
     finally:
         if server is not None:

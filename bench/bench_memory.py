@@ -59,18 +59,33 @@ services:
 
 
 def clean_env(data: Path, port: int, stack: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("STACKPILOT_", "MANAGEMENT_")) and k != "PYTHONDONTWRITEBYTECODE"}
-    env.update({"STACKPILOT_HOST": "127.0.0.1", "STACKPILOT_PORT": str(port), "STACKPILOT_DATA_DIR": str(data),
-                "STACKPILOT_STACK_DIR": str(stack), "STACKPILOT_LOG_LEVEL": "WARNING"})
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("STACKPILOT_", "MANAGEMENT_")) and k != "PYTHONDONTWRITEBYTECODE"
+    }
+    env.update(
+        {
+            "STACKPILOT_HOST": "127.0.0.1",
+            "STACKPILOT_PORT": str(port),
+            "STACKPILOT_DATA_DIR": str(data),
+            "STACKPILOT_STACK_DIR": str(stack),
+            "STACKPILOT_LOG_LEVEL": "WARNING",
+        }
+    )
     return env
 
 
 def cold_start(data: Path, stack: Path) -> float:
     port = free_port()
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=clean_env(data, port, stack),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app"],
+        cwd=ROOT,
+        env=clean_env(data, port, stack),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         while True:
             try:
@@ -121,8 +136,9 @@ def main() -> None:
         row("stackpilot", f"{statistics.median(starts):.2f} s", "< 1.0 s", statistics.median(starts) < 1.0)
         row("ratio to 'import flask'", f"{statistics.median(starts) / flask:.1f}")
 
-        server = LiveServer(data_dir=data, env={"STACKPILOT_STACK_DIR": str(stack),
-                                                "STACKPILOT_LOG_LEVEL": "WARNING"}).start()
+        server = LiveServer(
+            data_dir=data, env={"STACKPILOT_STACK_DIR": str(stack), "STACKPILOT_LOG_LEVEL": "WARNING"}
+        ).start()
         time.sleep(3)
         idle = rss_mb(server.proc.pid)
         print("\n2. idle")
@@ -138,8 +154,7 @@ def main() -> None:
         def drain_sse() -> None:
             if sse.status_code == 404:  # a version without the push channel: the page polls every 2 s
                 while not stop.is_set():
-                    received[0] += len(session.get(server.url + "/services/table", params=versions,
-                                                   timeout=30).content)
+                    received[0] += len(session.get(server.url + "/services/table", params=versions, timeout=30).content)
                     stop.wait(2)
                 return
             try:

@@ -79,10 +79,15 @@ def main() -> None:
         srv = LiveServer(data_dir=Path(data), env={})
         srv.port = free_port()
         start = time.perf_counter()
-        env = {**os.environ, "STACKPILOT_HOST": "127.0.0.1", "STACKPILOT_PORT": str(srv.port),
-               "STACKPILOT_DATA_DIR": data}
-        proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env = {
+            **os.environ,
+            "STACKPILOT_HOST": "127.0.0.1",
+            "STACKPILOT_PORT": str(srv.port),
+            "STACKPILOT_DATA_DIR": data,
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         srv.proc = proc
         try:
             cold = wait_200(srv.url + "/api/health", timeout=15)

@@ -38,8 +38,13 @@ RUNNING_FOR_STATS = 30
 def compose_file(image: str, n: int) -> str:
     lines = ["services:"]
     for i in range(n):
-        lines += [f"  svc{i:02d}:", f"    image: {image}", "    pull_policy: never",
-                  '    command: ["sleep", "3600"]', "    stop_grace_period: 1s"]
+        lines += [
+            f"  svc{i:02d}:",
+            f"    image: {image}",
+            "    pull_policy: never",
+            '    command: ["sleep", "3600"]',
+            "    stop_grace_period: 1s",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -74,11 +79,15 @@ def main() -> None:
         subprocess.run([*base, "up", "-d", "--quiet-pull"], check=True, capture_output=True, timeout=600)
         print(f"services bench: {SERVICES} busybox containers up in {time.perf_counter() - started:.1f} s")
 
-        app = create_app({"SETTINGS": settings_module.from_env({
-            "STACKPILOT_DATA_DIR": str(work / "data"), "STACKPILOT_STACK_DIR": str(stack_dir)}),
-            "TESTING": True})
-        app.extensions["stackpilot.store"].set_setting(
-            "stack", {"project": project, "files": [], "profiles": []})
+        app = create_app(
+            {
+                "SETTINGS": settings_module.from_env(
+                    {"STACKPILOT_DATA_DIR": str(work / "data"), "STACKPILOT_STACK_DIR": str(stack_dir)}
+                ),
+                "TESTING": True,
+            }
+        )
+        app.extensions["stackpilot.store"].set_setting("stack", {"project": project, "files": [], "profiles": []})
         client = signed_in_client(app)
 
         def fragment():

@@ -48,8 +48,13 @@ PROJECT_LABEL = "com.docker.compose.project"
 def compose_file(image: str, n: int) -> str:
     lines = ["services:"]
     for i in range(n):
-        lines += [f"  svc{i:03d}:", f"    image: {image}", "    pull_policy: never",
-                  '    command: ["sleep", "86400"]', "    stop_grace_period: 1s"]
+        lines += [
+            f"  svc{i:03d}:",
+            f"    image: {image}",
+            "    pull_policy: never",
+            '    command: ["sleep", "86400"]',
+            "    stop_grace_period: 1s",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -61,7 +66,8 @@ def dockerd_cpu() -> float:
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             if Path(f"/proc/{pid}/comm").read_text().strip() == "dockerd" and (
-                    b"/var/run/docker.sock" in cmdline or b"--host" not in cmdline):
+                b"/var/run/docker.sock" in cmdline or b"--host" not in cmdline
+            ):
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
                 return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         except OSError:
@@ -76,8 +82,7 @@ class OneShotSampler:
     def __init__(self, project: str, interval: float = 2.0, workers: int = 48) -> None:
         self.project = project
         self.interval = interval
-        self.client = docker.DockerClient(base_url="unix:///var/run/docker.sock", timeout=30,
-                                          max_pool_size=workers)
+        self.client = docker.DockerClient(base_url="unix:///var/run/docker.sock", timeout=30, max_pool_size=workers)
         self.pool = ThreadPoolExecutor(max_workers=workers)
         self.stop = threading.Event()
         self.samples: dict[str, float] = {}
@@ -90,8 +95,9 @@ class OneShotSampler:
     def loop(self) -> None:
         while not self.stop.is_set():
             began = time.monotonic()
-            rows = self.client.api.containers(filters={"label": [f"{PROJECT_LABEL}={self.project}"],
-                                                       "status": "running"})
+            rows = self.client.api.containers(
+                filters={"label": [f"{PROJECT_LABEL}={self.project}"], "status": "running"}
+            )
             list(self.pool.map(self.one, [r["Id"] for r in rows]))
             self.stop.wait(max(0.1, self.interval - (time.monotonic() - began)))
 
@@ -150,8 +156,14 @@ def main() -> None:
     stack_dir.mkdir()
     (stack_dir / "docker-compose.yml").write_text(compose_file(image, counts[0]))
     base = [*compose_command(), "--project-directory", str(stack_dir), "-p", project]
-    app = create_app({"SETTINGS": settings_module.from_env({
-        "STACKPILOT_DATA_DIR": str(work / "data"), "STACKPILOT_STACK_DIR": str(stack_dir)}), "TESTING": True})
+    app = create_app(
+        {
+            "SETTINGS": settings_module.from_env(
+                {"STACKPILOT_DATA_DIR": str(work / "data"), "STACKPILOT_STACK_DIR": str(stack_dir)}
+            ),
+            "TESTING": True,
+        }
+    )
     app.extensions["stackpilot.store"].set_setting("stack", {"project": project, "files": [], "profiles": []})
     client = signed_in_client(app)
     app.extensions["stackpilot.stats"].stop()  # the app's own sampler stays out of the CPU figures
@@ -165,14 +177,17 @@ def main() -> None:
 
             old = OneShotSampler(project)
             old_cpu, old_engine, old_age = measure(
-                old.thread.start, lambda: None, lambda o=old: [time.time() - t for t in o.samples.values()],
-                args.window)
+                old.thread.start, lambda: None, lambda o=old: [time.time() - t for t in o.samples.values()], args.window
+            )
             old.close()
 
             sampler = StatsSampler(Engine())
             new_cpu, new_engine, new_age = measure(
-                lambda: None, lambda sm=sampler: sm.watch(project),
-                lambda sm=sampler: [s.age() for s in sm.snapshot().values()], args.window)
+                lambda: None,
+                lambda sm=sampler: sm.watch(project),
+                lambda sm=sampler: [s.age() for s in sm.snapshot().values()],
+                args.window,
+            )
             streams = sampler.streams
             sampler.watch(project)  # the viewer's last renewal
             left = time.monotonic()
@@ -190,20 +205,34 @@ def main() -> None:
             results.append((n, old_cpu, new_cpu, frag, home))
             target = 1.0 if n <= 50 else 4.0 * n / 200
             row("one-shot sampler (before), CPU-s/min", f"{old_cpu:.2f}", "baseline")
-            row("streaming sampler, CPU-s/min", f"{new_cpu:.2f}", f"<= {target:.1f}" if n in (50, 200) else "",
-                new_cpu <= target if n in (50, 200) else None)
+            row(
+                "streaming sampler, CPU-s/min",
+                f"{new_cpu:.2f}",
+                f"<= {target:.1f}" if n in (50, 200) else "",
+                new_cpu <= target if n in (50, 200) else None,
+            )
             row("ratio streaming / one-shot", f"{new_cpu / old_cpu:.2f}")
             row("dockerd CPU-s/min: one-shot / streaming", f"{old_engine:.1f} / {new_engine:.1f}")
             row("stats requests open while watched", str(streams), str(n), streams == n)
-            row("oldest sample a viewer saw: one-shot / streaming", f"{old_age:.1f} / {new_age:.1f} s", "< 3 s",
-                new_age < 3)
+            row(
+                "oldest sample a viewer saw: one-shot / streaming",
+                f"{old_age:.1f} / {new_age:.1f} s",
+                "< 3 s",
+                new_age < 3,
+            )
             row("last lease -> no stats request open", f"{gone:.1f} s", "< 10 s", gone < 10)
-            row("table fragment (full render), median", f"{frag:.1f} ms", "< 100 ms" if n == 200 else "",
-                frag < 100 if n == 200 else None)
+            row(
+                "table fragment (full render), median",
+                f"{frag:.1f} ms",
+                "< 100 ms" if n == 200 else "",
+                frag < 100 if n == 200 else None,
+            )
             row("home page, median", f"{home:.1f} ms")
         print("\ngrowth curve")
-        print(f"  {'containers':>10} {'one-shot CPU-s/min':>19} {'streaming CPU-s/min':>20} {'fragment ms':>12} "
-              f"{'home ms':>8}")
+        print(
+            f"  {'containers':>10} {'one-shot CPU-s/min':>19} {'streaming CPU-s/min':>20} {'fragment ms':>12} "
+            f"{'home ms':>8}"
+        )
         for n, old_cpu, new_cpu, frag, home in results:
             print(f"  {n:>10} {old_cpu:>19.2f} {new_cpu:>20.2f} {frag:>12.1f} {home:>8.1f}")
     finally:

@@ -55,9 +55,18 @@ def main() -> None:
             for i, ref in enumerate(refs):
                 lines += [f"  s{i:02d}:", f"    image: {ref}", '    command: ["sleep", "3600"]']
             (stack_dir / "compose.yml").write_text("\n".join(lines) + "\n")
-            app = create_app({"SETTINGS": settings_module.from_env({
-                "STACKPILOT_DATA_DIR": str(Path(tmp) / "data"), "STACKPILOT_STACK_DIR": str(stack_dir),
-                "STACKPILOT_UPDATE_CHECK_HOURS": "0"}), "TESTING": True})
+            app = create_app(
+                {
+                    "SETTINGS": settings_module.from_env(
+                        {
+                            "STACKPILOT_DATA_DIR": str(Path(tmp) / "data"),
+                            "STACKPILOT_STACK_DIR": str(stack_dir),
+                            "STACKPILOT_UPDATE_CHECK_HOURS": "0",
+                        }
+                    ),
+                    "TESTING": True,
+                }
+            )
             store = app.extensions["stackpilot.store"]
             store.set_setting("stack", {"project": project, "files": [], "profiles": []})
             engine = app.extensions["stackpilot.engine"]
@@ -72,10 +81,18 @@ def main() -> None:
                 times.append(timed(lambda: updates.check(engine, stack, model)))
             result = updates.cached(stack)
             per_check = (reg.manifest_requests() - before) / 3
-            row("check of 30 references (median of 3)", f"{statistics.median(times) * 1000:.0f} ms", "< 5 s",
-                statistics.median(times) < 5)
-            row("registry manifest requests per check", f"{per_check:.0f}", "<= 60 (the engine: HEAD + GET each)",
-                per_check <= 2 * REFS)
+            row(
+                "check of 30 references (median of 3)",
+                f"{statistics.median(times) * 1000:.0f} ms",
+                "< 5 s",
+                statistics.median(times) < 5,
+            )
+            row(
+                "registry manifest requests per check",
+                f"{per_check:.0f}",
+                "<= 60 (the engine: HEAD + GET each)",
+                per_check <= 2 * REFS,
+            )
             row("states", ", ".join(f"{k}: {v}" for k, v in _count(result).items()))
 
             user = store.add_user("bench", hash_password("bench-password-long-enough"), "viewer")
@@ -104,8 +121,7 @@ def main() -> None:
                 stop.set()
                 worker.join()
             row("GET /services, no check running", f"{quiet:.1f} ms")
-            row("GET /services, checks running back to back", f"{busy:.1f} ms", "< quiet + 10 ms",
-                busy < quiet + 10)
+            row("GET /services, checks running back to back", f"{busy:.1f} ms", "< quiet + 10 ms", busy < quiet + 10)
     finally:
         subprocess.run(["docker", "rmi", "-f", *refs], capture_output=True)
         subprocess.run(["docker", "rmi", "-f", f"{reg.host}/bench/base:1"], capture_output=True)

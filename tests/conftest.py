@@ -92,7 +92,10 @@ class ComposeProject:
     def compose(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess:
         return subprocess.run(
             [*compose_bin(), "--project-directory", str(self.dir), "-p", self.project, *args],
-            capture_output=True, text=True, check=check, timeout=timeout,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=timeout,
         )
 
     def write(self, name: str, text: str) -> Path:
@@ -129,8 +132,7 @@ def make_stack(tmp_path_factory, busybox_image):
         # `down` leaves one-off `run` containers (e.g. of a killed `compose run`), and with them
         # the network: remove them by label, then let Compose remove the rest.
         label = f"label=com.docker.compose.project={proj.project}"
-        ids = subprocess.run(["docker", "ps", "-aq", "--filter", label],
-                             capture_output=True, text=True).stdout.split()
+        ids = subprocess.run(["docker", "ps", "-aq", "--filter", label], capture_output=True, text=True).stdout.split()
         if ids:
             subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
             proj.compose("down", "-v", "--remove-orphans", "-t", "0", check=False)
@@ -218,8 +220,15 @@ def browser():
     with sync_playwright() as pw:
         b = pw.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
         )
         yield b
         b.close()

@@ -1,4 +1,4 @@
-"""The house style is checked, not hoped for: ruff with pallets' selection (pyproject.toml)."""
+"""The house style is checked, not hoped for: ruff check with pallets' selection and ruff format (pyproject.toml)."""
 
 import shutil
 import subprocess
@@ -11,6 +11,14 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_ruff_finds_nothing():
     ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
     done = subprocess.run([ruff, "check", "app", "tests", "bench"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]
+
+
+def test_ruff_format_changes_nothing():
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    done = subprocess.run(
+        [ruff, "format", "--check", "app", "tests", "bench"], cwd=ROOT, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]
 
 

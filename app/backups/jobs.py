@@ -54,10 +54,10 @@ class StackData:
 
     engine: Engine
     project: str
-    key: str                  # the stack's slug: its folder under the backups root
-    directory: Path | None    # the stack folder (its .env is backed up with the data)
-    config: dict              # `compose config --format json`
-    images: dict[str, str]    # service -> configured image
+    key: str  # the stack's slug: its folder under the backups root
+    directory: Path | None  # the stack folder (its .env is backed up with the data)
+    config: dict  # `compose config --format json`
+    images: dict[str, str]  # service -> configured image
     labels: dict[str, dict[str, str]]
     env_keep: int = 30
     lock: Callable[[str], AbstractContextManager] = field(default=lambda title: nullcontext())
@@ -88,20 +88,34 @@ def _env_backup(data: StackData) -> str:
     return take_backup(Path(data.directory), env.read_bytes(), data.env_keep).name
 
 
-def backup(data: StackData, store: BackupStore, services: list[str], scope: str, user: str = "",
-           modes: dict[str, str] | None = None, progress: Callable[[str], None] = lambda text: None,
-           take_lock: bool = True) -> Manifest:
+def backup(
+    data: StackData,
+    store: BackupStore,
+    services: list[str],
+    scope: str,
+    user: str = "",
+    modes: dict[str, str] | None = None,
+    progress: Callable[[str], None] = lambda text: None,
+    take_lock: bool = True,
+) -> Manifest:
     """Back up the mounts of `services` into one new backup; returns its manifest (ok or failed)."""
-    manifest = Manifest(id=store.new_id(scope), stack=data.key, project=data.project, scope=scope,
-                        taken_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), user=user)
+    manifest = Manifest(
+        id=store.new_id(scope),
+        stack=data.key,
+        project=data.project,
+        scope=scope,
+        taken_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        user=user,
+    )
     started = time.monotonic()
     work = store.begin(manifest)
     try:
         with data.lock(f"Back up {scope}") if take_lock else nullcontext():
             manifest.env_backup = _env_backup(data)
             for service in services:
-                mode = (modes or {}).get(service) or consistency(data.labels.get(service, {}),
-                                                                 data.images.get(service, ""))[0]
+                mode = (modes or {}).get(service) or consistency(
+                    data.labels.get(service, {}), data.images.get(service, "")
+                )[0]
                 manifest.modes[service] = mode
                 if mode == "skip" or not data.mounts(service):
                     continue
@@ -124,8 +138,9 @@ def backup(data: StackData, store: BackupStore, services: list[str], scope: str,
     return manifest
 
 
-def _backup_service(data: StackData, store: BackupStore, work: Path, manifest: Manifest,
-                    service: str, mode: str) -> None:
+def _backup_service(
+    data: StackData, store: BackupStore, work: Path, manifest: Manifest, service: str, mode: str
+) -> None:
     found = _containers(data, service)
     image = _image_for(data, service, found)
     if not image:
@@ -166,14 +181,17 @@ def _unchanged(data: StackData, service: str, before: list, stopped: bool) -> No
             if after is not None and after.state == "running":
                 raise StackpilotError(f"{c.name} was started during the copy; the copy is not trusted.")
         elif after is None or after.state != "running" or after.started_at != c.started_at:
-            raise StackpilotError(f"{c.name} stopped or restarted during the copy; the copy is not trusted "
-                                  "(it was started again).")
+            raise StackpilotError(
+                f"{c.name} stopped or restarted during the copy; the copy is not trusted (it was started again)."
+            )
 
 
-def _copy_mount(data: StackData, store: BackupStore, work: Path, manifest: Manifest, service: str,
-                mount: Mount, image: str) -> None:
-    entry = Entry(service=service, kind=mount.kind, name=mount.name, source=mount.source, target=mount.target,
-                  image=image)
+def _copy_mount(
+    data: StackData, store: BackupStore, work: Path, manifest: Manifest, service: str, mount: Mount, image: str
+) -> None:
+    entry = Entry(
+        service=service, kind=mount.kind, name=mount.name, source=mount.source, target=mount.target, image=image
+    )
     path = store.archive_path(work, len(manifest.entries) + 1, entry, "tar.gz")
     entry.file = path.name
     manifest.entries.append(entry)
@@ -193,23 +211,38 @@ def _copy_mount(data: StackData, store: BackupStore, work: Path, manifest: Manif
 
 DUMP_COMMANDS = {
     "postgres": (["sh", "-c", 'pg_dumpall -U "${POSTGRES_USER:-postgres}"'], "sql.gz"),
-    "mysql": (["sh", "-c", 'exec mysqldump --all-databases --single-transaction -uroot '
-                           '-p"${MYSQL_ROOT_PASSWORD:-$MARIADB_ROOT_PASSWORD}"'], "sql.gz"),
+    "mysql": (
+        [
+            "sh",
+            "-c",
+            "exec mysqldump --all-databases --single-transaction -uroot "
+            '-p"${MYSQL_ROOT_PASSWORD:-$MARIADB_ROOT_PASSWORD}"',
+        ],
+        "sql.gz",
+    ),
 }
 
 
-def _dump(data: StackData, store: BackupStore, work: Path, manifest: Manifest, service: str,
-          running: list, image: str) -> None:
+def _dump(
+    data: StackData, store: BackupStore, work: Path, manifest: Manifest, service: str, running: list, image: str
+) -> None:
     """A consistent copy of a running database: pg_dumpall / mysqldump through exec, or Redis's BGSAVE
     followed by a copy of its volume."""
     if not running:
-        raise InvalidInput(f"{service} is not running: a dump needs the database up (or label it "
-                           "stackpilot.backup: stop).")
+        raise InvalidInput(
+            f"{service} is not running: a dump needs the database up (or label it stackpilot.backup: stop)."
+        )
     family = image_family(data.images.get(service, ""))
     cid = running[0].id
     if not family:  # labelled dump: find the tool in the container
-        family = next((f for f, tool in (("postgres", "pg_dumpall"), ("mysql", "mysqldump"), ("redis", "redis-cli"))
-                       if engine_exec.has_command(data.engine, cid, tool)), "")
+        family = next(
+            (
+                f
+                for f, tool in (("postgres", "pg_dumpall"), ("mysql", "mysqldump"), ("redis", "redis-cli"))
+                if engine_exec.has_command(data.engine, cid, tool)
+            ),
+            "",
+        )
     if family == "redis":
         _redis_save(data, cid)
         for mount in data.mounts(service):
@@ -226,8 +259,9 @@ def _dump(data: StackData, store: BackupStore, work: Path, manifest: Manifest, s
     written = write_gzip(output, path)
     code = output.exit_code
     if code != 0:
-        raise StackpilotError(f"The {family} dump of {service} failed (exit {code}): "
-                              f"{output.stderr.decode(errors='replace')[-300:]}")
+        raise StackpilotError(
+            f"The {family} dump of {service} failed (exit {code}): {output.stderr.decode(errors='replace')[-300:]}"
+        )
     entry.tar_bytes, entry.file_bytes, entry.sha256 = written.tar_bytes, written.file_bytes, written.sha256
 
 
@@ -273,8 +307,10 @@ def restore(data: StackData, store: BackupStore, plan: RestorePlan, user: str = 
     Raises with what went wrong; the service is started again in every case."""
     for entry in plan.entries:
         if file_sha256(store.file(plan.backup_id, entry.file)) != entry.sha256:
-            raise StackpilotError(f"The archive {entry.file} does not match its sha256: it changed since the "
-                                  "backup; nothing was restored.")
+            raise StackpilotError(
+                f"The archive {entry.file} does not match its sha256: it changed since the "
+                "backup; nothing was restored."
+            )
         _mine_only(data, plan.service, entry)
     with data.lock(f"Restore {plan.service}"):
         found = _containers(data, plan.service)
@@ -282,8 +318,15 @@ def restore(data: StackData, store: BackupStore, plan: RestorePlan, user: str = 
         try:
             for c in running:
                 engine_containers.stop(data.engine, c.id)
-            safety = backup(data, store, [plan.service], f"safety:{plan.service}", user, modes={plan.service: "live"},
-                            take_lock=False)
+            safety = backup(
+                data,
+                store,
+                [plan.service],
+                f"safety:{plan.service}",
+                user,
+                modes={plan.service: "live"},
+                take_lock=False,
+            )
             if safety.status != "ok":
                 raise StackpilotError(f"The safety backup failed ({safety.error}); nothing was restored.")
             image = _image_for(data, plan.service, found)
@@ -294,8 +337,10 @@ def restore(data: StackData, store: BackupStore, plan: RestorePlan, user: str = 
                 now = file_list(_read_entry(data, entry, image))
                 if now != expected:
                     diff = sorted(set(expected) ^ set(now))[:3]
-                    raise StackpilotError(f"What was written into {entry.source} differs from the backup: "
-                                          f"{'; '.join(diff)}. The safety backup {safety.id} holds what was there.")
+                    raise StackpilotError(
+                        f"What was written into {entry.source} differs from the backup: "
+                        f"{'; '.join(diff)}. The safety backup {safety.id} holds what was there."
+                    )
         finally:
             for c in running:
                 try:
@@ -311,11 +356,16 @@ def _mine_only(data: StackData, service: str, entry: Entry) -> None:
     mounts = {(m.kind, m.source) for m in data.mounts(service)}
     if (entry.kind, entry.source) not in mounts:
         raise InvalidInput(f"{service} no longer mounts {entry.source}; nothing was restored.")
-    others = [s for s in (data.config.get("services") or {}) if s != service
-              and (entry.kind, entry.source) in {(m.kind, m.source) for m in data.mounts(s)}]
+    others = [
+        s
+        for s in (data.config.get("services") or {})
+        if s != service and (entry.kind, entry.source) in {(m.kind, m.source) for m in data.mounts(s)}
+    ]
     if others:
-        raise InvalidInput(f"{entry.source} is also used by {', '.join(others)}: restoring it would change their "
-                           "data too; nothing was restored.")
+        raise InvalidInput(
+            f"{entry.source} is also used by {', '.join(others)}: restoring it would change their "
+            "data too; nothing was restored."
+        )
 
 
 def _write_entry(data: StackData, entry: Entry, archive: Path, image: str) -> None:
@@ -323,9 +373,13 @@ def _write_entry(data: StackData, entry: Entry, archive: Path, image: str) -> No
         if archives.volume_exists(data.engine, entry.source):
             archives.empty_volume(data.engine, image, entry.source)
         else:
-            data.engine.call(lambda c: c.api.create_volume(entry.source, labels={
-                "com.docker.compose.project": data.project,
-                "com.docker.compose.volume": entry.name}), what="volume")
+            data.engine.call(
+                lambda c: c.api.create_volume(
+                    entry.source,
+                    labels={"com.docker.compose.project": data.project, "com.docker.compose.volume": entry.name},
+                ),
+                what="volume",
+            )
         archives.write_volume(data.engine, image, entry.source, read_gzip(archive))
     else:
         folder = Path(entry.source)
@@ -348,9 +402,9 @@ class Job:
     title: str
     user: str
     started: float = field(default_factory=time.time)
-    state: str = "running"    # running | ok | failed
+    state: str = "running"  # running | ok | failed
     text: str = ""
-    result: str = ""          # the backup id it made
+    result: str = ""  # the backup id it made
 
 
 class Jobs:

@@ -7,16 +7,25 @@ from dataclasses import dataclass
 MODES = ("stop", "dump", "live", "skip")
 LABEL = "stackpilot.backup"
 # Databases that can give a consistent dump while running, by image name (the label overrides).
-DUMPS = {"postgres": "postgres", "postgis": "postgres", "timescale": "postgres", "pgvector": "postgres",
-         "mysql": "mysql", "mariadb": "mysql", "percona": "mysql", "redis": "redis", "valkey": "redis"}
+DUMPS = {
+    "postgres": "postgres",
+    "postgis": "postgres",
+    "timescale": "postgres",
+    "pgvector": "postgres",
+    "mysql": "mysql",
+    "mariadb": "mysql",
+    "percona": "mysql",
+    "redis": "redis",
+    "valkey": "redis",
+}
 
 
 @dataclass(frozen=True)
 class Mount:
-    kind: str       # "volume" | "bind"
-    name: str       # the compose volume key, or the bind's source path
-    source: str     # the engine's volume name, or the host path
-    target: str     # where the service sees it
+    kind: str  # "volume" | "bind"
+    name: str  # the compose volume key, or the bind's source path
+    source: str  # the engine's volume name, or the host path
+    target: str  # where the service sees it
     read_only: bool = False
 
     @property

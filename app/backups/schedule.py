@@ -88,7 +88,7 @@ class Scheduler:
         started = []
         rows = store.select("SELECT key FROM settings WHERE key LIKE ?", (KEY + "%",))
         for row in rows:
-            slug = row["key"][len(KEY):]
+            slug = row["key"][len(KEY) :]
             schedule = store.get_setting(row["key"], {}) or {}
             due = last_due(schedule, now)
             if due is None:

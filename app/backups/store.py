@@ -41,8 +41,8 @@ class Entry:
     """One archive of a backup: a mount of a service (or its database dump)."""
 
     service: str
-    kind: str            # volume | bind | dump
-    name: str            # compose volume key, bind source, or the dump's tool
+    kind: str  # volume | bind | dump
+    name: str  # compose volume key, bind source, or the dump's tool
     source: str
     target: str
     file: str = ""
@@ -58,12 +58,12 @@ class Manifest:
     id: str
     stack: str
     project: str
-    scope: str               # a service name, "all", or "safety:<service>"
+    scope: str  # a service name, "all", or "safety:<service>"
     taken_at: str
     status: str = "running"  # running | ok | failed
     error: str = ""
     duration: float = 0.0
-    modes: dict[str, str] = field(default_factory=dict)       # service -> stop|dump|live|skip
+    modes: dict[str, str] = field(default_factory=dict)  # service -> stop|dump|live|skip
     downtime: dict[str, float] = field(default_factory=dict)  # service -> seconds stopped
     env_backup: str = ""
     entries: list[Entry] = field(default_factory=list)
@@ -81,8 +81,9 @@ class Manifest:
     @classmethod
     def from_json(cls, text: str) -> Manifest:
         data = json.loads(text)
-        entries = [Entry(**{k: v for k, v in e.items() if k in Entry.__dataclass_fields__})
-                   for e in data.pop("entries", [])]
+        entries = [
+            Entry(**{k: v for k, v in e.items() if k in Entry.__dataclass_fields__}) for e in data.pop("entries", [])
+        ]
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known, entries=entries)
 
@@ -173,8 +174,11 @@ class BackupStore:
 
     def prune(self, keep: int, scope_prefix: str = "") -> list[str]:
         """Remove the oldest finished backups past `keep` (of the scopes starting with scope_prefix)."""
-        done = [m for m in self.list() if m.status != "running" and m.scope.startswith(scope_prefix)
-                and not m.scope.startswith("safety:")]
+        done = [
+            m
+            for m in self.list()
+            if m.status != "running" and m.scope.startswith(scope_prefix) and not m.scope.startswith("safety:")
+        ]
         removed = []
         for m in done[keep:]:
             self.delete(m.id)

@@ -75,9 +75,9 @@ class _Counting:
             raise self._error[0]
 
 
-BLOCK = 4 * 1024 * 1024   # one gzip member per block: memory stays a few blocks whatever the size
-SAMPLE = 64 * 1024        # each block's first 64 KiB are test-compressed first ...
-INCOMPRESSIBLE = 0.97     # ... and if they shrink less than 3%, the block is stored as is
+BLOCK = 4 * 1024 * 1024  # one gzip member per block: memory stays a few blocks whatever the size
+SAMPLE = 64 * 1024  # each block's first 64 KiB are test-compressed first ...
+INCOMPRESSIBLE = 0.97  # ... and if they shrink less than 3%, the block is stored as is
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, mtime 0, unknown OS
 
 
@@ -219,8 +219,10 @@ def read_folder(path: Path) -> Iterator[bytes]:
 
     def produce() -> None:
         try:
-            with os.fdopen(wfd, "wb", buffering=CHUNK) as out, tarfile.open(fileobj=out, mode="w|",
-                                                                               format=tarfile.PAX_FORMAT) as tar:
+            with (
+                os.fdopen(wfd, "wb", buffering=CHUNK) as out,
+                tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar,
+            ):
                 tar.add(str(path), arcname=ARCHIVE_ROOT, recursive=True)
         except BaseException as e:  # noqa: BLE001 - handed to the reader
             failure.append(e)

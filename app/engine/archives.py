@@ -24,7 +24,7 @@ from app.errors import StackpilotError
 
 log = logging.getLogger(__name__)
 
-MOUNT_AT = "/stackpilot-data"   # where the helper container sees the volume; tar entries start with its name
+MOUNT_AT = "/stackpilot-data"  # where the helper container sees the volume; tar entries start with its name
 ARCHIVE_ROOT = MOUNT_AT.lstrip("/")
 HELPER_LABEL = "io.stackpilot.backup-helper"
 CHUNK = 1024 * 1024
@@ -58,11 +58,18 @@ def helper(engine: Engine, image: str, volume: str, read_only: bool) -> Iterator
     name = f"stackpilot-backup-{secrets.token_hex(4)}"
 
     def create(client):
-        config = client.api.create_host_config(binds={volume: {"bind": MOUNT_AT, "mode": "ro" if read_only else "rw"}},
-                                               network_mode="none")
-        return client.api.create_container(image, command=["stackpilot-never-started"], name=name,
-                                           host_config=config, labels={HELPER_LABEL: "1"},
-                                           network_disabled=True, entrypoint=[])["Id"]
+        config = client.api.create_host_config(
+            binds={volume: {"bind": MOUNT_AT, "mode": "ro" if read_only else "rw"}}, network_mode="none"
+        )
+        return client.api.create_container(
+            image,
+            command=["stackpilot-never-started"],
+            name=name,
+            host_config=config,
+            labels={HELPER_LABEL: "1"},
+            network_disabled=True,
+            entrypoint=[],
+        )["Id"]
 
     cid = engine.call(create, what="image")
     try:
@@ -91,8 +98,9 @@ def read_volume(engine: Engine, image: str, volume: str) -> Iterator[bytes]:
         try:
             engine.call(lambda c: c.api.inspect_container(cid), what="backup helper")
         except NotFound:
-            raise CopyFailed(f"The container reading the volume {volume} was removed during the copy; "
-                             "the copy is not trusted.") from None
+            raise CopyFailed(
+                f"The container reading the volume {volume} was removed during the copy; the copy is not trusted."
+            ) from None
 
 
 def write_volume(engine: Engine, image: str, volume: str, tar: Iterable[bytes]) -> None:
@@ -110,8 +118,14 @@ def empty_volume(engine: Engine, image: str, volume: str, timeout: int = 300) ->
 
     def run(client):
         config = client.api.create_host_config(binds={volume: {"bind": MOUNT_AT, "mode": "rw"}}, network_mode="none")
-        cid = client.api.create_container(image, entrypoint=["sh", "-c", script], user="0", host_config=config,
-                                          labels={HELPER_LABEL: "1"}, network_disabled=True)["Id"]
+        cid = client.api.create_container(
+            image,
+            entrypoint=["sh", "-c", script],
+            user="0",
+            host_config=config,
+            labels={HELPER_LABEL: "1"},
+            network_disabled=True,
+        )["Id"]
         try:
             client.api.start(cid)
             code = client.api.wait(cid, timeout=timeout).get("StatusCode")
@@ -126,8 +140,10 @@ def empty_volume(engine: Engine, image: str, volume: str, timeout: int = 300) ->
         if "executable file not found" in e.message or "no such file" in e.message.lower():
             from app.engine.exec import NoShell
 
-            raise NoShell(f"The image {image} has no sh to empty the volume {volume} before the restore; "
-                          "restore into a new volume instead.") from None
+            raise NoShell(
+                f"The image {image} has no sh to empty the volume {volume} before the restore; "
+                "restore into a new volume instead."
+            ) from None
         raise
     if code != 0 or out.splitlines()[-1:] != ["0"]:
         raise CopyFailed(f"Emptying the volume {volume} failed (exit {code}): {out[-300:]}")

@@ -284,4 +284,3 @@ def restart(engine: Engine, container_id: str, timeout: int | None = None) -> No
     grace = _timeout_for(engine, container_id, timeout)
     engine.call(lambda c: c.api.restart(container_id, timeout=grace), "container")
     forget(container_id)
-

@@ -39,8 +39,21 @@ IDLE_AFTER = 5.0
 RETRY_FIRST = 0.5
 RETRY_CAP = 5.0
 # Events that change what a table shows (exec_*, attach, top, resize... do not).
-ACTIONS = {"create", "start", "restart", "stop", "die", "kill", "pause", "unpause", "destroy", "oom",
-           "rename", "update", "health_status"}
+ACTIONS = {
+    "create",
+    "start",
+    "restart",
+    "stop",
+    "die",
+    "kill",
+    "pause",
+    "unpause",
+    "destroy",
+    "oom",
+    "rename",
+    "update",
+    "health_status",
+}
 
 
 class Subscription:
@@ -175,8 +188,7 @@ class EventListener:
                 retry = RETRY_FIRST
                 if reconnect:
                     self._publish(RECONNECTED)
-                watchdog = threading.Thread(target=self._watch_idle, args=(stream,), daemon=True,
-                                            name="events-idle")
+                watchdog = threading.Thread(target=self._watch_idle, args=(stream,), daemon=True, name="events-idle")
                 watchdog.start()
                 try:
                     for batch in stream.batches():

@@ -77,8 +77,13 @@ def service_container(engine: Engine, project: str, service: str) -> Target:
     cid = sorted(running, key=lambda c: c.get("Names", [""])[0])[0]["Id"]
     info = engine.call(lambda c: c.api.inspect_container(cid), what="container")
     config = info.get("Config") or {}
-    return Target(id=cid, name=info.get("Name", "").lstrip("/"), service=service,
-                  workdir=config.get("WorkingDir") or "/", user=config.get("User") or "")
+    return Target(
+        id=cid,
+        name=info.get("Name", "").lstrip("/"),
+        service=service,
+        workdir=config.get("WorkingDir") or "/",
+        user=config.get("User") or "",
+    )
 
 
 def _exec_code(engine: Engine, container_id: str, cmd: list[str], user: str = "") -> int:
@@ -101,15 +106,18 @@ def pick_shell(engine: Engine, container_id: str, wanted: str = "") -> str:
             return shell
     if wanted:
         raise NoShell(f"There is no {wanted} in this container; try {' or '.join(s for s in SHELLS if s != wanted)}.")
-    raise NoShell("This image has no shell (neither bash nor sh: a distroless or scratch image). "
-                  "Use its logs, or run its own commands with Run a command.")
+    raise NoShell(
+        "This image has no shell (neither bash nor sh: a distroless or scratch image). "
+        "Use its logs, or run its own commands with Run a command."
+    )
 
 
 class Terminal:
     """One exec session with a TTY; its socket is ours until close()."""
 
-    def __init__(self, engine: Engine, target: Target, shell: str, user: str = "",
-                 cols: int = 80, rows: int = 24) -> None:
+    def __init__(
+        self, engine: Engine, target: Target, shell: str, user: str = "", cols: int = 80, rows: int = 24
+    ) -> None:
         self.engine = engine
         self.target = target
         self.shell = shell
@@ -117,8 +125,9 @@ class Terminal:
 
         def create(client):
             env = ["TERM=xterm-256color"]  # no COLUMNS/LINES: they would pin the size over resizes
-            ex = client.api.exec_create(target.id, [shell], stdin=True, tty=True, user=user,
-                                        environment=env, workdir=target.workdir)
+            ex = client.api.exec_create(
+                target.id, [shell], stdin=True, tty=True, user=user, environment=env, workdir=target.workdir
+            )
             sock = client.api.exec_start(ex["Id"], tty=True, socket=True)
             return ex["Id"], sock
 

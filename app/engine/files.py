@@ -62,8 +62,12 @@ def container_at(engine: Engine, address: str, networks: tuple[str, ...] = ()) -
                 ips = {str(ep.get("IPv4Address") or "").split("/")[0], str(ep.get("IPv6Address") or "").split("/")[0]}
                 if address in ips:
                     info = client.api.inspect_container(cid)
-                    return {"id": cid, "name": info["Name"].lstrip("/"), "labels": info["Config"].get("Labels") or {},
-                            "network": net["Name"]}
+                    return {
+                        "id": cid,
+                        "name": info["Name"].lstrip("/"),
+                        "labels": info["Config"].get("Labels") or {},
+                        "network": net["Name"],
+                    }
         return None
 
     return engine.call(look, f"find the container at {address}")

@@ -43,7 +43,7 @@ def split_ref(ref: str) -> tuple[str, str, str]:
     slash = name.rfind("/")
     colon = name.rfind(":")
     if colon > slash:
-        repo, tag = name[:colon], name[colon + 1:]
+        repo, tag = name[:colon], name[colon + 1 :]
     else:
         repo, tag = name, "" if digest else "latest"
     return repo, tag, digest
@@ -75,8 +75,11 @@ def remote_digest(engine: Engine, ref: str) -> Remote:
         data = client.images.get_registry_data(ref)
     except docker.errors.APIError as e:
         text = str(e.explanation or e)
-        limited = "toomanyrequests" in text.lower() or "rate limit" in text.lower() or (
-            e.response is not None and e.response.status_code == 429)
+        limited = (
+            "toomanyrequests" in text.lower()
+            or "rate limit" in text.lower()
+            or (e.response is not None and e.response.status_code == 429)
+        )
         return Remote(error=("rate limited: " if limited else "") + text[:300], rate_limited=limited)
     except requests.exceptions.RequestException as e:
         raise EngineUnavailable(f"{engine.name}: {e}") from None

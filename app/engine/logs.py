@@ -71,10 +71,16 @@ def project_containers(engine: Engine, project: str, services: list[str] | None 
         except ValueError:
             number = 1
         names = c.get("Names") or [c["Id"][:12]]
-        found.append(LogContainer(
-            id=c["Id"], name=names[0].lstrip("/"), service=service, number=number,
-            running=c.get("State") in ("running", "restarting", "paused"), state=c.get("State", ""),
-        ))
+        found.append(
+            LogContainer(
+                id=c["Id"],
+                name=names[0].lstrip("/"),
+                service=service,
+                number=number,
+                running=c.get("State") in ("running", "restarting", "paused"),
+                state=c.get("State", ""),
+            )
+        )
     found.sort(key=lambda c: (c.service, c.number, c.name))
     return found
 
@@ -97,8 +103,8 @@ class Dechunker:
 
     def __init__(self) -> None:
         self._buf = b""
-        self._left = 0   # data bytes of the current chunk still to come
-        self._skip = 0   # bytes of the CRLF after a chunk's data still to skip
+        self._left = 0  # data bytes of the current chunk still to come
+        self._skip = 0  # bytes of the CRLF after a chunk's data still to skip
         self.done = False
 
     def feed(self, data: bytes) -> bytes:
@@ -110,7 +116,7 @@ class Dechunker:
         while pos < end:
             if left:
                 take = left if left <= end - pos else end - pos
-                out.append(buf[pos:pos + take])
+                out.append(buf[pos : pos + take])
                 pos += take
                 left -= take
                 if not left:
@@ -212,8 +218,13 @@ class LogStream:
         while not self.closed:
             try:
                 data = fp.read1(READ_SIZE)
-            except (OSError, ValueError, AttributeError, urllib3.exceptions.HTTPError,
-                    requests.exceptions.RequestException) as e:
+            except (
+                OSError,
+                ValueError,
+                AttributeError,
+                urllib3.exceptions.HTTPError,
+                requests.exceptions.RequestException,
+            ) as e:
                 if self.closed:
                     return
                 raise EngineUnavailable(f"the log stream broke: {e.__class__.__name__}") from None
@@ -295,13 +306,25 @@ def api_since(ns: int) -> str:
     return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
 
 
-def open_logs(engine: Engine, container_id: str, *, follow: bool, tail: int | None = None,
-              since_ns: int | None = None, tty: bool | None = None) -> LogStream:
+def open_logs(
+    engine: Engine,
+    container_id: str,
+    *,
+    follow: bool,
+    tail: int | None = None,
+    since_ns: int | None = None,
+    tty: bool | None = None,
+) -> LogStream:
     """Open the logs of one container (both streams, with timestamps)."""
     if tty is None:
         tty = is_tty(engine, container_id)
-    params = {"stdout": 1, "stderr": 1, "timestamps": 1, "follow": 1 if follow else 0,
-              "tail": "all" if tail is None else str(tail)}
+    params = {
+        "stdout": 1,
+        "stderr": 1,
+        "timestamps": 1,
+        "follow": 1 if follow else 0,
+        "tail": "all" if tail is None else str(tail),
+    }
     if since_ns is not None:
         params["since"] = api_since(since_ns)
 
@@ -328,9 +351,9 @@ class ProjectLogs:
     def containers(self) -> list[LogContainer]:
         return project_containers(self.engine, self.project, self.services)
 
-    def open(self, container: LogContainer, *, follow: bool, tail: int | None,
-             since_ns: int | None) -> LogStream:
+    def open(self, container: LogContainer, *, follow: bool, tail: int | None, since_ns: int | None) -> LogStream:
         if container.id not in self._tty:
             self._tty[container.id] = is_tty(self.engine, container.id)
-        return open_logs(self.engine, container.id, follow=follow, tail=tail, since_ns=since_ns,
-                         tty=self._tty[container.id])
+        return open_logs(
+            self.engine, container.id, follow=follow, tail=tail, since_ns=since_ns, tty=self._tty[container.id]
+        )

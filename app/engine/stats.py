@@ -41,9 +41,9 @@ from app.errors import StackpilotError
 
 log = logging.getLogger(__name__)
 
-TICK = 0.5           # the loop's longest sleep: leases and stop() are noticed this fast
-RELIST = 3.0         # running containers of watched projects are listed this often (off the reader thread)
-PARSE_AFTER = 0.9    # snapshot() decodes a document when the stored sample is older than this
+TICK = 0.5  # the loop's longest sleep: leases and stop() are noticed this fast
+RELIST = 3.0  # running containers of watched projects are listed this often (off the reader thread)
+PARSE_AFTER = 0.9  # snapshot() decodes a document when the stored sample is older than this
 
 
 @dataclass(frozen=True)
@@ -84,8 +84,14 @@ def sample_from(raw: dict, previous: Sample | None, at: float) -> Sample:
     if pre_system and system > pre_system and total >= pre_total:
         percent = (total - pre_total) / (system - pre_system) * cpus * 100.0
     mem = raw.get("memory_stats") or {}
-    return Sample(cpu_percent=percent, mem_used=memory_used(mem), mem_limit=int(mem.get("limit") or 0),
-                  at=at, cpu_total=total, system_total=system)
+    return Sample(
+        cpu_percent=percent,
+        mem_used=memory_used(mem),
+        mem_limit=int(mem.get("limit") or 0),
+        at=at,
+        cpu_total=total,
+        system_total=system,
+    )
 
 
 class _Dechunk:
@@ -106,7 +112,7 @@ class _Dechunk:
         while pos < end:
             if self.left:
                 take = min(self.left, end - pos)
-                out.append(buf[pos:pos + take])
+                out.append(buf[pos : pos + take])
                 pos += take
                 self.left -= take
                 if not self.left:
@@ -138,8 +144,8 @@ class _Stream:
         self.response = response
         self.sock = sock
         self.dechunk = _Dechunk() if chunked else None
-        self.tail = b""          # an incomplete document
-        self.latest = b""        # the newest complete document not decoded yet
+        self.tail = b""  # an incomplete document
+        self.latest = b""  # the newest complete document not decoded yet
         self.thread: threading.Thread | None = None
         self.closed = False
 
@@ -156,7 +162,7 @@ class _Stream:
         start = data.rfind(b"\n", 0, cut) + 1
         if cut > start:
             self.latest = data[start:cut]
-        self.tail = data[cut + 1:]
+        self.tail = data[cut + 1 :]
 
     def close(self) -> None:
         self.closed = True
@@ -174,8 +180,7 @@ class _Stream:
 class StatsSampler:
     """Owns one thread and one stats stream per running container of the watched projects."""
 
-    def __init__(self, engine: Engine, interval: float = 2.0, workers: int = 48,
-                 idle_after: float = 6.0) -> None:
+    def __init__(self, engine: Engine, interval: float = 2.0, workers: int = 48, idle_after: float = 6.0) -> None:
         self.engine = engine
         self.interval = interval
         self.idle_after = idle_after
@@ -253,8 +258,12 @@ class StatsSampler:
         resp = response.raw._fp
         reader = getattr(resp, "fp", None)
         sock = _socket_of(resp)
-        if sock is not None and reader is not None and hasattr(reader, "peek") \
-                and getattr(resp, "chunk_left", None) is None:
+        if (
+            sock is not None
+            and reader is not None
+            and hasattr(reader, "peek")
+            and getattr(resp, "chunk_left", None) is None
+        ):
             stream = _Stream(cid, response, sock, bool(resp.chunked))
             sock.setblocking(False)
             try:
@@ -275,8 +284,9 @@ class StatsSampler:
         if stream.sock is not None:
             self._selector.register(stream.sock, selectors.EVENT_READ, stream)
         else:
-            stream.thread = threading.Thread(target=self._read_blocking, args=(stream,), name="stats-stream",
-                                             daemon=True)
+            stream.thread = threading.Thread(
+                target=self._read_blocking, args=(stream,), name="stats-stream", daemon=True
+            )
             stream.thread.start()
 
     def _read_blocking(self, stream: _Stream) -> None:
@@ -358,8 +368,12 @@ class StatsSampler:
                 now = time.monotonic()
                 if now >= next_list and (self._lister is None or not self._lister.is_alive()):
                     next_list = now + RELIST
-                    self._lister = threading.Thread(target=self._list_and_open, args=(projects, set(self._streams)),
-                                                    name="stats-lister", daemon=True)
+                    self._lister = threading.Thread(
+                        target=self._list_and_open,
+                        args=(projects, set(self._streams)),
+                        name="stats-lister",
+                        daemon=True,
+                    )
                     self._lister.start()
                 self._apply()
                 self._pump(TICK)

@@ -18,17 +18,29 @@ TOKEN = re.compile(
 NEEDS_WORK = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x9b]")
 
 PALETTE = [
-    (0, 0, 0), (205, 49, 49), (13, 188, 121), (229, 229, 16), (36, 114, 200), (188, 63, 188),
-    (17, 168, 205), (229, 229, 229), (102, 102, 102), (241, 76, 76), (35, 209, 139),
-    (245, 245, 67), (59, 142, 234), (214, 112, 214), (41, 184, 219), (255, 255, 255),
+    (0, 0, 0),
+    (205, 49, 49),
+    (13, 188, 121),
+    (229, 229, 16),
+    (36, 114, 200),
+    (188, 63, 188),
+    (17, 168, 205),
+    (229, 229, 229),
+    (102, 102, 102),
+    (241, 76, 76),
+    (35, 209, 139),
+    (245, 245, 67),
+    (59, 142, 234),
+    (214, 112, 214),
+    (41, 184, 219),
+    (255, 255, 255),
 ]
 
 Segment = tuple[str, str]  # (text, space-separated classes or "")
 
 
 def _nearest(r: int, g: int, b: int) -> int:
-    return min(range(16), key=lambda i: (PALETTE[i][0] - r) ** 2 + (PALETTE[i][1] - g) ** 2
-               + (PALETTE[i][2] - b) ** 2)
+    return min(range(16), key=lambda i: (PALETTE[i][0] - r) ** 2 + (PALETTE[i][1] - g) ** 2 + (PALETTE[i][2] - b) ** 2)
 
 
 def _xterm256(n: int) -> int:
@@ -77,8 +89,14 @@ class Style:
 
     def apply(self, params: str) -> None:
         # At most 3 digits: SGR codes are small, and int() of a huge digit string raises.
-        codes = [0 if not p else int(p) if p.isascii() and p.isdigit() and len(p) <= 3 else -1
-                 for p in re.split(r"[;:]", params)] if params else [0]
+        codes = (
+            [
+                0 if not p else int(p) if p.isascii() and p.isdigit() and len(p) <= 3 else -1
+                for p in re.split(r"[;:]", params)
+            ]
+            if params
+            else [0]
+        )
         i = 0
         while i < len(codes):
             c = codes[i]
@@ -122,7 +140,7 @@ class Style:
                     colour = XTERM[codes[i + 1] % 256]
                     i += 2
                 elif mode == 2 and i + 3 < len(codes):
-                    colour = _nearest(*(min(255, v) for v in codes[i + 1:i + 4]))
+                    colour = _nearest(*(min(255, v) for v in codes[i + 1 : i + 4]))
                     i += 4
                 else:
                     i += 1
@@ -142,7 +160,7 @@ def segments(text: str) -> list[Segment]:
     pos = 0
     for m in TOKEN.finditer(text):
         if m.start() > pos:
-            out.append((text[pos:m.start()], classes))
+            out.append((text[pos : m.start()], classes))
         pos = m.end()
         if m.group(3) == "m" and not m.group(2):
             style.apply(m.group(1))

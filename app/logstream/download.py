@@ -28,8 +28,9 @@ def _messages(index: int, stream: Stream) -> Iterator[tuple[int, int, bytes, byt
         yield last, index, seq, message, payload
 
 
-def iter_download(containers: list[Any], streams: list[Stream], *, timestamps: bool,
-                  query: str = "") -> Iterator[bytes]:
+def iter_download(
+    containers: list[Any], streams: list[Stream], *, timestamps: bool, query: str = ""
+) -> Iterator[bytes]:
     """Yield the file's bytes; closes every stream when done or when the client goes away."""
     line_filter = LineFilter(query)
     prefix = len(streams) > 1

@@ -50,7 +50,7 @@ def split_message(message: bytes) -> tuple[int | None, bytes, bytes]:
     if space > 0:
         ns = parse_stamp(message[:space])
         if ns is not None:
-            return ns, message[:space], message[space + 1:]
+            return ns, message[:space], message[space + 1 :]
     return None, b"", message
 
 
@@ -58,13 +58,13 @@ def split_message(message: bytes) -> tuple[int | None, bytes, bytes]:
 class LogLine:
     """One line of one container, ready to filter and render."""
 
-    ts: int          # nanoseconds since the epoch (engine time)
-    stamp: str       # the engine's own RFC 3339 stamp, shown as is
-    source: int      # index of the service in the session's service list
-    stream: int      # STDOUT or STDERR
-    segments: list   # ansi.Segment list
-    cut: int = 0     # bytes cut off the end (0: whole line)
-    text: str = ""   # plain text (for filters)
+    ts: int  # nanoseconds since the epoch (engine time)
+    stamp: str  # the engine's own RFC 3339 stamp, shown as is
+    source: int  # index of the service in the session's service list
+    stream: int  # STDOUT or STDERR
+    segments: list  # ansi.Segment list
+    cut: int = 0  # bytes cut off the end (0: whole line)
+    text: str = ""  # plain text (for filters)
     marks: list | None = None  # search hits to highlight: (start, end) in text
 
 
@@ -90,7 +90,7 @@ class Assembler:
         part = self._partial.get(stream)
         if part is None and ended:
             if len(payload) > self.limit:
-                return self._line(ns, stamp, stream, payload[:self.limit], len(payload) - self.limit, fallback_ts)
+                return self._line(ns, stamp, stream, payload[: self.limit], len(payload) - self.limit, fallback_ts)
             return self._line(ns, stamp, stream, payload, 0, fallback_ts)
         if part is None:
             part = (ns, stamp, bytearray(), 0)
@@ -122,8 +122,14 @@ class Assembler:
         needs_work = ansi.NEEDS_WORK.search
         for stream, message in messages:
             # Indexing a bytes object gives an int (no allocation): the checks stay cheap.
-            if (not partial and len(message) <= longest and message[-1] == 10 and len(message) > 31
-                    and message[30] == 32 and message[19] == 46):
+            if (
+                not partial
+                and len(message) <= longest
+                and message[-1] == 10
+                and len(message) > 31
+                and message[30] == 32
+                and message[19] == 46
+            ):
                 secs = seconds.get(message[:19])
                 if secs is not None:
                     try:
@@ -131,15 +137,24 @@ class Assembler:
                     except ValueError:
                         nanos = -1
                     if nanos >= 0:
-                        text = message[31:-2 if message[-2] == 13 else -1].decode("utf-8", "replace")
+                        text = message[31 : -2 if message[-2] == 13 else -1].decode("utf-8", "replace")
                         if needs_work(text):
                             segs = ansi.segments(text)
                             plain = ansi.plain(segs)
                         else:
                             segs = [(text, "")]
                             plain = text
-                        append(LogLine(secs * 1_000_000_000 + nanos, message[:30].decode("ascii"), source, stream,
-                                       segs, 0, plain))
+                        append(
+                            LogLine(
+                                secs * 1_000_000_000 + nanos,
+                                message[:30].decode("ascii"),
+                                source,
+                                stream,
+                                segs,
+                                0,
+                                plain,
+                            )
+                        )
                         continue
             line = self.feed(stream, message, fallback_ts)
             if line is not None:
@@ -155,11 +170,17 @@ class Assembler:
         self._partial.clear()
         return out
 
-    def _line(self, ns: int | None, stamp: bytes, stream: int, data: bytes, cut: int,
-              fallback_ts: int) -> LogLine:
+    def _line(self, ns: int | None, stamp: bytes, stream: int, data: bytes, cut: int, fallback_ts: int) -> LogLine:
         if data.endswith(b"\r"):  # TTY line endings
             data = data[:-1]
         text = decode(data)
         segs = ansi.segments(text)
-        return LogLine(ts=ns if ns is not None else fallback_ts, stamp=stamp.decode("ascii", "replace"),
-                       source=self.source, stream=stream, segments=segs, cut=cut, text=ansi.plain(segs))
+        return LogLine(
+            ts=ns if ns is not None else fallback_ts,
+            stamp=stamp.decode("ascii", "replace"),
+            source=self.source,
+            stream=stream,
+            segments=segs,
+            cut=cut,
+            text=ansi.plain(segs),
+        )

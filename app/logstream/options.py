@@ -24,8 +24,8 @@ UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 @dataclass(frozen=True)
 class LogOptions:
-    tail: int | None = 100        # None: everything
-    since: str = ""               # as typed: "", "5m", "1h", "24h" or a date-time
+    tail: int | None = 100  # None: everything
+    since: str = ""  # as typed: "", "5m", "1h", "24h" or a date-time
     since_ns: int | None = None
     follow: bool = True
     timestamps: bool = True

@@ -33,10 +33,10 @@ def _styled(segments: list[Segment], marks: list[tuple[int, int]]) -> str:
                 mi += 1
             if mi < len(marks) and marks[mi][0] <= pos:
                 stop = min(end, marks[mi][1])
-                pieces.append(f"<mark>{escape(text[pos - start:stop - start])}</mark>")
+                pieces.append(f"<mark>{escape(text[pos - start : stop - start])}</mark>")
             else:
                 stop = min(end, marks[mi][0]) if mi < len(marks) else end
-                pieces.append(escape(text[pos - start:stop - start]))
+                pieces.append(escape(text[pos - start : stop - start]))
             pos = stop
         inner = "".join(pieces)
         parts.append(f'<span class="{classes}">{inner}</span>' if classes else inner)

@@ -25,10 +25,10 @@ from app.logstream.queue import LineQueue
 
 log = logging.getLogger(__name__)
 
-SCAN_IDLE = 3.0      # look for new containers this often while every follower is attached
-SCAN_WAITING = 1.0   # ... and this often while a container is stopped or the engine is away
-FOLLOW_TAIL = 5000   # lines a follower may need to catch up after history, a restart or an outage
-LIVE_WAIT = 1.0      # a live batch waits this long for a stalled socket before its lines are dropped
+SCAN_IDLE = 3.0  # look for new containers this often while every follower is attached
+SCAN_WAITING = 1.0  # ... and this often while a container is stopped or the engine is away
+FOLLOW_TAIL = 5000  # lines a follower may need to catch up after history, a restart or an outage
+LIVE_WAIT = 1.0  # a live batch waits this long for a stalled socket before its lines are dropped
 
 
 class Stream(Protocol):
@@ -71,8 +71,9 @@ class _Follower:
 
 
 class LogSession:
-    def __init__(self, source: Source, options: LogOptions, services: list[str],
-                 queue: LineQueue | None = None) -> None:
+    def __init__(
+        self, source: Source, options: LogOptions, services: list[str], queue: LineQueue | None = None
+    ) -> None:
         self.source = source
         self.options = options
         self.services = list(services)
@@ -200,8 +201,9 @@ class LogSession:
             found = self._list()
             if isinstance(found, EngineUnavailable):
                 if not engine_down:
-                    self._status("engine-down", f"The Docker engine is unreachable: {found.message}. "
-                                 "Reconnecting by itself…")
+                    self._status(
+                        "engine-down", f"The Docker engine is unreachable: {found.message}. Reconnecting by itself…"
+                    )
                     engine_down = True
                 self._wake.wait(SCAN_WAITING * 2)
                 self._wake.clear()
@@ -262,8 +264,7 @@ class LogSession:
                 self._attach(c, since_ns=self.last_ts.get(c.id, self.started_ns))
             else:
                 self._followers[c.id] = _Follower(c, ended=True, stop_noted=True)
-                self._note("stopped", f"{c.name} is not running ({c.state}); its lines will "
-                           "appear when it starts.")
+                self._note("stopped", f"{c.name} is not running ({c.state}); its lines will appear when it starts.")
         engine_down = False
         while not self.closed:
             waiting = any(f.ended for f in self._followers.values()) or engine_down
@@ -275,8 +276,9 @@ class LogSession:
             if isinstance(found, EngineUnavailable):
                 if not engine_down:
                     engine_down = True
-                    self._status("engine-down", f"The Docker engine is unreachable: {found.message}. "
-                                 "Reconnecting by itself…")
+                    self._status(
+                        "engine-down", f"The Docker engine is unreachable: {found.message}. Reconnecting by itself…"
+                    )
                 continue
             if engine_down:
                 engine_down = False
@@ -317,8 +319,9 @@ class LogSession:
     def _attach(self, container: Any, since_ns: int | None) -> None:
         follower = _Follower(container)
         self._followers[container.id] = follower
-        follower.thread = threading.Thread(target=self._follow, args=(follower, since_ns),
-                                           name="logs-follow", daemon=True)
+        follower.thread = threading.Thread(
+            target=self._follow, args=(follower, since_ns), name="logs-follow", daemon=True
+        )
         follower.thread.start()
 
     def _follow(self, follower: _Follower, since_ns: int | None) -> None:

@@ -40,8 +40,15 @@ def encode_batch(batch: list) -> str:
     items: list = []
     for item in _sorted_runs(batch):
         if isinstance(item, LogLine):
-            items.append([item.ts // 1000, item.stamp, item.source, 1 if item.stream == STDERR else 0,
-                          line_html(item.segments, item.marks, item.cut)])
+            items.append(
+                [
+                    item.ts // 1000,
+                    item.stamp,
+                    item.source,
+                    1 if item.stream == STDERR else 0,
+                    line_html(item.segments, item.marks, item.cut),
+                ]
+            )
         elif isinstance(item, Skipped):
             items.append({"t": "skip", "n": item.count})
         elif isinstance(item, Notice):

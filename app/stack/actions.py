@@ -64,10 +64,14 @@ def proxy_error(stack: Stack, name: str, action: str) -> ProxyAtRisk:
         return ProxyAtRisk(
             f"{name} is the proxy you reach Stackpilot through: stopping it takes this page away until "
             f"someone runs `docker compose -p {stack.project} up -d -- {name}` on the host. Confirm to stop it "
-            "anyway.", None)
+            "anyway.",
+            None,
+        )
     return ProxyAtRisk(
         f"{name} is the proxy you reach Stackpilot through: {action} takes this page away for about "
-        f"{DOWNTIME_SECONDS} s; it reconnects by itself. Confirm to {action} it anyway.", DOWNTIME_SECONDS)
+        f"{DOWNTIME_SECONDS} s; it reconnects by itself. Confirm to {action} it anyway.",
+        DOWNTIME_SECONDS,
+    )
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,8 @@ def own_container_error(stack: Stack, name: str, action: str) -> OwnContainer:
     command = f"docker compose -p {stack.project} {HOST_COMMANDS.get(action, action)} -- {name}"
     return OwnContainer(
         f"Stackpilot cannot stop or recreate its own container from inside; run `{command}` "
-        f"on the host (in {stack.directory}).")
+        f"on the host (in {stack.directory})."
+    )
 
 
 def others(names: Iterable[str], own: str) -> list[str]:
@@ -100,13 +105,19 @@ def others(names: Iterable[str], own: str) -> list[str]:
     act on all services, ours included)."""
     rest = [n for n in names if n != own]
     if not rest:
-        raise InvalidInput(f"{own} (Stackpilot itself) is the only service of this stack; "
-                           "manage it from the host.")
+        raise InvalidInput(f"{own} (Stackpilot itself) is the only service of this stack; manage it from the host.")
     return rest
 
 
-def plan_service(stack: Stack, action: str, name: str, own: str | None = None,
-                 exists: bool = True, proxy: str | None = None, insist: bool = False) -> ActionPlan:
+def plan_service(
+    stack: Stack,
+    action: str,
+    name: str,
+    own: str | None = None,
+    exists: bool = True,
+    proxy: str | None = None,
+    insist: bool = False,
+) -> ActionPlan:
     """One service's action; `name` already checked against the model, `exists`: it has a
     container (start then means `start`, else `up -d` creates it)."""
     if action not in SERVICE_ACTIONS:
@@ -124,8 +135,7 @@ def plan_service(stack: Stack, action: str, name: str, own: str | None = None,
     return ActionPlan(args=tuple(args), title=f"{action} {name}")
 
 
-def plan_up(services: Sequence[str], own: str | None = None,
-            base: Sequence[str] = ("up", "-d")) -> ActionPlan:
+def plan_up(services: Sequence[str], own: str | None = None, base: Sequence[str] = ("up", "-d")) -> ActionPlan:
     """Start the stack; with our own service among them, start every other one (--no-deps) and
     leave ours as it is. No other service at all: nothing to run (args empty)."""
     if not own:
@@ -138,9 +148,16 @@ def plan_up(services: Sequence[str], own: str | None = None,
     return ActionPlan(args=(*flags, "--no-deps", *names_arg(rest)), title="up", note=note)
 
 
-def plan_stack(stack: Stack, action: str, model: ComposeModel, own: str | None = None,
-               delete_volumes: bool = False, services: Sequence[str] = (), proxy: str | None = None,
-               insist: bool = False) -> ActionPlan:
+def plan_stack(
+    stack: Stack,
+    action: str,
+    model: ComposeModel,
+    own: str | None = None,
+    delete_volumes: bool = False,
+    services: Sequence[str] = (),
+    proxy: str | None = None,
+    insist: bool = False,
+) -> ActionPlan:
     """A stack action; `model` is the model of the run's profiles, `services` the names (already
     checked against the model) for ``recreate``; `proxy` is left running unless `insist`."""
     if action not in STACK_ACTIONS:
@@ -175,16 +192,31 @@ def plan_stack(stack: Stack, action: str, model: ComposeModel, own: str | None =
         detail = f"profiles: {', '.join(stack.profiles) or 'none'}"
     elif action == "down":
         if own:
-            args = ["rm", "-f", "-s", *(["-v"] if delete_volumes else []),
-                    *names_arg(others(model.service_names(), own))]
-            note = (f"{own} (Stackpilot), the networks and named volumes kept" if delete_volumes
-                    else f"{own} (Stackpilot) and the networks kept")
-            detail = ("anonymous volumes deleted; named volumes kept while Stackpilot runs in the stack: "
-                      f"{', '.join(model.volumes.values()) or 'none'}") if delete_volumes else "volumes kept"
+            args = [
+                "rm",
+                "-f",
+                "-s",
+                *(["-v"] if delete_volumes else []),
+                *names_arg(others(model.service_names(), own)),
+            ]
+            note = (
+                f"{own} (Stackpilot), the networks and named volumes kept"
+                if delete_volumes
+                else f"{own} (Stackpilot) and the networks kept"
+            )
+            detail = (
+                (
+                    "anonymous volumes deleted; named volumes kept while Stackpilot runs in the stack: "
+                    f"{', '.join(model.volumes.values()) or 'none'}"
+                )
+                if delete_volumes
+                else "volumes kept"
+            )
         else:
             args = ["down", *(["-v"] if delete_volumes else [])]
-            detail = (f"deleted volumes: {', '.join(model.volumes.values()) or 'none'}" if delete_volumes
-                      else "volumes kept")
+            detail = (
+                f"deleted volumes: {', '.join(model.volumes.values()) or 'none'}" if delete_volumes else "volumes kept"
+            )
     elif action == "recreate":
         names = list(services)
         if not names:
@@ -220,8 +252,15 @@ def build_flags(pull: bool = False, no_cache: bool = False) -> list[str]:
     return [*(["--pull"] if pull else []), *(["--no-cache"] if no_cache else [])]
 
 
-def plan_build(stack: Stack, action: str, names: Sequence[str], own: str | None = None, pull: bool = False,
-               no_cache: bool = False, every: Sequence[str] = ()) -> ActionPlan:
+def plan_build(
+    stack: Stack,
+    action: str,
+    names: Sequence[str],
+    own: str | None = None,
+    pull: bool = False,
+    no_cache: bool = False,
+    every: Sequence[str] = (),
+) -> ActionPlan:
     """Build (and recreate) services with `build:`. `names`: the built services asked for (checked
     against the model); `every`: all services of the run's profiles, for ``upbuild`` with ours spared."""
     flags = build_flags(pull, no_cache)
@@ -237,8 +276,7 @@ def plan_build(stack: Stack, action: str, names: Sequence[str], own: str | None 
             raise own_container_error(stack, own, "recreate")
         build = ("build", *flags, *names_arg(names))
         up = ("up", "-d", "--no-deps", *names_arg(names))
-        return ActionPlan(args=build, steps=(build, up), title=f"rebuild & recreate {' '.join(names)}",
-                          detail=detail)
+        return ActionPlan(args=build, steps=(build, up), title=f"rebuild & recreate {' '.join(names)}", detail=detail)
     if action == "upbuild":
         planned = plan_up(list(every), own, base=("up", "-d") if flags else ("up", "-d", "--build"))
         if own:

@@ -83,7 +83,7 @@ def list_backups(stack_dir: Path) -> list[Backup]:
 
 def rotate(stack_dir: Path, keep: int) -> list[str]:
     removed = []
-    for old in list_backups(stack_dir)[max(keep, 1):]:
+    for old in list_backups(stack_dir)[max(keep, 1) :]:
         with contextlib.suppress(FileNotFoundError):
             old.path.unlink()
             removed.append(old.name)
@@ -123,8 +123,9 @@ def env_lock(path: Path) -> Iterator[None]:
             os.close(fd)
 
 
-def save_env(path: Path, data: bytes, based_on: str, keep: int, copies: Iterable[str] = (),
-             mask_keys: set[str] | None = None) -> SaveResult:
+def save_env(
+    path: Path, data: bytes, based_on: str, keep: int, copies: Iterable[str] = (), mask_keys: set[str] | None = None
+) -> SaveResult:
     """Write new .env bytes safely. Raises EnvConflict (with a masked diff) when the file on disk
     is no longer the version the edit started from; never merges."""
     path = Path(path)
@@ -194,8 +195,9 @@ def mask_text(text: str, mask_keys: set[str] | None, labels: dict[str, int] | No
     return out
 
 
-def diff_lines(old: bytes, new: bytes, mask_keys: set[str] | None = None,
-               names: tuple[str, str] = ("before", "after")) -> list[tuple[str, str]]:
+def diff_lines(
+    old: bytes, new: bytes, mask_keys: set[str] | None = None, names: tuple[str, str] = ("before", "after")
+) -> list[tuple[str, str]]:
     """(kind, line) pairs of a unified diff, kind in add/del/ctx/hunk; secrets masked."""
     labels: dict[str, int] = {}
     a = mask_text(old.decode("utf-8", "replace").lstrip("\ufeff"), mask_keys, labels)

@@ -38,8 +38,21 @@ ROOT_CERT_PATHS = (
 )
 ROOT_CERT_SUFFIX = "caddy/pki/authorities/local/root.crt"
 # Suffixes no public CA will ever sign (RFC 6762, RFC 8375, ICANN's .internal) plus the usual LAN ones.
-PRIVATE_SUFFIXES = (".lan", ".home", ".local", ".localhost", ".internal", ".home.arpa", ".localdomain",
-                    ".intranet", ".corp", ".private", ".test", ".invalid", ".example")
+PRIVATE_SUFFIXES = (
+    ".lan",
+    ".home",
+    ".local",
+    ".localhost",
+    ".internal",
+    ".home.arpa",
+    ".localdomain",
+    ".intranet",
+    ".corp",
+    ".private",
+    ".test",
+    ".invalid",
+    ".example",
+)
 _HOST_RE = re.compile(r"^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
 _SITE_RE = re.compile(r"^\s*\{\$([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*)?\}\s*\{\s*$")
 _PROXY_RE = re.compile(r"^\s*reverse_proxy\s+([^\s{]+)")
@@ -50,7 +63,7 @@ def _bare(host: str) -> str:
     for scheme in ("https://", "http://"):
         host = host.removeprefix(scheme)
     if host.startswith("[") and "]" in host:
-        return host[1:host.index("]")]
+        return host[1 : host.index("]")]
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
@@ -105,8 +118,13 @@ def site_upstreams(caddyfile: str) -> dict[str, str]:
     return out
 
 
-def split_lan_names(directory: Path, names: Mapping[str, str], private: bool, addon_dir: str = "caddy-addon",
-                    caddyfile: str = "Caddyfile") -> tuple[dict[str, str], dict[str, str]]:
+def split_lan_names(
+    directory: Path,
+    names: Mapping[str, str],
+    private: bool,
+    addon_dir: str = "caddy-addon",
+    caddyfile: str = "Caddyfile",
+) -> tuple[dict[str, str], dict[str, str]]:
     """(for .env, for the addon): in Private mode, a name whose variable is a `{$VAR}` site of the
     stack's Caddyfile goes to the addon (write_lan_sites) and stays out of .env, when the stack has
     the addon folder; everything else goes to .env as before."""
@@ -124,16 +142,28 @@ def split_lan_names(directory: Path, names: Mapping[str, str], private: bool, ad
 
 def render_lan_sites(sites: Iterable[LanSite]) -> str:
     """The addon file: one site per LAN name, Caddy's own CA, the same upstream as the stack's site."""
-    parts = ["# Written by Stackpilot (LAN names get Caddy's own certificate). Rewritten by the setup wizard;",
-             "# the stack's .env keeps these services' hostname variables at their port defaults.", ""]
+    parts = [
+        "# Written by Stackpilot (LAN names get Caddy's own certificate). Rewritten by the setup wizard;",
+        "# the stack's .env keeps these services' hostname variables at their port defaults.",
+        "",
+    ]
     for site in sites:
-        parts += [f"# {site.var}", f"{site.hostname} {{", "\ttls internal",
-                  f"\treverse_proxy {site.upstream} {{", "\t\tflush_interval -1", "\t}", "}", ""]
+        parts += [
+            f"# {site.var}",
+            f"{site.hostname} {{",
+            "\ttls internal",
+            f"\treverse_proxy {site.upstream} {{",
+            "\t\tflush_interval -1",
+            "\t}",
+            "}",
+            "",
+        ]
     return "\n".join(parts)
 
 
-def write_lan_sites(directory: Path, names: Mapping[str, str], addon_dir: str = "caddy-addon",
-                    caddyfile: str = "Caddyfile") -> LanSites:
+def write_lan_sites(
+    directory: Path, names: Mapping[str, str], addon_dir: str = "caddy-addon", caddyfile: str = "Caddyfile"
+) -> LanSites:
     """Write <addon_dir>/stackpilot-lan.conf so each chosen LAN name is served with ``tls internal``.
 
     names: {VARIABLE: hostname}. A variable the stack's Caddyfile does not use as a site address,
@@ -173,8 +203,9 @@ class CheckResult:
     detail: str
 
 
-def check_https(hostname: str, address: str, port: int = 443, cafile: str | None = None,
-                timeout: float = 4.0) -> CheckResult:
+def check_https(
+    hostname: str, address: str, port: int = 443, cafile: str | None = None, timeout: float = 4.0
+) -> CheckResult:
     """Fetch https://hostname/ from Caddy at address:port (SNI and Host = hostname) and say what fails.
 
     cafile: Caddy's local root for LAN names; None: the system's public CAs."""
@@ -182,13 +213,15 @@ def check_https(hostname: str, address: str, port: int = 443, cafile: str | None
     try:
         raw = socket.create_connection((address, port), timeout=timeout)
     except ConnectionRefusedError:
-        return CheckResult(hostname, False, "refused",
-                           f"Connection refused at {address}:{port}: Caddy does not listen there.")
+        return CheckResult(
+            hostname, False, "refused", f"Connection refused at {address}:{port}: Caddy does not listen there."
+        )
     except TimeoutError:
         return CheckResult(hostname, False, "timeout", f"No answer from {address}:{port} within {timeout:g} s.")
     except OSError as exc:
-        return CheckResult(hostname, False, "unreachable",
-                           f"{address}:{port} cannot be reached: {exc.strerror or exc}.")
+        return CheckResult(
+            hostname, False, "unreachable", f"{address}:{port} cannot be reached: {exc.strerror or exc}."
+        )
     try:
         with context.wrap_socket(raw, server_hostname=hostname) as tls:
             tls.sendall(f"HEAD / HTTP/1.1\r\nHost: {hostname}\r\nConnection: close\r\n\r\n".encode())
@@ -200,11 +233,13 @@ def check_https(hostname: str, address: str, port: int = 443, cafile: str | None
         where = "Caddy's local root" if cafile else "a public certificate authority"
         return CheckResult(hostname, False, "chain", f"The certificate does not chain to {where}: {text}.")
     except ssl.SSLError as exc:
-        why = (f"Caddy has no site for {hostname}: a service's LAN name goes in the setup wizard's HTTPS step "
-               "(Private), Stackpilot's in MANAGEMENT_HOSTNAME; recreate Caddy after its files change."
-               if cafile else
-               f"Caddy has no certificate for {hostname} yet: its log shows Let's Encrypt's answer (the name's "
-               "DNS must point here, ports 80 and 443 open to the internet).")
+        why = (
+            f"Caddy has no site for {hostname}: a service's LAN name goes in the setup wizard's HTTPS step "
+            "(Private), Stackpilot's in MANAGEMENT_HOSTNAME; recreate Caddy after its files change."
+            if cafile
+            else f"Caddy has no certificate for {hostname} yet: its log shows Let's Encrypt's answer (the name's "
+            "DNS must point here, ports 80 and 443 open to the internet)."
+        )
         return CheckResult(hostname, False, "tls", f"The TLS handshake failed ({exc.reason or exc}). {why}")
     except TimeoutError:
         return CheckResult(hostname, False, "timeout", f"The handshake with {address}:{port} took over {timeout:g} s.")

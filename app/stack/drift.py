@@ -81,8 +81,13 @@ def outdated(stack: Stack, containers: Iterable[ContainerInfo]) -> set[str]:
     """Services whose containers Compose would recreate now because their configuration changed."""
     containers = list(containers)
     hashes = config_hashes(stack)
-    candidates = sorted({c.service for c in containers
-                         if c.config_hash and hashes.get(c.service) and hashes[c.service] != c.config_hash})
+    candidates = sorted(
+        {
+            c.service
+            for c in containers
+            if c.config_hash and hashes.get(c.service) and hashes[c.service] != c.config_hash
+        }
+    )
     if not candidates:
         return set()
     key = _key(stack)
@@ -93,8 +98,9 @@ def outdated(stack: Stack, containers: Iterable[ContainerInfo]) -> set[str]:
         return hit[1]
     names = {c.name: c.service for c in containers}
     try:
-        done = compose.query(stack, ["up", "-d", "--dry-run", "--no-build", "--pull", "never", "--no-deps",
-                                     "--", *candidates])
+        done = compose.query(
+            stack, ["up", "-d", "--dry-run", "--no-build", "--pull", "never", "--no-deps", "--", *candidates]
+        )
         if done.returncode == 0:
             found = {names[n] for n in RECREATE.findall(f"{done.stdout}\n{done.stderr}") if n in names}
         else:  # Compose could not plan (e.g. an image gone): the hashes are all we have

@@ -46,8 +46,7 @@ _BARE_KEY = re.compile(r"[ \t]*(?:export[ \t]+)?(?P<key>" + _READ_KEY + r")[ \t\
 # Unquoted values we can write bare: no whitespace, quotes, backslash, `#` or `$`.
 _BARE_SAFE = re.compile(r"[A-Za-z0-9_\-.,/:@+=%^*!?~<>|&;()\[\]{}]+")
 _ESCAPES = re.compile(r"\\(?:[abcfnrtv$\"\\]|0[0-7]{0,3})")
-_SIMPLE_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
-                   '"': '"', "\\": "\\"}
+_SIMPLE_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", '"': '"', "\\": "\\"}
 
 
 @dataclass
@@ -172,8 +171,9 @@ class EnvDocument:
         unclosed = [e for e in self.entries if e.kind == "invalid" and "never closed" in e.problem]
         if unclosed:
             # Compose refuses the whole file, and any quote we add could pair with the open one.
-            raise InvalidInput(f"Line {unclosed[0].line} opens a quote that is never closed; "
-                               "fix it in the text editor first.")
+            raise InvalidInput(
+                f"Line {unclosed[0].line} opens a quote that is never closed; fix it in the text editor first."
+            )
         e = self.entry(key)
         if e is not None:
             if e.value == value and not e.uses_refs and not e.problem:
@@ -229,8 +229,7 @@ def encode_value(value: str) -> str:
         return value
     if "'" not in value and "\n" not in value and "\r" not in value and not value.endswith("\\"):
         return "'" + value + "'"
-    out = (value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "$$")
-           .replace("\n", "\\n").replace("\r", "\\r"))
+    out = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "$$").replace("\n", "\\n").replace("\r", "\\r")
     return '"' + out + '"'
 
 
@@ -307,9 +306,19 @@ def _parse_statement(text: str, pos: int, end: int, env: dict[str, str]) -> tupl
         tail = suffix.strip()
         if tail and not tail.startswith("#"):
             problem = f"{key}: text after the closing quote would be read as another variable."
-        return Entry(text[pos:line_end], "var", key=key, value=value, quote=first, raw_value=raw_value,
-                     prefix=prefix, suffix=suffix, uses_refs=uses_refs, problem=problem), line_end
-    body = physical[m.end():]
+        return Entry(
+            text[pos:line_end],
+            "var",
+            key=key,
+            value=value,
+            quote=first,
+            raw_value=raw_value,
+            prefix=prefix,
+            suffix=suffix,
+            uses_refs=uses_refs,
+            problem=problem,
+        ), line_end
+    body = physical[m.end() :]
     ending = _line_ending(body)
     content = body[: len(body) - len(ending)]
     cut = content.find(" #")
@@ -317,10 +326,11 @@ def _parse_statement(text: str, pos: int, end: int, env: dict[str, str]) -> tupl
     value = value_part.rstrip()
     # keep the trimmed spaces with the suffix so the text is reproduced exactly
     raw_value = value
-    suffix = body[len(raw_value):]
+    suffix = body[len(raw_value) :]
     value, uses_refs = interpolate(value, env)
-    return Entry(physical, "var", key=key, value=value, raw_value=raw_value, prefix=prefix,
-                 suffix=suffix, uses_refs=uses_refs), end
+    return Entry(
+        physical, "var", key=key, value=value, raw_value=raw_value, prefix=prefix, suffix=suffix, uses_refs=uses_refs
+    ), end
 
 
 def _scan_quoted(text: str, start: int, quote: str) -> tuple[int, str, int]:
@@ -425,13 +435,13 @@ def _braced(expr: str, env: dict[str, str]) -> str:
     if not m:
         return ""
     name = m.group(0)
-    rest = expr[m.end():]
+    rest = expr[m.end() :]
     current = env.get(name)
     if not rest:
         return current or ""
     for op in (":-", ":+", ":?", "-", "+", "?"):
         if rest.startswith(op):
-            arg, _ = interpolate(rest[len(op):], env)
+            arg, _ = interpolate(rest[len(op) :], env)
             if op == ":-":
                 return current if current else arg
             if op == "-":

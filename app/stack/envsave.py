@@ -80,9 +80,19 @@ def _signer_changed(f: schema_mod.Field, changed: list[str]) -> bool:
     return f.kind.name == "jwt" and bool(f.kind.signed_by) and f.kind.signed_by in changed
 
 
-def save(path: Path, schema: schema_mod.Schema, new: bytes, based_on: str, *, keep: int,
-         copies: Iterable[str] = (), confirm_db: bool = False, config: ConfigFn | None = None,
-         data: DataFn | None = None, validate: bool = True) -> SaveOutcome:
+def save(
+    path: Path,
+    schema: schema_mod.Schema,
+    new: bytes,
+    based_on: str,
+    *,
+    keep: int,
+    copies: Iterable[str] = (),
+    confirm_db: bool = False,
+    config: ConfigFn | None = None,
+    data: DataFn | None = None,
+    validate: bool = True,
+) -> SaveOutcome:
     """Validate and write `new` as the `.env` at path (through a symlink, to its target).
     Nothing is written when a refusal is found, when the file changed since `based_on`
     (EnvConflict) or when a database-password change is held for confirmation. validate=False only
@@ -155,8 +165,14 @@ def _secret_keys(schema: schema_mod.Schema, data: bytes) -> set[str]:
     return {k for k in keys if schema.kind(k).secret}
 
 
-def build_schema(directory: Path, files: Iterable[str], profiles: Iterable[str], doc: EnvDocument,
-                 example: bytes | None, overrides: Mapping[str, schema_mod.Kind] | None = None) -> schema_mod.Schema:
+def build_schema(
+    directory: Path,
+    files: Iterable[str],
+    profiles: Iterable[str],
+    doc: EnvDocument,
+    example: bytes | None,
+    overrides: Mapping[str, schema_mod.Kind] | None = None,
+) -> schema_mod.Schema:
     """The schema of a stack's env file: the example's declarations with the compose files' evidence
     (usage, `${VAR:?}`) and the services of the active profiles (the stack's own plus COMPOSE_PROFILES
     in the file). With no example, a shipped file is its own example for kinds, never for placeholders."""
@@ -175,8 +191,17 @@ def discover_example(directory: Path, preferred: str | None = None) -> Path | No
     """The stack's env example: the recipe's, else the usual names (.env.example, example.env,
     env.example, .env.dist, .env.sample, .env.template)."""
     names = [preferred] if preferred else []
-    names += [".env.example", "example.env", "env.example", ".env.dist", ".env.sample", "sample.env",
-              ".env.template", ".env.default", ".env.defaults"]
+    names += [
+        ".env.example",
+        "example.env",
+        "env.example",
+        ".env.dist",
+        ".env.sample",
+        "sample.env",
+        ".env.template",
+        ".env.default",
+        ".env.defaults",
+    ]
     for name in names:
         p = Path(directory) / name
         if p.is_file():
@@ -217,7 +242,7 @@ def raw_bytes(original: bytes, text: str, *, bom: bool) -> bytes:
     for block in matcher.get_matching_blocks():
         for i in range(block.size):
             old = old_lines[block.a + i]
-            endings[block.b + i] = old[len(old.rstrip("\r\n")):] or usual
+            endings[block.b + i] = old[len(old.rstrip("\r\n")) :] or usual
     out = "".join(line + end for line, end in zip(new_lines, endings, strict=True))
     if not ends_with_newline and out:
         out = out[: len(out) - len(endings[-1])]

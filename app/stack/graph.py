@@ -74,7 +74,6 @@ class Edge:
     unmet: bool  # the dependency does not satisfy the condition now
     placed: bool = True  # False: no free spot for the label; the edge's style and title say the condition
 
-
     @property
     def label_box(self) -> tuple[float, float, float, float] | None:
         """(x, y, width, height) the label's text covers, None when it has none."""
@@ -156,10 +155,12 @@ def layout(model: ComposeModel, rows: list[Row]) -> Layout:
 
     def sweep(order: list[int], neighbours) -> None:
         for d in order:
+
             def centre(name: str) -> tuple[float, float, str]:
                 near = [position[n] for n in neighbours(name) if n in position]
                 here = position.get(name, 0.0)
                 return (sum(near) / len(near) if near else here, here, name)
+
             columns[d].sort(key=centre)
             place(columns[d])
 
@@ -176,8 +177,13 @@ def layout(model: ComposeModel, rows: list[Row]) -> Layout:
     for d, names in columns.items():
         offset = (tallest - len(names)) * (NODE_H + ROW_GAP) / 2
         for i, name in enumerate(names):
-            nodes[name] = Node(name=name, x=PAD + d * (NODE_W + COL_GAP),
-                               y=int(PAD + offset + i * (NODE_H + ROW_GAP)), row=by_name[name], depth=d)
+            nodes[name] = Node(
+                name=name,
+                x=PAD + d * (NODE_W + COL_GAP),
+                y=int(PAD + offset + i * (NODE_H + ROW_GAP)),
+                row=by_name[name],
+                depth=d,
+            )
     edges = []
     taken: list[tuple[float, float, float, float]] = [(n.x, n.y, NODE_W, NODE_H) for n in nodes.values()]
     for name, node in nodes.items():
@@ -191,11 +197,21 @@ def layout(model: ComposeModel, rows: list[Row]) -> Layout:
             p1, p2 = (p0[0] + bend, p0[1]), (p3[0] - bend, p3[1])
             label = EDGE_LABELS.get(dep.condition, "")
             edge = Edge(
-                source=dep.service, target=name, condition=dep.condition,
+                source=dep.service,
+                target=name,
+                condition=dep.condition,
                 path=f"M{p0[0]:.0f},{p0[1]:.0f} C{p1[0]:.0f},{p1[1]:.0f} {p2[0]:.0f},{p2[1]:.0f} "
-                     f"{p3[0]:.0f},{p3[1]:.0f}",
-                label=label, label_x=0.0, label_y=0.0, unmet=dep.service in node.row.blocked_by,
+                f"{p3[0]:.0f},{p3[1]:.0f}",
+                label=label,
+                label_x=0.0,
+                label_y=0.0,
+                unmet=dep.service in node.row.blocked_by,
             )
             edges.append(_place_label(edge, (p0, p1, p2, p3), taken) if label else edge)
-    return Layout(width=max(width, NODE_W + 2 * PAD), height=max(height, NODE_H + 2 * PAD),
-                  nodes=list(nodes.values()), edges=edges, layers=len(columns))
+    return Layout(
+        width=max(width, NODE_W + 2 * PAD),
+        height=max(height, NODE_H + 2 * PAD),
+        nodes=list(nodes.values()),
+        edges=edges,
+        layers=len(columns),
+    )

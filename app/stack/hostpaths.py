@@ -55,8 +55,13 @@ def tilde_sources(directory: Path, files: Sequence[str]) -> list[str]:
     return found
 
 
-def check_binds(directory: Path, files: Sequence[str], args: Sequence[str],
-                environ: dict[str, str] | None = None, container: bool | None = None) -> None:
+def check_binds(
+    directory: Path,
+    files: Sequence[str],
+    args: Sequence[str],
+    environ: dict[str, str] | None = None,
+    container: bool | None = None,
+) -> None:
     """Refuse (InvalidInput) a Compose command that would create containers with `~` bind sources
     resolved against Stackpilot's own HOME instead of the host user's."""
     if not args or args[0] not in CREATING:
@@ -71,4 +76,5 @@ def check_binds(directory: Path, files: Sequence[str], args: Sequence[str],
             f"`~` in a bind source would expand to Stackpilot's own HOME inside its container, not yours: "
             f"{'; '.join(sorted(set(tilde)))}. Fix: pass your HOME to Stackpilot (the include file does: "
             f"{HOST_HOME_ENV}: ${{HOME}}; recreate Stackpilot from your shell with "
-            "`docker compose up -d stackpilot`), or write the host path out in full.")
+            "`docker compose up -d stackpilot`), or write the host path out in full."
+        )

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class ImageRef:
     full: str
-    registry: str   # "" for Docker Hub
-    path: str       # "seeds-magi" in "ghcr.io/seeds-magi/magi-backend"
-    name: str       # "magi-backend"
-    tag: str        # "latest" when none is given (and no digest)
-    digest: str     # "sha256:…" or ""
+    registry: str  # "" for Docker Hub
+    path: str  # "seeds-magi" in "ghcr.io/seeds-magi/magi-backend"
+    name: str  # "magi-backend"
+    tag: str  # "latest" when none is given (and no digest)
+    digest: str  # "sha256:…" or ""
 
     @property
     def short(self) -> str:

@@ -15,28 +15,85 @@ from dataclasses import dataclass
 from app.stack.model import Port
 
 # Ports whose protocol a browser does not speak (databases, brokers, caches): never a link.
-NOT_HTTP = frozenset({
-    21, 22, 25, 53, 110, 143, 389, 445, 587, 636, 993, 995, 1433, 1521, 1883, 2181, 3306, 4222, 5222,
-    5432, 5672, 6379, 6380, 6432, 7000, 7001, 7687, 8883, 9092, 11211, 25565, 26257, 27017,
-    27018, 28015, 33060,
-})
+NOT_HTTP = frozenset(
+    {
+        21,
+        22,
+        25,
+        53,
+        110,
+        143,
+        389,
+        445,
+        587,
+        636,
+        993,
+        995,
+        1433,
+        1521,
+        1883,
+        2181,
+        3306,
+        4222,
+        5222,
+        5432,
+        5672,
+        6379,
+        6380,
+        6432,
+        7000,
+        7001,
+        7687,
+        8883,
+        9092,
+        11211,
+        25565,
+        26257,
+        27017,
+        27018,
+        28015,
+        33060,
+    }
+)
 HTTPS = frozenset({443, 4443, 8443, 9443, 10443})
 # Images whose main port is not HTTP even when it is published on an unusual host port.
-NOT_HTTP_IMAGES = ("postgres", "postgis", "mysql", "mariadb", "redis", "valkey", "keydb", "mongo", "memcached",
-                   "rabbitmq", "mosquitto", "neo4j", "cassandra", "scylla", "zookeeper", "nats", "kafka",
-                   "clickhouse", "timescale", "pgbouncer", "dragonfly", "cockroach")
-NATIVE_NOT_HTTP = frozenset({5432, 3306, 6379, 27017, 11211, 5672, 1883, 7687, 9042, 2181, 4222, 9092, 9000,
-                             26257, 6432, 8883})
+NOT_HTTP_IMAGES = (
+    "postgres",
+    "postgis",
+    "mysql",
+    "mariadb",
+    "redis",
+    "valkey",
+    "keydb",
+    "mongo",
+    "memcached",
+    "rabbitmq",
+    "mosquitto",
+    "neo4j",
+    "cassandra",
+    "scylla",
+    "zookeeper",
+    "nats",
+    "kafka",
+    "clickhouse",
+    "timescale",
+    "pgbouncer",
+    "dragonfly",
+    "cockroach",
+)
+NATIVE_NOT_HTTP = frozenset(
+    {5432, 3306, 6379, 27017, 11211, 5672, 1883, 7687, 9042, 2181, 4222, 9092, 9000, 26257, 6432, 8883}
+)
 
 
 @dataclass(frozen=True)
 class PortView:
     """One published port, or a folded range of them, as the table shows it."""
 
-    label: str            # "8080–8099→8080–8099", "127.0.0.1:5432→5432"
-    kind: str             # "link" | "text" | "server" (loopback only) | "any" (ephemeral, not yet known)
-    url: str = ""         # for "link"
-    copy: str = ""        # what the copy button copies ("host:port")
+    label: str  # "8080–8099→8080–8099", "127.0.0.1:5432→5432"
+    kind: str  # "link" | "text" | "server" (loopback only) | "any" (ephemeral, not yet known)
+    url: str = ""  # for "link"
+    copy: str = ""  # what the copy button copies ("host:port")
     members: tuple[str, ...] = ()  # the full list when folded (shown on demand)
 
     @property
@@ -49,7 +106,7 @@ def _int(text: str) -> int | None:
 
 
 def _range(text: str) -> tuple[int, int] | None:
-    """"8080" -> (8080, 8080), "8000-8010" -> (8000, 8010), else None."""
+    """ "8080" -> (8080, 8080), "8000-8010" -> (8000, 8010), else None."""
     first, dash, last = text.partition("-")
     a, b = _int(first), _int(last) if dash else _int(first)
     return (a, b) if a is not None and b is not None and a <= b else None
@@ -68,7 +125,7 @@ def all_interfaces(host_ip: str) -> bool:
 
 
 def scheme(container_port: str, host_port: int, image: str, protocol: str = "tcp") -> str:
-    """"http", "https" or "" (not a web port: a database, a broker, UDP)."""
+    """ "http", "https" or "" (not a web port: a database, a broker, UDP)."""
     if protocol != "tcp":
         return ""
     target = _range(container_port)
@@ -92,8 +149,13 @@ def fold(ports: Sequence[Port]) -> list[list[Port]]:
             last = groups[-1][-1]
             lh, ph = _int(last.host_port), _int(p.host_port)
             lc, pc = _int(last.container_port), _int(p.container_port)
-            if (None not in (lh, ph, lc, pc) and last.host_ip == p.host_ip and last.protocol == p.protocol
-                    and ph == lh + 1 and pc == lc + 1):
+            if (
+                None not in (lh, ph, lc, pc)
+                and last.host_ip == p.host_ip
+                and last.protocol == p.protocol
+                and ph == lh + 1
+                and pc == lc + 1
+            ):
                 groups[-1].append(p)
                 continue
         groups.append([p])
@@ -110,8 +172,7 @@ def _group_label(group: list[Port]) -> str:
     head, tail = group[0], group[-1]
     host = "" if all_interfaces(head.host_ip) else f"{head.host_ip}:"
     proto = "" if head.protocol == "tcp" else f"/{head.protocol}"
-    return (f"{host}{_span(head.host_port, tail.host_port)}→"
-            f"{_span(head.container_port, tail.container_port)}{proto}")
+    return f"{host}{_span(head.host_port, tail.host_port)}→{_span(head.container_port, tail.container_port)}{proto}"
 
 
 def view(group: list[Port], image: str, link_host: str | None) -> PortView:
@@ -145,8 +206,9 @@ def views(ports: Iterable[Port], image: str, link_host: str | None) -> list[Port
     return [view(g, image, link_host) for g in fold(list(ports))]
 
 
-def link_host(browser_host: str, *, engine_host: str | None = None, via_proxy: bool = False,
-              proxy_here: bool = False) -> str | None:
+def link_host(
+    browser_host: str, *, engine_host: str | None = None, via_proxy: bool = False, proxy_here: bool = False
+) -> str | None:
     """The host name links to ports published on all interfaces may use, or None (no link).
 
     A remote engine publishes on its own host. Behind a reverse proxy the name the browser used

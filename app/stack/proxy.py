@@ -68,8 +68,9 @@ def find_proxy(engine: Engine, own_container: str | None, trusted: Sequence[str]
             for address in _addresses(entry):
                 peer = container_at(engine, address, networks)
                 if peer and peer["id"] != own_container and peer["labels"].get(SERVICE_LABEL):
-                    found = Proxy(peer["labels"].get(PROJECT_LABEL, ""), peer["labels"][SERVICE_LABEL],
-                                  peer["id"], address)
+                    found = Proxy(
+                        peer["labels"].get(PROJECT_LABEL, ""), peer["labels"][SERVICE_LABEL], peer["id"], address
+                    )
                     break
             if found:
                 break

@@ -75,16 +75,23 @@ class StackEntry:
         directory = self.path or Path("/nonexistent") / self.slug
         files = tuple(saved.get("files") or self.files or (default_files(directory) if directory.is_dir() else ()))
         project = saved.get("project") or self.project or normalize_project_name(directory.name)
-        return Stack(directory=directory, project=project, files=files,
-                     profiles=tuple(saved.get("profiles") or ()), engine=self.engine)
+        return Stack(
+            directory=directory,
+            project=project,
+            files=files,
+            profiles=tuple(saved.get("profiles") or ()),
+            engine=self.engine,
+        )
 
     def what_to_add(self) -> str:
         """For a stack seen only through its containers: what makes it fully managed."""
         where = f" ({self.directory})" if self.directory else ""
-        return (f"Its compose files{where} are not reachable from Stackpilot. Mount that folder at the same "
-                "path (or set STACKPILOT_STACKS_DIR to its parent folder), or add the folder by path, "
-                "to edit, update and recreate it; until then, containers can be started, stopped, "
-                "restarted and their logs read.")
+        return (
+            f"Its compose files{where} are not reachable from Stackpilot. Mount that folder at the same "
+            "path (or set STACKPILOT_STACKS_DIR to its parent folder), or add the folder by path, "
+            "to edit, update and recreate it; until then, containers can be started, stopped, "
+            "restarted and their logs read."
+        )
 
 
 def files_reachable(stack: Stack) -> bool:
@@ -243,11 +250,14 @@ def git_clone(url: str, folder: Path) -> list[str]:
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false"}
     argv = ["git", "-c", "protocol.ext.allow=never", "clone", "--depth", "1", "--", url, str(folder)]
     try:
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=GIT_TIMEOUT,
-                              stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            argv, env=env, capture_output=True, text=True, timeout=GIT_TIMEOUT, stdin=subprocess.DEVNULL
+        )
     except FileNotFoundError:
-        raise StackpilotError("git is not installed where Stackpilot runs, so the repository cannot be "
-                              "cloned (rebuild the image with --build-arg WITH_GIT=1).") from None
+        raise StackpilotError(
+            "git is not installed where Stackpilot runs, so the repository cannot be "
+            "cloned (rebuild the image with --build-arg WITH_GIT=1)."
+        ) from None
     except subprocess.TimeoutExpired:
         _remove_tree(folder)
         raise StackpilotError(f"git clone did not finish within {GIT_TIMEOUT} s.") from None
@@ -331,28 +341,44 @@ class StackRegistry:
             slug, n = f"{base}-{n}", n + 1
         return slug
 
-    def add(self, *, project: str, directory: str = "", files: Iterable[str] = (), engine: str = "local",
-            source: str = "added", slug: str = "") -> StackEntry:
+    def add(
+        self,
+        *,
+        project: str,
+        directory: str = "",
+        files: Iterable[str] = (),
+        engine: str = "local",
+        source: str = "added",
+        slug: str = "",
+    ) -> StackEntry:
         """Register a stack, or return the one already registered for that project or folder on that
         engine. One write transaction: two pages discovering the same project register it once."""
         engine = engine or "local"
         with self.store.transaction() as conn:
             row = conn.execute(
                 "SELECT * FROM stacks WHERE engine = ? AND ((? != '' AND project = ?) OR (? != '' AND directory = ?)) "
-                "ORDER BY added_at LIMIT 1", (engine, project, project, directory, directory)).fetchone()
+                "ORDER BY added_at LIMIT 1",
+                (engine, project, project, directory, directory),
+            ).fetchone()
             if row is not None:
                 if directory and not row["directory"]:
-                    conn.execute("UPDATE stacks SET directory = ?, files = ? WHERE slug = ?",
-                                 (directory, json.dumps(list(files)), row["slug"]))
+                    conn.execute(
+                        "UPDATE stacks SET directory = ?, files = ? WHERE slug = ?",
+                        (directory, json.dumps(list(files)), row["slug"]),
+                    )
                 found = row["slug"]
             else:
-                free = bool(slug) and SLUG.match(slug) and conn.execute(
-                    "SELECT 1 FROM stacks WHERE slug = ?", (slug,)).fetchone() is None
+                free = (
+                    bool(slug)
+                    and SLUG.match(slug)
+                    and conn.execute("SELECT 1 FROM stacks WHERE slug = ?", (slug,)).fetchone() is None
+                )
                 found = slug if free else self._free_slug(conn, project or Path(directory).name, engine)
                 conn.execute(
                     "INSERT INTO stacks (slug, project, directory, files, engine, source, added_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (found, project, directory, json.dumps(list(files)), engine, source, time.time()))
+                    (found, project, directory, json.dumps(list(files)), engine, source, time.time()),
+                )
         return self.require(found)
 
     def forget(self, slug: str) -> None:
@@ -380,7 +406,9 @@ class StackRegistry:
             slug = self._free_slug(conn, self.default_dir.name)
             conn.execute(
                 "INSERT INTO stacks (slug, project, directory, files, engine, source, added_at) "
-                "VALUES (?, '', ?, '[]', 'local', 'env', ?)", (slug, directory, time.time()))
+                "VALUES (?, '', ?, '[]', 'local', 'env', ?)",
+                (slug, directory, time.time()),
+            )
         return self.get(slug)
 
     def sync_root(self) -> list[StackEntry]:
@@ -394,8 +422,9 @@ class StackRegistry:
                 new.append(self.add(project=project_guess(folder), directory=str(folder), source="root"))
         return new
 
-    def sync_engine(self, engine: str, seen: dict[str, ProjectSeen],
-                    project_of: dict[str, str] | None = None) -> list[StackEntry]:
+    def sync_engine(
+        self, engine: str, seen: dict[str, ProjectSeen], project_of: dict[str, str] | None = None
+    ) -> list[StackEntry]:
         """Register the engine's compose projects not known yet (by project name, or by folder for
         stacks whose project Compose decides: `project_of` maps slug -> resolved project)."""
         project_of = project_of or {}
@@ -404,12 +433,14 @@ class StackRegistry:
         by_dir = {e.directory: e for e in entries if e.directory}
         new = []
         for project, info in seen.items():
-            if project in by_project or (info.working_dir and info.working_dir in by_dir
-                                         and not by_dir[info.working_dir].project):
+            if project in by_project or (
+                info.working_dir and info.working_dir in by_dir and not by_dir[info.working_dir].project
+            ):
                 continue
             files = relative_files(info.working_dir, info.config_files) if info.working_dir else ()
-            new.append(self.add(project=project, directory=info.working_dir, files=files, engine=engine,
-                                source="engine"))
+            new.append(
+                self.add(project=project, directory=info.working_dir, files=files, engine=engine, source="engine")
+            )
         return new
 
     def create_from_compose(self, name: str, text: str) -> StackEntry:
@@ -446,14 +477,14 @@ class StackRegistry:
         slugs = sorted({s for s in slugs if self.get(s) is not None})
         with self.store.transaction() as conn:
             conn.execute("DELETE FROM user_stacks WHERE user_id = ?", (user_id,))
-            conn.executemany("INSERT INTO user_stacks (user_id, stack) VALUES (?, ?)",
-                             [(user_id, s) for s in slugs])
+            conn.executemany("INSERT INTO user_stacks (user_id, stack) VALUES (?, ?)", [(user_id, s) for s in slugs])
 
     def last_actions(self) -> dict[str, tuple[float, str, str, str, str]]:
         """Per stack, its latest audit row: (at, username, action, target, result)."""
         rows = self.store.select(
             "SELECT a.stack, a.at, a.username, a.action, a.target, a.result FROM audit a "
-            "JOIN (SELECT stack, MAX(id) AS id FROM audit WHERE stack != '' GROUP BY stack) m ON m.id = a.id")
+            "JOIN (SELECT stack, MAX(id) AS id FROM audit WHERE stack != '' GROUP BY stack) m ON m.id = a.id"
+        )
         return {r[0]: tuple(r[1:]) for r in rows}
 
 
@@ -462,5 +493,6 @@ def _entry(row) -> StackEntry:
         files = tuple(json.loads(row["files"] or "[]"))
     except ValueError:
         files = ()
-    return StackEntry(row["slug"], row["project"], row["directory"], files, row["engine"], row["source"],
-                      row["added_at"])
+    return StackEntry(
+        row["slug"], row["project"], row["directory"], files, row["engine"], row["source"], row["added_at"]
+    )

@@ -46,20 +46,23 @@ _PATH = re.compile(r"(?:/|\./|\.\./|~/|~$|[A-Za-z]:\\)")
 _WORD = re.compile(r"[A-Za-z]+(?:[-_.][A-Za-z]+)*")
 _SECRET_NAME = re.compile(
     r"PASSWORD|PASSWD|PASSPHRASE|(?:^|_)PASS$|_PWD$|SECRET|(?:^|_)TOKENS?(?:$|_)|SALT|(?:^|_)KEYS?(?:_V\d+)?$"
-    r"|_KEY_BASE$|ENC_KEY|ENCRYPTION_KEY|API_KEY|(?:^|_)AUTH$")
+    r"|_KEY_BASE$|ENC_KEY|ENCRYPTION_KEY|API_KEY|(?:^|_)AUTH$"
+)
 _PASSWORD_NAME = re.compile(r"PASSWORD|PASSWD|PASSPHRASE|(?:^|_)PASS$|_PWD$")
 # Suffixes that make a secret-looking name a setting ABOUT secrets (MAX_TOKENS, TOKEN_EXPIRY_MINUTES).
 _NOT_SECRET_SUFFIX = re.compile(
     r"_(?:EXPIRY|EXPIRE|EXPIRES|EXPIRATION|TTL|LIFETIME|MINUTES|SECONDS|HOURS|DAYS|LENGTH|SIZE|COUNT|LIMIT"
     r"|MAX|MIN|TIMEOUT|ENABLED|ENABLE|DISABLED|PATH|FILE|DIR|URL|URI|HOST|PORT|NAME|ALGORITHM|ALG|TYPE|HEADER"
     r"|MODE|METHOD|ENDPOINT|ISSUER|AUDIENCE|USER|USERNAME|ID|ROTATION|REFRESH_INTERVAL|INTERVAL|CACHE|PREFIX)$"
-    r"|(?:^|_)MAX_|(?:^|_)MIN_|TOKENIZER|_LOCATION$")
+    r"|(?:^|_)MAX_|(?:^|_)MIN_|TOKENIZER|_LOCATION$"
+)
 # Keys a person gets from somewhere else (a provider, a mail account): an input, never generated.
 _THIRD_PARTY = re.compile(
     r"API_KEY|ACCESS_KEY|CLIENT_ID|CLIENT_SECRET|_DSN$|SMTP|MAIL|AWS_|(?:^|_)S3_|GOOGLE|GITHUB|GITLAB|OAUTH"
     r"|OPENAI|ANTHROPIC|AZURE|STRIPE|TWILIO|SLACK|DISCORD|TELEGRAM|SENTRY|LICENSE|RECAPTCHA|HCAPTCHA|MAXMIND"
     r"|ACCESS_TOKEN$|_PAT$|WEBHOOK|VAPID|LDAP|SAML|OIDC|SSO_|_STORAGE_|SPACES|BACKBLAZE|LINODE|WASABI|DOCKER_HUB"
-    r"|REGISTRY|TINYBIRD|SIP_|TWITTER|FACEBOOK|APPLE_|MICROSOFT|HUGGING|HF_|CLOUDFLARE|MAPBOX|FIREBASE")
+    r"|REGISTRY|TINYBIRD|SIP_|TWITTER|FACEBOOK|APPLE_|MICROSOFT|HUGGING|HF_|CLOUDFLARE|MAPBOX|FIREBASE"
+)
 _DERIVED = re.compile(r"PUBLIC_KEY|PRIVATE_KEY|PUB_KEY|PRIV_KEY|_PEM$|_CERT$|CERTIFICATE|_KEYPAIR")
 _PLACEHOLDER = re.compile(
     r"(?:changeme|change[-_ ]?me|change[-_ ]?(?:this|it)|replace[-_ ]?me|replace[-_ ]?(?:this|with)"
@@ -67,11 +70,17 @@ _PLACEHOLDER = re.compile(
     r"|should[-_ ]be[-_ ](?:changed|updated)"
     r"|generate[-_ ]|put[-_ ]|enter[-_ ]|fake[-_]|dummy|example|placeholder|must[-_ ]change|set[-_ ]me"
     r"|secret[-_ ]?key[-_ ]?\d*$|^secret$|^password\d*$|^passw0rd$|^admin$|^test$|^demo|^foobar$"
-    r"|^change[A-Z_-]|^changeit$|secure|passw(?:or)?d\d*$)", re.I)
-_HELP_SAYS_SECRET = re.compile(r"random|openssl|pwgen|generate|change\s*me|changeme|change (?:it|this)"
-                               r"|secure|secret|must change|should change", re.I)
-_HELP_REQUIRED = re.compile(r"[(\[](?:required|mandatory)[)\]]|(?:^|[.:] )(?:required|mandatory)\b|\bmust be set\b",
-                            re.I)
+    r"|^change[A-Z_-]|^changeit$|secure|passw(?:or)?d\d*$)",
+    re.I,
+)
+_HELP_SAYS_SECRET = re.compile(
+    r"random|openssl|pwgen|generate|change\s*me|changeme|change (?:it|this)"
+    r"|secure|secret|must change|should change",
+    re.I,
+)
+_HELP_REQUIRED = re.compile(
+    r"[(\[](?:required|mandatory)[)\]]|(?:^|[.:] )(?:required|mandatory)\b|\bmust be set\b", re.I
+)
 _SERVERS = ("redis", "postgres", "mysql", "mariadb", "mongo", "clickhouse", "rabbitmq", "memcached", "valkey")
 _CHARSET = re.compile(r"(?:only|characters?)\W{0,3}`?\[?((?:[A-Za-z0-9]-[A-Za-z0-9]){1,4}[^`\]\s]{0,6})\]?`?")
 
@@ -178,8 +187,12 @@ class Finding:
 
 
 # -- reading .env.example -----------------------------------------------------------------------
-def parse_example(text: str | bytes, overrides: Mapping[str, Kind] | None = None, usage: Usage | None = None,
-                  active: set[str] | None = None) -> Schema:
+def parse_example(
+    text: str | bytes,
+    overrides: Mapping[str, Kind] | None = None,
+    usage: Usage | None = None,
+    active: set[str] | None = None,
+) -> Schema:
     """Sections come from banner comment blocks (`####` lines around a title, `[required]` /
     `[optional]` tags) or from a comment paragraph followed by a blank line; a comment directly
     above a variable (or after it on its line) is its help. `usage` (app.stack.variables.scan) adds
@@ -243,8 +256,7 @@ def parse_example(text: str | bytes, overrides: Mapping[str, Kind] | None = None
                 inner = EnvDocument.parse(f"{m.group(1)}={m.group(2).strip()}\n".encode())
                 e = inner.entry(m.group(1))
                 value = e.value if e else m.group(2).strip()
-                add(m.group(1), value, " ".join(pending) + (" " + e.comment if e and e.comment else ""),
-                    commented=True)
+                add(m.group(1), value, " ".join(pending) + (" " + e.comment if e and e.comment else ""), commented=True)
                 pending = []
                 continue
             pending.append(body)
@@ -262,8 +274,9 @@ def parse_example(text: str | bytes, overrides: Mapping[str, Kind] | None = None
         if missing:
             sec = Section("Required by the compose files", "Compose refuses to start while these are unset.", True)
             for key in missing:
-                kind = overrides[key] if overrides and key in overrides else infer_kind(key, None, "",
-                                                                                          usage.contexts(key))
+                kind = (
+                    overrides[key] if overrides and key in overrides else infer_kind(key, None, "", usage.contexts(key))
+                )
                 schema.variables[key] = Variable(key, sec.title, "", None, False, False, kind)
                 sec.keys.append(key)
             schema.sections.append(sec)
@@ -283,21 +296,32 @@ def _apply_usage(var: Variable, usage: Usage | None, active: set[str] | None) ->
         var.required, var.required_by, var.required_message = True, "compose", message
     var.used = usage.is_used(var.key, active)
     ref = usage.refs.get(var.key)
-    if (var.kind.generatable and not var.kind.strict and not var.example and message is None and ref is not None
-            and len(ref.services) == 1 and not usage.env_file_services):
+    if (
+        var.kind.generatable
+        and not var.kind.strict
+        and not var.example
+        and message is None
+        and ref is not None
+        and len(ref.services) == 1
+        and not usage.env_file_services
+    ):
         # An empty example read by one service alone: nothing else must agree on it, so empty
         # usually means "off" (no password on that connection) or an account elsewhere.
         var.kind = replace(var.kind, generate=False)
-        var.note = ("Only one service reads it and the example leaves it empty (often: feature off, or an "
-                    "account elsewhere). Stackpilot does not invent it; set it if you use it.")
+        var.note = (
+            "Only one service reads it and the example leaves it empty (often: feature off, or an "
+            "account elsewhere). Stackpilot does not invent it; set it if you use it."
+        )
     elif var.kind.generatable and not var.kind.strict and not var.example and message is None and ref is not None:
         server = next((w for w in _SERVERS if w.upper() in var.key.upper()), "")
         serving = [s for s, image in usage.images.items() if server and server in image.lower()]
         if serving and not set(serving) & ref.services:
             # e.g. an empty REDIS password while the redis service itself is never given it: empty = no auth
             var.kind = replace(var.kind, generate=False)
-            var.note = (f"The {server} service itself is not given this value, so empty means no password "
-                        "there; Stackpilot does not invent one.")
+            var.note = (
+                f"The {server} service itself is not given this value, so empty means no password "
+                "there; Stackpilot does not invent one."
+            )
 
 
 def _note_for(kind: Kind) -> str:
@@ -370,8 +394,9 @@ def infer_kind(key: str, example: str | None, help_text: str, contexts: Iterable
     if m := re.search(r"(?:exactly|must be|with)\s+(\d+)\s+char", both):
         return Kind("length", length=int(m.group(1)))
     min_len = 0
-    if m := re.search(r"at[\s_-]+least[\s_-]+(\d+)[\s_-]+char", both) or re.search(r"(\d+)[\s_-]*chars?[\s_-]*min",
-                                                                                    both):
+    if m := re.search(r"at[\s_-]+least[\s_-]+(\d+)[\s_-]+char", both) or re.search(
+        r"(\d+)[\s_-]*chars?[\s_-]*min", both
+    ):
         min_len = int(m.group(1))
     charset = m.group(1) if (m := _CHARSET.search(help_text)) else ""
     if k in gen.SUPABASE_ROLES:  # Supabase's API keys: JWTs signed with JWT_SECRET
@@ -400,8 +425,12 @@ def infer_kind(key: str, example: str | None, help_text: str, contexts: Iterable
         if k.endswith("_AUTH") and "/" in ex:
             return Kind("userpass", user=ex.split("/", 1)[0])
         if secret_name:
-            evidence = (is_placeholder(ex, key) or looks_random(ex) or bool(_HELP_SAYS_SECRET.search(h))
-                        or ex.lower() in ("secret", "password"))
+            evidence = (
+                is_placeholder(ex, key)
+                or looks_random(ex)
+                or bool(_HELP_SAYS_SECRET.search(h))
+                or ex.lower() in ("secret", "password")
+            )
             third_party = bool(_THIRD_PARTY.search(k))
             if evidence:
                 return _secret_kind(k, min_len, charset, generate=not third_party)
@@ -435,8 +464,9 @@ def infer_kind(key: str, example: str | None, help_text: str, contexts: Iterable
 
 def _secret_kind(k: str, min_len: int, charset: str, generate: bool) -> Kind:
     if _PASSWORD_NAME.search(k):
-        return Kind("password", min_length=min_len, database=bool(_DB_NAMES.search(k)), generate=generate,
-                    charset=charset)
+        return Kind(
+            "password", min_length=min_len, database=bool(_DB_NAMES.search(k)), generate=generate, charset=charset
+        )
     return Kind("secret", min_length=min_len, generate=generate, charset=charset)
 
 
@@ -446,20 +476,37 @@ def kind_from_recipe(spec: Mapping) -> Kind:
     if name not in KIND_NAMES:
         raise ValueError(f"unknown kind {name!r}")
     return Kind(
-        name=name, bytes=int(spec.get("bytes", 0)), length=int(spec.get("length", 0)),
-        min_length=int(spec.get("min_length", 0)), forbid=str(spec.get("forbid", "")),
-        signed_by=str(spec.get("signed_by", "")), role=str(spec.get("role", "")),
-        differs_from=str(spec.get("differs_from", "")), database=bool(spec.get("database", False)),
-        allow=tuple(spec.get("allow", ())), generate=bool(spec.get("generate", True)),
-        user=str(spec.get("user", "")), strict=True, required=bool(spec.get("required", False)),
-        derived=bool(spec.get("derived", False)), charset=str(spec.get("charset", "")),
+        name=name,
+        bytes=int(spec.get("bytes", 0)),
+        length=int(spec.get("length", 0)),
+        min_length=int(spec.get("min_length", 0)),
+        forbid=str(spec.get("forbid", "")),
+        signed_by=str(spec.get("signed_by", "")),
+        role=str(spec.get("role", "")),
+        differs_from=str(spec.get("differs_from", "")),
+        database=bool(spec.get("database", False)),
+        allow=tuple(spec.get("allow", ())),
+        generate=bool(spec.get("generate", True)),
+        user=str(spec.get("user", "")),
+        strict=True,
+        required=bool(spec.get("required", False)),
+        derived=bool(spec.get("derived", False)),
+        charset=str(spec.get("charset", "")),
     )
 
 
 # -- validating ----------------------------------------------------------------------------------
-def check(key: str, value: str | None, kind: Kind, values: Mapping[str, str], *,
-          example: str | None = None, required: bool = False, required_by: str = "",
-          required_message: str = "") -> list[Finding]:
+def check(
+    key: str,
+    value: str | None,
+    kind: Kind,
+    values: Mapping[str, str],
+    *,
+    example: str | None = None,
+    required: bool = False,
+    required_by: str = "",
+    required_message: str = "",
+) -> list[Finding]:
     """Findings for one value in the context of all values (JWT signatures, must-differ pairs).
     Only a real rule is an "error": `${KEY:?}` left empty, a JWT not signed by its secret, a
     recipe's rule. Format guesses are warnings."""
@@ -486,8 +533,7 @@ def check(key: str, value: str | None, kind: Kind, values: Mapping[str, str], *,
         out.append(Finding(level, f"Only the characters {kind.charset} are safe here (see the comment)."))
     if kind.differs_from and values.get(kind.differs_from) == value:
         out.append(Finding(level, f"Must differ from {kind.differs_from}."))
-    if kind.name in ("secret", "password") and not kind.derived and not kind.min_length and len(value) < 12 \
-            and not out:
+    if kind.name in ("secret", "password") and not kind.derived and not kind.min_length and len(value) < 12 and not out:
         out.append(Finding("warn", "Short for a secret: 12 characters or more is safer."))
     return out
 
@@ -562,8 +608,9 @@ def generate(key: str, kind: Kind, values: Mapping[str, str]) -> str:
     if kind.name == "jwt":
         secret = values.get(kind.signed_by or "", "")
         if len(secret) < 32:
-            raise InvalidInput(f"Set {kind.signed_by or 'the signing secret'} (at least 32 characters) "
-                               f"before generating {key}.")
+            raise InvalidInput(
+                f"Set {kind.signed_by or 'the signing secret'} (at least 32 characters) before generating {key}."
+            )
         return gen.supabase_key(kind.role or "anon", secret)
     if kind.name == "userpass":
         current = values.get(key, "")
@@ -676,25 +723,37 @@ class Field:
 UNDECLARED = "Not in .env.example"
 
 
-def describe(doc: EnvDocument, schema: Schema, values: Mapping[str, str | None] | None = None,
-             notes: Mapping[str, str] | None = None) -> list[tuple[Section, list[Field]]]:
+def describe(
+    doc: EnvDocument,
+    schema: Schema,
+    values: Mapping[str, str | None] | None = None,
+    notes: Mapping[str, str] | None = None,
+) -> list[tuple[Section, list[Field]]]:
     """Sections with their fields, in .env.example order, then the keys the example does not
     declare. `values` (e.g. a submitted form) override the document's values; None = unset."""
     current: dict[str, str | None] = dict(doc.values())
     if values is not None:
         current.update(values)
     plain = {k: v for k, v in current.items() if v is not None}
-    commented = {m.group(1) for e in doc.entries if e.kind == "comment"
-                 if (m := _COMMENTED_VAR.match(e.text.strip()))}
+    commented = {m.group(1) for e in doc.entries if e.kind == "comment" if (m := _COMMENTED_VAR.match(e.text.strip()))}
     dups = doc.duplicates()
 
     def make(key: str, var: Variable, section: str, declared: bool) -> Field:
         entry = doc.entry(key)
         value = current.get(key)
         f = Field(
-            key=key, value=value, kind=var.kind, section=section, help=var.help, example=var.example,
-            required=var.required, required_by=var.required_by, declared=declared,
-            commented_in_env=key in commented and entry is None, duplicate=key in dups, used=var.used,
+            key=key,
+            value=value,
+            kind=var.kind,
+            section=section,
+            help=var.help,
+            example=var.example,
+            required=var.required,
+            required_by=var.required_by,
+            declared=declared,
+            commented_in_env=key in commented and entry is None,
+            duplicate=key in dups,
+            used=var.used,
             note=(notes or {}).get(key, "") or var.note,
         )
         if entry is not None and entry.uses_refs and value == entry.value:
@@ -702,8 +761,16 @@ def describe(doc: EnvDocument, schema: Schema, values: Mapping[str, str | None] 
         if var.used is False and var.required_by != "compose":
             f.findings = []  # feeds only services that are not started: never validated
         else:
-            f.findings = check(key, value, var.kind, plain, example=f.example, required=f.required,
-                               required_by=var.required_by, required_message=var.required_message)
+            f.findings = check(
+                key,
+                value,
+                var.kind,
+                plain,
+                example=f.example,
+                required=f.required,
+                required_by=var.required_by,
+                required_message=var.required_message,
+            )
         if entry is not None and entry.problem:
             f.findings.insert(0, Finding("error", entry.problem))
         if f.duplicate:

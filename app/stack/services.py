@@ -41,14 +41,43 @@ from app.stack.model import Port
 from app.stack.model import Service
 
 # Worst first: the state a folded service row shows is the most alarming of its containers.
-_SEVERITY = ["dead", "restarting", "exited", "unhealthy", "paused", "created", "stopped", "starting",
-             "running", "completed"]
-STATE_ORDER = ["restarting", "exited", "dead", "unknown", "paused", "created", "stopped", "not-created",
-               "running", "completed", "inactive"]
+_SEVERITY = [
+    "dead",
+    "restarting",
+    "exited",
+    "unhealthy",
+    "paused",
+    "created",
+    "stopped",
+    "starting",
+    "running",
+    "completed",
+]
+STATE_ORDER = [
+    "restarting",
+    "exited",
+    "dead",
+    "unknown",
+    "paused",
+    "created",
+    "stopped",
+    "not-created",
+    "running",
+    "completed",
+    "inactive",
+]
 COUNT_LABELS = {
-    "running": "running", "completed": "completed", "restarting": "restarting", "exited": "exited",
-    "dead": "dead", "paused": "paused", "created": "created", "stopped": "stopped",
-    "not-created": "not created", "inactive": "inactive", "unknown": "unknown",
+    "running": "running",
+    "completed": "completed",
+    "restarting": "restarting",
+    "exited": "exited",
+    "dead": "dead",
+    "paused": "paused",
+    "created": "created",
+    "stopped": "stopped",
+    "not-created": "not created",
+    "inactive": "inactive",
+    "unknown": "unknown",
 }
 SORT_KEYS = ("name", "state", "cpu", "memory", "uptime", "image")
 SIGNAL_EXITS = {137, 143, 130}  # SIGKILL / SIGTERM / SIGINT: stopped by someone, not a crash
@@ -115,9 +144,24 @@ class Row:
 
     @property
     def version(self) -> str:
-        shown = (self.group, self.state, self.word, self.tone, self.health, self.image,
-                 tuple(p.label for p in self.ports), self.uptime_text, self.restarts, self.cpu_text,
-                 self.mem_text, self.running, self.replicas, self.blocked_by, self.health_why, self.drift)
+        shown = (
+            self.group,
+            self.state,
+            self.word,
+            self.tone,
+            self.health,
+            self.image,
+            tuple(p.label for p in self.ports),
+            self.uptime_text,
+            self.restarts,
+            self.cpu_text,
+            self.mem_text,
+            self.running,
+            self.replicas,
+            self.blocked_by,
+            self.health_why,
+            self.drift,
+        )
         return hashlib.blake2s(repr(shown).encode(), digest_size=5).hexdigest()
 
 
@@ -154,8 +198,9 @@ def container_state(c: ContainerInfo, service: Service) -> str:
     """One container's state key, with the one-shot and stopped-by-signal rules applied."""
     if c.state == "exited":
         if c.exit_code == 0:
-            return "stopped" if service.restart in ("always", "unless-stopped") and not service.one_shot \
-                else "completed"
+            return (
+                "stopped" if service.restart in ("always", "unless-stopped") and not service.one_shot else "completed"
+            )
         if c.exit_code in SIGNAL_EXITS:
             return "stopped"
         return "exited"
@@ -173,18 +218,32 @@ def _word(state: str, c: ContainerInfo | None) -> tuple[str, str]:
         code = f" (code {c.exit_code})" if c and c.exit_code not in (None, 0) else ""
         return f"stopped{code}", "idle"
     return {
-        "running": ("running", "ok"), "unhealthy": ("running", "ok"), "starting": ("running", "ok"),
-        "completed": ("completed", "ok"), "restarting": ("restarting", "bad"), "dead": ("dead", "bad"),
-        "paused": ("paused", "warn"), "created": ("created", "idle"),
+        "running": ("running", "ok"),
+        "unhealthy": ("running", "ok"),
+        "starting": ("running", "ok"),
+        "completed": ("completed", "ok"),
+        "restarting": ("restarting", "bad"),
+        "dead": ("dead", "bad"),
+        "paused": ("paused", "warn"),
+        "created": ("created", "idle"),
     }.get(state, (state, "idle"))
 
 
-def _row(service: Service, mine: list[ContainerInfo], samples: Mapping[str, Sample], now: float,
-         engine_up: bool) -> Row:
-    base = dict(name=service.name, slug=slug(service.name), group=service.group, image=service.image,
-                ports=service.ports, replicas=service.replicas, active=service.active,
-                one_shot=service.one_shot, has_healthcheck=service.has_healthcheck,
-                depends_on=tuple(d.service for d in service.depends_on))
+def _row(
+    service: Service, mine: list[ContainerInfo], samples: Mapping[str, Sample], now: float, engine_up: bool
+) -> Row:
+    base = dict(
+        name=service.name,
+        slug=slug(service.name),
+        group=service.group,
+        image=service.image,
+        ports=service.ports,
+        replicas=service.replicas,
+        active=service.active,
+        one_shot=service.one_shot,
+        has_healthcheck=service.has_healthcheck,
+        depends_on=tuple(d.service for d in service.depends_on),
+    )
     if not service.active and not mine:
         return Row(state="inactive", word="inactive profile", tone="idle", **base)
     if not engine_up:
@@ -197,8 +256,11 @@ def _row(service: Service, mine: list[ContainerInfo], samples: Mapping[str, Samp
     state = "running" if worst_state in ("unhealthy", "starting") else worst_state
     word, tone = _word(worst_state, worst)
     if len(mine) > 1:
-        word = f"{word} {len(running)}/{len(mine)}" if state != "running" or len(running) < len(mine) else \
-            f"running {len(running)}/{len(mine)}"
+        word = (
+            f"{word} {len(running)}/{len(mine)}"
+            if state != "running" or len(running) < len(mine)
+            else f"running {len(running)}/{len(mine)}"
+        )
     healths = [c.health for c in running if c.health]
     health = next((h for h in ("unhealthy", "starting", "healthy") if h in healths), "")
     why = next((c for c in running if c.health == health), None) if health in ("unhealthy", "starting") else None
@@ -207,7 +269,10 @@ def _row(service: Service, mine: list[ContainerInfo], samples: Mapping[str, Samp
     picked = [samples[c.id] for c in running if c.id in samples]
     cpus = [s.cpu_percent for s in picked if s.cpu_percent is not None]
     return Row(
-        state=state, word=word, tone=tone, health=health,
+        state=state,
+        word=word,
+        tone=tone,
+        health=health,
         uptime=min(uptimes) if uptimes else None,
         restarts=sum(c.restart_count for c in mine),
         cpu=sum(cpus) if cpus else None,
@@ -246,8 +311,9 @@ def _blocks(row: Row, dep_row: Row, condition: str) -> bool:
     return row.state == "created" or dep_row.state in BROKEN or dep_row.health == "unhealthy"
 
 
-def _drift(service: Service, mine: list[ContainerInfo], outdated: Collection[str],
-           image_ids: Mapping[str, str]) -> tuple[str, ...]:
+def _drift(
+    service: Service, mine: list[ContainerInfo], outdated: Collection[str], image_ids: Mapping[str, str]
+) -> tuple[str, ...]:
     """What differs between the service's containers and what Compose would create now."""
     reasons = []
     if mine and service.name in outdated:
@@ -257,17 +323,24 @@ def _drift(service: Service, mine: list[ContainerInfo], outdated: Collection[str
     return tuple(reasons)
 
 
-def build_rows(model: ComposeModel, containers: Iterable[ContainerInfo] | None,
-               samples: Mapping[str, Sample] | None = None, now: float | None = None,
-               outdated: Collection[str] | None = None, image_ids: Mapping[str, str] | None = None) -> list[Row]:
+def build_rows(
+    model: ComposeModel,
+    containers: Iterable[ContainerInfo] | None,
+    samples: Mapping[str, Sample] | None = None,
+    now: float | None = None,
+    outdated: Collection[str] | None = None,
+    image_ids: Mapping[str, str] | None = None,
+) -> list[Row]:
     """One Row per service of the model (containers of unknown services are ignored)."""
     now = now or time.time()
     samples = samples or {}
     by_service: dict[str, list[ContainerInfo]] = {}
     for c in containers or ():
         by_service.setdefault(c.service, []).append(c)
-    rows = {name: _row(svc, by_service.get(name, []), samples, now, containers is not None)
-            for name, svc in model.services.items()}
+    rows = {
+        name: _row(svc, by_service.get(name, []), samples, now, containers is not None)
+        for name, svc in model.services.items()
+    }
     if containers is None:
         return list(rows.values())
     for name, svc in model.services.items():
@@ -278,9 +351,13 @@ def build_rows(model: ComposeModel, containers: Iterable[ContainerInfo] | None,
             if drift:
                 changes["drift"] = drift
         if svc.active:
-            blocked = [dep.service for dep in svc.depends_on
-                       if (dep_row := rows.get(dep.service)) is not None and dep_row.active
-                       and _blocks(row, dep_row, dep.condition)]
+            blocked = [
+                dep.service
+                for dep in svc.depends_on
+                if (dep_row := rows.get(dep.service)) is not None
+                and dep_row.active
+                and _blocks(row, dep_row, dep.condition)
+            ]
             if blocked:
                 changes["blocked_by"] = tuple(blocked)
         if changes:

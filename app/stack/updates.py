@@ -69,8 +69,14 @@ def _describe(step: Step) -> str:
     return " ".join(step) if isinstance(step, tuple) else getattr(step, "__doc__", "") or "step"
 
 
-def start_steps(runner: ComposeRunner, steps: Sequence[Step], title: str, user: str = "",
-                on_done: Callable[[Run], None] | None = None, timeout: float = ACTION_TIMEOUT) -> Run:
+def start_steps(
+    runner: ComposeRunner,
+    steps: Sequence[Step],
+    title: str,
+    user: str = "",
+    on_done: Callable[[Run], None] | None = None,
+    timeout: float = ACTION_TIMEOUT,
+) -> Run:
     """Run the steps one after the other under the stack lock, in one Run (one panel)."""
     runner.runners.compose_version()
     first = next((s for s in steps if isinstance(s, tuple)), ("build",))
@@ -94,8 +100,10 @@ def start_steps(runner: ComposeRunner, steps: Sequence[Step], title: str, user: 
                     code = step(job)
                 if code != 0 and isinstance(step, tuple) and (step[:1] == ("build",) or "--build" in step):
                     where = failed_step(job.lines_since(0)[0])
-                    job.add(f"Build failed{' at step ' + where if where else ''} (exit {code}); "
-                            "the running containers were left as they were.")
+                    job.add(
+                        f"Build failed{' at step ' + where if where else ''} (exit {code}); "
+                        "the running containers were left as they were."
+                    )
                 if code != 0:
                     break
         except Exception as e:  # the thread must always finish the run and free the stack
@@ -142,9 +150,14 @@ class ImageStatus:
 
     @property
     def word(self) -> str:
-        return {"update": "update available", "current": "up to date", "pinned": "pinned digest",
-                "not-pulled": "not pulled yet", "local": "local image (never pulled)",
-                "error": "check failed"}.get(self.state, self.state)
+        return {
+            "update": "update available",
+            "current": "up to date",
+            "pinned": "pinned digest",
+            "not-pulled": "not pulled yet",
+            "local": "local image (never pulled)",
+            "error": "check failed",
+        }.get(self.state, self.state)
 
 
 @dataclass
@@ -196,11 +209,11 @@ def check_ref(engine: Engine, ref: str, services: tuple[str, ...], now: float | 
         return ImageStatus(ref, services, "local", checked_at=now)
     remote = images.remote_digest(engine, ref)
     if remote.error:
-        return ImageStatus(ref, services, "error", local=digests[0] if digests else "", error=remote.error,
-                           checked_at=now)
+        return ImageStatus(
+            ref, services, "error", local=digests[0] if digests else "", error=remote.error, checked_at=now
+        )
     state = "current" if remote.digest in digests else "update"
-    return ImageStatus(ref, services, state, local=digests[0] if digests else "", remote=remote.digest,
-                       checked_at=now)
+    return ImageStatus(ref, services, state, local=digests[0] if digests else "", remote=remote.digest, checked_at=now)
 
 
 def check(engine: Engine, stack: Stack, model: ComposeModel, workers: int = 4) -> CheckResult:
@@ -209,8 +222,11 @@ def check(engine: Engine, stack: Stack, model: ComposeModel, workers: int = 4) -
     now = time.time()
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(refs) or 1))) as pool:
         found = dict(zip(refs, pool.map(lambda r: _safe_check(engine, r, refs[r], now), refs), strict=True))
-    result = CheckResult(images=found, checked_at=now,
-                         requests=sum(1 for s in found.values() if s.state in ("current", "update", "error")))
+    result = CheckResult(
+        images=found,
+        checked_at=now,
+        requests=sum(1 for s in found.values() if s.state in ("current", "update", "error")),
+    )
     with _results_lock:
         _results[_key(stack)] = result
     return result
@@ -271,8 +287,9 @@ def applied(stack: Stack, refs: Sequence[str]) -> None:
         for ref in refs:
             old = result.images.get(ref)
             if old is not None:
-                result.images[ref] = ImageStatus(old.ref, old.services, "current", local=old.remote,
-                                                 remote=old.remote, checked_at=old.checked_at)
+                result.images[ref] = ImageStatus(
+                    old.ref, old.services, "current", local=old.remote, remote=old.remote, checked_at=old.checked_at
+                )
 
 
 def dependency_order(model: ComposeModel, names: Sequence[str]) -> list[str]:
@@ -293,8 +310,9 @@ def dependency_order(model: ComposeModel, names: Sequence[str]) -> list[str]:
     return out + [n for n in names if n not in out]
 
 
-def update_steps(engine: Engine, refs: dict[str, tuple[str, ...]], model: ComposeModel,
-                 notes: dict[str, str]) -> list[Step]:
+def update_steps(
+    engine: Engine, refs: dict[str, tuple[str, ...]], model: ComposeModel, notes: dict[str, str]
+) -> list[Step]:
     """Keep each image's previous id under the rollback tag, pull, recreate only its services
     (dependency order); `notes` gets "old -> new" per reference for the audit row."""
     names = dependency_order(model, [n for svcs in refs.values() for n in svcs])
@@ -314,13 +332,14 @@ def update_steps(engine: Engine, refs: dict[str, tuple[str, ...]], model: Compos
         for ref, svcs in refs.items():
             new = (images.local_digests(engine, ref)[1] or ["none"])[0]
             notes[ref] = f"{ref}: {notes.get(ref, 'none')} -> {new}"
-            run.add(f"{ref}: {new}. To roll back: Roll back on {', '.join(svcs)} "
-                    f"(recreates with {images.previous_tag(ref, svcs[0])}).")
+            run.add(
+                f"{ref}: {new}. To roll back: Roll back on {', '.join(svcs)} "
+                f"(recreates with {images.previous_tag(ref, svcs[0])})."
+            )
         return 0
 
     record.__doc__ = "record the new digests"
-    return [keep, ("pull", *names_arg(names)), ("up", "-d", "--no-deps", "--pull", "never", *names_arg(names)),
-            record]
+    return [keep, ("pull", *names_arg(names)), ("up", "-d", "--no-deps", "--pull", "never", *names_arg(names)), record]
 
 
 def rollback_steps(engine: Engine, ref: str, services: tuple[str, ...], service: str) -> list[Step]:
@@ -330,8 +349,9 @@ def rollback_steps(engine: Engine, ref: str, services: tuple[str, ...], service:
         try:
             image_id = images.restore_previous(engine, ref, service)
         except NotFound:
-            run.add(f"No previous image of {service} is kept ({images.previous_tag(ref, service)}): "
-                    "nothing to roll back.")
+            run.add(
+                f"No previous image of {service} is kept ({images.previous_tag(ref, service)}): nothing to roll back."
+            )
             return 1
         run.add(f"{ref} points again at {image_id[:19]} ({images.previous_tag(ref, service)})")
         return 0

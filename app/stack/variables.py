@@ -82,8 +82,7 @@ class Usage:
     def active_services(self, profiles: Iterable[str]) -> set[str]:
         """Services Compose starts with these profiles (no profile, or one of them; `*` = all)."""
         wanted = set(profiles)
-        return {name for name, own in self.profiles.items()
-                if not own or "*" in wanted or wanted & set(own)}
+        return {name for name, own in self.profiles.items() if not own or "*" in wanted or wanted & set(own)}
 
     def is_used(self, key: str, active: set[str] | None) -> bool | None:
         """True when a service Compose starts refers to key (directly, through `env_file: .env`, or
@@ -107,8 +106,12 @@ class Usage:
         return users
 
 
-def scan(directory: Path, files: Sequence[str], env_values: Mapping[str, str] | None = None,
-         env_raw: Mapping[str, str] | None = None) -> Usage:
+def scan(
+    directory: Path,
+    files: Sequence[str],
+    env_values: Mapping[str, str] | None = None,
+    env_raw: Mapping[str, str] | None = None,
+) -> Usage:
     """The usage of every variable in these compose files (relative to directory; default names
     when empty). `env_raw` (KEY -> value as written in .env) links `.env` values that refer to
     other keys, so a password used only inside a datasource URL still counts as used."""
@@ -165,8 +168,12 @@ def _default_files(directory: Path) -> list[Path]:
     for name in ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml"):
         if (directory / name).is_file():
             found = [directory / name]
-            for over in ("compose.override.yaml", "compose.override.yml", "docker-compose.override.yml",
-                         "docker-compose.override.yaml"):
+            for over in (
+                "compose.override.yaml",
+                "compose.override.yml",
+                "docker-compose.override.yml",
+                "docker-compose.override.yaml",
+            ):
                 if (directory / over).is_file():
                     found.append(directory / over)
                     break

@@ -51,5 +51,6 @@ def index():
     if has_role("operator"):  # run output can quote .env values: operators only, like the panel
         activity.link_runs(page.rows, runners().runs())
     known = {e.slug for e in registry().all()}
-    return render_template("activity/page.html", page=page, filters=filters, results=activity.RESULTS,
-                           known_stacks=known)
+    return render_template(
+        "activity/page.html", page=page, filters=filters, results=activity.RESULTS, known_stacks=known
+    )

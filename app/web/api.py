@@ -26,16 +26,19 @@ def health():
 
     Anonymous callers (probes) learn whether the engine answers, not which version it runs."""
     reachable, detail = engine().status()
-    body = {"status": "ok" if reachable else "degraded", "version": current_app.config["VERSION"],
-            "docker": "reachable" if reachable else f"unreachable: {detail}",
-            "websockets": len(wsbridge.OPEN_SOCKETS)}
+    body = {
+        "status": "ok" if reachable else "degraded",
+        "version": current_app.config["VERSION"],
+        "docker": "reachable" if reachable else f"unreachable: {detail}",
+        "websockets": len(wsbridge.OPEN_SOCKETS),
+    }
     if g.get("user") is not None:
         body["docker_version"] = detail if reachable else None
     return jsonify(body)
 
 
 def _store_writable() -> str:
-    """"" when the store takes a write lock (a full disk or read-only mount fails here), else why not."""
+    """ "" when the store takes a write lock (a full disk or read-only mount fails here), else why not."""
     try:
         with store().transaction() as conn:
             conn.execute("CREATE TABLE IF NOT EXISTS probe (at REAL)")

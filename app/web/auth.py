@@ -64,12 +64,16 @@ def login():
         user = store().user_by_name(username)
         try:
             # Unknown names are checked against a dummy hash: the same time, the same throttle.
-            ok = accounts.check_password(access().throttle, client, username, password,
-                                         user.password_hash if user else passwords.DUMMY_HASH)
+            ok = accounts.check_password(
+                access().throttle, client, username, password, user.password_hash if user else passwords.DUMMY_HASH
+            )
         except RateLimited as e:
             store().audit(username or "?", "login", result="throttled", detail=f"from {client}")
-            return render_template("auth/login.html", error=e.message, username=username), 429, {
-                "Retry-After": str(getattr(e, "retry_after", 5))}
+            return (
+                render_template("auth/login.html", error=e.message, username=username),
+                429,
+                {"Retry-After": str(getattr(e, "retry_after", 5))},
+            )
         if user and ok:
             login_user(user)
             store().audit(user.username, "login", detail=f"from {client}")
@@ -99,8 +103,15 @@ def account():
 def change_password():
     form = request.form
     try:
-        accounts.change_password(store(), access().throttle, client_address(), g.user,
-                                 form.get("current", ""), form.get("new", ""), form.get("confirm", ""))
+        accounts.change_password(
+            store(),
+            access().throttle,
+            client_address(),
+            g.user,
+            form.get("current", ""),
+            form.get("new", ""),
+            form.get("confirm", ""),
+        )
     except RateLimited as e:
         store().audit(g.user.username, "password.change", g.user.username, result="throttled")
         return render_template("auth/account.html", error=e.message, done=False), 429
@@ -110,9 +121,7 @@ def change_password():
     ended = 0
     if form.get("logout_others"):
         ended = store().delete_other_sessions(g.user.id, keep=session.get("sid"))
-    store().audit(
-        g.user.username, "password.change", g.user.username, detail=f"other sessions ended: {ended}"
-    )
+    store().audit(g.user.username, "password.change", g.user.username, detail=f"other sessions ended: {ended}")
     return render_template("auth/account.html", error=None, done=True, ended=ended)
 
 

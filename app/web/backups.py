@@ -98,11 +98,16 @@ def data_for(entry, stack, engine, runner, user: str) -> backup_jobs.StackData:
         return runner.lock(title, user)
 
     return backup_jobs.StackData(
-        engine=engine, project=stack.project, key=entry.slug if entry is not None else stack.project,
-        directory=Path(stack.directory), config=runner.config_json(),
+        engine=engine,
+        project=stack.project,
+        key=entry.slug if entry is not None else stack.project,
+        directory=Path(stack.directory),
+        config=runner.config_json(),
         images={s.name: s.image for s in model.services.values()},
-        labels={s.name: dict(s.labels) for s in model.services.values()}, env_keep=settings().backups_keep,
-        lock=lock)
+        labels={s.name: dict(s.labels) for s in model.services.values()},
+        env_keep=settings().backups_keep,
+        lock=lock,
+    )
 
 
 def _scheduled(app: Flask):
@@ -116,8 +121,9 @@ def _scheduled(app: Flask):
             if entry is None:
                 raise NotFound(f"the stack {slug} is no longer registered")
             stack = context.stack_of(entry)
-            data = data_for(entry, stack, context.engines().get(entry.engine), context.runners().for_stack(stack),
-                            "schedule")
+            data = data_for(
+                entry, stack, context.engines().get(entry.engine), context.runners().for_stack(stack), "schedule"
+            )
             target = BackupStore(backups_root(), data.key)
             the_store = context.store()
 
@@ -126,8 +132,9 @@ def _scheduled(app: Flask):
             job.result, job.state, job.text = manifest.id, manifest.status, manifest.error
             removed = target.prune(int(schedule.get("keep", 7)))
             detail = f"{manifest.id}; {manifest.size} bytes; {manifest.duration:.1f} s; removed {len(removed)} old"
-            the_store.audit("schedule", "backup.run", f"{data.key}: all", manifest.status,
-                            f"{detail}; {manifest.error}"[:500])
+            the_store.audit(
+                "schedule", "backup.run", f"{data.key}: all", manifest.status, f"{detail}; {manifest.error}"[:500]
+            )
 
         app.extensions[JOBS].start(data.key, "Scheduled backup", "schedule", work)
 
@@ -177,12 +184,27 @@ def _services(data: backup_jobs.StackData) -> list[dict]:
         for m in data.mounts(name):
             if m.kind == "volume":
                 size = sizes.get(m.source)
-                mounts.append({"kind": "volume", "name": m.name, "source": m.source, "target": m.target,
-                               "size": size if size is not None and size >= 0 else None,
-                               "missing": size is None and bool(sizes)})
+                mounts.append(
+                    {
+                        "kind": "volume",
+                        "name": m.name,
+                        "source": m.source,
+                        "target": m.target,
+                        "size": size if size is not None and size >= 0 else None,
+                        "missing": size is None and bool(sizes),
+                    }
+                )
             elif Path(m.source).is_dir():
-                mounts.append({"kind": "bind", "name": m.name, "source": m.source, "target": m.target,
-                               "size": folder_size(Path(m.source)), "missing": False})
+                mounts.append(
+                    {
+                        "kind": "bind",
+                        "name": m.name,
+                        "source": m.source,
+                        "target": m.target,
+                        "size": folder_size(Path(m.source)),
+                        "missing": False,
+                    }
+                )
         rows.append({"name": name, "mode": mode, "why": why, "mounts": mounts, "image": data.images.get(name, "")})
     return rows
 
@@ -202,8 +224,9 @@ def _list_context() -> dict:
 def index():
     data = stack_data()
     schedule = store().get_setting(_schedule_key(), {}) or {}
-    return render_template("backups/page.html", services=_services(data), root=backups_root(),
-                           schedule=schedule, **_list_context())
+    return render_template(
+        "backups/page.html", services=_services(data), root=backups_root(), schedule=schedule, **_list_context()
+    )
 
 
 @bp.get("/-/list")
@@ -260,13 +283,19 @@ def restore(backup_id: str):
         try:
             safety = backup_jobs.restore(data, target, plan, user)
         except StackpilotError as e:
-            the_store.audit(user, "backup.restore", f"{key}: {plan.service} from {plan.backup_id}", "failed",
-                            e.message[:500])
+            the_store.audit(
+                user, "backup.restore", f"{key}: {plan.service} from {plan.backup_id}", "failed", e.message[:500]
+            )
             raise
         job.result = safety.id
         job.text = f"Restored; what was there before is kept as {safety.id}."
-        the_store.audit(user, "backup.restore", f"{key}: {plan.service} from {plan.backup_id}", "ok",
-                        f"safety backup {safety.id}; replaced {', '.join(plan.replaced())}"[:500])
+        the_store.audit(
+            user,
+            "backup.restore",
+            f"{key}: {plan.service} from {plan.backup_id}",
+            "ok",
+            f"safety backup {safety.id}; replaced {', '.join(plan.replaced())}"[:500],
+        )
 
     jobs().start(key, f"Restore {plan.service} from {plan.backup_id}", user, work)
     return render_template("backups/_list.html", **_list_context())
@@ -277,8 +306,15 @@ def restore(backup_id: str):
 def download(backup_id: str, name: str):
     path = backup_store().file(backup_id, name)
     _audit("backup.download", f"{_key()}: {backup_id}/{name}")
-    return send_file(path, as_attachment=True, download_name=f"{_key()}-{backup_id}-{name}",
-                     mimetype="application/gzip", conditional=False, etag=False, max_age=0)
+    return send_file(
+        path,
+        as_attachment=True,
+        download_name=f"{_key()}-{backup_id}-{name}",
+        mimetype="application/gzip",
+        conditional=False,
+        etag=False,
+        max_age=0,
+    )
 
 
 @bp.post("/settings")

@@ -167,8 +167,13 @@ def _resolve() -> Any:
     if entry is not None and user is not None and not may_see(user, entry.slug):
         abort(404)
     g.stack_entry = entry
-    if (entry is not None and request.method == "GET" and request.endpoint == "services.index"
-            and "stackhome.containers" in current_app.view_functions and not files_reachable(current_stack())):
+    if (
+        entry is not None
+        and request.method == "GET"
+        and request.endpoint == "services.index"
+        and "stackhome.containers" in current_app.view_functions
+        and not files_reachable(current_stack())
+    ):
         # Files not reachable here: the containers-only view of the stack says what to add.
         return redirect(url_for("stackhome.containers", stack=slug))
     return None
@@ -211,12 +216,19 @@ def register_stack_blueprints(app: Flask, blueprints, legacy: bool = True) -> No
         added = [r for r in app.url_map.iter_rules() if id(r) not in before]
         for rule in added:
             endpoints.add(rule.endpoint)
-            path = rule.rule[len(PREFIX):]
+            path = rule.rule[len(PREFIX) :]
             if not legacy or not rule.rule.startswith(PREFIX) or path in ("", "/"):
                 continue  # "/" is the home page now; the stack's root is /s/<stack>/
-            app.url_map.add(Rule(path, endpoint=rule.endpoint, methods=rule.methods,
-                                 defaults={**(rule.defaults or {}), "stack": LEGACY},
-                                 websocket=rule.websocket, strict_slashes=rule.strict_slashes))
+            app.url_map.add(
+                Rule(
+                    path,
+                    endpoint=rule.endpoint,
+                    methods=rule.methods,
+                    defaults={**(rule.defaults or {}), "stack": LEGACY},
+                    websocket=rule.websocket,
+                    strict_slashes=rule.strict_slashes,
+                )
+            )
 
 
 def init_app(app: Flask) -> None:
@@ -225,8 +237,10 @@ def init_app(app: Flask) -> None:
     app.before_request(_resolve)
     app.url_defaults(_add_stack)
     app.extensions["stackpilot.store"].audit_stack = _audit_stack(app)
-    compose.bind(lambda: current_app.extensions.get("stackpilot.runners") if has_app_context() else None,
-                 app.extensions["stackpilot.runners"])
+    compose.bind(
+        lambda: current_app.extensions.get("stackpilot.runners") if has_app_context() else None,
+        app.extensions["stackpilot.runners"],
+    )
 
     @app.context_processor
     def _stack_globals() -> dict[str, Any]:

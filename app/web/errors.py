@@ -19,8 +19,9 @@ from app.errors import StackpilotError
 from app.web.security import has_role
 
 log = logging.getLogger(__name__)
-BAD_NAME = ("That is not a file name: names cannot hold a NUL character, and each folder or file name "
-            "is at most 255 bytes.")
+BAD_NAME = (
+    "That is not a file name: names cannot hold a NUL character, and each folder or file name is at most 255 bytes."
+)
 
 
 def wants_fragment() -> bool:
@@ -36,8 +37,7 @@ def render_error(status: int, title: str, message: str, detail: str = ""):
     if wants_fragment():
         html = render_template("_alert.html", kind="error", title=title, message=message, detail=detail)
         return html, status, {"HX-Retarget": "#alerts", "HX-Reswap": "afterbegin"}
-    return render_template("errors/page.html", status=status, title=title, message=message,
-                           detail=detail), status
+    return render_template("errors/page.html", status=status, title=title, message=message, detail=detail), status
 
 
 def _domain_error(e: StackpilotError):
@@ -51,18 +51,25 @@ def _domain_error(e: StackpilotError):
 
 
 def _http_error(e: HTTPException):
-    titles = {400: "Bad request", 401: "Sign-in needed", 403: "Not allowed", 404: "Page not found",
-              405: "Method not allowed", 413: "Too large", 429: "Too many requests"}
+    titles = {
+        400: "Bad request",
+        401: "Sign-in needed",
+        403: "Not allowed",
+        404: "Page not found",
+        405: "Method not allowed",
+        413: "Too large",
+        429: "Too many requests",
+    }
     default = e.description if e.description and e.code not in (404, 405) else ""
-    messages = {404: "There is nothing at this address.",
-                405: "This address does not accept that kind of request."}
+    messages = {404: "There is nothing at this address.", 405: "This address does not accept that kind of request."}
     return render_error(e.code or 500, titles.get(e.code, e.name), default or messages.get(e.code, e.name))
 
 
 def _unexpected(e: Exception):
     log.exception("unexpected error on %s %s", request.method, request.path)
-    return render_error(500, "Unexpected error",
-                        "Stackpilot hit an unexpected error. Nothing was changed; the details are in its log.")
+    return render_error(
+        500, "Unexpected error", "Stackpilot hit an unexpected error. Nothing was changed; the details are in its log."
+    )
 
 
 def _os_error(e: OSError):

@@ -171,8 +171,15 @@ def _done(target: str):
 @bp.get("/")
 def index():
     cards, views = overview()
-    return render_template("home/page.html", cards=cards, engines=views, ago=_ago,
-                           stacks_dir=settings().stacks_dir, stack_dir=settings().stack_dir, recipe_list=_recipes())
+    return render_template(
+        "home/page.html",
+        cards=cards,
+        engines=views,
+        ago=_ago,
+        stacks_dir=settings().stacks_dir,
+        stack_dir=settings().stack_dir,
+        recipe_list=_recipes(),
+    )
 
 
 def _recipes() -> list[recipes.Recipe]:
@@ -267,8 +274,9 @@ def user_stacks(user_id: int):
     chosen = request.form.getlist("stack")
     registry().set_allowed(user.id, chosen)
     store().audit(g.user.username, "user.stacks", user.username, detail=", ".join(sorted(chosen)) or "all")
-    return render_template("home/_user_stacks.html", user=user, stacks=registry().all(),
-                           allowed=registry().allowed(user.id), saved=True)
+    return render_template(
+        "home/_user_stacks.html", user=user, stacks=registry().all(), allowed=registry().allowed(user.id), saved=True
+    )
 
 
 @bp.app_context_processor
@@ -293,8 +301,15 @@ def containers():
         found = engine_containers.project_containers(stack_engine(), stack.project)
     except StackpilotError as e:
         error = e.message
-    return render_template("home/containers.html", entry=entry, stack=stack, found=found, error=error,
-                           can_act=has_role("operator"), reachable=files_reachable(stack))
+    return render_template(
+        "home/containers.html",
+        entry=entry,
+        stack=stack,
+        found=found,
+        error=error,
+        can_act=has_role("operator"),
+        reachable=files_reachable(stack),
+    )
 
 
 @stack_bp.post("/containers/<container_id>/<action>")

@@ -53,15 +53,20 @@ def _find_caddy(engine: Engine) -> CaddyFound | None:
     own = own_container_id(s.self_container_id)
     proxy = find_proxy(engine, own, s.trusted_proxies)
     if proxy is not None:
-        return CaddyFound(proxy.container, proxy.service, proxy.address,
-                          f"the trusted proxy at {proxy.address} (service {proxy.service!r})")
+        return CaddyFound(
+            proxy.container,
+            proxy.service,
+            proxy.address,
+            f"the trusted proxy at {proxy.address} (service {proxy.service!r})",
+        )
     stack = current_stack()
     if stack is None:
         return None
 
     def look(client):
-        found = client.containers.list(filters={"label": [f"{PROJECT_LABEL}={stack.project}",
-                                                           f"{SERVICE_LABEL}=caddy"]})
+        found = client.containers.list(
+            filters={"label": [f"{PROJECT_LABEL}={stack.project}", f"{SERVICE_LABEL}=caddy"]}
+        )
         return found[0].id if found else None
 
     cid = engine.call(look, "find the stack's caddy")
@@ -82,7 +87,7 @@ def _root(engine: Engine) -> tuple[CaddyFound | None, str, bytes]:
 def _fingerprint(pem: bytes) -> str:
     """SHA-256 of the certificate (DER), as browsers and `openssl x509 -fingerprint -sha256` show it."""
     digest = hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem.decode("ascii", "replace"))).hexdigest().upper()
-    return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
 
 def _hostnames() -> list[str]:
@@ -118,11 +123,12 @@ def root_status():
         return render_template("https/_root.html", problem=e.message, found=None)
     if found is None:
         return render_template(
-            "https/_root.html", found=None,
+            "https/_root.html",
+            found=None,
             problem="No Caddy found: none of STACKPILOT_TRUSTED_PROXIES is a container on Stackpilot's "
-                    "networks, and the stack has no service named caddy.")
-    return render_template("https/_root.html", found=found, path=path, fingerprint=_fingerprint(pem),
-                           problem=None)
+            "networks, and the stack has no service named caddy.",
+        )
+    return render_template("https/_root.html", found=found, path=path, fingerprint=_fingerprint(pem), problem=None)
 
 
 @bp.get("/root.crt")
@@ -131,8 +137,11 @@ def root_download():
     _, _, pem = _root(stack_engine())
     if not pem:
         raise NotFound("No Caddy found to take the root certificate from.")
-    return Response(pem, mimetype="application/x-x509-ca-cert",
-                    headers={"Content-Disposition": 'attachment; filename="caddy-local-root.crt"'})
+    return Response(
+        pem,
+        mimetype="application/x-x509-ca-cert",
+        headers={"Content-Disposition": 'attachment; filename="caddy-local-root.crt"'},
+    )
 
 
 @bp.post("/check")
@@ -147,8 +156,9 @@ def check():
     except StackpilotError as e:
         return render_template("https/_check.html", results=[], problem=e.message)
     if found is None or not found.address:
-        return render_template("https/_check.html", results=[],
-                               problem="No Caddy found to check through (see the certificate above).")
+        return render_template(
+            "https/_check.html", results=[], problem="No Caddy found to check through (see the certificate above)."
+        )
     with tempfile.NamedTemporaryFile(suffix=".crt") as cafile:
         cafile.write(pem)
         cafile.flush()

@@ -43,9 +43,9 @@ bp = Blueprint("live", __name__, url_prefix="/live")
 LISTENERS = "stackpilot.events"
 SAMPLERS = "stackpilot.samplers"
 SHARES = "stackpilot.shares"
-REFRESH = 2.0          # without an event, cells are refreshed (stats, uptime) this often
-KEEPALIVE = 1.0        # a comment this often: a closed page is noticed within ~2 s (3 bytes each)
-EVENT_SETTLE = 0.05    # an event usually comes in a burst (kill, die, stop): take it whole
+REFRESH = 2.0  # without an event, cells are refreshed (stats, uptime) this often
+KEEPALIVE = 1.0  # a comment this often: a closed page is noticed within ~2 s (3 bytes each)
+EVENT_SETTLE = 0.05  # an event usually comes in a burst (kill, die, stop): take it whole
 SESSION_RECHECK = 5.0
 PER_USER = 8
 CELL = re.compile(r'<td id="([^"]+)"[^>]*>.*?</td>', re.S)
@@ -131,8 +131,11 @@ def services():
             sub.close()
             share.release()
 
-    return Response(stream_with_context(stream()), mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return Response(
+        stream_with_context(stream()),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
 
 
 class _Closer:
@@ -156,8 +159,11 @@ def changes(sent: dict[str, str], cells: dict[str, str]) -> str:
     ctx = table_context(snap)
     versions = ctx["versions"]
     parts = {key: sent.get(key) != versions[key] for key in ("layout", "counts", "banner")}
-    rows = [] if parts["layout"] else [
-        row for _, members in ctx["groups"] for row in members if sent.get(f"r-{row.slug}") != row.version]
+    rows = (
+        []
+        if parts["layout"]
+        else [row for _, members in ctx["groups"] for row in members if sent.get(f"r-{row.slug}") != row.version]
+    )
     if not rows and not any(parts.values()):
         return ""
     for key, changed in parts.items():

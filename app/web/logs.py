@@ -49,8 +49,8 @@ log = logging.getLogger(__name__)
 bp = Blueprint("logs", __name__, url_prefix="/logs")
 
 SHARES = "stackpilot.shares"
-SEND_INTERVAL = 0.02    # batch lines for ~20 ms between frames (latency at rest stays well under 50 ms)
-SESSION_RECHECK = 5.0   # a signed-out viewer's socket closes within this long
+SEND_INTERVAL = 0.02  # batch lines for ~20 ms between frames (latency at rest stays well under 50 ms)
+SESSION_RECHECK = 5.0  # a signed-out viewer's socket closes within this long
 BATCH_ITEMS = 2000
 SERVICE_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 PALETTE_SIZE = 8
@@ -111,9 +111,16 @@ def _page(service: str | None):
         options = LogOptions(query=request.args.get("q", ""))
     colours = {name: i % PALETTE_SIZE for i, name in enumerate(services)}
     return render_template(
-        "logs/page.html", service=service, services=services, selected=selected, colours=colours,
-        options=options, filter_error=filter_error, tail_choices=TAIL_CHOICES,
-        since_choices=SINCE_CHOICES, project=stack.project,
+        "logs/page.html",
+        service=service,
+        services=services,
+        selected=selected,
+        colours=colours,
+        options=options,
+        filter_error=filter_error,
+        tail_choices=TAIL_CHOICES,
+        since_choices=SINCE_CHOICES,
+        project=stack.project,
         ws_path=urlsplit(url_for("logs.stream")).path,  # a ws rule builds ws://host/...
         download_path=url_for("logs.download"),
     )
@@ -147,8 +154,9 @@ def download():
         options = from_params(request.args)
         containers = engine_logs.project_containers(engine(), stack.project, selected)
         for c in containers:
-            streams.append(engine_logs.open_logs(engine(), c.id, follow=False, tail=options.tail,
-                                                 since_ns=options.since_ns))
+            streams.append(
+                engine_logs.open_logs(engine(), c.id, follow=False, tail=options.tail, since_ns=options.since_ns)
+            )
     except BaseException:
         for s in streams:
             s.close()
@@ -157,10 +165,14 @@ def download():
     name = selected[0] if len(selected) == 1 else stack.project
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     body = iter_download(containers, streams, timestamps=options.timestamps, query=options.query)
-    response = Response(body, mimetype="text/plain", headers={
-        "Content-Disposition": f'attachment; filename="{name}-{stamp}.log"',
-        "X-Content-Type-Options": "nosniff",
-    })
+    response = Response(
+        body,
+        mimetype="text/plain",
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}-{stamp}.log"',
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
     response.call_on_close(share.release)  # the server closes the body when the client is done
     return response
 

@@ -47,8 +47,7 @@ def _link_host() -> str | None:
                 here = find_proxy(stack_engine(), own_container_id(s.self_container_id), s.trusted_proxies) is not None
             except StackpilotError:
                 here = False
-        g.port_link_host = ports.link_host(browser, engine_host=_engine_host(), via_proxy=via_proxy,
-                                           proxy_here=here)
+        g.port_link_host = ports.link_host(browser, engine_host=_engine_host(), via_proxy=via_proxy, proxy_here=here)
     return g.port_link_host
 
 

@@ -288,8 +288,9 @@ def _load_user() -> None:
 def _gate() -> Any:
     """Runs before every request: Host, session, login requirement, CSRF and Origin checks."""
     if not host_allowed(request_host()):
-        abort(400, "This server does not answer to that host name. Use its configured address "
-                   "(STACKPILOT_ALLOWED_HOSTS).")
+        abort(
+            400, "This server does not answer to that host name. Use its configured address (STACKPILOT_ALLOWED_HOSTS)."
+        )
     if request.endpoint == "static":
         return None
     if request.path.startswith("/api/v1/") and request.headers.get("Authorization", "")[:7].lower() == "bearer ":
@@ -361,8 +362,11 @@ def init_app(app: Flask) -> None:
     # Streams (log sockets, downloads, terminals) share the threads minus the reserve for pages.
     app.extensions["stackpilot.shares"] = Shares(
         settings.threads - settings.reserved_threads,
-        per_user={"logs": settings.max_log_sockets_per_user, "download": settings.max_downloads_per_user,
-                  "terminal": settings.max_terminals_per_user},
+        per_user={
+            "logs": settings.max_log_sockets_per_user,
+            "download": settings.max_downloads_per_user,
+            "terminal": settings.max_terminals_per_user,
+        },
         per_kind={"logs": settings.max_log_sockets},
         reserved=settings.reserved_threads,
     )

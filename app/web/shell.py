@@ -56,9 +56,9 @@ bp = Blueprint("shell", __name__, url_prefix="/shell")
 
 SHARES = "stackpilot.shares"
 SETTING = "shell"
-MAX_TERMINALS = 8            # open terminals on the whole server (per user: max_terminals_per_user)
-IDLE_SECONDS = 15 * 60       # a terminal nobody typed in for this long is closed
-SESSION_RECHECK = 2.0        # a signed-out user's terminal closes within this long
+MAX_TERMINALS = 8  # open terminals on the whole server (per user: max_terminals_per_user)
+IDLE_SECONDS = 15 * 60  # a terminal nobody typed in for this long is closed
+SESSION_RECHECK = 2.0  # a signed-out user's terminal closes within this long
 SERVICE_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 RECENT_KEEP = 8
 MAX_COMMAND = 2000
@@ -73,8 +73,10 @@ def options() -> dict:
     """The `shell` setting: operators allowed?, idle timeout in seconds."""
     raw = store().get_setting(SETTING, {}) or {}
     idle = raw.get("idle_seconds", IDLE_SECONDS)
-    return {"operators": bool(raw.get("operators")),
-            "idle_seconds": max(1, int(idle)) if isinstance(idle, int | float) else IDLE_SECONDS}
+    return {
+        "operators": bool(raw.get("operators")),
+        "idle_seconds": max(1, int(idle)) if isinstance(idle, int | float) else IDLE_SECONDS,
+    }
 
 
 @bp.before_request
@@ -129,9 +131,16 @@ def page(service: str):
         why = e.message
     nonce = _nonce()
     html = render_template(
-        "shell/page.html", service=name, target=target, why=why, shell=shell, shells=engine_exec.SHELLS,
-        ws_path=urlsplit(url_for("shell.stream")).path, style_nonce=nonce,
-        recent=recent_commands(name), run_path=url_for("shell.run_command", service=name),
+        "shell/page.html",
+        service=name,
+        target=target,
+        why=why,
+        shell=shell,
+        shells=engine_exec.SHELLS,
+        ws_path=urlsplit(url_for("shell.stream")).path,
+        style_nonce=nonce,
+        recent=recent_commands(name),
+        run_path=url_for("shell.run_command", service=name),
         idle_minutes=max(1, options()["idle_seconds"] // 60),
     )
     # xterm.js writes its measured sizes into <style> elements: allow those (stamped with this
@@ -235,16 +244,18 @@ def stream(ws):
             login = engine_exec.validate_user(request.args.get("user", ""))
             target = engine_exec.service_container(stack_engine(), stack.project, service)
             shell = engine_exec.pick_shell(stack_engine(), target.id, request.args.get("shell", ""))
-            terminal = engine_exec.Terminal(stack_engine(), target, shell, login,
-                                            cols=_int_arg("cols", 80), rows=_int_arg("rows", 24))
+            terminal = engine_exec.Terminal(
+                stack_engine(), target, shell, login, cols=_int_arg("cols", 80), rows=_int_arg("rows", 24)
+            )
         except StackpilotError as e:
             _send(ws, "error", text=e.message)
             ws.close(1008, "no shell")
             return
         audit_target = f"{service} ({target.name})"
         the_store.audit(user, "shell.open", audit_target, "ok", f"{shell} as {login or target.user or 'root'}")
-        _send(ws, "hello", container=target.name, shell=shell, workdir=target.workdir,
-              user=login or target.user or "root")
+        _send(
+            ws, "hello", container=target.name, shell=shell, workdir=target.workdir, user=login or target.user or "root"
+        )
         reason = _pump(ws, terminal, _signed_in_check(), options()["idle_seconds"])
     finally:
         if terminal is not None:

@@ -277,8 +277,10 @@ def _execute(job: LaunchJob, plan: Plan, engine: Engine, keep: int, remember) ->
 
     if plan.lan_sites:  # issue 13: Private names get Caddy's internal CA through the file its Caddy imports
         written = caddy.write_lan_sites(directory, plan.lan_sites)
-        job.line(f"Wrote {written.path.relative_to(directory)}: "
-                 + ", ".join(f"{s.hostname} -> {s.upstream}" for s in written.sites))
+        job.line(
+            f"Wrote {written.path.relative_to(directory)}: "
+            + ", ".join(f"{s.hostname} -> {s.upstream}" for s in written.sites)
+        )
         for var, why in written.skipped:
             job.line(f"{var} not served with tls internal: {why}.")
 
@@ -311,8 +313,14 @@ def _execute(job: LaunchJob, plan: Plan, engine: Engine, keep: int, remember) ->
     # health where depends_on says so); Stackpilot then follows every container to the end.
     if code == 0 and plan.lan_sites and "caddy" in job.services and own != "caddy":
         job.line("Restarting caddy so it reads the LAN sites (the page comes back by itself).")
-        code = compose.run(plan.stack, ["restart", "--", "caddy"], on_line=job.line, title="Setup: restart caddy",
-                           user=job.user, wait=10)
+        code = compose.run(
+            plan.stack,
+            ["restart", "--", "caddy"],
+            on_line=job.line,
+            title="Setup: restart caddy",
+            user=job.user,
+            wait=10,
+        )
     said = next((ln.strip() for ln in reversed(job.output) if ln.strip()), "")
     job.mark("up", "ok" if code == 0 else "failed", "" if code == 0 else f"Compose exited with code {code}: {said}")
 

@@ -103,8 +103,9 @@ def build(directory: Path, state: WizardState, recipe: Recipe) -> Plan:
     decided = decided_env(state, recipe, draft)
     # Private names of the stack's own Caddy sites go to the file its Caddy imports, with `tls internal`;
     # their variables keep the stack's port default (Caddy refuses one name in two TLS policies).
-    _, lan_sites = caddy.split_lan_names(directory, state.https.get("hostnames") or {},
-                                         state.https.get("mode") == "private")
+    _, lan_sites = caddy.split_lan_names(
+        directory, state.https.get("hostnames") or {}, state.https.get("mode") == "private"
+    )
     for key in lan_sites:
         if draft.base.get(key):
             decided[key] = ""
@@ -177,9 +178,15 @@ def build(directory: Path, state: WizardState, recipe: Recipe) -> Plan:
     for copy in recipe.env_copies:
         files.append(FileChange(copy, "copy", "A copy of .env, as the stack expects it there."))
     if lan_sites:
-        files.append(FileChange(f"caddy-addon/{caddy.LAN_FILE}", "create",
-                                "Caddy's own certificate (tls internal) for " + ", ".join(lan_sites.values())
-                                + "; Caddy is restarted to read it."))
+        files.append(
+            FileChange(
+                f"caddy-addon/{caddy.LAN_FILE}",
+                "create",
+                "Caddy's own certificate (tls internal) for "
+                + ", ".join(lan_sites.values())
+                + "; Caddy is restarted to read it.",
+            )
+        )
     command = ["docker", "compose", "-p", stack.project]  # shown as the host would type it
     for f in stack.files:
         command += ["-f", f]

@@ -40,8 +40,7 @@ def test_sign_in_manage_users_and_change_password(page, server):
     olga = store.user_by_name("olga")
     pg.select_option(f"#role-{olga.id}", "viewer")
     pg.wait_for_function(
-        f"document.querySelector('#role-{olga.id}') && "
-        f"document.querySelector('#role-{olga.id}').value === 'viewer'"
+        f"document.querySelector('#role-{olga.id}') && document.querySelector('#role-{olga.id}').value === 'viewer'"
     )
     page_store_role = lambda: Store(server.data_dir / "stackpilot.sqlite3").user_by_name("olga").role  # noqa: E731
     from tests.support.live import wait_for
@@ -67,7 +66,5 @@ def test_sign_in_manage_users_and_change_password(page, server):
     pg.click("button:has-text('Change password')")
     pg.wait_for_selector("text=Password changed")
     shoot(pg, "account-done")
-    errors = [
-        e for e in page.console_errors if "status of 4" not in e and "Response Status Error Code 4" not in e
-    ]
+    errors = [e for e in page.console_errors if "status of 4" not in e and "Response Status Error Code 4" not in e]
     assert errors == []

@@ -201,8 +201,7 @@ def _snapshot(app, stack_dir):
     finally:
         conn.close()
     files = {
-        str(p.relative_to(stack_dir)): (p.stat().st_mtime_ns, p.stat().st_size)
-        for p in sorted(stack_dir.rglob("*"))
+        str(p.relative_to(stack_dir)): (p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(stack_dir.rglob("*"))
     }
     return db, files
 

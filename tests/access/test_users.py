@@ -19,18 +19,14 @@ def _store(app) -> Store:
 
 def test_admin_adds_a_user_who_can_sign_in_with_that_role(app):
     admin = sign_in(app, app.test_client(), "admin")
-    r = admin.post(
-        "/users", data={"username": "olga", "password": "olga-password-12", "role": "operator"}, headers=HX
-    )
+    r = admin.post("/users", data={"username": "olga", "password": "olga-password-12", "role": "operator"}, headers=HX)
     body = r.get_data(as_text=True)
     assert r.status_code == 200 and "<html" not in body and "Added olga" in body
     assert _store(app).user_by_name("olga").role == "operator"
     fresh = app.test_client()
     token = CSRF_RE.search(fresh.get("/login").get_data(as_text=True)).group(1)
     assert (
-        fresh.post(
-            "/login", data={"username": "olga", "password": "olga-password-12", "csrf_token": token}
-        ).status_code
+        fresh.post("/login", data={"username": "olga", "password": "olga-password-12", "csrf_token": token}).status_code
         == 302
     )
     assert fresh.get("/users").status_code == 403
@@ -90,9 +86,7 @@ def test_only_admins_manage_users(app, role):
     client = sign_in(app, app.test_client(), role)
     target = _store(app).user_by_name("admin")
     assert (
-        client.post(
-            "/users", data={"username": "eve", "password": "eve-password-12", "role": "admin"}
-        ).status_code
+        client.post("/users", data={"username": "eve", "password": "eve-password-12", "role": "admin"}).status_code
         == 403
     )
     assert client.post(f"/users/{target.id}/role", data={"role": "viewer"}).status_code == 403
@@ -113,9 +107,7 @@ def test_admin_sets_a_new_password_and_ends_that_users_sessions(app):
     fresh = app.test_client()
     token = CSRF_RE.search(fresh.get("/login").get_data(as_text=True)).group(1)
     assert (
-        fresh.post(
-            "/login", data={"username": "vic", "password": "vics-new-password", "csrf_token": token}
-        ).status_code
+        fresh.post("/login", data={"username": "vic", "password": "vics-new-password", "csrf_token": token}).status_code
         == 302
     )
     assert viewer.post(f"/users/{vic.id}/password", data={"password": "x" * 20}).status_code == 302

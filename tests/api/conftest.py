@@ -72,15 +72,24 @@ def api_server(tmp_path_factory, busybox_image):
     stack.compose("up", "-d", "--wait", "db")
     data = tmp_path_factory.mktemp("api-data")
     ensure_user(data, "admin", "admin")
-    server = LiveServer(data_dir=data, env={"STACKPILOT_STACK_DIR": str(root), "STACKPILOT_API_RATE_LIMIT": "40",
-                                            "STACKPILOT_API_ADDRESS_LIMIT": "100000",
-                                            "STACKPILOT_MAX_LOG_SOCKETS_PER_USER": "2"}).start()
+    server = LiveServer(
+        data_dir=data,
+        env={
+            "STACKPILOT_STACK_DIR": str(root),
+            "STACKPILOT_API_RATE_LIMIT": "40",
+            "STACKPILOT_API_ADDRESS_LIMIT": "100000",
+            "STACKPILOT_MAX_LOG_SOCKETS_PER_USER": "2",
+        },
+    ).start()
     try:
         yield ApiServer(server, stack)
     finally:
         server.stop()
         stack.compose("down", "-v", "--remove-orphans", "-t", "0", check=False)
-        ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={stack.project}"],
-                             capture_output=True, text=True).stdout.split()
+        ids = subprocess.run(
+            ["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={stack.project}"],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
         if ids:
             subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)

@@ -10,8 +10,12 @@ PROBLEM = "application/problem+json"
 
 
 def _run_done(s: requests.Session, url: str, timeout: float = 60) -> dict:
-    return wait_for(lambda: (r := s.get(url, timeout=10).json()) and r["status"] != "running" and r,
-                    timeout=timeout, interval=0.2, message=f"run {url}")
+    return wait_for(
+        lambda: (r := s.get(url, timeout=10).json()) and r["status"] != "running" and r,
+        timeout=timeout,
+        interval=0.2,
+        message=f"run {url}",
+    )
 
 
 def test_seed_scenario(api_server):
@@ -40,8 +44,12 @@ def test_seed_scenario(api_server):
     user = api_server.store.user_by_name("elsewhere")
     with api_server.store.transaction() as conn:
         conn.execute("INSERT INTO user_stacks (user_id, stack) VALUES (?, 'another')", (user.id,))
-    assert requests.get(f"{api_server.url}/api/v1/runs/{run['id']}", headers={"Authorization": f"Bearer {limited}"},
-                        timeout=10).status_code == 404  # another stack's run is not theirs to read
+    assert (
+        requests.get(
+            f"{api_server.url}/api/v1/runs/{run['id']}", headers={"Authorization": f"Bearer {limited}"}, timeout=10
+        ).status_code
+        == 404
+    )  # another stack's run is not theirs to read
 
     def fifty():
         text = s.get(api_server.api("/services/api/logs"), params={"tail": 50}, timeout=10).text
@@ -66,10 +74,17 @@ def test_logs_stream_as_ndjson(api_server):
     """follow=1 streams one container's log as JSON lines while the connection stays open."""
     s = api_server.client("viewer")
     api_server.stack.compose("up", "-d", "--no-deps", "api")
-    wait_for(lambda: "api line 119" in s.get(api_server.api("/services/api/logs"), params={"tail": 1},
-                                             timeout=10).text, timeout=20, message="api's lines")
-    with s.get(api_server.api("/services/api/logs"), params={"follow": 1, "tail": 3, "format": "json", "max_seconds": 5},
-               stream=True, timeout=10) as r:
+    wait_for(
+        lambda: "api line 119" in s.get(api_server.api("/services/api/logs"), params={"tail": 1}, timeout=10).text,
+        timeout=20,
+        message="api's lines",
+    )
+    with s.get(
+        api_server.api("/services/api/logs"),
+        params={"follow": 1, "tail": 3, "format": "json", "max_seconds": 5},
+        stream=True,
+        timeout=10,
+    ) as r:
         assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/x-ndjson")
         got = []
         for line in r.iter_lines():
@@ -80,6 +95,5 @@ def test_logs_stream_as_ndjson(api_server):
     assert got[0]["stream"] == "stdout" and got[0]["time"].endswith("Z")
     # a quiet stream ends after max_seconds and gives its share back (2 per user on this server)
     for _ in range(3):
-        r = s.get(api_server.api("/services/api/logs"), params={"follow": 1, "tail": 1, "max_seconds": 1},
-                  timeout=10)
+        r = s.get(api_server.api("/services/api/logs"), params={"follow": 1, "tail": 1, "max_seconds": 1}, timeout=10)
         assert r.status_code == 200 and r.text == "api line 119\n"

@@ -8,8 +8,7 @@ PROBLEM = "application/problem+json"
 def test_config_read_and_change(api_server):
     operator = api_server.client("operator")
     assert operator.get(api_server.api("/config"), timeout=10).status_code == 403  # operators cannot configure
-    assert operator.patch(api_server.api("/config"), json={"values": {"GREETING": "x"}},
-                          timeout=10).status_code == 403
+    assert operator.patch(api_server.api("/config"), json={"values": {"GREETING": "x"}}, timeout=10).status_code == 403
     admin = api_server.client("admin")
     r = admin.get(api_server.api("/config"), timeout=10)
     assert r.status_code == 200
@@ -23,8 +22,9 @@ def test_config_read_and_change(api_server):
 
     r = admin.patch(api_server.api("/config"), json={"values": {"GREETING": "bonjour"}}, timeout=30)
     assert r.status_code == 428 and r.headers["Content-Type"] == PROBLEM
-    r = admin.patch(api_server.api("/config"), json={"values": {"GREETING": "bonjour"}},
-                    headers={"If-Match": etag}, timeout=60)
+    r = admin.patch(
+        api_server.api("/config"), json={"values": {"GREETING": "bonjour"}}, headers={"If-Match": etag}, timeout=60
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["saved"] and body["changed"] == ["GREETING"] and body["affected_services"] == ["web"]
@@ -32,8 +32,9 @@ def test_config_read_and_change(api_server):
     text = (api_server.stack.dir / ".env").read_text()
     assert "GREETING=bonjour" in text and "API_PASSWORD=first-secret-value-123" in text  # the other line kept
     # the old version again: the file moved meanwhile, nothing written
-    r = admin.patch(api_server.api("/config"), json={"values": {"GREETING": "hola"}},
-                    headers={"If-Match": etag}, timeout=60)
+    r = admin.patch(
+        api_server.api("/config"), json={"values": {"GREETING": "hola"}}, headers={"If-Match": etag}, timeout=60
+    )
     assert r.status_code == 409 and r.headers["Content-Type"] == PROBLEM
     assert "GREETING=bonjour" in (api_server.stack.dir / ".env").read_text()
     rows = api_server.store.select("SELECT username FROM audit WHERE action = 'api.config.save' AND result = 'ok'")

@@ -11,8 +11,10 @@ LINE = re.compile(r'^[a-z_:][a-z0-9_:]*(\{([a-z_]+="([^"\\]|\\.)*",?)*\})? -?[0-
 
 def test_metrics_need_a_token_and_speak_prometheus(api_server):
     assert requests.get(api_server.url + "/metrics", timeout=10).status_code == 404
-    assert requests.get(api_server.url + "/metrics", headers={"Authorization": "Bearer spt_nope"},
-                        timeout=10).status_code == 404
+    assert (
+        requests.get(api_server.url + "/metrics", headers={"Authorization": "Bearer spt_nope"}, timeout=10).status_code
+        == 404
+    )
     s = api_server.client("viewer")
     s.get(api_server.api("/status"), timeout=10)  # one API request to time
     r = s.get(api_server.url + "/metrics", timeout=20)

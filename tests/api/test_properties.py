@@ -18,20 +18,33 @@ from schemathesis.specs.openapi.checks import status_code_conformance
 @pytest.fixture(scope="module")
 def api_schema(api_server):
     token = api_server.token("admin")
-    loaded = schemathesis.openapi.from_url(api_server.url + "/api/v1/openapi.json",
-                                           headers={"Authorization": f"Bearer {token}"})
+    loaded = schemathesis.openapi.from_url(
+        api_server.url + "/api/v1/openapi.json", headers={"Authorization": f"Bearer {token}"}
+    )
     loaded.config.update(base_url=api_server.url, headers={"Authorization": f"Bearer {token}"})
     return loaded
 
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
-REAL = {(p, k): v for p in ("/api/v1/stacks/{stack}/status", "/api/v1/stacks/{stack}/services",
-                            "/api/v1/stacks/{stack}/services/{name}", "/api/v1/stacks/{stack}/services/{name}/logs",
-                            "/api/v1/stacks/{stack}/services/{name}/stats", "/api/v1/stacks/{stack}/groups",
-                            "/api/v1/stacks/{stack}/config")
-        for k, v in (("stack", "-"), ("name", "db"))}
-REAL.update({("/api/v1/stacks/{stack}/groups/{name}", "stack"): "-",
-             ("/api/v1/stacks/{stack}/groups/{name}", "name"): "foundation"})
+REAL = {
+    (p, k): v
+    for p in (
+        "/api/v1/stacks/{stack}/status",
+        "/api/v1/stacks/{stack}/services",
+        "/api/v1/stacks/{stack}/services/{name}",
+        "/api/v1/stacks/{stack}/services/{name}/logs",
+        "/api/v1/stacks/{stack}/services/{name}/stats",
+        "/api/v1/stacks/{stack}/groups",
+        "/api/v1/stacks/{stack}/config",
+    )
+    for k, v in (("stack", "-"), ("name", "db"))
+}
+REAL.update(
+    {
+        ("/api/v1/stacks/{stack}/groups/{name}", "stack"): "-",
+        ("/api/v1/stacks/{stack}/groups/{name}", "name"): "foundation",
+    }
+)
 schema = schemathesis.pytest.from_fixture("api_schema").include(method="GET").exclude(path="/metrics")
 
 

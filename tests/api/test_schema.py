@@ -30,10 +30,18 @@ def check(doc: dict, schema: dict, value, where: str = "$") -> list[str]:
     types = schema.get("type")
     if types:
         types = [types] if isinstance(types, str) else types
-        python = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "object": dict,
-                  "array": list, "null": type(None)}
-        if not any(isinstance(value, python[t]) and not (t in ("integer", "number") and isinstance(value, bool))
-                   for t in types):
+        python = {
+            "string": str,
+            "integer": int,
+            "number": (int, float),
+            "boolean": bool,
+            "object": dict,
+            "array": list,
+            "null": type(None),
+        }
+        if not any(
+            isinstance(value, python[t]) and not (t in ("integer", "number") and isinstance(value, bool)) for t in types
+        ):
             return [f"{where}: {value!r} is not {types}"]
     if isinstance(value, dict):
         for key in schema.get("required", []):

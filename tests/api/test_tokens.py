@@ -12,11 +12,17 @@ TOKEN_RE = re.compile(r'value="(spt_[A-Za-z0-9_-]+)"')
 
 def test_account_page_makes_shows_once_and_revokes(api_server):
     s = api_server.server.session("tokenowner", "operator")
-    page = s.post(api_server.url + "/account/tokens", data={"name": "gui", "role": "admin", "days": "30",
-                                                          "csrf_token": s.csrf}, timeout=10)
+    page = s.post(
+        api_server.url + "/account/tokens",
+        data={"name": "gui", "role": "admin", "days": "30", "csrf_token": s.csrf},
+        timeout=10,
+    )
     assert page.status_code == 422 and "higher role" in page.text  # no higher than the owner's
-    page = s.post(api_server.url + "/account/tokens", data={"name": "gui", "role": "operator", "days": "30",
-                                                          "csrf_token": s.csrf}, timeout=10)
+    page = s.post(
+        api_server.url + "/account/tokens",
+        data={"name": "gui", "role": "operator", "days": "30", "csrf_token": s.csrf},
+        timeout=10,
+    )
     assert page.status_code == 200
     plain = TOKEN_RE.search(page.text).group(1)
     again = s.get(api_server.url + "/account", timeout=10).text
@@ -32,7 +38,7 @@ def test_account_page_makes_shows_once_and_revokes(api_server):
     r = requests.get(api_server.url + "/services", headers=bearer, timeout=10, allow_redirects=False)
     assert r.status_code in (302, 303) and "/login" in r.headers["Location"]
 
-    token_id = re.search(r'/account/tokens/(\d+)/revoke', again).group(1)
+    token_id = re.search(r"/account/tokens/(\d+)/revoke", again).group(1)
     r = s.post(f"{api_server.url}/account/tokens/{token_id}/revoke", data={"csrf_token": s.csrf}, timeout=10)
     assert r.status_code == 200
     r = requests.get(api_server.url + "/api/v1/stacks", headers=bearer, timeout=10)
@@ -43,8 +49,9 @@ def test_account_page_makes_shows_once_and_revokes(api_server):
 def test_expired_and_unknown_tokens_are_refused(api_server):
     plain = api_server.token("viewer", days=1)
     with api_server.store.transaction() as conn:
-        conn.execute("UPDATE api_tokens SET expires_at = 1 WHERE hash = (SELECT hash FROM api_tokens ORDER BY id DESC "
-                     "LIMIT 1)")
+        conn.execute(
+            "UPDATE api_tokens SET expires_at = 1 WHERE hash = (SELECT hash FROM api_tokens ORDER BY id DESC LIMIT 1)"
+        )
     for token in (plain, "spt_" + "x" * 43, "nonsense"):
         r = requests.get(api_server.url + "/api/v1/stacks", headers={"Authorization": f"Bearer {token}"}, timeout=10)
         assert r.status_code == 401, token
@@ -62,8 +69,7 @@ def test_roles(api_server):
     plain = api_server.token("operator", username="demoted")
     user = api_server.store.user_by_name("demoted")
     api_server.store.set_role(user.id, "viewer")
-    r = requests.post(api_server.api("/services/db/restart"), headers={"Authorization": f"Bearer {plain}"},
-                      timeout=10)
+    r = requests.post(api_server.api("/services/db/restart"), headers={"Authorization": f"Bearer {plain}"}, timeout=10)
     assert r.status_code == 403
 
 
@@ -93,15 +99,17 @@ def test_cookie_writes_need_csrf(api_server):
 def test_errors_are_problems_and_nothing_runs(api_server):
     s = api_server.client("admin")
     before = api_server.store.select("SELECT COUNT(*) AS n FROM audit")[0]["n"]
-    for method, path, code in [("get", "/api/v1/stacks/no-such-stack/status", 404),
-                               ("post", "/api/v1/stacks/-/services/--remove-orphans/stop", 404),
-                               ("post", "/api/v1/stacks/-/services/nope/restart", 404),
-                               ("post", "/api/v1/stacks/-/groups/nope/start", 404),
-                               ("get", "/api/v1/stacks/-/services/nope/logs", 404),
-                               ("post", "/api/v1/stacks/-/services/db/stop?timeout=999", 422),
-                               ("post", "/api/v1/stacks/-/up?profiles=nope", 422),
-                               ("get", "/api/v1/stacks/-/services/db/logs?tail=-4", 422),
-                               ("get", "/api/v1/stacks/-/runs/nope", 404)]:
+    for method, path, code in [
+        ("get", "/api/v1/stacks/no-such-stack/status", 404),
+        ("post", "/api/v1/stacks/-/services/--remove-orphans/stop", 404),
+        ("post", "/api/v1/stacks/-/services/nope/restart", 404),
+        ("post", "/api/v1/stacks/-/groups/nope/start", 404),
+        ("get", "/api/v1/stacks/-/services/nope/logs", 404),
+        ("post", "/api/v1/stacks/-/services/db/stop?timeout=999", 422),
+        ("post", "/api/v1/stacks/-/up?profiles=nope", 422),
+        ("get", "/api/v1/stacks/-/services/db/logs?tail=-4", 422),
+        ("get", "/api/v1/stacks/-/runs/nope", 404),
+    ]:
         r = getattr(s, method)(api_server.url + path, timeout=10)
         assert r.status_code == code, (path, r.text)
         body = r.json()

@@ -73,9 +73,20 @@ def seed_folder(root: Path) -> None:
 
 
 def project_containers(proj, service: str) -> list[str]:
-    out = subprocess.run(["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={proj.project}",
-                          "--filter", f"label=com.docker.compose.service={service}"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "-q",
+            "--filter",
+            f"label=com.docker.compose.project={proj.project}",
+            "--filter",
+            f"label=com.docker.compose.service={service}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout.split()
 
 
@@ -85,18 +96,31 @@ def data_stack(make_stack):
     (proj.dir / "files").mkdir()
     seed_folder(proj.dir / "files")
     proj.compose("up", "-d", "--no-build")
-    wait_for(lambda: "SEEDED" in subprocess.run(["docker", "logs", project_containers(proj, "app")[0]],
-                                                 capture_output=True, text=True).stdout,
-             timeout=30, message="seeded")
+    wait_for(
+        lambda: (
+            "SEEDED"
+            in subprocess.run(
+                ["docker", "logs", project_containers(proj, "app")[0]], capture_output=True, text=True
+            ).stdout
+        ),
+        timeout=30,
+        message="seeded",
+    )
     return proj
 
 
 def stack_data(proj) -> StackData:
     config = json.loads(proj.compose("config", "--format", "json").stdout)
     services = config["services"]
-    return StackData(engine=Engine(), project=proj.project, key=proj.project, directory=proj.dir, config=config,
-                     images={s: v.get("image", "") for s, v in services.items()},
-                     labels={s: v.get("labels") or {} for s, v in services.items()})
+    return StackData(
+        engine=Engine(),
+        project=proj.project,
+        key=proj.project,
+        directory=proj.dir,
+        config=config,
+        images={s: v.get("image", "") for s, v in services.items()},
+        labels={s: v.get("labels") or {} for s, v in services.items()},
+    )
 
 
 @pytest.fixture
@@ -126,8 +150,9 @@ volumes:
 
 @pytest.fixture
 def small_stack(make_stack):
-    proj = make_stack({"docker-compose.yml": SMALL, ".env": "SECRET=s3cret\n", "uploads/photo.jpg": "jpeg"},
-                      name="bkweb")
+    proj = make_stack(
+        {"docker-compose.yml": SMALL, ".env": "SECRET=s3cret\n", "uploads/photo.jpg": "jpeg"}, name="bkweb"
+    )
     proj.compose("up", "-d", "--no-build")
     return proj
 
@@ -139,7 +164,8 @@ def backup_server(server_factory):
 
         server = server_factory(stack_dir=proj.dir, **env)
         Store(Path(server.data_dir) / "stackpilot.sqlite3").set_setting(
-            "stack", {"project": proj.project, "files": [], "profiles": []})
+            "stack", {"project": proj.project, "files": [], "profiles": []}
+        )
         return server
 
     return factory

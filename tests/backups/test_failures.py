@@ -34,8 +34,9 @@ def test_service_killed_during_a_live_copy(data_stack, backups, monkeypatch):
 
     def kill_service():
         def helper_ids():
-            return subprocess.run(["docker", "ps", "-aq", "--filter", "label=io.stackpilot.backup-helper"],
-                                  capture_output=True, text=True).stdout.split()
+            return subprocess.run(
+                ["docker", "ps", "-aq", "--filter", "label=io.stackpilot.backup-helper"], capture_output=True, text=True
+            ).stdout.split()
 
         wait_for(helper_ids, timeout=20, interval=0.02, message="helper container")
         app = project_containers(data_stack, "app")
@@ -77,8 +78,12 @@ def test_hostile_names_stay_inside(tmp_path):
     assert list(outside.iterdir()) == []
 
     # an archive whose entries leave the folder, or write through a link it made, is refused
-    for members in (["stackpilot-data/../../evil"], ["/etc/evil"], ["other/x"],
-                    [("stackpilot-data/ln", "/tmp"), "stackpilot-data/ln/evil"]):
+    for members in (
+        ["stackpilot-data/../../evil"],
+        ["/etc/evil"],
+        ["other/x"],
+        [("stackpilot-data/ln", "/tmp"), "stackpilot-data/ln/evil"],
+    ):
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
             for m in members:

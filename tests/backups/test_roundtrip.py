@@ -21,11 +21,23 @@ pytestmark = pytest.mark.docker
 
 
 def state(proj, service: str) -> str:
-    ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={proj.project}",
-                          "--filter", f"label=com.docker.compose.service={service}"],
-                         capture_output=True, text=True, check=True).stdout.split()
-    return subprocess.run(["docker", "inspect", "-f", "{{.State.Status}}", ids[0]],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    ids = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "-aq",
+            "--filter",
+            f"label=com.docker.compose.project={proj.project}",
+            "--filter",
+            f"label=com.docker.compose.service={service}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return subprocess.run(
+        ["docker", "inspect", "-f", "{{.State.Status}}", ids[0]], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def test_backup_wipe_restore_matches_every_file(data_stack, backups):

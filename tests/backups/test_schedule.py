@@ -25,13 +25,19 @@ def test_due_times():
     assert last_due({"every": "off"}, now) is None
     assert last_due({"every": "daily", "at": "03:00"}, now) == now.replace(hour=3)
     assert last_due({"every": "daily", "at": "17:00"}, now) == dt.datetime(2026, 11, 29, 17, 0, tzinfo=UTC)
-    assert last_due({"every": "weekly", "at": "03:00", "weekday": 6}, now) == dt.datetime(2026, 11, 29, 3, 0,
-                                                                                          tzinfo=UTC)
+    assert last_due({"every": "weekly", "at": "03:00", "weekday": 6}, now) == dt.datetime(
+        2026, 11, 29, 3, 0, tzinfo=UTC
+    )
     assert last_due({"every": "weekly", "at": "15:00", "weekday": 0}, now) == now.replace(hour=15)
-    assert last_due({"every": "weekly", "at": "17:00", "weekday": 0}, now) == dt.datetime(2026, 11, 23, 17, 0,
-                                                                                          tzinfo=UTC)
-    for bad in ({"every": "hourly"}, {"every": "daily", "at": "25:00"}, {"every": "daily", "keep": "0"},
-                {"every": "weekly", "weekday": "9"}):
+    assert last_due({"every": "weekly", "at": "17:00", "weekday": 0}, now) == dt.datetime(
+        2026, 11, 23, 17, 0, tzinfo=UTC
+    )
+    for bad in (
+        {"every": "hourly"},
+        {"every": "daily", "at": "25:00"},
+        {"every": "daily", "keep": "0"},
+        {"every": "weekly", "weekday": "9"},
+    ):
         with pytest.raises(InvalidInput):
             parse_schedule(bad)
     assert parse_schedule({"every": "daily", "at": "04:30", "keep": "3"})["keep"] == 3

@@ -17,7 +17,7 @@ from app.errors import InvalidInput
 
 def test_members_round_trip_and_damage(tmp_path):
     noise, text = os.urandom(9 * 1024 * 1024), b"INSERT INTO t VALUES (42);\n" * 300_000
-    chunks = [noise[i:i + 1_000_000] for i in range(0, len(noise), 1_000_000)] + [b"", text, b"z"]
+    chunks = [noise[i : i + 1_000_000] for i in range(0, len(noise), 1_000_000)] + [b"", text, b"z"]
     path = tmp_path / "a.tar.gz"
     written = write_gzip(iter(chunks), path)
     whole = b"".join(chunks)

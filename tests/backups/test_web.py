@@ -19,6 +19,7 @@ ROW = re.compile(r'data-backup-id="([^"]+)" data-status="([a-z]+)"')
 
 def settle(server, session) -> list[tuple[str, str]]:
     """Wait until no job runs; the (id, status) rows of the list."""
+
     def idle():
         r = session.get(server.url + "/backups/-/list", timeout=10)
         return None if "is running" in r.text else r.text
@@ -74,10 +75,17 @@ def test_back_up_download_restore(backup_server, small_stack):
     text = admin.get(server.url + "/backups/-/list", timeout=10).text
     assert "is kept as" in text, text[:2000]
     assert len(rows) == 2 and all(status == "ok" for _, status in rows)
-    out = subprocess.run(["docker", "exec", db, "sh", "-c", "cat /var/lib/db/data; ls /var/lib/db"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["docker", "exec", db, "sh", "-c", "cat /var/lib/db/data; ls /var/lib/db"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.split() == ["v1", "data"]
-    actions = [(e.action, e.result) for e in Store(Path(server.data_dir) / "stackpilot.sqlite3").audit_events(50)
-               if e.action.startswith("backup.")]
+    actions = [
+        (e.action, e.result)
+        for e in Store(Path(server.data_dir) / "stackpilot.sqlite3").audit_events(50)
+        if e.action.startswith("backup.")
+    ]
     assert ("backup.run", "ok") in actions and ("backup.restore", "ok") in actions
     assert ("backup.download", "ok") in actions

@@ -27,14 +27,16 @@ COMPOSE = """services:
     command: ["sleep", "3600"]
 """
 # Build args and target come from the compose model (Compose applies them; we never build by hand).
-DOCKERFILE = ("FROM {image} AS final\nARG FLAVOUR=plain\nRUN echo $FLAVOUR > /flavour\nCOPY version /version\n"
-              "RUN cat /version\n")
+DOCKERFILE = (
+    "FROM {image} AS final\nARG FLAVOUR=plain\nRUN echo $FLAVOUR > /flavour\nCOPY version /version\nRUN cat /version\n"
+)
 
 
 @pytest.fixture
 def built_stack(make_stack, busybox_image):
-    proj = make_stack({"docker-compose.yml": COMPOSE, "app/Dockerfile": DOCKERFILE, "app/version": "v1\n"},
-                      name="build")
+    proj = make_stack(
+        {"docker-compose.yml": COMPOSE, "app/Dockerfile": DOCKERFILE, "app/version": "v1\n"}, name="build"
+    )
     yield proj
     proj.compose("down", "-t", "0", check=False)
     subprocess.run(["docker", "rmi", "-f", f"{proj.project}-app"], capture_output=True)
@@ -45,8 +47,9 @@ def _logs(proj) -> str:
 
 
 def _container(docker_engine, project: str):
-    found = docker_engine.containers.list(all=True, filters={"label": [
-        f"com.docker.compose.project={project}", "com.docker.compose.service=app"]})
+    found = docker_engine.containers.list(
+        all=True, filters={"label": [f"com.docker.compose.project={project}", "com.docker.compose.service=app"]}
+    )
     return found[0] if found else None
 
 
@@ -56,7 +59,7 @@ def test_rebuild_runs_new_code_and_failed_build_keeps_container(built_stack, app
 
     page = op.get("/services").get_data(as_text=True)
     assert 'data-built="' in page and "built here" in page  # the row says where the image comes from
-    row_app = page[page.index('id="r-app"'):page.index('id="r-side"')]
+    row_app = page[page.index('id="r-app"') : page.index('id="r-side"')]
     assert 'data-action="rebuild"' in row_app and 'data-action="pull"' not in row_app
     assert 'data-action="upbuild"' in page
 
@@ -83,7 +86,8 @@ def test_rebuild_runs_new_code_and_failed_build_keeps_container(built_stack, app
     assert second.id != first.id
 
     (built_stack.dir / "app" / "Dockerfile").write_text(
-        DOCKERFILE.replace("{image}", "stackpilot-test/busybox:1") + "RUN echo broken && exit 3\n")
+        DOCKERFILE.replace("{image}", "stackpilot-test/busybox:1") + "RUN echo broken && exit 3\n"
+    )
     run = finish(op.post("/build/service/app/rebuild"))
     lines = run.lines_since(0)[0]
     assert run.exit_code not in (0, None)
@@ -114,7 +118,8 @@ def test_rebuild_from_the_row_menu_streams_build_output(built_stack, server_fact
     (built_stack.dir / "app" / "version").write_text("v2\n")
     server = server_factory(stack_dir=built_stack.dir)
     Store(server.data_dir / "stackpilot.sqlite3").set_setting(
-        "stack", {"project": built_stack.project, "files": [], "profiles": []})
+        "stack", {"project": built_stack.project, "files": [], "profiles": []}
+    )
     page.sign_in(server)
     pg = page.page
     pg.goto(server.url + "/services")
@@ -140,7 +145,10 @@ def test_build_plans_put_names_after_the_separator():
 
     stack = Stack(directory=Path("/srv/x"), project="x")
     plan = plan_build(stack, "rebuild", ["--remove-orphans"], pull=True)
-    assert plan.steps == (("build", "--pull", "--", "--remove-orphans"), ("up", "-d", "--no-deps", "--", "--remove-orphans"))
+    assert plan.steps == (
+        ("build", "--pull", "--", "--remove-orphans"),
+        ("up", "-d", "--no-deps", "--", "--remove-orphans"),
+    )
     assert plan_build(stack, "upbuild", ["app"], every=["app", "db"]).steps == (("up", "-d", "--build"),)
     own = plan_build(stack, "upbuild", ["app"], own="sp", every=["app", "sp"], no_cache=True)
     assert own.steps == (("build", "--no-cache"), ("up", "-d", "--no-deps", "--", "app")) and own.note

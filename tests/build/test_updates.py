@@ -16,8 +16,9 @@ from tests.services.conftest import finish
 from tests.support import registry as registry_support
 from tests.support.live import wait_for
 
-pytestmark = pytest.mark.skipif(not registry_support.available(),
-                                reason="Debian's docker-registry is not installed (tests/prepare.sh)")
+pytestmark = pytest.mark.skipif(
+    not registry_support.available(), reason="Debian's docker-registry is not installed (tests/prepare.sh)"
+)
 
 
 @pytest.fixture
@@ -75,8 +76,11 @@ def test_check_update_rollback(registry, make_stack, app_factory, docker_engine,
         subprocess.run(["docker", "tag", v1, ref], check=True)  # ...and locally it is v1 again, as after a pull
 
         assert op.post("/updates/check").status_code == 200
-        result = wait_for(lambda: (r := updates.cached(_stack(app))).checked_at and not r.running and r,
-                          timeout=20, message="check done")
+        result = wait_for(
+            lambda: (r := updates.cached(_stack(app))).checked_at and not r.running and r,
+            timeout=20,
+            message="check done",
+        )
         states = {s.ref: s.state for s in result.images.values()}
         assert states[ref] == "update" and states[pinned] == "pinned"
         assert result.images[ref].services == ("api", "worker")
@@ -106,7 +110,7 @@ def test_check_update_rollback(registry, make_stack, app_factory, docker_engine,
         updates.check(app.extensions["stackpilot.engine"], _stack(app), _model(app))
         run = finish(op.post("/updates/stack/update-all"))
         assert run.ok, run.lines_since(0)[0]
-        assert run.args[run.args.index("pull"):run.args.index("pull") + 4] == ["pull", "--", "api", "worker"]
+        assert run.args[run.args.index("pull") : run.args.index("pull") + 4] == ["pull", "--", "api", "worker"]
         assert _version(proj, "worker") == "v2"
         assert op.post("/updates/service/fixed/update").status_code == 422  # pinned: never updated
     finally:
@@ -117,7 +121,9 @@ def test_check_update_rollback(registry, make_stack, app_factory, docker_engine,
 def test_unreachable_registry_is_reported_per_image(registry, make_stack, app_factory, docker_engine, busybox_image):
     dead = registry.push("sp/dead", "1", "v1")  # pulled from a registry (it has a repo digest)...
     registry.stop()  # ...that has gone away
-    proj = make_stack({"docker-compose.yml": f"""services:
+    proj = make_stack(
+        {
+            "docker-compose.yml": f"""services:
   a:
     image: {dead}
     command: ["sleep", "3600"]
@@ -126,7 +132,10 @@ def test_unreachable_registry_is_reported_per_image(registry, make_stack, app_fa
     image: {busybox_image}
     command: ["sleep", "3600"]
     stop_signal: SIGKILL
-"""}, name="upd2")
+"""
+        },
+        name="upd2",
+    )
     try:
         app = app_for(app_factory, proj)
         with app.app_context():
@@ -166,12 +175,17 @@ def test_update_badge_and_run_in_the_browser(registry, make_stack, server_factor
 
     ref = registry.push("sp/web", "stable", "v1")
     v1 = docker_engine.images.get(ref).id
-    proj = make_stack({"docker-compose.yml": f"""services:
+    proj = make_stack(
+        {
+            "docker-compose.yml": f"""services:
   web:
     image: {ref}
     command: ["sleep", "3600"]
     stop_signal: SIGKILL
-"""}, name="updb")
+"""
+        },
+        name="updb",
+    )
     try:
         proj.compose("up", "-d", "--pull", "never")
         registry.push("sp/web", "stable", "v2")
@@ -179,7 +193,8 @@ def test_update_badge_and_run_in_the_browser(registry, make_stack, server_factor
         subprocess.run(["docker", "tag", v1, ref], check=True)
         server = server_factory(stack_dir=proj.dir)
         Store(server.data_dir / "stackpilot.sqlite3").set_setting(
-            "stack", {"project": proj.project, "files": [], "profiles": []})
+            "stack", {"project": proj.project, "files": [], "profiles": []}
+        )
         page.sign_in(server)
         pg = page.page
         pg.goto(server.url + "/services")

@@ -102,8 +102,9 @@ def test_screenshots(make_stack, server_factory, browser):
 def test_supabase_fields_view_saves_stock_and_resigns_in_the_browser(tmp_path, server_factory, page):
     """Issue 10 in a real browser: the corpus supabase .env shows no refusal, generating JWT_SECRET
     re-signs ANON_KEY and SERVICE_ROLE_KEY at once, and the saved file verifies."""
-    stack = corpus.require(next((s for s in corpus.STACKS if s.entry.get("env_example", "").endswith(
-        "docker/.env.example")), None))
+    stack = corpus.require(
+        next((s for s in corpus.STACKS if s.entry.get("env_example", "").endswith("docker/.env.example")), None)
+    )
     workdir = stack.copy_to(tmp_path / stack.name, with_copies=True)
     server = server_factory(stack_dir=workdir)
     page.sign_in(server)

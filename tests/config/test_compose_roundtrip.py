@@ -31,13 +31,19 @@ def compose_view(tmp_path, values: list[str]) -> tuple[dict, dict, str]:
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("SPV")}
     run = subprocess.run(
         [*compose_bin(), "--project-directory", str(tmp_path), "-p", "sproundtrip", "config", "--format", "json"],
-        capture_output=True, text=True, env=env, timeout=60,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
     assert run.returncode == 0, run.stderr + doc.text()
     model = json.loads(run.stdout)
     unescape = lambda d: {k: (v.replace("$$", "$") if v is not None else v) for k, v in d.items()}  # noqa: E731
-    return (unescape(model["services"]["interp"]["environment"]),
-            unescape(model["services"]["envfile"]["environment"]), doc.text())
+    return (
+        unescape(model["services"]["interp"]["environment"]),
+        unescape(model["services"]["envfile"]["environment"]),
+        doc.text(),
+    )
 
 
 def test_hostile_values_read_back_exactly_through_compose(tmp_path):

@@ -35,8 +35,12 @@ def test_sigkill_never_leaves_a_partial_file(tmp_path):
     target.write_bytes(old)
     rng = random.Random(7)
     for _ in range(25):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(target), str(tmp_path / "a"), str(tmp_path / "b")],
-                                cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(target), str(tmp_path / "a"), str(tmp_path / "b")],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(rng.uniform(0.0, 0.05))  # a random point inside the write loop, not a wait
         os.kill(proc.pid, signal.SIGKILL)

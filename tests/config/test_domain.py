@@ -42,8 +42,12 @@ def test_supabase_keys_verify_with_the_secret_through_stdlib_hmac():
     assert hmac.compare_digest(expected, b64d(sig))
     assert json.loads(b64d(head)) == {"alg": "HS256", "typ": "JWT"}
     payload = json.loads(b64d(body))
-    assert payload == {"role": "anon", "iss": "supabase", "iat": 1_700_000_000,
-                       "exp": 1_700_000_000 + 5 * 365 * 24 * 3600}
+    assert payload == {
+        "role": "anon",
+        "iss": "supabase",
+        "iat": 1_700_000_000,
+        "exp": 1_700_000_000 + 5 * 365 * 24 * 3600,
+    }
     assert gen.jwt_verify(token, secret) == payload
     assert gen.jwt_verify(token, secret + "x") is None
     assert gen.jwt_verify(token[:-2] + "AA", secret) is None
@@ -81,22 +85,32 @@ def test_kinds_inferred_without_recipe():
     assert k["POSTGRES_HOST"].name == "host"
 
 
-@pytest.mark.parametrize(("key", "value", "level"), [
-    ("ENCRYPTION_KEY", "abc", "error"), ("ENCRYPTION_KEY", "ab" * 32, None),
-    ("VAULT_ENC_KEY", "k" * 31, "error"), ("VAULT_ENC_KEY", "k" * 32, None),
-    ("POSTGRES_PASSWORD", "has@sign-and-long", "error"), ("POSTGRES_PASSWORD", "A1b2C3d4E5f6G7", None),
-    ("POSTGRES_PASSWORD", "your-super-secret-and-long-postgres-password", "warn"),
-    ("JWT_SECRET", "short", "error"), ("NEO4J_AUTH", "neo4j", "error"), ("NEO4J_AUTH", "neo4j/pw", None),
-    ("N8N_HOSTNAME", "n8n.example.com", None), ("N8N_HOSTNAME", "bad host", "error"),
-    ("LETSENCRYPT_EMAIL", "internal", None), ("LETSENCRYPT_EMAIL", "a@b.co", None),
-    ("LETSENCRYPT_EMAIL", "nope", "error"), ("POSTGRES_PORT", "70000", "warn"),  # a guess: warns
-    ("ANON_KEY", "not-a-jwt", "error"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "level"),
+    [
+        ("ENCRYPTION_KEY", "abc", "error"),
+        ("ENCRYPTION_KEY", "ab" * 32, None),
+        ("VAULT_ENC_KEY", "k" * 31, "error"),
+        ("VAULT_ENC_KEY", "k" * 32, None),
+        ("POSTGRES_PASSWORD", "has@sign-and-long", "error"),
+        ("POSTGRES_PASSWORD", "A1b2C3d4E5f6G7", None),
+        ("POSTGRES_PASSWORD", "your-super-secret-and-long-postgres-password", "warn"),
+        ("JWT_SECRET", "short", "error"),
+        ("NEO4J_AUTH", "neo4j", "error"),
+        ("NEO4J_AUTH", "neo4j/pw", None),
+        ("N8N_HOSTNAME", "n8n.example.com", None),
+        ("N8N_HOSTNAME", "bad host", "error"),
+        ("LETSENCRYPT_EMAIL", "internal", None),
+        ("LETSENCRYPT_EMAIL", "a@b.co", None),
+        ("LETSENCRYPT_EMAIL", "nope", "error"),
+        ("POSTGRES_PORT", "70000", "warn"),  # a guess: warns
+        ("ANON_KEY", "not-a-jwt", "error"),
+    ],
+)
 def test_validation(key, value, level):
     s = local_ai_schema()
     var = s.variables[key]
-    findings = schema.check(key, value, var.kind, {"JWT_SECRET": "j" * 40}, example=var.example,
-                            required=var.required)
+    findings = schema.check(key, value, var.kind, {"JWT_SECRET": "j" * 40}, example=var.example, required=var.required)
     levels = {f.level for f in findings}
     if level is None:
         assert not levels, findings
@@ -204,8 +218,10 @@ def test_recipe_copy_kept_in_sync(tmp_path):
 def test_recipe_facts():
     r = recipes.load("local-ai-packaged")
     assert r.project == "localai" and r.profiles == ("cpu", "gpu-nvidia", "gpu-amd")
-    assert r.overrides == {"private": "docker-compose.override.private.yml",
-                           "public": "docker-compose.override.public.yml"}
+    assert r.overrides == {
+        "private": "docker-compose.override.private.yml",
+        "public": "docker-compose.override.public.yml",
+    }
     assert [s.action for s in r.prepare] == ["git_sparse", "secret_template"]
     assert r.kinds["N8N_USER_MANAGEMENT_JWT_SECRET"].bytes == 32
     with pytest.raises(KeyError):

@@ -22,37 +22,46 @@ NEW_PEM = "-----BEGIN PRIVATE KEY-----\nAAAA/bbbb+CCCC==\n  indented line\n-----
 
 
 # -- kinds and secrets from evidence -------------------------------------------------------------------
-@pytest.mark.parametrize(("key", "example", "help_text", "contexts", "kind", "generatable"), [
-    ("ENABLE_EMAIL_SIGNUP", "true", "", (), "boolean", False),  # a boolean whatever its name
-    ("EMAIL_PORT", "25", "", (), "port", False),
-    ("mail__from", "'Acme Support' <support@example.com>", "", (), "text", False),
-    ("MAILER_URLPATHS_EMAIL_CHANGE", "/auth/v1/verify", "", (), "path", False),
-    ("SMTP_ADMIN_EMAIL", "admin@example.com", "", (), "email", False),
-    ("ACCESS_TOKEN_EXPIRY_MINUTES", "5", "", (), "number", False),
-    ("LLM_MAX_TOKENS", "4000", "", (), "number", False),
-    ("OPENAI_TOKENIZER", "cl100k_base", "", (), "text", False),
-    ("OPENAI_API_KEY", "", "", (), "secret", False),  # third-party: an input, never generated
-    ("SESSION_SECRET", "", "", (), "secret", True),  # empty, secret-ish name
-    ("RUNNERS_AUTH_TOKEN", "changeRunnerAuthToken", "", (), "secret", True),  # placeholder text
-    ("SECRET_KEY_BASE", "UpNVntn3cDxHJpq99YMc1T1AQgQpc8kfYTuRgBiYa15BLrx8etQoXz3gZv1", "", (), "secret", True),
-    ("DB_PASSWORD", "postgres", "You should change it to a random password", (), "password", True),
-    ("DB_PASSWORD", "123", "", (), "password", False),  # a number: warned as short, never replaced
-    ("JWT_PUBLIC_KEY", "", "", (), "secret", False),  # one half of a pair the app makes itself
-    ("S3_ENDPOINT", "minio", "", (), "host", False),
-    ("_APP_EXECUTOR_HOST", "http://exc1/v1", "", (), "host", False),
-    ("HEALTHCHECK_TIMEOUT", "1m30s", "", (), "text", False),
-    ("WEB_PORT", "", "", ("port",), "port", False),  # from how the compose file uses it
-    ("READONLY", "", "", ("bool",), "boolean", False),
-])
+@pytest.mark.parametrize(
+    ("key", "example", "help_text", "contexts", "kind", "generatable"),
+    [
+        ("ENABLE_EMAIL_SIGNUP", "true", "", (), "boolean", False),  # a boolean whatever its name
+        ("EMAIL_PORT", "25", "", (), "port", False),
+        ("mail__from", "'Acme Support' <support@example.com>", "", (), "text", False),
+        ("MAILER_URLPATHS_EMAIL_CHANGE", "/auth/v1/verify", "", (), "path", False),
+        ("SMTP_ADMIN_EMAIL", "admin@example.com", "", (), "email", False),
+        ("ACCESS_TOKEN_EXPIRY_MINUTES", "5", "", (), "number", False),
+        ("LLM_MAX_TOKENS", "4000", "", (), "number", False),
+        ("OPENAI_TOKENIZER", "cl100k_base", "", (), "text", False),
+        ("OPENAI_API_KEY", "", "", (), "secret", False),  # third-party: an input, never generated
+        ("SESSION_SECRET", "", "", (), "secret", True),  # empty, secret-ish name
+        ("RUNNERS_AUTH_TOKEN", "changeRunnerAuthToken", "", (), "secret", True),  # placeholder text
+        ("SECRET_KEY_BASE", "UpNVntn3cDxHJpq99YMc1T1AQgQpc8kfYTuRgBiYa15BLrx8etQoXz3gZv1", "", (), "secret", True),
+        ("DB_PASSWORD", "postgres", "You should change it to a random password", (), "password", True),
+        ("DB_PASSWORD", "123", "", (), "password", False),  # a number: warned as short, never replaced
+        ("JWT_PUBLIC_KEY", "", "", (), "secret", False),  # one half of a pair the app makes itself
+        ("S3_ENDPOINT", "minio", "", (), "host", False),
+        ("_APP_EXECUTOR_HOST", "http://exc1/v1", "", (), "host", False),
+        ("HEALTHCHECK_TIMEOUT", "1m30s", "", (), "text", False),
+        ("WEB_PORT", "", "", ("port",), "port", False),  # from how the compose file uses it
+        ("READONLY", "", "", ("bool",), "boolean", False),
+    ],
+)
 def test_kind_follows_the_evidence(key, example, help_text, contexts, kind, generatable):
     k = schema_mod.infer_kind(key, example, help_text, contexts)
     assert (k.name, k.generatable) == (kind, generatable), k
 
 
-@pytest.mark.parametrize(("key", "value", "ok"), [
-    ("S3_ENDPOINT", "minio", True), ("S3_ENDPOINT", "minio:9000", True), ("S3_ENDPOINT", "https://s3.example", True),
-    ("SMTP_HOST", "smtp.example.com", True), ("SMTP_HOST", "not a host", False),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "ok"),
+    [
+        ("S3_ENDPOINT", "minio", True),
+        ("S3_ENDPOINT", "minio:9000", True),
+        ("S3_ENDPOINT", "https://s3.example", True),
+        ("SMTP_HOST", "smtp.example.com", True),
+        ("SMTP_HOST", "not a host", False),
+    ],
+)
 def test_host_keys_take_a_bare_host_or_a_url(key, value, ok):
     findings = schema_mod.check(key, value, schema_mod.infer_kind(key, "", ""), {})
     assert (not findings) is ok, findings
@@ -60,9 +69,11 @@ def test_host_keys_take_a_bare_host_or_a_url(key, value, ok):
 
 
 def test_immich_charset_comment_is_respected_by_the_generator():
-    example = ("# Connection secret for postgres. You should change it to a random password\n"
-               "# Please use only the characters `A-Za-z0-9`, without special characters or spaces\n"
-               "DB_PASSWORD=postgres\n")
+    example = (
+        "# Connection secret for postgres. You should change it to a random password\n"
+        "# Please use only the characters `A-Za-z0-9`, without special characters or spaces\n"
+        "DB_PASSWORD=postgres\n"
+    )
     s = schema_mod.parse_example(example)
     assert s.variables["DB_PASSWORD"].kind.charset == "A-Za-z0-9"
     new = schema_mod.fill_secrets({"DB_PASSWORD": "postgres"}, s)["DB_PASSWORD"]
@@ -75,7 +86,8 @@ def test_optional_is_the_default_and_required_needs_a_marker():
     s = schema_mod.parse_example(example)
     assert {k for k, v in s.variables.items() if v.required} == {"A_SECRET", "PUBLIC_URL"}
     assert schema_mod.needs_input(s.variables["PUBLIC_URL"], "") and not schema_mod.needs_input(
-        s.variables["A_SECRET"], "")  # a generatable secret never blocks: the generator fills it
+        s.variables["A_SECRET"], ""
+    )  # a generatable secret never blocks: the generator fills it
 
 
 def fixture_schema(tmp_path) -> tuple[Path, EnvDocument, schema_mod.Schema]:
@@ -93,8 +105,9 @@ def test_two_profiles_from_dotenv_decide_what_is_validated(tmp_path):
     assert s.variables["SESSION_SECRET"].required_by == "compose"
     fields = {f.key: f for _, fs in schema_mod.describe(doc, s) for f in fs}
     assert not fields["S3_ENDPOINT"].findings  # "your-s3-endpoint" feeds a profile that is off
-    refusals, _, _ = envsave.evaluate(doc.original, doc.original.replace(b"S3_ENDPOINT=your-s3-endpoint",
-                                                                         b"S3_ENDPOINT=??"), s)
+    refusals, _, _ = envsave.evaluate(
+        doc.original, doc.original.replace(b"S3_ENDPOINT=your-s3-endpoint", b"S3_ENDPOINT=??"), s
+    )
     assert not refusals
 
 
@@ -103,7 +116,9 @@ def test_untouched_errors_never_block_changed_ones_do(tmp_path):
     emptied = doc.original.replace(b"SESSION_SECRET=your-session-secret", b"SESSION_SECRET=")
     refusals, _, changed = envsave.evaluate(doc.original, emptied, s)
     assert changed == ["SESSION_SECRET"] and refusals and "set a session secret" in refusals[0][1]
-    refusals, warnings, _ = envsave.evaluate(emptied, emptied.replace(b"LLM_MAX_TOKENS=4000", b"LLM_MAX_TOKENS=8000"), s)
+    refusals, warnings, _ = envsave.evaluate(
+        emptied, emptied.replace(b"LLM_MAX_TOKENS=4000", b"LLM_MAX_TOKENS=8000"), s
+    )
     assert not refusals and any(k == "SESSION_SECRET" for k, _ in warnings)  # the old problem warns only
 
 
@@ -214,8 +229,9 @@ def test_a_value_compose_cannot_read_is_refused_by_compose_itself(pem_client):
 
 def test_usage_scan_reads_what_compose_reads(tmp_path):
     (tmp_path / "sub").mkdir()
-    (tmp_path / "sub" / "inc.yml").write_text("services:\n  worker:\n    image: busybox\n    profiles: [jobs]\n"
-                                              "    environment: [WORKER_TOKEN]\n")
+    (tmp_path / "sub" / "inc.yml").write_text(
+        "services:\n  worker:\n    image: busybox\n    profiles: [jobs]\n    environment: [WORKER_TOKEN]\n"
+    )
     (tmp_path / "compose.yaml").write_text(
         "include:\n  - sub/inc.yml\n"
         "services:\n"
@@ -223,7 +239,8 @@ def test_usage_scan_reads_what_compose_reads(tmp_path):
         "    ports: !reset ['${WEB_PORT}:80']\n    command: echo $$NOT_A_VAR\n"
         "    volumes: ['${DATA_DIR}:/data']\n"
         "    environment: {PASSED: null, URL: 'https://${HOST}/x'}\n"
-        "  side:\n    image: busybox\n    env_file: .env\n    profiles: [extra]\n")
+        "  side:\n    image: busybox\n    env_file: .env\n    profiles: [extra]\n"
+    )
     u = variables.scan(tmp_path, [], env_raw={"DSN": "pg://${DB_PASS}@db"})
     assert u.required("TAG") == "need a tag" and u.required("IMAGE") is None
     assert u.contexts("WEB_PORT") == {"port"} and u.contexts("RO") == {"bool"} and u.contexts("DATA_DIR") == {"bind"}

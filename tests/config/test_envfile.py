@@ -13,8 +13,8 @@ CORPUS = {
     "plain": b"A=1\nB=two\n",
     "comments": b"# top\n\n  # indented\nA=1 # inline\nB=x#notacomment\n#C=commented\n",
     "export": b"export A=1\nexport   B='two'\n",
-    "quotes": b"A='single $X'\nB=\"double \\\"q\\\" \\n $$ \\\\\"\nC=\"\"\nD=''\nE=`back`\n",
-    "escapes": b"A=\"tab\\there\"\nB='back\\\\slash'\nC=\"oct\\0101\"\nD=\"dollar\\$x\"\n",
+    "quotes": b'A=\'single $X\'\nB="double \\"q\\" \\n $$ \\\\"\nC=""\nD=\'\'\nE=`back`\n',
+    "escapes": b'A="tab\\there"\nB=\'back\\\\slash\'\nC="oct\\0101"\nD="dollar\\$x"\n',
     "equals_hash": b"URL=postgres://u:p@h/db?x=1&y=2#frag\nK==lead\nH='a # b'\n",
     "unicode": "NAME=Zoë\nJP='日本語'\nSPACE=\" nbsp\u00a0\"\n".encode(),
     "empty": b"",
@@ -24,7 +24,7 @@ CORPUS = {
     "no_final_newline": b"A=1\nB=last",
     "duplicates": b"A=1\nB=2\nA=3\n",
     "blank_value": b"A=\nB= \nC= # only comment\n",
-    "multiline_double": b"A=\"line1\nline2\"\nB=after\n",
+    "multiline_double": b'A="line1\nline2"\nB=after\n',
     "yaml_style": b"A: 1\nB : two\n",
     "inherited": b"FROM_ENV\nA=1\n",
     "spaces_around": b"  A = 1  \nB\t=\t'x'\t# t\n",
@@ -114,7 +114,7 @@ def test_duplicates_last_wins_and_set_edits_the_effective_line():
 def test_new_key_keeps_crlf_and_adds_missing_final_newline():
     doc = EnvDocument.parse(CORPUS["crlf"])
     doc.set("NEW", "v")
-    assert doc.text().endswith("C=\"x\"\r\nNEW=v\r\n")
+    assert doc.text().endswith('C="x"\r\nNEW=v\r\n')
     doc = EnvDocument.parse(CORPUS["no_final_newline"])
     doc.set("NEW", "v")
     assert doc.text() == "A=1\nB=last\nNEW=v\n"
@@ -152,11 +152,19 @@ def test_nul_is_refused():
         encode_value("a\x00b")
 
 
-@pytest.mark.parametrize(("value", "written"), [
-    ("plain", "plain"), ("", ""), ("has space", "'has space'"), ("$HOME", "'$HOME'"),
-    ("it's", '"it\'s"'), ("ends\\", '"ends\\\\"'), ("two\nlines", '"two\\nlines"'),
-    ("$'", '"$$\'"'),
-])
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        ("plain", "plain"),
+        ("", ""),
+        ("has space", "'has space'"),
+        ("$HOME", "'$HOME'"),
+        ("it's", '"it\'s"'),
+        ("ends\\", '"ends\\\\"'),
+        ("two\nlines", '"two\\nlines"'),
+        ("$'", '"$$\'"'),
+    ],
+)
 def test_writer_picks_the_plainest_quoting(value, written):
     assert encode_value(value) == written
 

@@ -98,7 +98,7 @@ def test_save_writes_one_line_backs_up_and_lists_affected_services(admin, stack)
     body = r.get_data(as_text=True)
     assert r.status_code == 200, body
     text = (stack.dir / ".env").read_text()
-    assert text == ENV.replace("GREETING=hello", "GREETING=\"it's $$HOME #1\"")
+    assert text == ENV.replace("GREETING=hello", 'GREETING="it\'s $$HOME #1"')
     assert "Saved." in body and "Recreate web" in body and "Recreate db" not in body
     [b] = backups.list_backups(stack.dir)
     assert b.path.read_text() == ENV
@@ -132,10 +132,17 @@ def test_kind_guesses_warn_but_never_block_the_save(admin, stack):
     assert EnvDocument.load(stack.dir / ".env").get("ENCRYPTION_KEY") == "not-hex"
 
 
-@pytest.mark.parametrize(("key", "value", "says"), [
-    ("GREETING", "", "Compose refuses to start while this is empty (say hello)"),  # ${GREETING:?say hello}
-    ("ANON_KEY", gen.supabase_key("anon", "another-secret-another-secret-xx"), "Not signed with the current JWT_SECRET"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "says"),
+    [
+        ("GREETING", "", "Compose refuses to start while this is empty (say hello)"),  # ${GREETING:?say hello}
+        (
+            "ANON_KEY",
+            gen.supabase_key("anon", "another-secret-another-secret-xx"),
+            "Not signed with the current JWT_SECRET",
+        ),
+    ],
+)
 def test_real_rules_refuse_the_save(admin, stack, key, value, says):
     client, _ = admin
     data = form_of(client.get("/config/").get_data(as_text=True))
@@ -219,9 +226,13 @@ def test_backups_diff_masks_secrets_and_restore_backs_up_first(admin, stack):
 
 
 def test_database_password_change_asks_first_when_its_volume_exists(make_stack, app_factory, docker_engine):
-    compose = COMPOSE.replace("      POSTGRES_PASSWORD: ${POSTGRES_PASSWORD}\n",
-                              "      POSTGRES_PASSWORD: ${POSTGRES_PASSWORD}\n    volumes:\n      - dbdata:/data\n"
-                              ) + "volumes:\n  dbdata: {}\n"
+    compose = (
+        COMPOSE.replace(
+            "      POSTGRES_PASSWORD: ${POSTGRES_PASSWORD}\n",
+            "      POSTGRES_PASSWORD: ${POSTGRES_PASSWORD}\n    volumes:\n      - dbdata:/data\n",
+        )
+        + "volumes:\n  dbdata: {}\n"
+    )
     proj = make_stack({"docker-compose.yml": compose, ".env.example": EXAMPLE, ".env": ENV})
     proj.compose("create", "db")
     app = app_factory(stack_dir=proj.dir)
@@ -266,8 +277,13 @@ def test_no_stack_dir_says_what_to_do(admin_client):
 
 
 def test_recipe_copy_is_synced_on_save(make_stack, app_factory):
-    files = {"docker-compose.yml": COMPOSE, "docker-compose.override.private.yml": "services: {}\n",
-             ".env.example": LOCAL_AI_EXAMPLE, ".env": LOCAL_AI_EXAMPLE, "supabase/docker/.env": LOCAL_AI_EXAMPLE}
+    files = {
+        "docker-compose.yml": COMPOSE,
+        "docker-compose.override.private.yml": "services: {}\n",
+        ".env.example": LOCAL_AI_EXAMPLE,
+        ".env": LOCAL_AI_EXAMPLE,
+        "supabase/docker/.env": LOCAL_AI_EXAMPLE,
+    }
     proj = make_stack(files)
     app = app_factory(stack_dir=proj.dir)
     client = sign_in(app, app.test_client(), "admin")

@@ -31,11 +31,36 @@ import yaml
 # second on 2 cores.
 HEALTH = {"test": ["CMD", "/bin/true"], "interval": "1s", "timeout": "5s", "retries": 30, "start_period": "0s"}
 GATE_INTERVAL = "300ms"
-RESET_IF_PRESENT = ("build", "user", "platform", "deploy", "devices", "runtime", "gpus", "cpus", "cpuset",
-                    "cpu_count", "cpu_percent", "cpu_shares", "cpu_quota", "cpu_period", "cpu_rt_runtime",
-                    "cpu_rt_period", "logging", "security_opt", "external_links", "command", "device_cgroup_rules",
-                    "cgroup_parent", "storage_opt", "isolation", "mem_reservation", "memswap_limit", "userns_mode",
-                    "ulimits")
+RESET_IF_PRESENT = (
+    "build",
+    "user",
+    "platform",
+    "deploy",
+    "devices",
+    "runtime",
+    "gpus",
+    "cpus",
+    "cpuset",
+    "cpu_count",
+    "cpu_percent",
+    "cpu_shares",
+    "cpu_quota",
+    "cpu_period",
+    "cpu_rt_runtime",
+    "cpu_rt_period",
+    "logging",
+    "security_opt",
+    "external_links",
+    "command",
+    "device_cgroup_rules",
+    "cgroup_parent",
+    "storage_opt",
+    "isolation",
+    "mem_reservation",
+    "memswap_limit",
+    "userns_mode",
+    "ulimits",
+)
 
 
 class Tagged:
@@ -91,12 +116,14 @@ def _volumes(name: str, mounts: list, binds: Path) -> list:
 
 def _service(name: str, spec: dict, project: str, busybox: str, binds: Path, one_shot: bool, gate: bool) -> dict:
     out: dict = {key: Tagged("!reset") for key in RESET_IF_PRESENT if key in spec}
-    out.update({
-        "image": busybox,
-        "pull_policy": "never",
-        "entrypoint": ["/bin/true"] if one_shot else ["/bin/sleep", "3600"],
-        "stop_grace_period": "1s",
-    })
+    out.update(
+        {
+            "image": busybox,
+            "pull_policy": "never",
+            "entrypoint": ["/bin/true"] if one_shot else ["/bin/sleep", "3600"],
+            "stop_grace_period": "1s",
+        }
+    )
     if one_shot:
         out["restart"] = "no"
     if "ports" in spec:
@@ -109,11 +136,16 @@ def _service(name: str, spec: dict, project: str, busybox: str, binds: Path, one
     if health and not health.get("disable"):  # whole: start_interval needs Docker 25
         out["healthcheck"] = Tagged("!override", {**HEALTH, "interval": GATE_INTERVAL} if gate else dict(HEALTH))
     nets = spec.get("networks") or {}
-    if isinstance(nets, dict) and any((v or {}).get("ipv4_address") or (v or {}).get("ipv6_address")
-                                      for v in nets.values()):
-        out["networks"] = Tagged("!override", {
-            k: _escape({a: b for a, b in (v or {}).items() if a not in ("ipv4_address", "ipv6_address")}) or None
-            for k, v in nets.items()})
+    if isinstance(nets, dict) and any(
+        (v or {}).get("ipv4_address") or (v or {}).get("ipv6_address") for v in nets.values()
+    ):
+        out["networks"] = Tagged(
+            "!override",
+            {
+                k: _escape({a: b for a, b in (v or {}).items() if a not in ("ipv4_address", "ipv6_address")}) or None
+                for k, v in nets.items()
+            },
+        )
     if str(spec.get("network_mode", "")).startswith("container:"):
         out["network_mode"] = Tagged("!reset")
     return out
@@ -121,9 +153,12 @@ def _service(name: str, spec: dict, project: str, busybox: str, binds: Path, one
 
 def override(config: dict, project: str, busybox: str, binds: Path, one_shots: set[str]) -> str:
     """The stand-in override (YAML text) for the services of `config`."""
-    gates = {dep for spec in (config.get("services") or {}).values()
-             for dep, cond in ((spec or {}).get("depends_on") or {}).items()
-             if (cond or {}).get("condition") == "service_healthy"}
+    gates = {
+        dep
+        for spec in (config.get("services") or {}).values()
+        for dep, cond in ((spec or {}).get("depends_on") or {}).items()
+        if (cond or {}).get("condition") == "service_healthy"
+    }
     services = {
         name: _service(name, spec or {}, project, busybox, binds, name in one_shots, name in gates)
         for name, spec in (config.get("services") or {}).items()
@@ -156,4 +191,5 @@ def override(config: dict, project: str, busybox: str, binds: Path, one_shots: s
         if missing:
             doc[kind] = missing
     return "# Stand-ins for the corpus 'comes up' test (tests/corpus/standins.py)\n" + yaml.dump(
-        doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=1000)
+        doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=1000
+    )

@@ -117,8 +117,14 @@ def check_traps(stack, doc: EnvDocument, s: schema_mod.Schema) -> None:
         keys = [k for k in _trap_keys(tag) if k in fields] if ":" in tag else []
         for key in keys:
             f = fields[key]
-            if kind in ("email-named-non-email", "host-named-url-values", "quoted-display-name-address",
-                        "url-key-with-non-url-value", "python-style-boolean", "values-with-spaces"):
+            if kind in (
+                "email-named-non-email",
+                "host-named-url-values",
+                "quoted-display-name-address",
+                "url-key-with-non-url-value",
+                "python-style-boolean",
+                "values-with-spaces",
+            ):
                 assert not [x for x in f.findings if x.level == "error"], (tag, f.findings)
                 if kind == "email-named-non-email":
                     assert f.kind.name != "email" and not f.findings, (tag, f.kind, f.findings)
@@ -197,9 +203,17 @@ def pick_key(doc: EnvDocument, s: schema_mod.Schema) -> tuple[str, str] | None:
     referenced = {m for e in doc.variables() for m in re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", e.raw_value)}
     for e in doc.variables():
         kind = s.kind(e.key)
-        if (e.uses_refs or e.quote or e.problem or not e.value or e.key in referenced or kind.database
-                or e.key.startswith("COMPOSE_") or kind.name in ("port", "jwt", "path")
-                or (s.usage and s.usage.contexts(e.key) - {"url"})):
+        if (
+            e.uses_refs
+            or e.quote
+            or e.problem
+            or not e.value
+            or e.key in referenced
+            or kind.database
+            or e.key.startswith("COMPOSE_")
+            or kind.name in ("port", "jwt", "path")
+            or (s.usage and s.usage.contexts(e.key) - {"url"})
+        ):
             continue
         if schema_mod.value_shape(e.value) == "boolean":
             return e.key, "false" if e.value.lower() == "true" else "true"
@@ -272,8 +286,13 @@ def test_secret_filler_changes_only_secret_placeholders(copied):
             assert var.kind.generatable, key
             shape = schema_mod.value_shape(old) if old else ""
             assert shape not in NOT_SECRET_SHAPES, (key, old)
-            assert (not old or schema_mod.is_placeholder(old, key) or schema_mod.looks_random(old)
-                    or (var.example and old == var.example) or var.kind.name == "jwt"), (key, old)
+            assert (
+                not old
+                or schema_mod.is_placeholder(old, key)
+                or schema_mod.looks_random(old)
+                or (var.example and old == var.example)
+                or var.kind.name == "jwt"
+            ), (key, old)
             assert not schema_mod.check(key, new, var.kind, {**values, **changes}), (key, var.kind)
         written = EnvDocument.parse(envsave.apply_values(doc, changes))
         for e in doc.variables():  # a value built from others (${DB_PASSWORD} in a URL) keeps its text
@@ -282,8 +301,9 @@ def test_secret_filler_changes_only_secret_placeholders(copied):
         assert not set(exp.get("never_generated") or ()) & set(changes)
         assert set(exp.get("generated") or ()) <= set(changes)
         for key in exp.get("unused") or ():
-            assert s.variable(key).used is False and not [f for _, fs in schema_mod.describe(doc, s)
-                                                          for f in fs if f.key == key and f.findings]
+            assert s.variable(key).used is False and not [
+                f for _, fs in schema_mod.describe(doc, s) for f in fs if f.key == key and f.findings
+            ]
 
 
 # -- "used by the active profiles" is what Compose itself would start -----------------------------------
@@ -298,8 +318,15 @@ def test_active_services_match_compose(copied):
     for p in stack.profiles:
         args += ["--profile", p]
     env = {"PATH": os.environ["PATH"], "HOME": str(workdir)}
-    done = subprocess.run([*args, "config", "--services"], cwd=workdir, capture_output=True, text=True,
-                          timeout=60, env=env, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [*args, "config", "--services"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
     if done.returncode != 0:
         assert limits(stack).get("config_fails"), done.stderr[-2000:]
         return

@@ -137,9 +137,14 @@ def test_corpus_stack_comes_up(stack, tmp_path, app_factory, busybox_image, tear
         with (workdir / ".env").open("a", encoding="utf-8") as env:
             env.writelines(f"{k}={v}\n" for k, v in limit["env"].items())
     expected = set(compose_says(args, "config", "--services").split())
-    variant = next((v for v in (stack.entry.get("start") or {}).get("variants") or ()
-                    if v.get("files") == files and list(v.get("profiles") or ()) == profiles
-                    and v.get("services") is not None), None)
+    variant = next(
+        (
+            v
+            for v in (stack.entry.get("start") or {}).get("variants") or ()
+            if v.get("files") == files and list(v.get("profiles") or ()) == profiles and v.get("services") is not None
+        ),
+        None,
+    )
     if variant is not None:
         assert len(expected) == variant["services"]
     rows = table_rows(admin)
@@ -152,15 +157,23 @@ def test_corpus_stack_comes_up(stack, tmp_path, app_factory, busybox_image, tear
     # 3. Stand-ins for its images, then Stackpilot's own Up: every service comes up.
     config = json.loads(compose_says(args, "config", "--format", "json"))
     services = config.get("services") or {}
-    one_shots = {dep for spec in services.values() for dep, cond in (spec.get("depends_on") or {}).items()
-                 if (cond or {}).get("condition") == "service_completed_successfully"}
+    one_shots = {
+        dep
+        for spec in services.values()
+        for dep, cond in (spec.get("depends_on") or {}).items()
+        if (cond or {}).get("condition") == "service_completed_successfully"
+    }
     (workdir / OVERRIDE).write_text(
-        standins.override(config, project, busybox_image, tmp_path / "binds", one_shots), encoding="utf-8")
+        standins.override(config, project, busybox_image, tmp_path / "binds", one_shots), encoding="utf-8"
+    )
     files = [*files, OVERRIDE]
     store.set_setting("stack", {"project": project, "files": files, "profiles": profiles})
     args = compose_args(workdir, project, files, profiles)
-    checked = {name for name, spec in services.items()
-               if (spec.get("healthcheck") or {}) and not spec["healthcheck"].get("disable")}
+    checked = {
+        name
+        for name, spec in services.items()
+        if (spec.get("healthcheck") or {}) and not spec["healthcheck"].get("disable")
+    }
     operator = sign_in(app, app.test_client(), "operator")
     finish_teardowns(teardowns)  # the previous stack is gone before this one creates its networks
     try:
@@ -173,17 +186,32 @@ def test_corpus_stack_comes_up(stack, tmp_path, app_factory, busybox_image, tear
             late = {n: now.get(n) for n in expected if not up_enough(now.get(n, ("", "")), n in checked)}
             return True if not late else (False, late)
 
-        result = wait_for(lambda: settled() is True, timeout=SETTLE_TIMEOUT, interval=0.5,
-                          message=f"every service of {stack.name} running, healthy or completed")
+        result = wait_for(
+            lambda: settled() is True,
+            timeout=SETTLE_TIMEOUT,
+            interval=0.5,
+            message=f"every service of {stack.name} running, healthy or completed",
+        )
         assert result
         phase("settled")
         # Just created from the current files: no container may be marked as running an older one.
         fragment = operator.get("/services/table").get_data(as_text=True)
-        drifted = sorted({html.unescape(n) for n in re.findall(r'<tr id="r-([^"]+)"', fragment)
-                          if f'id="r-{n}-state"' in fragment
-                          and 'class="drift"' in fragment.split(f'id="r-{n}-state"')[1].split("</td>")[0]})
+        drifted = sorted(
+            {
+                html.unescape(n)
+                for n in re.findall(r'<tr id="r-([^"]+)"', fragment)
+                if f'id="r-{n}-state"' in fragment
+                and 'class="drift"' in fragment.split(f'id="r-{n}-state"')[1].split("</td>")[0]
+            }
+        )
         assert not drifted, f"marked as drifted right after Up: {drifted}"
         phase("drift checked")
     finally:
-        teardowns.append(subprocess.Popen([*args, "down", "-v", "-t", "0", "--remove-orphans"],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir))
+        teardowns.append(
+            subprocess.Popen(
+                [*args, "down", "-v", "-t", "0", "--remove-orphans"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd=workdir,
+            )
+        )

@@ -27,8 +27,7 @@ def test_health_follows_the_engine_going_away_and_coming_back(app_factory, engin
     assert body["docker"].startswith("unreachable: ")
     assert "refused" in body["docker"] or "socket" in body["docker"]
     engine_proxy.start()
-    wait_for(lambda: client.get("/api/health").get_json()["docker"] == "reachable",
-             message="engine reachable again")
+    wait_for(lambda: client.get("/api/health").get_json()["docker"] == "reachable", message="engine reachable again")
 
 
 def test_live_server_serves_health_and_home(server):

@@ -52,8 +52,7 @@ def test_given_secret_key_wins_and_nothing_is_written(tmp_path):
 @pytest.mark.parametrize("port", ["abc", "0"])
 def test_server_refuses_bad_port_with_one_line(tmp_path, port):
     env = {**os.environ, "STACKPILOT_DATA_DIR": str(tmp_path), "STACKPILOT_PORT": port}
-    proc = subprocess.run([sys.executable, "-m", "app"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=30)
+    proc = subprocess.run([sys.executable, "-m", "app"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("stackpilot: STACKPILOT_PORT"), proc.stderr

@@ -108,12 +108,20 @@ class CheckoutServer(LiveServer):
 
         self.port = self.port or free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("STACKPILOT_", "MANAGEMENT_"))}
-        env.update({"STACKPILOT_HOST": "127.0.0.1", "STACKPILOT_PORT": str(self.port),
-                    "STACKPILOT_DATA_DIR": str(self.data_dir), "PYTHONUNBUFFERED": "1", **self.env})
+        env.update(
+            {
+                "STACKPILOT_HOST": "127.0.0.1",
+                "STACKPILOT_PORT": str(self.port),
+                "STACKPILOT_DATA_DIR": str(self.data_dir),
+                "PYTHONUNBUFFERED": "1",
+                **self.env,
+            }
+        )
         self.log_path = Path(self.data_dir) / "server.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=self.checkout, env=env,
-                                     stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "app"], cwd=self.checkout, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
         if self.limit is not None:
             self.limit.add(self.proc.pid)
         deadline = time.monotonic() + timeout
@@ -150,11 +158,17 @@ def client(server: LiveServer, source: str = "127.0.0.1") -> tuple[requests.Sess
     return s, CSRF_RE.search(page.text).group(1)
 
 
-def sign_in(server: LiveServer, s: requests.Session, csrf: str, username: str, password: str,
-            timeout: float = 60) -> int:
+def sign_in(
+    server: LiveServer, s: requests.Session, csrf: str, username: str, password: str, timeout: float = 60
+) -> int:
     try:
-        return s.post(server.url + "/login", data={"username": username, "password": password, "csrf_token": csrf},
-                      headers={"Origin": server.url}, allow_redirects=False, timeout=timeout).status_code
+        return s.post(
+            server.url + "/login",
+            data={"username": username, "password": password, "csrf_token": csrf},
+            headers={"Origin": server.url},
+            allow_redirects=False,
+            timeout=timeout,
+        ).status_code
     except requests.RequestException:
         return 0  # the server went away (OOM-killed) or never answered
 
@@ -203,8 +217,13 @@ def racing_guesses(server: LiveServer, source: str = "127.0.0.4", n: int = 20) -
         s, csrf = pair
         barrier.wait()
         try:
-            r = s.post(server.url + "/login", data={"username": "admin", "password": WRONG, "csrf_token": csrf},
-                       headers={"Origin": server.url}, allow_redirects=False, timeout=60)
+            r = s.post(
+                server.url + "/login",
+                data={"username": "admin", "password": WRONG, "csrf_token": csrf},
+                headers={"Origin": server.url},
+                allow_redirects=False,
+                timeout=60,
+            )
         except requests.RequestException:
             return "no answer"
         if r.status_code == 422:
@@ -219,10 +238,17 @@ def racing_guesses(server: LiveServer, source: str = "127.0.0.4", n: int = 20) -
 
 
 # -- item 4: downloads while pages load -----------------------------------------------------------------
-def downloads_while_pages(server: LiveServer, viewer: requests.Session, admin: requests.Session,
-                          n: int = 200, pages: tuple[str, ...] = ("/account", "/logs/", "/users"),
-                          rounds: int = 10, timeout: float = 10.0, read_delay: float = 0.01,
-                          query: str = "tail=all") -> dict:
+def downloads_while_pages(
+    server: LiveServer,
+    viewer: requests.Session,
+    admin: requests.Session,
+    n: int = 200,
+    pages: tuple[str, ...] = ("/account", "/logs/", "/users"),
+    rounds: int = 10,
+    timeout: float = 10.0,
+    read_delay: float = 0.01,
+    query: str = "tail=all",
+) -> dict:
     """n concurrent .log downloads by the viewer (read slowly, like a slow client: `read_delay`
     seconds per 64 KiB) while the admin loads pages; every page load is timed (a timeout counts
     as `timeout`). A reader slower than the server fills waitress's output buffer (16 MiB), and
@@ -266,9 +292,14 @@ def downloads_while_pages(server: LiveServer, viewer: requests.Session, admin: r
     deadline = time.monotonic() + 60
     for t in threads:
         t.join(max(0.1, deadline - time.monotonic()))
-    return {"page_p95": p95(times), "page_max": max(times), "pages_failed": failed, "pages": len(times),
-            "downloads": {code: statuses.count(code) for code in set(statuses)},
-            "refusal": next((_message(r) for r in refusals if "download" in r), "")}
+    return {
+        "page_p95": p95(times),
+        "page_max": max(times),
+        "pages_failed": failed,
+        "pages": len(times),
+        "downloads": {code: statuses.count(code) for code in set(statuses)},
+        "refusal": next((_message(r) for r in refusals if "download" in r), ""),
+    }
 
 
 def _message(html: str) -> str:

@@ -45,8 +45,7 @@ def attack_server(tmp_path_factory):
 def shared_server(tmp_path_factory):
     """One server for the tests that only read, or use their own users and addresses; it trusts
     127.0.0.1 as its proxy (requests from 127.0.0.2 are an untrusted client)."""
-    srv = _start(tmp_path_factory, STACKPILOT_TRUSTED_PROXIES="127.0.0.1",
-                 MANAGEMENT_HOSTNAME="manage.example.test")
+    srv = _start(tmp_path_factory, STACKPILOT_TRUSTED_PROXIES="127.0.0.1", MANAGEMENT_HOSTNAME="manage.example.test")
     srv.admin = srv.session()
     yield srv
     srv.stop()
@@ -73,8 +72,11 @@ def chatty(tmp_path_factory, busybox_image):
     proj.write(".env", "SECRET=hunter2-hunter2\n")
     try:
         proj.compose("up", "-d")
-        wait_for(lambda: "DONE" in proj.compose("logs", "--no-log-prefix", "--tail", "1").stdout,
-                 timeout=30, message="the log written")
+        wait_for(
+            lambda: "DONE" in proj.compose("logs", "--no-log-prefix", "--tail", "1").stdout,
+            timeout=30,
+            message="the log written",
+        )
         yield proj
     finally:
         proj.compose("down", "-v", "--remove-orphans", "-t", "0", check=False)
@@ -84,7 +86,8 @@ def chatty(tmp_path_factory, busybox_image):
 def chatty_server(tmp_path_factory, chatty):
     srv = _start(tmp_path_factory, STACKPILOT_STACK_DIR=str(chatty.dir), STACKPILOT_MAX_LOG_SOCKETS="10")
     Store(Path(srv.data_dir) / "stackpilot.sqlite3").set_setting(
-        "stack", {"project": chatty.project, "files": [], "profiles": []})
+        "stack", {"project": chatty.project, "files": [], "profiles": []}
+    )
     srv.project = chatty.project
     yield srv
     srv.stop()

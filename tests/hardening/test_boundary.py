@@ -24,8 +24,16 @@ from tests.support.live import SourceAddressAdapter
 from tests.support.live import free_port
 from tests.support.live import wait_for
 
-SAMPLES = {"user_id": "1", "run_id": "nope", "action": "start", "name": "web", "service": "web",
-           "key": "SECRET", "signer": "nope", "filename": "app.css"}
+SAMPLES = {
+    "user_id": "1",
+    "run_id": "nope",
+    "action": "start",
+    "name": "web",
+    "service": "web",
+    "key": "SECRET",
+    "signer": "nope",
+    "filename": "app.css",
+}
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +45,9 @@ def stack_server(chatty_server):
 
 
 def _rules(tmp_path):
-    app = create_app({"SETTINGS": settings_module.from_env({"STACKPILOT_DATA_DIR": str(tmp_path / "m")}),
-                      "TESTING": True})
+    app = create_app(
+        {"SETTINGS": settings_module.from_env({"STACKPILOT_DATA_DIR": str(tmp_path / "m")}), "TESTING": True}
+    )
     return list(app.url_map.iter_rules())
 
 
@@ -72,8 +81,12 @@ def test_origin_must_match_scheme_host_and_port(shared_server):
     server = shared_server
     s = server.session("origin-tester", "operator")
     port = server.port
-    for origin in (f"https://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}", "http://127.0.0.1",
-                   f"http://evil.example:{port}"):
+    for origin in (
+        f"https://127.0.0.1:{port}",
+        f"http://127.0.0.1:{port + 1}",
+        "http://127.0.0.1",
+        f"http://evil.example:{port}",
+    ):
         r = s.post(server.url + "/users", data={"csrf_token": s.csrf}, headers={"Origin": origin}, timeout=10)
         assert r.status_code == 403 and "Cross-site" in r.text, origin
     ok = s.post(server.url + "/logout", data={"csrf_token": s.csrf}, timeout=10, allow_redirects=False)
@@ -89,8 +102,12 @@ def test_unknown_host_names_are_refused_even_on_the_claim_page(tmp_path):
         for path in ("/setup/", "/login", "/api/health"):
             r = requests.get(server.url + path, headers={"Host": f"evil.example:{server.port}"}, timeout=10)
             assert r.status_code == 400 and r.headers["Cache-Control"] == "no-store", path
-        for host in (f"127.0.0.1:{server.port}", f"localhost:{server.port}", "manage.example.test",
-                     f"[::1]:{server.port}"):
+        for host in (
+            f"127.0.0.1:{server.port}",
+            f"localhost:{server.port}",
+            "manage.example.test",
+            f"[::1]:{server.port}",
+        ):
             r = requests.get(server.url + "/setup/", headers={"Host": host}, timeout=10)
             assert r.status_code == 200 and "Claim the admin account" in r.text, host
     finally:
@@ -125,8 +142,11 @@ def test_inputs_that_gave_500s_get_clear_4xx(stack_server: CheckoutServer):
 
     def add():
         barrier.wait()
-        r = admin.post(server.url + "/users", timeout=60,
-                       data={"username": "twin", "password": "a-long-enough-password", "role": "viewer"})
+        r = admin.post(
+            server.url + "/users",
+            timeout=60,
+            data={"username": "twin", "password": "a-long-enough-password", "role": "viewer"},
+        )
         codes.append((r.status_code, "already a user named" in r.text or "checking other passwords" in r.text))
 
     threads = [threading.Thread(target=add) for _ in range(8)]
@@ -139,14 +159,21 @@ def test_inputs_that_gave_500s_get_clear_4xx(stack_server: CheckoutServer):
     assert [c for c, _ in codes].count(200) == 1 and all(said for c, said in codes if c != 200), codes
     assert sum(1 for u in Store(Path(server.data_dir) / "stackpilot.sqlite3").users() if u.username == "twin") == 1
     # A 26-digit user id is nobody, not an SQLite overflow.
-    for action, data in (("role", {"role": "viewer"}), ("password", {"password": "a-long-enough-password"}),
-                         ("remove", {})):
+    for action, data in (
+        ("role", {"role": "viewer"}),
+        ("password", {"password": "a-long-enough-password"}),
+        ("remove", {}),
+    ):
         r = admin.post(server.url + f"/users/{'9' * 26}/{action}", data=data, timeout=10)
         assert r.status_code == 404, (action, r.status_code)
     # Stack-setting file names no file system accepts.
     for name in ("docker-compose.yml\x00.txt", "a" * 300, "x/" * 40 + "b" * 256):
-        r = admin.post(server.url + "/stack/settings", timeout=30, allow_redirects=False,
-                       data={"project": server.project, "file": name, "csrf_token": admin.csrf})
+        r = admin.post(
+            server.url + "/stack/settings",
+            timeout=30,
+            allow_redirects=False,
+            data={"project": server.project, "file": name, "csrf_token": admin.csrf},
+        )
         assert r.status_code == 422 and "not a file" in r.text, (name[:20], r.status_code)
     log = server.log()
     assert "Traceback" not in log and "a" * 300 not in log
@@ -168,16 +195,23 @@ def test_a_client_dropping_during_the_handshake_leaves_no_traceback(shared_serve
     for i in range(40):
         conn = socket.create_connection(("127.0.0.1", server.port))
         key = base64.b64encode(os.urandom(16)).decode()
-        conn.sendall((f"GET /api/ws/echo HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
-                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-                      f"Origin: {server.url}\r\nCookie: {cookie}\r\n\r\n").encode())
+        conn.sendall(
+            (
+                f"GET /api/ws/echo HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                f"Origin: {server.url}\r\nCookie: {cookie}\r\n\r\n"
+            ).encode()
+        )
         if i % 2:
             conn.recv(64)  # drop right after the 101
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
         conn.close()
     assert requests.get(server.url + "/api/health", timeout=10).status_code == 200
-    wait_for(lambda: requests.get(server.url + "/api/health", timeout=5).json()["websockets"] == 0,
-             timeout=15, message="sockets released")
+    wait_for(
+        lambda: requests.get(server.url + "/api/health", timeout=5).json()["websockets"] == 0,
+        timeout=15,
+        message="sockets released",
+    )
     assert "Traceback" not in server.log() and "Bad file descriptor" not in server.log()
 
 

@@ -28,9 +28,11 @@ def test_a_viewer_downloading_200_times_leaves_the_pages_answering(chatty_server
     viewer = _pooled(server.session("viewer", "viewer"))
     admin = server.session()
     result = downloads_while_pages(server, viewer, admin, n=200, rounds=8, query="tail=1000")
-    print(f"\n200 concurrent downloads by one viewer: {result['downloads']}; admin pages: "
-          f"p95 {result['page_p95'] * 1000:.0f} ms, max {result['page_max'] * 1000:.0f} ms, "
-          f"{result['pages_failed']}/{result['pages']} failed")
+    print(
+        f"\n200 concurrent downloads by one viewer: {result['downloads']}; admin pages: "
+        f"p95 {result['page_p95'] * 1000:.0f} ms, max {result['page_max'] * 1000:.0f} ms, "
+        f"{result['pages_failed']}/{result['pages']} failed"
+    )
     assert result["pages_failed"] == 0 and result["page_p95"] < 3.0
     assert result["downloads"].get(200, 0) >= 2 and result["downloads"].get(429, 0) >= 150
     assert set(result["downloads"]) <= {200, 429}

@@ -24,9 +24,11 @@ def test_hundred_concurrent_sign_ins_fit_the_shipped_memory_limit(attack_server)
         server = attack_server(limit=limit)
         result = concurrent_sign_ins(server, 100)
         peak = limit.peak_mib
-        print(f"\n100 concurrent sign-ins under 512 MiB: {result['statuses']} in {result['seconds']:.1f} s; "
-              f"cgroup peak {peak:.0f} MiB, process RSS peak {server.rss_peak_mib():.0f} MiB, "
-              f"OOM kills {limit.oom_kills}")
+        print(
+            f"\n100 concurrent sign-ins under 512 MiB: {result['statuses']} in {result['seconds']:.1f} s; "
+            f"cgroup peak {peak:.0f} MiB, process RSS peak {server.rss_peak_mib():.0f} MiB, "
+            f"OOM kills {limit.oom_kills}"
+        )
         assert server.alive() and limit.oom_kills == 0
         assert peak < 400  # two checks in flight (256 MiB) plus the process, with room
         assert set(result["statuses"]) <= {302, 429}  # signed in, or told to retry: never a 5xx
@@ -64,9 +66,16 @@ def test_account_page_current_password_check_is_throttled(shared_server):
     s = server.session("victim", "viewer")  # a stolen session guessing the password to change it
     codes = []
     for i in range(12):
-        r = s.post(server.url + "/account/password", timeout=60,
-                   data={"current": f"guess-number-{i:02d}", "new": "a-new-long-password",
-                         "confirm": "a-new-long-password", "csrf_token": s.csrf})
+        r = s.post(
+            server.url + "/account/password",
+            timeout=60,
+            data={
+                "current": f"guess-number-{i:02d}",
+                "new": "a-new-long-password",
+                "confirm": "a-new-long-password",
+                "csrf_token": s.csrf,
+            },
+        )
         codes.append(r.status_code)
     assert codes.count(422) == 5 and codes.count(429) == 7, codes
     assert "Wait" in r.text

@@ -57,7 +57,8 @@ services:
 
 COMPOSE_CHORUS = """
 services:
-""" + "".join(f"""
+""" + "".join(
+    f"""
   {name}:
     image: {{image}}
     pull_policy: never
@@ -65,13 +66,26 @@ services:
     environment: {{SVC: {name}, OFFSET: "{offset}"}}
     volumes: ["./chorus.sh:/chorus.sh:ro"]
     stop_grace_period: 1s
-""" for name, offset in (("alpha", "0"), ("bravo", "0.1"), ("charlie", "0.2")))
+"""
+    for name, offset in (("alpha", "0"), ("bravo", "0.1"), ("charlie", "0.2"))
+)
 
 
 def container_logs(project, service: str, *args: str) -> str:
-    out = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={project.project}",
-                          "--filter", f"label=com.docker.compose.service={service}"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "-aq",
+            "--filter",
+            f"label=com.docker.compose.project={project.project}",
+            "--filter",
+            f"label=com.docker.compose.service={service}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     cid = out.stdout.split()[0]
     return subprocess.run(["docker", "logs", *args, cid], capture_output=True, text=True).stdout
 
@@ -116,7 +130,8 @@ def logs_server(server_factory):
 
         server = server_factory(stack_dir=proj.dir, **env)
         Store(Path(server.data_dir) / "stackpilot.sqlite3").set_setting(
-            "stack", {"project": proj.project, "files": [], "profiles": []})
+            "stack", {"project": proj.project, "files": [], "profiles": []}
+        )
         return server
 
     return factory
@@ -128,8 +143,8 @@ class Reader:
     def __init__(self, ws) -> None:
         self.ws = ws
         self.messages: list[dict] = []
-        self.lines: list[list] = []     # [key, stamp, service, is_err, html]
-        self.events: list[dict] = []    # notes, skips and statuses in order
+        self.lines: list[list] = []  # [key, stamp, service, is_err, html]
+        self.events: list[dict] = []  # notes, skips and statuses in order
         self.closed = False
 
     def pump(self, timeout: float = 0.2) -> None:
@@ -165,8 +180,10 @@ class Reader:
         got = predicate(self)
         if got:
             return got
-        raise AssertionError(f"timed out waiting for {message}; lines={[line[4][:80] for line in self.lines[-10:]]} "
-                             f"events={self.events[-10:]} messages={[m['t'] for m in self.messages[-5:]]}")
+        raise AssertionError(
+            f"timed out waiting for {message}; lines={[line[4][:80] for line in self.lines[-10:]]} "
+            f"events={self.events[-10:]} messages={[m['t'] for m in self.messages[-5:]]}"
+        )
 
     def html(self) -> list[str]:
         return [line[4] for line in self.lines]

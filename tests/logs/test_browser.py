@@ -25,8 +25,9 @@ def test_logs_page_live_pause_search_resume(logs_server, ticker, page):
     assert pg.locator("#logs-pause").inner_text() == "Resume"
     wait_for(lambda: "waiting" in pg.locator("#logs-pending").inner_text(), timeout=10, message="a waiting count")
     held = lines.count()
-    wait_for(lambda: int(pg.locator("#logs-pending").inner_text().split()[0]) >= 3, timeout=10,
-             message="three lines waiting")
+    wait_for(
+        lambda: int(pg.locator("#logs-pending").inner_text().split()[0]) >= 3, timeout=10, message="three lines waiting"
+    )
     assert lines.count() == held
 
     pg.click("#logs-pause")
@@ -34,11 +35,17 @@ def test_logs_page_live_pause_search_resume(logs_server, ticker, page):
     assert pg.locator("#logs-pending").inner_text() == ""
 
     pg.fill("#logs-q", "/tick \\d*7$/")
-    wait_for(lambda: lines.count() >= 1 and all(t.endswith("7") for t in lines.locator(".msg").all_inner_texts()),
-             timeout=15, message="only matching lines")
+    wait_for(
+        lambda: lines.count() >= 1 and all(t.endswith("7") for t in lines.locator(".msg").all_inner_texts()),
+        timeout=15,
+        message="only matching lines",
+    )
     assert pg.locator("#logs-out .ln mark").first.inner_text().startswith("tick")
 
     pg.fill("#logs-q", "/(oops/")
-    wait_for(lambda: "Invalid regular expression" in pg.locator("#logs-q-error").inner_text(), timeout=10,
-             message="inline regex message")
+    wait_for(
+        lambda: "Invalid regular expression" in pg.locator("#logs-q-error").inner_text(),
+        timeout=10,
+        message="inline regex message",
+    )
     assert page.console_errors == []

@@ -80,8 +80,11 @@ def test_merged_view_of_three_services_interleaves_by_time(logs_server, chorus):
     keys = [line[0] for line in reader.lines]
     assert keys == sorted(keys)
     # The truth: every container's own `docker logs -t`, merged by the engine's timestamps.
-    truth = sorted((ln.split(" ", 1)[0], ln.split(" ", 1)[1]) for svc in services
-                   for ln in container_logs(chorus, svc, "-t").splitlines())
+    truth = sorted(
+        (ln.split(" ", 1)[0], ln.split(" ", 1)[1])
+        for svc in services
+        for ln in container_logs(chorus, svc, "-t").splitlines()
+    )
     assert [(line[1], line[4]) for line in reader.lines] == truth
     order = [services[line[2]] for line in reader.lines]
     switches = sum(1 for a, b in zip(order, order[1:], strict=False) if a != b)
@@ -89,12 +92,18 @@ def test_merged_view_of_three_services_interleaves_by_time(logs_server, chorus):
     assert all(line[4].startswith(services[line[2]]) for line in reader.lines)
 
 
-@pytest.mark.parametrize(("query", "expected"), [
-    ("q=RED", ['<span class="a-f1"><mark>red</mark> text</span> and <span class="a-f2 a-bold">bold green</span>']),
-    ("q=/bold%5Cs%2Bgr/", ['<span class="a-f1">red text</span> and <span class="a-f2 a-bold"><mark>bold gr</mark>een</span>']),
-    ("q=/^(plain|after)/", ["<mark>plain</mark> line one", "<mark>after</mark> long"]),
-    ("q=%3Cscript", ["<mark>&lt;script</mark>&gt;alert(1)&lt;/script&gt; &amp; &quot;quotes&quot;"]),
-])
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("q=RED", ['<span class="a-f1"><mark>red</mark> text</span> and <span class="a-f2 a-bold">bold green</span>']),
+        (
+            "q=/bold%5Cs%2Bgr/",
+            ['<span class="a-f1">red text</span> and <span class="a-f2 a-bold"><mark>bold gr</mark>een</span>'],
+        ),
+        ("q=/^(plain|after)/", ["<mark>plain</mark> line one", "<mark>after</mark> long"]),
+        ("q=%3Cscript", ["<mark>&lt;script</mark>&gt;alert(1)&lt;/script&gt; &amp; &quot;quotes&quot;"]),
+    ],
+)
 def test_filter_plain_and_regex_narrow_on_the_server_and_highlight(logs_server, talker, query, expected):
     server = logs_server(talker)
     reader = open_logs(server, server.session(), f"s=talker&tail=all&follow=0&{query}")
@@ -126,11 +135,17 @@ def test_follow_continues_across_a_container_restart(logs_server, ticker):
     try:
         reader.until(lambda r: len(r.lines) >= 8, message="live ticks")
         ticker.compose("restart", "-t", "1", "ticker")
-        reader.until(lambda r: any(e.get("t") == "note" and e.get("kind") == "restart" for e in r.events),
-                     timeout=20, message="restart note")
+        reader.until(
+            lambda r: any(e.get("t") == "note" and e.get("kind") == "restart" for e in r.events),
+            timeout=20,
+            message="restart note",
+        )
         seen = len(reader.lines)
-        reader.until(lambda r: len(r.lines) >= seen + 5 and r.lines[-1][4] == "tick 5", timeout=20,
-                     message="ticks of the restarted container")
+        reader.until(
+            lambda r: len(r.lines) >= seen + 5 and r.lines[-1][4] == "tick 5",
+            timeout=20,
+            message="ticks of the restarted container",
+        )
         stamps = [line[1] for line in reader.lines]
         assert len(stamps) == len(set(stamps)), "a line was sent twice"
     finally:
@@ -154,8 +169,11 @@ def test_closing_the_client_releases_thread_socket_and_docker_stream(logs_server
             reader.close()
         wait_for(lambda: health(server)["websockets"] == 0, timeout=10, message="socket released")
         wait_for(lambda: threads(server) <= base_threads, timeout=10, message="threads back to baseline")
-        wait_for(lambda: docker_connections(server) <= base_sockets, timeout=10,
-                 message="Docker connections back to baseline")
+        wait_for(
+            lambda: docker_connections(server) <= base_sockets,
+            timeout=10,
+            message="Docker connections back to baseline",
+        )
 
 
 def test_concurrent_viewer_cap_says_too_many(logs_server, ticker):
@@ -203,18 +221,26 @@ def test_only_services_of_the_stack_can_be_streamed(logs_server, ticker):
     assert session.get(server.url + "/logs/ticker", timeout=10).status_code == 200
 
 
-@pytest.mark.parametrize(("args", "cli"), [
-    ({"tail": "all", "timestamps": "0"}, []),
-    ({"tail": "3", "timestamps": "1"}, ["--tail", "3", "--timestamps"]),
-    ({"tail": "all", "timestamps": "1", "since": "1h"}, ["--timestamps", "--since", "1h"]),
-])
+@pytest.mark.parametrize(
+    ("args", "cli"),
+    [
+        ({"tail": "all", "timestamps": "0"}, []),
+        ({"tail": "3", "timestamps": "1"}, ["--tail", "3", "--timestamps"]),
+        ({"tail": "all", "timestamps": "1", "since": "1h"}, ["--timestamps", "--since", "1h"]),
+    ],
+)
 def test_download_is_what_docker_logs_prints(logs_server, talker, args, cli):
     server = logs_server(talker)
     session = server.session()
-    cid = subprocess.run(["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={talker.project}"],
-                         capture_output=True, text=True, check=True).stdout.split()[0]
-    expected = subprocess.run(["docker", "logs", *cli, cid], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              check=True).stdout
+    cid = subprocess.run(
+        ["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={talker.project}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()[0]
+    expected = subprocess.run(
+        ["docker", "logs", *cli, cid], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=True
+    ).stdout
     r = session.get(server.url + "/logs/-/download", params={"s": "talker", **args}, timeout=30, stream=True)
     assert r.status_code == 200
     assert r.headers["Content-Disposition"].startswith('attachment; filename="talker-')
@@ -226,29 +252,30 @@ def test_download_is_what_docker_logs_prints(logs_server, talker, args, cli):
 
 def test_download_of_merged_services_prefixes_each_line(logs_server, chorus):
     server = logs_server(chorus)
-    r = server.session().get(server.url + "/logs/-/download", params={"tail": "all", "timestamps": "0"},
-                             timeout=30)
+    r = server.session().get(server.url + "/logs/-/download", params={"tail": "all", "timestamps": "0"}, timeout=30)
     lines = r.content.decode().splitlines()
-    truth = sorted((ln.split(" ", 1)[0], ln.split(" ", 1)[1]) for svc in ("alpha", "bravo", "charlie")
-                   for ln in container_logs(chorus, svc, "-t").splitlines())
+    truth = sorted(
+        (ln.split(" ", 1)[0], ln.split(" ", 1)[1])
+        for svc in ("alpha", "bravo", "charlie")
+        for ln in container_logs(chorus, svc, "-t").splitlines()
+    )
     assert [ln.split("  | ", 1)[1] for ln in lines] == [text for _stamp, text in truth]
     for ln in lines:
         name, text = ln.split("  | ", 1)
         assert name.strip() == f"{chorus.project}-{text.split()[0]}-1"
 
 
-def test_engine_going_away_is_reported_and_the_stream_resumes_without_duplicates(
-        logs_server, ticker, engine_proxy):
+def test_engine_going_away_is_reported_and_the_stream_resumes_without_duplicates(logs_server, ticker, engine_proxy):
     server = logs_server(ticker, DOCKER_HOST=engine_proxy.docker_host)
     reader = open_logs(server, server.session(), "s=ticker&tail=3")
     try:
         reader.until(lambda r: len(r.lines) >= 5, message="live ticks")
         engine_proxy.stop()
-        reader.until(lambda r: any(e.get("state") == "engine-down" for e in r.events), timeout=15,
-                     message="engine-down status")
+        reader.until(
+            lambda r: any(e.get("state") == "engine-down" for e in r.events), timeout=15, message="engine-down status"
+        )
         engine_proxy.start()
-        reader.until(lambda r: any(e.get("kind") == "engine" for e in r.events), timeout=20,
-                     message="engine back note")
+        reader.until(lambda r: any(e.get("kind") == "engine" for e in r.events), timeout=20, message="engine back note")
         seen = len(reader.lines)
         reader.until(lambda r: len(r.lines) >= seen + 3, timeout=15, message="ticks after the outage")
         numbers = [int(h.split()[1]) for h in reader.html()]
@@ -297,8 +324,10 @@ def test_a_hostile_line_or_an_unreadable_log_driver_does_not_break_the_view(logs
     reader = open_logs(server, server.session(), "tail=all")
     try:
         reader.until(lambda r: any(line[4] == "after-boom" for line in r.lines), message="lines after the boom")
-        reader.until(lambda r: any("silent" in (e.get("text") or "") for e in r.events),
-                     message="a note about the unreadable log")
+        reader.until(
+            lambda r: any("silent" in (e.get("text") or "") for e in r.events),
+            message="a note about the unreadable log",
+        )
         reader.pump(2.0)
     finally:
         reader.close()
@@ -313,8 +342,11 @@ def test_signing_out_closes_the_open_log_socket(logs_server, ticker):
     try:
         reader.until(lambda r: len(r.lines) >= 3, message="live ticks")
         assert session.post(server.url + "/logout", timeout=10).status_code in (200, 302)
-        reader.until(lambda r: any(m.get("t") == "error" and "signed out" in m.get("text", "") for m in r.messages),
-                     timeout=15, message="the signed-out message")
+        reader.until(
+            lambda r: any(m.get("t") == "error" and "signed out" in m.get("text", "") for m in r.messages),
+            timeout=15,
+            message="the signed-out message",
+        )
         reader.until(lambda r: r.closed, timeout=10, message="the socket to close")
     finally:
         reader.close()

@@ -20,15 +20,18 @@ from app.logstream.render import line_html
 STAMP = b"2024-05-01T10:00:00.5Z "
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("plain", [("plain", "")]),
-    ("\x1b[31mred\x1b[0m ok", [("red", "a-f1"), (" ok", "")]),
-    ("\x1b[1;4;92mx\x1b[22my", [("x", "a-f10 a-bold a-ul"), ("y", "a-f10 a-ul")]),
-    ("\x1b[38;5;196mhot\x1b[39m", [("hot", "a-f1")]),
-    ("\x1b[48;2;0;0;0mbg", [("bg", "a-b0")]),
-    ("a\x1b[2Kb\x1b]0;title\x07c\x1b(Bd\x07e\x00f", [("abcdef", "")]),
-    ("tab\tkept\r", [("tab\tkept", "")]),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("plain", [("plain", "")]),
+        ("\x1b[31mred\x1b[0m ok", [("red", "a-f1"), (" ok", "")]),
+        ("\x1b[1;4;92mx\x1b[22my", [("x", "a-f10 a-bold a-ul"), ("y", "a-f10 a-ul")]),
+        ("\x1b[38;5;196mhot\x1b[39m", [("hot", "a-f1")]),
+        ("\x1b[48;2;0;0;0mbg", [("bg", "a-b0")]),
+        ("a\x1b[2Kb\x1b]0;title\x07c\x1b(Bd\x07e\x00f", [("abcdef", "")]),
+        ("tab\tkept\r", [("tab\tkept", "")]),
+    ],
+)
 def test_ansi_keeps_sgr_as_classes_and_strips_the_rest(raw, expected):
     assert ansi.segments(raw) == expected
 
@@ -38,8 +41,9 @@ def test_render_escapes_everything_and_marks_across_styles():
     assert line_html(segs) == '<span class="a-f1">&lt;b a=&quot;1&quot;&gt;</span> &amp; done'
     text = ansi.plain(segs)
     marks = LineFilter('/">\\s&/').match(text)
-    assert line_html(segs, marks) == ('<span class="a-f1">&lt;b a=&quot;1<mark>&quot;&gt;</mark></span>'
-                                      '<mark> &amp;</mark> done')
+    assert line_html(segs, marks) == (
+        '<span class="a-f1">&lt;b a=&quot;1<mark>&quot;&gt;</mark></span><mark> &amp;</mark> done'
+    )
 
 
 def test_assembler_joins_engine_split_lines_and_cuts_at_16k():
@@ -59,15 +63,18 @@ def test_timestamps_parse_to_nanoseconds():
     assert parse_stamp(b"not a time") is None
 
 
-@pytest.mark.parametrize(("query", "text", "expected"), [
-    ("", "anything", []),
-    ("ERR", "an error here", [(3, 6)]),
-    ("/e.r/", "an error here", [(3, 6)]),
-    ("/E.R/", "an error here", None),
-    ("/E.R/i", "an error here", [(3, 6)]),
-    ("/x*/", "abc", []),
-    ("a.b", "axb", None),
-])
+@pytest.mark.parametrize(
+    ("query", "text", "expected"),
+    [
+        ("", "anything", []),
+        ("ERR", "an error here", [(3, 6)]),
+        ("/e.r/", "an error here", [(3, 6)]),
+        ("/E.R/", "an error here", None),
+        ("/E.R/i", "an error here", [(3, 6)]),
+        ("/x*/", "abc", []),
+        ("a.b", "axb", None),
+    ],
+)
 def test_filters(query, text, expected):
     assert LineFilter(query).match(text) == expected
 

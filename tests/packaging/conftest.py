@@ -44,7 +44,10 @@ class OpenProject(ComposeProject):
     def compose(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess:
         return subprocess.run(
             [self.binary, "--project-directory", str(self.dir), "-p", self.project, *args],
-            capture_output=True, text=True, check=check, timeout=timeout,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=timeout,
         )
 
 
@@ -91,25 +94,28 @@ class Sidecar:
 
     def compose(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [self.binary, "-f", str(ROOT / "docker-compose.yml"), "-f", str(self.override),
-             "-p", self.project, *args],
-            capture_output=True, text=True, check=check, timeout=timeout, env=self.env,
+            [self.binary, "-f", str(ROOT / "docker-compose.yml"), "-f", str(self.override), "-p", self.project, *args],
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=timeout,
+            env=self.env,
         )
 
     def container_id(self) -> str:
         return self.compose("ps", "-a", "-q", "stackpilot").stdout.strip()
 
     def inspect(self) -> dict:
-        out = subprocess.run(["docker", "inspect", self.container_id()], capture_output=True,
-                             text=True, check=True)
+        out = subprocess.run(["docker", "inspect", self.container_id()], capture_output=True, text=True, check=True)
         return json.loads(out.stdout)[0]
 
     def health_status(self) -> str:
         return self.inspect()["State"].get("Health", {}).get("Status", "none")
 
     def exec(self, *args: str, check: bool = False) -> subprocess.CompletedProcess:
-        return subprocess.run(["docker", "exec", self.container_id(), *args], capture_output=True,
-                              text=True, check=check, timeout=120)
+        return subprocess.run(
+            ["docker", "exec", self.container_id(), *args], capture_output=True, text=True, check=check, timeout=120
+        )
 
     def health(self) -> dict:
         return requests.get(self.url + "/api/health", timeout=5).json()
@@ -132,14 +138,17 @@ def sidecar_factory(stackpilot_image, real_compose, tmp_path):
     def factory(stack_dir: Path, up: bool = True, **extra: str) -> Sidecar:
         project = f"{PREFIX}-sp{secrets.token_hex(3)}"
         port = free_port()
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("STACKPILOT_", "MANAGEMENT_", "DOCKER_", "STACK_"))}
-        env.update({
-            "STACKPILOT_IMAGE": stackpilot_image,
-            "STACKPILOT_PORT": str(port),
-            "STACK_DIR": str(stack_dir),
-            "DOCKER_GID": str(docker_socket_gid()),
-        })
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("STACKPILOT_", "MANAGEMENT_", "DOCKER_", "STACK_"))
+        }
+        env.update(
+            {
+                "STACKPILOT_IMAGE": stackpilot_image,
+                "STACKPILOT_PORT": str(port),
+                "STACK_DIR": str(stack_dir),
+                "DOCKER_GID": str(docker_socket_gid()),
+            }
+        )
         env.update(extra)
         # Probe every second instead of every 10 s, so "healthy" is seen without waiting.
         override = tmp_path / f"{project}.override.yml"

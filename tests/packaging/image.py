@@ -30,8 +30,7 @@ def context_files() -> list[Path]:
         path = ROOT / name
         if path.is_dir():
             out += sorted(
-                p for p in path.rglob("*")
-                if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+                p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
             )
         else:
             out.append(path)
@@ -66,10 +65,24 @@ def build_image(base: str | None = None, force: bool = False, with_git: bool = F
         if HOST_CA_BUNDLE.is_file():
             shutil.copy2(HOST_CA_BUNDLE, ctx / "build-ca.pem")
         result = subprocess.run(
-            ["docker", "build", "--network", "host", "--build-arg", f"BASE_IMAGE={base}",
-             "--build-arg", f"WITH_GIT={int(with_git)}",
-             "--label", "org.opencontainers.image.revision=test", "-t", tag, str(ctx)],
-            capture_output=True, text=True, timeout=900,
+            [
+                "docker",
+                "build",
+                "--network",
+                "host",
+                "--build-arg",
+                f"BASE_IMAGE={base}",
+                "--build-arg",
+                f"WITH_GIT={int(with_git)}",
+                "--label",
+                "org.opencontainers.image.revision=test",
+                "-t",
+                tag,
+                str(ctx),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
         )
     if result.returncode != 0:
         raise RuntimeError(f"docker build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
@@ -79,8 +92,9 @@ def build_image(base: str | None = None, force: bool = False, with_git: bool = F
 
 def _remove_stale_tags(keep: str) -> None:
     """Older builds of our test image go, so reruns do not pile up images (the git variant apart)."""
-    out = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", IMAGE_REPO],
-                         capture_output=True, text=True).stdout.split()
+    out = subprocess.run(
+        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", IMAGE_REPO], capture_output=True, text=True
+    ).stdout.split()
     stale = [t for t in out if t != keep and t.endswith("-git") == keep.endswith("-git")]
     if stale:
         subprocess.run(["docker", "rmi", *stale], capture_output=True)
@@ -95,8 +109,9 @@ def layers_over_base(tag: str, base: str) -> int:
         return json.loads(out.stdout)[0]["RootFS"]["Layers"]
 
     def size(ref: str) -> int:
-        out = subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", ref],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            ["docker", "image", "inspect", "-f", "{{.Size}}", ref], capture_output=True, text=True, check=True
+        )
         return int(out.stdout.strip())
 
     assert layers(tag)[: len(layers(base))] == layers(base), "the image is not built on that base"
@@ -138,9 +153,14 @@ def build_caddy_image(base: str | None = None) -> str:
             "ARG BASE\nFROM ${BASE}\nCOPY caddy /usr/bin/caddy\n"
             "ENV XDG_CONFIG_HOME=/config XDG_DATA_HOME=/data\n"
             "EXPOSE 80 443\nWORKDIR /srv\n"
-            'CMD ["caddy", "run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]\n')
-        result = subprocess.run(["docker", "build", "--network", "none", "--build-arg", f"BASE={base}", "-t", tag, tmp],
-                                capture_output=True, text=True, timeout=300)
+            'CMD ["caddy", "run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]\n'
+        )
+        result = subprocess.run(
+            ["docker", "build", "--network", "none", "--build-arg", f"BASE={base}", "-t", tag, tmp],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     if result.returncode != 0:
         raise RuntimeError(f"docker build (caddy) failed:\n{result.stderr[-4000:]}")
     return tag

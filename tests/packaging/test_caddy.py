@@ -70,7 +70,10 @@ class Caddy:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [CADDY, "run", "--config", str(ROOT / "Caddyfile"), "--adapter", "caddyfile"],
-                env=self.env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
 
         def serving():
@@ -114,8 +117,9 @@ class Caddy:
         return s
 
     def ws_connect(self, path: str, headers: dict[str, str]) -> Client:
-        return _PinnedWSClient(("127.0.0.1", self.https_port), f"{HOSTNAME}:{self.https_port}", path,
-                               headers, self.ssl_context())
+        return _PinnedWSClient(
+            ("127.0.0.1", self.https_port), f"{HOSTNAME}:{self.https_port}", path, headers, self.ssl_context()
+        )
 
 
 class _PinnedAdapter(HTTPAdapter):
@@ -152,8 +156,9 @@ class _PinnedWSClient(Client):
 def proxied(server_factory, tmp_path):
     """The live server trusting 127.0.0.1 as its proxy, and Caddy in front of it."""
     server = server_factory(STACKPILOT_TRUSTED_PROXIES="127.0.0.1", MANAGEMENT_HOSTNAME=HOSTNAME)
-    caddy = Caddy(tmp_path, f"127.0.0.1:{server.port}",
-                  MANAGEMENT_HOSTNAME=HOSTNAME, MANAGEMENT_TLS="tls internal").start()
+    caddy = Caddy(
+        tmp_path, f"127.0.0.1:{server.port}", MANAGEMENT_HOSTNAME=HOSTNAME, MANAGEMENT_TLS="tls internal"
+    ).start()
     yield server, caddy
     caddy.stop()
 
@@ -164,8 +169,13 @@ def sign_in(server, caddy) -> tuple[requests.Session, requests.Response]:
     page = s.get(caddy.url("/login"), timeout=10)
     assert page.status_code == 200 and "<html" in page.text
     token = CSRF_RE.search(page.text).group(1)
-    r = s.post(caddy.url("/login"), data={"username": "admin", "password": TEST_PASSWORD, "csrf_token": token},
-               headers={"Origin": caddy.origin}, timeout=30, allow_redirects=False)
+    r = s.post(
+        caddy.url("/login"),
+        data={"username": "admin", "password": TEST_PASSWORD, "csrf_token": token},
+        headers={"Origin": caddy.origin},
+        timeout=30,
+        allow_redirects=False,
+    )
     assert r.status_code in (302, 303), (r.status_code, r.text[:300])
     return s, r
 
@@ -204,9 +214,13 @@ def test_forwarded_headers_from_anyone_but_the_proxy_are_ignored(proxied):
     forged = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
     page = s.get(server.url + "/login", headers=forged, timeout=10)
     token = CSRF_RE.search(page.text).group(1)
-    r = s.post(server.url + "/login", data={"username": "admin", "password": TEST_PASSWORD,
-                                            "csrf_token": token},
-               headers={**forged, "Origin": server.url}, timeout=30, allow_redirects=False)
+    r = s.post(
+        server.url + "/login",
+        data={"username": "admin", "password": TEST_PASSWORD, "csrf_token": token},
+        headers={**forged, "Origin": server.url},
+        timeout=30,
+        allow_redirects=False,
+    )
     assert r.status_code in (302, 303), r.text[:300]
     assert "Secure" not in r.headers["Set-Cookie"]
     assert recorded_clients(server) == [CLIENT_IP]
@@ -235,9 +249,13 @@ def test_websocket_from_another_origin_is_refused_through_caddy(proxied):
 
 
 def adapted(**env: str) -> dict:
-    out = subprocess.run([CADDY, "adapt", "--config", str(ROOT / "Caddyfile"), "--adapter", "caddyfile"],
-                         capture_output=True, text=True, check=True,
-                         env={"PATH": os.environ.get("PATH", ""), "HOME": "/nonexistent", **env})
+    out = subprocess.run(
+        [CADDY, "adapt", "--config", str(ROOT / "Caddyfile"), "--adapter", "caddyfile"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": os.environ.get("PATH", ""), "HOME": "/nonexistent", **env},
+    )
     return json.loads(out.stdout)
 
 
@@ -260,18 +278,22 @@ def test_log_routes_are_never_buffered():
 def test_log_websocket_streams_through_caddy(server_factory, open_stack, tmp_path):
     """The live log socket of a real service, followed through Caddy over wss."""
     # open_stack: the folder is named after the project, as Stackpilot expects.
-    stack = open_stack({"docker-compose.yml": """
+    stack = open_stack(
+        {
+            "docker-compose.yml": """
 services:
   talker:
     image: {image}
     pull_policy: never
     command: ["sh", "-c", "i=0; while true; do echo tick-$$i; i=$$((i+1)); sleep 0.2; done"]
-"""})
+"""
+        }
+    )
     stack.compose("up", "-d", "--pull", "never")
-    server = server_factory(stack_dir=stack.dir, STACKPILOT_TRUSTED_PROXIES="127.0.0.1",
-                            MANAGEMENT_HOSTNAME=HOSTNAME)
-    caddy = Caddy(tmp_path, f"127.0.0.1:{server.port}",
-                  MANAGEMENT_HOSTNAME=HOSTNAME, MANAGEMENT_TLS="tls internal").start()
+    server = server_factory(stack_dir=stack.dir, STACKPILOT_TRUSTED_PROXIES="127.0.0.1", MANAGEMENT_HOSTNAME=HOSTNAME)
+    caddy = Caddy(
+        tmp_path, f"127.0.0.1:{server.port}", MANAGEMENT_HOSTNAME=HOSTNAME, MANAGEMENT_TLS="tls internal"
+    ).start()
     try:
         s, _ = sign_in(server, caddy)
         cookie = "; ".join(f"{c.name}={c.value}" for c in s.cookies)

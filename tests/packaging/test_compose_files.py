@@ -28,15 +28,23 @@ services:
 
 
 def config(binary: str, args: list[str], env: dict[str, str], cwd=None) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("STACKPILOT_", "MANAGEMENT_", "DOCKER_", "STACK_"))}
-    return subprocess.run([binary, *args, "config", "--format", "json"], capture_output=True, text=True,
-                          env={**clean, **env}, cwd=cwd, timeout=60)
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("STACKPILOT_", "MANAGEMENT_", "DOCKER_", "STACK_"))
+    }
+    return subprocess.run(
+        [binary, *args, "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        env={**clean, **env},
+        cwd=cwd,
+        timeout=60,
+    )
 
 
 def test_repo_compose_file_is_valid_and_safe_by_default(real_compose, tmp_path):
-    out = config(real_compose, ["-f", str(ROOT / "docker-compose.yml")],
-                 {"STACK_DIR": str(tmp_path), "DOCKER_GID": "998"})
+    out = config(
+        real_compose, ["-f", str(ROOT / "docker-compose.yml")], {"STACK_DIR": str(tmp_path), "DOCKER_GID": "998"}
+    )
     assert out.returncode == 0, out.stderr
     svc = json.loads(out.stdout)["services"]["stackpilot"]
     assert svc["ports"][0]["host_ip"] == "127.0.0.1" and svc["ports"][0]["target"] == 9000
@@ -55,9 +63,18 @@ def test_repo_compose_file_is_valid_and_safe_by_default(real_compose, tmp_path):
 
 def test_lan_binding_and_rootless_socket_are_settings(real_compose, tmp_path):
     sock = "/run/user/1000/docker.sock"
-    out = config(real_compose, ["-f", str(ROOT / "docker-compose.yml")],
-                 {"STACK_DIR": str(tmp_path), "DOCKER_GID": "0", "STACKPILOT_BIND": "0.0.0.0",
-                  "DOCKER_SOCKET": sock, "STACKPILOT_UID": "0", "STACKPILOT_GID": "0"})
+    out = config(
+        real_compose,
+        ["-f", str(ROOT / "docker-compose.yml")],
+        {
+            "STACK_DIR": str(tmp_path),
+            "DOCKER_GID": "0",
+            "STACKPILOT_BIND": "0.0.0.0",
+            "DOCKER_SOCKET": sock,
+            "STACKPILOT_UID": "0",
+            "STACKPILOT_GID": "0",
+        },
+    )
     assert out.returncode == 0, out.stderr
     svc = json.loads(out.stdout)["services"]["stackpilot"]
     assert svc["ports"][0]["host_ip"] == "0.0.0.0"
@@ -75,9 +92,11 @@ def test_repo_compose_file_names_a_missing_setting(real_compose, tmp_path, missi
 
 
 def test_stack_including_the_docker_folder_file_is_valid(real_compose, make_stack):
-    stack = make_stack({
-        "docker-compose.yml": INCLUDING_STACK.replace("{include}", str(ROOT / "docker" / "stackpilot.yml")),
-    })
+    stack = make_stack(
+        {
+            "docker-compose.yml": INCLUDING_STACK.replace("{include}", str(ROOT / "docker" / "stackpilot.yml")),
+        }
+    )
     stack.write(".env", f"STACK_DIR={stack.dir}\nDOCKER_GID=998\nMANAGEMENT_HOSTNAME=manage.example.test\n")
     out = config(real_compose, ["--project-directory", str(stack.dir), "-p", stack.project], {})
     assert out.returncode == 0, out.stderr
@@ -101,9 +120,27 @@ def test_the_docker_folder_holds_no_python():
 
 def test_context_matches_dockerignore(tmp_path, stackpilot_image):
     """The hash that names the cached test image covers every file the build sees."""
-    out = subprocess.run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "find", stackpilot_image,
-                          "/srv/stackpilot", "-type", "f", "-not", "-name", "*.pyc"],
-                         capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "find",
+            stackpilot_image,
+            "/srv/stackpilot",
+            "-type",
+            "f",
+            "-not",
+            "-name",
+            "*.pyc",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     in_image = {p.removeprefix("/srv/stackpilot/") for p in out}
     hashed = {str(p.relative_to(ROOT)) for p in context_files()}
     assert in_image <= hashed, in_image - hashed

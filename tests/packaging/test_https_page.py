@@ -40,10 +40,13 @@ volumes:
 
 
 def test_https_page_offers_caddys_root_and_checks_every_name(open_stack, server_factory, page):
-    stack = open_stack({"docker-compose.yml": COMPOSE.replace("{caddy}", build_caddy_image()),
-                        "Caddyfile": CADDYFILE,
-                        ".env": "N8N_HOSTNAME=n8n.home.lan\nWEBUI_HOSTNAME=chat.example.com\n"
-                                "SEARXNG_HOSTNAME=:8006\n"})
+    stack = open_stack(
+        {
+            "docker-compose.yml": COMPOSE.replace("{caddy}", build_caddy_image()),
+            "Caddyfile": CADDYFILE,
+            ".env": "N8N_HOSTNAME=n8n.home.lan\nWEBUI_HOSTNAME=chat.example.com\nSEARXNG_HOSTNAME=:8006\n",
+        }
+    )
     stack.compose("up", "-d", "--pull", "never")
     server = server_factory(stack_dir=stack.dir, MANAGEMENT_HOSTNAME="manage.home.lan")
     page.sign_in(server)
@@ -58,8 +61,12 @@ def test_https_page_offers_caddys_root_and_checks_every_name(open_stack, server_
     ensure_user(server.data_dir, "admin", "admin")
     login = s.get(server.url + "/login", timeout=10)
     token = login.text.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
-    s.post(server.url + "/login", data={"username": "admin", "password": TEST_PASSWORD, "csrf_token": token},
-           headers={"Origin": server.url}, timeout=30)
+    s.post(
+        server.url + "/login",
+        data={"username": "admin", "password": TEST_PASSWORD, "csrf_token": token},
+        headers={"Origin": server.url},
+        timeout=30,
+    )
     cert = s.get(server.url + "/https/root.crt", timeout=20)
     assert cert.status_code == 200 and cert.headers["Content-Type"] == "application/x-x509-ca-cert"
     assert "attachment" in cert.headers["Content-Disposition"]
@@ -69,8 +76,10 @@ def test_https_page_offers_caddys_root_and_checks_every_name(open_stack, server_
 
     pg.click("text=Check HTTPS")
     pg.wait_for_selector(".https-results", timeout=30000)
-    results = {li.query_selector(".finding-title code").inner_text(): li.get_attribute("class").split()[-1]
-               for li in pg.query_selector_all(".https-results .finding")}
+    results = {
+        li.query_selector(".finding-title code").inner_text(): li.get_attribute("class").split()[-1]
+        for li in pg.query_selector_all(".https-results .finding")
+    }
     text = pg.inner_text("#https-check")
     assert "manage.home.lan" in text and "HTTPS works" in text
     assert results == {"manage.home.lan": "ok", "n8n.home.lan": "bad", "chat.example.com": "bad"}, results

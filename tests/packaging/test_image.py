@@ -33,8 +33,7 @@ services:
 def test_image_carries_labels_user_healthcheck_and_stop_signal(stackpilot_image):
     import json
 
-    out = subprocess.run(["docker", "image", "inspect", stackpilot_image], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(["docker", "image", "inspect", stackpilot_image], capture_output=True, text=True, check=True)
     config = json.loads(out.stdout)[0]["Config"]
     assert config["User"] not in ("", "0", "root") and not config["User"].startswith("0:")
     assert config["Labels"]["org.opencontainers.image.title"] == "Stackpilot"
@@ -54,8 +53,9 @@ def test_sidecar_turns_healthy_as_non_root_with_the_engine_reachable(open_stack,
     assert health["docker"] == "reachable", health
 
     # The serving process itself (not an exec'd one) runs under a non-root uid.
-    top = subprocess.run(["docker", "top", sidecar.container_id()],
-                         capture_output=True, text=True, check=True).stdout.splitlines()
+    top = subprocess.run(
+        ["docker", "top", sidecar.container_id()], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     server = [line.split() for line in top[1:] if "-m app" in line]
     assert server, top
     assert all(cols[0] not in ("0", "root") for cols in server), top
@@ -76,18 +76,21 @@ def test_compose_inside_the_container_manages_the_stack_with_host_paths(open_sta
     sidecar.wait_healthy()
 
     def compose_inside(*args: str) -> subprocess.CompletedProcess:
-        return sidecar.exec("docker-compose", "--project-directory", str(stack.dir), "-p", stack.project,
-                            *args)
+        return sidecar.exec("docker-compose", "--project-directory", str(stack.dir), "-p", stack.project, *args)
 
     up = compose_inside("up", "-d", "--pull", "never")
     assert up.returncode == 0, up.stderr
     web = stack.compose("ps", "-q", "web").stdout.strip()
     assert web
-    mounts = subprocess.run(["docker", "inspect", "-f", "{{json .Mounts}}", web], capture_output=True,
-                            text=True, check=True).stdout
+    mounts = subprocess.run(
+        ["docker", "inspect", "-f", "{{json .Mounts}}", web], capture_output=True, text=True, check=True
+    ).stdout
     assert f'"Source":"{stack.dir}/data"' in mounts
-    wait_for(lambda: (stack.dir / "data" / "marker").exists(), timeout=20,
-             message="the service to write through its bind mount into the host folder")
+    wait_for(
+        lambda: (stack.dir / "data" / "marker").exists(),
+        timeout=20,
+        message="the service to write through its bind mount into the host folder",
+    )
 
     stop = compose_inside("stop", "-t", "1", "worker")
     assert stop.returncode == 0, stop.stderr
@@ -143,21 +146,28 @@ def sign_in_to(sidecar) -> requests.Session:
     from tests.support.live import password_hash
 
     made = sidecar.exec(
-        "python3", "-c",
+        "python3",
+        "-c",
         "import sys; from app.store import Store; s = Store(sys.argv[1]); "
         "s.user_by_name('admin') or s.add_user('admin', sys.argv[2], 'admin')",
-        "/data/stackpilot.sqlite3", password_hash())
+        "/data/stackpilot.sqlite3",
+        password_hash(),
+    )
     assert made.returncode == 0, made.stderr
     csrf = re.compile(r'name="csrf-token" content="([^"]+)"')
     s = requests.Session()
     s.trust_env = False
     page = s.get(sidecar.url + "/login", timeout=10)
-    r = s.post(sidecar.url + "/login", data={"username": "admin", "password": TEST_PASSWORD,
-                                              "csrf_token": csrf.search(page.text).group(1)},
-               timeout=30, allow_redirects=False)
+    r = s.post(
+        sidecar.url + "/login",
+        data={"username": "admin", "password": TEST_PASSWORD, "csrf_token": csrf.search(page.text).group(1)},
+        timeout=30,
+        allow_redirects=False,
+    )
     assert r.status_code in (302, 303), r.text[:300]
-    s.headers.update({"X-CSRF-Token": csrf.search(s.get(sidecar.url + "/", timeout=10).text).group(1),
-                      "Origin": sidecar.url})
+    s.headers.update(
+        {"X-CSRF-Token": csrf.search(s.get(sidecar.url + "/", timeout=10).text).group(1), "Origin": sidecar.url}
+    )
     return s
 
 
@@ -178,8 +188,12 @@ def test_ui_lists_services_and_stops_and_starts_one_from_inside_the_container(op
 
     stop = s.post(sidecar.url + "/services/worker/stop", timeout=30)
     assert stop.status_code == 200, stop.text[:500]
-    wait_for(lambda: state("worker") == "exited", timeout=30, interval=0.3,
-             message=f"worker to stop ({run_output(s, sidecar, stop.text)})")
+    wait_for(
+        lambda: state("worker") == "exited",
+        timeout=30,
+        interval=0.3,
+        message=f"worker to stop ({run_output(s, sidecar, stop.text)})",
+    )
     start = s.post(sidecar.url + "/services/worker/start", timeout=30)
     assert start.status_code == 200, start.text[:500]
     wait_for(lambda: state("worker") == "running", timeout=30, interval=0.3, message="worker to start")
@@ -187,15 +201,19 @@ def test_ui_lists_services_and_stops_and_starts_one_from_inside_the_container(op
     # Recreating the service with the bind mount, from inside, keeps the host path.
     stack.dir.joinpath("data", "marker").unlink(missing_ok=True)
     s.post(sidecar.url + "/services/web/recreate", timeout=30).raise_for_status()
-    wait_for(lambda: (stack.dir / "data" / "marker").exists(), timeout=30, interval=0.3,
-             message="the recreated service to write into the host's ./data")
+    wait_for(
+        lambda: (stack.dir / "data" / "marker").exists(),
+        timeout=30,
+        interval=0.3,
+        message="the recreated service to write into the host's ./data",
+    )
 
 
 def run_output(s: requests.Session, sidecar, panel: str) -> str:
     """The Compose run's output as the progress panel shows it (for failure messages)."""
     import re
 
-    found = re.search(r'/stack/runs/([\w-]+)', panel)
+    found = re.search(r"/stack/runs/([\w-]+)", panel)
     if not found:
         return panel[:800]
     return s.get(sidecar.url + f"/stack/runs/{found.group(1)}?after=0", timeout=10).text[:1500]

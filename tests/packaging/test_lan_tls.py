@@ -20,9 +20,13 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def adapt(config: Path, cwd: Path | None = None, **env: str) -> dict:
-    out = subprocess.run([CADDY, "adapt", "--config", str(config), "--adapter", "caddyfile"],
-                         capture_output=True, text=True, cwd=cwd,
-                         env={"PATH": os.environ.get("PATH", ""), "HOME": "/nonexistent", **env})
+    out = subprocess.run(
+        [CADDY, "adapt", "--config", str(config), "--adapter", "caddyfile"],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={"PATH": os.environ.get("PATH", ""), "HOME": "/nonexistent", **env},
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -37,11 +41,20 @@ def issuers(config: dict) -> dict[str, list[str]]:
     return out
 
 
-@pytest.mark.parametrize(("host", "private"), [
-    ("manage.home.lan", True), ("n8n.local", True), ("box", True), ("192.168.1.5", True),
-    ("nas.home.arpa", True), ("manage.example.com", False), ("n8n.mydomain.org", False),
-    ("8.8.8.8", False), ("", False),
-])
+@pytest.mark.parametrize(
+    ("host", "private"),
+    [
+        ("manage.home.lan", True),
+        ("n8n.local", True),
+        ("box", True),
+        ("192.168.1.5", True),
+        ("nas.home.arpa", True),
+        ("manage.example.com", False),
+        ("n8n.mydomain.org", False),
+        ("8.8.8.8", False),
+        ("", False),
+    ],
+)
 def test_private_names_are_told_from_public_ones(host, private):
     assert caddy.is_private_name(host) is private
     assert caddy.tls_directive(host) == ("tls internal" if private else "")
@@ -49,11 +62,17 @@ def test_private_names_are_told_from_public_ones(host, private):
 
 def test_stackpilot_snippet_gives_a_lan_name_the_internal_issuer(tmp_path):
     shutil.copy(ROOT / "docker" / "caddy-stackpilot.conf", tmp_path / "Caddyfile")
-    lan = adapt(tmp_path / "Caddyfile", MANAGEMENT_HOSTNAME="manage.home.lan",
-                MANAGEMENT_TLS=caddy.tls_directive("manage.home.lan"))
+    lan = adapt(
+        tmp_path / "Caddyfile",
+        MANAGEMENT_HOSTNAME="manage.home.lan",
+        MANAGEMENT_TLS=caddy.tls_directive("manage.home.lan"),
+    )
     assert issuers(lan) == {"manage.home.lan": ["internal"]}
-    public = adapt(tmp_path / "Caddyfile", MANAGEMENT_HOSTNAME="manage.example.com",
-                   MANAGEMENT_TLS=caddy.tls_directive("manage.example.com"))
+    public = adapt(
+        tmp_path / "Caddyfile",
+        MANAGEMENT_HOSTNAME="manage.example.com",
+        MANAGEMENT_TLS=caddy.tls_directive("manage.example.com"),
+    )
     # No policy for the public name: Caddy's default issuers (Let's Encrypt, ZeroSSL) manage it.
     assert "internal" not in json.dumps(public)
     assert '"host":["manage.example.com"]' in json.dumps(public, separators=(",", ":"))
@@ -68,16 +87,28 @@ def recipe_stack(tmp_path: Path) -> Path:
 
 def test_recipe_stack_lan_names_get_tls_internal_and_public_ones_keep_acme(tmp_path):
     stack = recipe_stack(tmp_path)
-    written = caddy.write_lan_sites(stack, {"N8N_HOSTNAME": "n8n.home.lan", "SEARXNG_HOSTNAME": "search.home.lan",
-                                            "OLLAMA_HOSTNAME": "ollama.home.lan"}, addon_dir="addons")
-    assert [(s.var, s.upstream) for s in written.sites] == [("N8N_HOSTNAME", "n8n:5678"),
-                                                            ("SEARXNG_HOSTNAME", "searxng:8080")]
+    written = caddy.write_lan_sites(
+        stack,
+        {"N8N_HOSTNAME": "n8n.home.lan", "SEARXNG_HOSTNAME": "search.home.lan", "OLLAMA_HOSTNAME": "ollama.home.lan"},
+        addon_dir="addons",
+    )
+    assert [(s.var, s.upstream) for s in written.sites] == [
+        ("N8N_HOSTNAME", "n8n:5678"),
+        ("SEARXNG_HOSTNAME", "searxng:8080"),
+    ]
     assert written.skipped and written.skipped[0][0] == "OLLAMA_HOSTNAME"
     assert written.path == stack / "addons" / caddy.LAN_FILE
     # The stack's own variables keep their port defaults; one public name stays on Let's Encrypt.
-    config = adapt(stack / "Caddyfile", cwd=stack, LETSENCRYPT_EMAIL="me@example.com", N8N_HOSTNAME=":8001",
-                   SEARXNG_HOSTNAME=":8006", WEBUI_HOSTNAME="chat.example.com",
-                   MANAGEMENT_HOSTNAME="manage.home.lan", MANAGEMENT_TLS="tls internal")
+    config = adapt(
+        stack / "Caddyfile",
+        cwd=stack,
+        LETSENCRYPT_EMAIL="me@example.com",
+        N8N_HOSTNAME=":8001",
+        SEARXNG_HOSTNAME=":8006",
+        WEBUI_HOSTNAME="chat.example.com",
+        MANAGEMENT_HOSTNAME="manage.home.lan",
+        MANAGEMENT_TLS="tls internal",
+    )
     got = issuers(config)
     assert got["n8n.home.lan"] == ["internal"]
     assert got["search.home.lan"] == ["internal"]

@@ -29,7 +29,8 @@ def _stack(tmp_path: Path, caddy_addon: bool = True) -> Path:
 def _state(mode: str) -> wizard_state.WizardState:
     return wizard_state.WizardState(
         stack={"project": "demo", "override": "private", "profile": "cpu"},
-        https={"mode": mode, "hostnames": {"N8N_HOSTNAME": "n8n.home.lan"}, "management": "manage.home.lan"})
+        https={"mode": mode, "hostnames": {"N8N_HOSTNAME": "n8n.home.lan"}, "management": "manage.home.lan"},
+    )
 
 
 def test_private_names_of_the_stacks_caddy_sites_go_to_its_addon(tmp_path):

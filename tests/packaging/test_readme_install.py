@@ -100,9 +100,20 @@ def test_readme_marks_its_install_blocks_and_they_hold_no_placeholders():
 
 def _mounts(project: str, service: str) -> tuple[str, list[str]]:
     """The service's container id and its bind sources."""
-    out = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}",
-                          "--filter", f"label=com.docker.compose.service={service}"],
-                         capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "-aq",
+            "--filter",
+            f"label=com.docker.compose.project={project}",
+            "--filter",
+            f"label=com.docker.compose.service={service}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     if not out:
         return "", []
     fmt = '{{range .Mounts}}{{if eq .Type "bind"}}{{.Source}} {{end}}{{end}}'
@@ -111,8 +122,14 @@ def _mounts(project: str, service: str) -> tuple[str, list[str]]:
 
 
 def _sh(script: str, cwd: Path, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "-e", "-u", "-o", "pipefail", "-c", script], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        ["bash", "-e", "-u", "-o", "pipefail", "-c", script],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture
@@ -130,8 +147,10 @@ def fixture_stack(busybox_image, real_compose):
     (stack / "caddy-addon" / ".gitkeep").write_text("")
     (stack / ".gitignore").write_text(".env\n")
     port = free_port()
-    (stack / ".env").write_text(f"FIXTURE_CADDY_IMAGE={build_caddy_image()}\nFIXTURE_BUSYBOX={busybox_image}\n"
-                                f"FIXTURE_HTTPS_PORT={port}\nLETSENCRYPT_EMAIL=me@example.com")  # no final newline
+    (stack / ".env").write_text(
+        f"FIXTURE_CADDY_IMAGE={build_caddy_image()}\nFIXTURE_BUSYBOX={busybox_image}\n"
+        f"FIXTURE_HTTPS_PORT={port}\nLETSENCRYPT_EMAIL=me@example.com"
+    )  # no final newline
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "stack"]):
         subprocess.run([*git, *args], cwd=stack, check=True, capture_output=True)
@@ -141,17 +160,28 @@ def fixture_stack(busybox_image, real_compose):
     (plugins / "docker-compose").symlink_to(real_compose)
     subprocess.run(["chown", "-R", "1000:1000", str(stack)], check=True)
     project = f"{PREFIX}-localai{secrets.token_hex(2)}"
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("STACKPILOT_", "MANAGEMENT_", "COMPOSE_", "STACK_"))}
-    env.update(HOME=str(home), COMPOSE_PROJECT_NAME=project, GIT_CONFIG_NOSYSTEM="1",
-               GIT_CONFIG_GLOBAL=str(home / ".gitconfig"))
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("STACKPILOT_", "MANAGEMENT_", "COMPOSE_", "STACK_"))
+    }
+    env.update(
+        HOME=str(home),
+        COMPOSE_PROJECT_NAME=project,
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_CONFIG_GLOBAL=str(home / ".gitconfig"),
+    )
     (home / ".gitconfig").write_text("[safe]\n\tdirectory = *\n")
     # The stack runs before Stackpilot is installed, as it would.
-    subprocess.run([real_compose, "up", "-d", "--pull", "never"], cwd=stack, env=env, check=True,
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [real_compose, "up", "-d", "--pull", "never"], cwd=stack, env=env, check=True, capture_output=True, timeout=120
+    )
     yield stack, env, port, project
-    subprocess.run([real_compose, "-p", project, "--project-directory", str(stack), "down", "-v", "-t", "2",
-                    "--remove-orphans"], capture_output=True, env=env, cwd=stack, timeout=120)
+    subprocess.run(
+        [real_compose, "-p", project, "--project-directory", str(stack), "down", "-v", "-t", "2", "--remove-orphans"],
+        capture_output=True,
+        env=env,
+        cwd=stack,
+        timeout=120,
+    )
     shutil.rmtree(parent, ignore_errors=True)
 
 
@@ -183,9 +213,20 @@ def test_readme_install_runs_as_written_and_serves_https_through_caddy(fixture_s
     token = printed[-1].split("#token=", 1)[1]
 
     # Caddy's local root, read through the Docker API like the HTTPS page does.
-    caddy_id = subprocess.run(["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={project}",
-                               "--filter", "label=com.docker.compose.service=caddy"],
-                              capture_output=True, text=True, check=True).stdout.strip()
+    caddy_id = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "-q",
+            "--filter",
+            f"label=com.docker.compose.project={project}",
+            "--filter",
+            "label=com.docker.compose.service=caddy",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     engine = Engine()
     root_pem: bytes = b""
 
@@ -202,8 +243,12 @@ def test_readme_install_runs_as_written_and_serves_https_through_caddy(fixture_s
     cafile.write_bytes(root_pem)
 
     # The name answers over HTTPS with a certificate chaining to that root; the check says why others fail.
-    wait_for(lambda: caddy.check_https(NAME, "127.0.0.1", port, str(cafile)).ok, timeout=30, interval=0.3,
-             message="HTTPS for the LAN name")
+    wait_for(
+        lambda: caddy.check_https(NAME, "127.0.0.1", port, str(cafile)).ok,
+        timeout=30,
+        interval=0.3,
+        message="HTTPS for the LAN name",
+    )
     assert caddy.check_https("other.home.lan", "127.0.0.1", port, str(cafile)).reason == "tls"
     assert caddy.check_https(NAME, "127.0.0.1", port, None).reason == "chain"
     assert caddy.check_https(NAME, "127.0.0.1", free_port(), str(cafile)).reason == "refused"
@@ -222,9 +267,13 @@ def test_readme_install_runs_as_written_and_serves_https_through_caddy(fixture_s
         return r if r.status_code == 200 and "Claim the admin account" in r.text else None
 
     page = wait_for(claim_page, timeout=60, interval=0.5, message="the claim page through Caddy")
-    r = s.post(url + "/setup/claim", data={"csrf_token": CSRF.search(page.text).group(1), "token": token,
-                                           "username": "owner", "password": PASSWORD},
-               headers={"Origin": origin}, allow_redirects=False, timeout=60)
+    r = s.post(
+        url + "/setup/claim",
+        data={"csrf_token": CSRF.search(page.text).group(1), "token": token, "username": "owner", "password": PASSWORD},
+        headers={"Origin": origin},
+        allow_redirects=False,
+        timeout=60,
+    )
     assert r.status_code in (302, 303), (r.status_code, r.text[:500])
     assert "Secure" in r.headers["Set-Cookie"], "Stackpilot must see https from Caddy (trusted proxy)"
 
@@ -236,8 +285,9 @@ def test_readme_install_runs_as_written_and_serves_https_through_caddy(fixture_s
     # A live log through Caddy over wss.
     cookie = "; ".join(f"{c.name}={c.value}" for c in s.cookies)
     ctx = ssl.create_default_context(cafile=str(cafile))
-    ws = _PinnedWSClient(("127.0.0.1", port), f"{NAME}:{port}", "/logs/-/ws?s=talker",
-                         {"Origin": origin, "Cookie": cookie}, ctx)
+    ws = _PinnedWSClient(
+        ("127.0.0.1", port), f"{NAME}:{port}", "/logs/-/ws?s=talker", {"Origin": origin, "Cookie": cookie}, ctx
+    )
     try:
         seen: list[str] = []
 
@@ -255,11 +305,18 @@ def test_readme_install_runs_as_written_and_serves_https_through_caddy(fixture_s
     # keeps `~/.flowise` at the host's ~/.flowise (it used to become /data/.flowise).
     before = _mounts(project, "flowise")
     csrf = CSRF.search(s.get(url + "/services", timeout=30).text).group(1)
-    recreate = s.post(url + "/services/flowise/recreate", headers={"Origin": origin, "X-CSRF-Token": csrf,
-                                                                   "HX-Request": "true"}, timeout=30)
+    recreate = s.post(
+        url + "/services/flowise/recreate",
+        headers={"Origin": origin, "X-CSRF-Token": csrf, "HX-Request": "true"},
+        timeout=30,
+    )
     assert recreate.status_code == 200, recreate.text[:500]
-    wait_for(lambda: _mounts(project, "flowise")[0] != before[0], timeout=30, interval=0.3,
-             message="flowise recreated by Stackpilot")
+    wait_for(
+        lambda: _mounts(project, "flowise")[0] != before[0],
+        timeout=30,
+        interval=0.3,
+        message="flowise recreated by Stackpilot",
+    )
     assert _mounts(project, "flowise")[1] == [str(Path(env["HOME"]) / ".flowise")]
 
     # The stack's own service under a LAN name: the addon the wizard writes, Caddy restarted.
@@ -268,8 +325,12 @@ def test_readme_install_runs_as_written_and_serves_https_through_caddy(fixture_s
     assert caddy.check_https("n8n.home.lan", "127.0.0.1", port, str(cafile)).reason == "tls"
     restarted = _sh("docker compose restart caddy", cwd=stack, env=env)
     assert restarted.returncode == 0, restarted.stderr
-    wait_for(lambda: caddy.check_https("n8n.home.lan", "127.0.0.1", port, str(cafile)).ok, timeout=30,
-             interval=0.3, message="HTTPS for the service's LAN name")
+    wait_for(
+        lambda: caddy.check_https("n8n.home.lan", "127.0.0.1", port, str(cafile)).ok,
+        timeout=30,
+        interval=0.3,
+        message="HTTPS for the service's LAN name",
+    )
     n8n = requests.Session()
     n8n.mount("https://", _PinnedAdapter("n8n.home.lan", "127.0.0.1"))
     n8n.trust_env = False

@@ -24,17 +24,28 @@ class PlainCaddy:
 
     def __init__(self, workdir, upstream: str) -> None:
         self.port = free_port()
-        self.env = {"PATH": os.environ.get("PATH", ""), "HOME": str(workdir), "XDG_DATA_HOME": str(workdir / "d"),
-                    "XDG_CONFIG_HOME": str(workdir / "c"), "CADDY_ADMIN": "off", "MANAGEMENT_HOSTNAME": f":{self.port}",
-                    "CADDY_HTTP_PORT": str(free_port()), "CADDY_HTTPS_PORT": str(free_port()),
-                    "STACKPILOT_UPSTREAM": upstream}
+        self.env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": str(workdir),
+            "XDG_DATA_HOME": str(workdir / "d"),
+            "XDG_CONFIG_HOME": str(workdir / "c"),
+            "CADDY_ADMIN": "off",
+            "MANAGEMENT_HOSTNAME": f":{self.port}",
+            "CADDY_HTTP_PORT": str(free_port()),
+            "CADDY_HTTPS_PORT": str(free_port()),
+            "STACKPILOT_UPSTREAM": upstream,
+        }
         self.workdir = workdir
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> PlainCaddy:
-        self.proc = subprocess.Popen([CADDY, "run", "--config", str(ROOT / "Caddyfile"), "--adapter", "caddyfile"],
-                                     env=self.env, cwd=self.workdir, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [CADDY, "run", "--config", str(ROOT / "Caddyfile"), "--adapter", "caddyfile"],
+            env=self.env,
+            cwd=self.workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
         def listening() -> bool:
             try:
@@ -63,19 +74,28 @@ def test_page_reconnects_by_itself_after_the_proxy_comes_back(server, page, tmp_
         pg.fill("#password", TEST_PASSWORD)
         pg.click("button[type=submit]")
         pg.wait_for_load_state()
-        pg.evaluate("window.__back = 0; document.body.addEventListener('stackpilot:reconnected', "
-                    "function () { window.__back += 1; })")
+        pg.evaluate(
+            "window.__back = 0; document.body.addEventListener('stackpilot:reconnected', "
+            "function () { window.__back += 1; })"
+        )
         proxy.stop()  # the proxy is recreated: gone for a while
         pg.evaluate("() => { htmx.ajax('GET', '/api/health', {swap: 'none'}).catch(function () {}); }")
         pg.wait_for_selector(".alert-offline", timeout=10000)
-        wait_for(lambda: "Reconnecting" in pg.inner_text(".alert-offline"), timeout=10, interval=0.2,
-                 message="the page to say it is reconnecting")
+        wait_for(
+            lambda: "Reconnecting" in pg.inner_text(".alert-offline"),
+            timeout=10,
+            interval=0.2,
+            message="the page to say it is reconnecting",
+        )
         proxy.start()  # back, on the same address
         pg.wait_for_selector(".alert-offline", state="detached", timeout=15000)
         assert pg.evaluate("window.__back") == 1
         # htmx and Chromium log the failed request itself; nothing else may complain.
-        others = [e for e in page.console_errors if not e.startswith(("htmx:", "Failed to load resource"))
-                  and "ERR_CONNECTION_REFUSED" not in e]
+        others = [
+            e
+            for e in page.console_errors
+            if not e.startswith(("htmx:", "Failed to load resource")) and "ERR_CONNECTION_REFUSED" not in e
+        ]
         assert not others, others
         page.console_errors.clear()
     finally:

@@ -31,7 +31,7 @@ STACK = Stack(directory=Path("/srv/localai"), project="localai")
 def test_stack_down_and_restart_keep_the_proxy_and_stackpilot(action, verb):
     plan = plan_stack(STACK, action, model("caddy", "n8n", "stackpilot"), own="stackpilot", proxy="caddy")
     assert plan.args[0] == verb
-    assert plan.args[plan.args.index("--") + 1:] == ("n8n",)
+    assert plan.args[plan.args.index("--") + 1 :] == ("n8n",)
     assert "caddy" in plan.note and "proxy" in plan.note
 
 
@@ -81,8 +81,10 @@ services:
 def test_tilde_binds_are_refused_in_a_container_without_the_host_home(tmp_path):
     (tmp_path / "docker-compose.yml").write_text(COMPOSE)
     files = ["docker-compose.yml"]
-    assert hostpaths.tilde_sources(tmp_path, files) == ["~/.flowise in docker-compose.yml",
-                                                       "~/models in docker-compose.yml"]
+    assert hostpaths.tilde_sources(tmp_path, files) == [
+        "~/.flowise in docker-compose.yml",
+        "~/models in docker-compose.yml",
+    ]
     with pytest.raises(InvalidInput, match="STACKPILOT_HOST_HOME"):
         hostpaths.check_binds(tmp_path, files, ["up", "-d"], environ={}, container=True)
     # With the host's HOME, or outside a container, or a command creating nothing: fine.

@@ -52,17 +52,26 @@ def test_down_keeps_the_proxy_and_the_proxy_alone_asks_first(make_stack, server_
     # Stackpilot "is" the stackpilot service (its container id), Caddy is the trusted proxy address.
     own = container(stack, "stackpilot")
     caddy_ip = next(iter(container(stack, "caddy")["NetworkSettings"]["Networks"].values()))["IPAddress"]
-    server = server_factory(stack_dir=stack.dir, STACKPILOT_SELF_CONTAINER_ID=own["Id"],
-                            STACKPILOT_TRUSTED_PROXIES=caddy_ip)
+    server = server_factory(
+        stack_dir=stack.dir, STACKPILOT_SELF_CONTAINER_ID=own["Id"], STACKPILOT_TRUSTED_PROXIES=caddy_ip
+    )
     ensure_user(server.data_dir, "admin", "admin")
     s = requests.Session()
     s.trust_env = False
     page = s.get(server.url + "/login", timeout=10)
-    s.post(server.url + "/login", data={"username": "admin", "password": TEST_PASSWORD,
-                                         "csrf_token": CSRF.search(page.text).group(1)},
-           headers={"Origin": server.url}, timeout=30).raise_for_status()
-    s.headers.update({"X-CSRF-Token": CSRF.search(s.get(server.url + "/", timeout=10).text).group(1),
-                      "Origin": server.url, "HX-Request": "true"})
+    s.post(
+        server.url + "/login",
+        data={"username": "admin", "password": TEST_PASSWORD, "csrf_token": CSRF.search(page.text).group(1)},
+        headers={"Origin": server.url},
+        timeout=30,
+    ).raise_for_status()
+    s.headers.update(
+        {
+            "X-CSRF-Token": CSRF.search(s.get(server.url + "/", timeout=10).text).group(1),
+            "Origin": server.url,
+            "HX-Request": "true",
+        }
+    )
 
     down = s.post(server.url + "/stack/down", timeout=30)
     assert down.status_code == 200, down.text[:500]
@@ -78,5 +87,9 @@ def test_down_keeps_the_proxy_and_the_proxy_alone_asks_first(make_stack, server_
 
     done = s.post(server.url + "/services/caddy/restart", data={"insist": "1"}, timeout=30)
     assert done.status_code == 200 and "This is your way in" not in done.text
-    wait_for(lambda: container(stack, "caddy")["State"]["StartedAt"] != started, timeout=30, interval=0.3,
-             message="caddy restarted once the person insisted")
+    wait_for(
+        lambda: container(stack, "caddy")["State"]["StartedAt"] != started,
+        timeout=30,
+        interval=0.3,
+        message="caddy restarted once the person insisted",
+    )

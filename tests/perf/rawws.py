@@ -19,8 +19,14 @@ class RawWS:
         self.sock = socket.create_connection((host, port), timeout=10)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         key = base64.b64encode(os.urandom(16)).decode()
-        lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Upgrade: websocket", "Connection: Upgrade",
-                 f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
+        lines = [
+            f"GET {path} HTTP/1.1",
+            f"Host: {host}:{port}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {key}",
+            "Sec-WebSocket-Version: 13",
+        ]
         lines += [f"{k}: {v}" for k, v in headers.items()]
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         self.buf = bytearray()
@@ -61,8 +67,8 @@ class RawWS:
                 return ""
             except (ConnectionError, OSError):
                 return None
-            payload = bytes(self.buf[pos:pos + length])
-            del self.buf[:pos + length]
+            payload = bytes(self.buf[pos : pos + length])
+            del self.buf[: pos + length]
             opcode = b1 & 0x0F
             if opcode == 0x9:  # ping: answer so the server keeps us
                 self._send(0xA, payload)

@@ -44,7 +44,7 @@ services:
 """
 
 
-FLOOD_LINE = re.compile(r'flood line (\d+) padding')
+FLOOD_LINE = re.compile(r"flood line (\d+) padding")
 SKIP = re.compile(r'\{"t":"skip","n":(\d+)\}')
 CPU_CELL = re.compile(r'id="r-a-cpu"[^>]*>[0-9.]+ %<')
 
@@ -81,7 +81,8 @@ class CountingProxy(EngineProxy):
 def served(server_factory, proj, **env):
     server = server_factory(stack_dir=proj.dir, **env)
     Store(server.data_dir / "stackpilot.sqlite3").set_setting(
-        "stack", {"project": proj.project, "files": [], "profiles": []})
+        "stack", {"project": proj.project, "files": [], "profiles": []}
+    )
     return server
 
 
@@ -90,8 +91,7 @@ def test_log_flood_reaches_a_fast_viewer_whole(make_stack, server_factory):
     server = served(server_factory, proj)
     session = server.session()
     proj.compose("up", "-d")  # it writes after 3 s: the viewer is following by then
-    fast = RawWS("127.0.0.1", server.port, "/logs/-/ws?s=flood&tail=1", server.ws_headers(session),
-                 rcvbuf=1 << 20)
+    fast = RawWS("127.0.0.1", server.port, "/logs/-/ws?s=flood&tail=1", server.ws_headers(session), rcvbuf=1 << 20)
     numbers, skipped = set(), 0
     try:
         deadline = time.monotonic() + 60
@@ -137,9 +137,14 @@ def test_stats_stop_when_the_last_viewer_leaves(make_stack, server_factory):
         stream = session.get(server.url + "/live/services", stream=True, timeout=30)
         assert stream.headers["content-type"].startswith("text/event-stream")
         reader = stream.iter_content(None)
-        wait_for(lambda: next(reader) and len(proxy.open_stats) == 2, timeout=15, message="a stats stream per container")
-        wait_for(lambda: CPU_CELL.search(session.get(server.url + "/services").text), timeout=10,
-                 message="samples in the table")
+        wait_for(
+            lambda: next(reader) and len(proxy.open_stats) == 2, timeout=15, message="a stats stream per container"
+        )
+        wait_for(
+            lambda: CPU_CELL.search(session.get(server.url + "/services").text),
+            timeout=10,
+            message="samples in the table",
+        )
 
         stream.close()  # the viewer leaves
         left = time.monotonic()

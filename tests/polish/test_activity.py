@@ -25,8 +25,11 @@ def test_activity_lists_ui_actions_and_hides_other_stacks(app_factory, stacks_ro
     assert admin.get("/").status_code == 200  # the home page registers the stacks it finds
     r = admin.post(f"/s/{a.project}/stack/up")
     assert r.status_code == 200, r.get_data(as_text=True)[:300]
-    wait_for(lambda: store.select("SELECT 1 FROM audit WHERE action = 'stack.up' AND result = 'ok'"),
-             timeout=60, message="the Up finished and was recorded")
+    wait_for(
+        lambda: store.select("SELECT 1 FROM audit WHERE action = 'stack.up' AND result = 'ok'"),
+        timeout=60,
+        message="the Up finished and was recorded",
+    )
     store.audit("ada", "stack.down", b.project, "failed (exit 1)", stack=b.project)
     store.audit("ada", "user.add", "someone")  # an account event: admins only
 

@@ -43,7 +43,7 @@ def test_no_two_label_boxes_intersect(count, seed, hub):
     for i, box in enumerate(boxes):
         assert 0 <= box[0] and box[0] + box[2] <= drawing.width and 0 <= box[1] <= drawing.height
         assert not any(overlap(box, node) for node in nodes), box
-        for other in boxes[i + 1:]:
+        for other in boxes[i + 1 :]:
             assert not overlap(box, other), (box, other)
     for e in drawing.edges:
         assert e.placed or e.label  # only a labelled edge can lose its label

@@ -40,7 +40,8 @@ def seeded(make_stack, server_factory):
     server = server_factory(stack_dir=proj.dir, STACKPILOT_HOST="0.0.0.0")
     server.lan = _lan_address()
     Store(server.data_dir / "stackpilot.sqlite3").set_setting(
-        "stack", {"project": proj.project, "files": [], "profiles": []})
+        "stack", {"project": proj.project, "files": [], "profiles": []}
+    )
     return proj, server, (web, db, cache)
 
 
@@ -62,10 +63,13 @@ def test_table_shape_ports_and_narrow_pages(seeded, page):
     assert pg.locator("tr.svc-row").count() >= 28
 
     # names: never broken inside a word; a long one ends in an ellipsis and has its full name
-    names = pg.eval_on_selector_all(".svc-name", """els => els.map(e => ({
+    names = pg.eval_on_selector_all(
+        ".svc-name",
+        """els => els.map(e => ({
         name: e.textContent, lines: e.getClientRects().length, h: e.getBoundingClientRect().height,
         lh: parseFloat(getComputedStyle(e).lineHeight) || 20, clipped: e.scrollWidth > e.clientWidth,
-        title: e.title}))""")
+        title: e.title}))""",
+    )
     for n in names:
         assert n["lines"] == 1 and n["h"] < n["lh"] * 1.5, n
     long = next(n for n in names if n["name"].startswith("analytics-pipeline"))
@@ -85,8 +89,11 @@ def test_table_shape_ports_and_narrow_pages(seeded, page):
     assert pg.locator("#r-cache-ports a").count() == 0
     assert pg.locator("#r-cache-ports button.copy-port").get_attribute("data-copy") == f"{server.lan}:{cache}"
     pg.locator("#r-cache-ports button.copy-port").click()
-    wait_for(lambda: pg.locator("#r-cache-ports button.copy-port").get_attribute("data-said") in ("copied", "copy failed"),
-             timeout=5, message="copy answered")
+    wait_for(
+        lambda: pg.locator("#r-cache-ports button.copy-port").get_attribute("data-said") in ("copied", "copy failed"),
+        timeout=5,
+        message="copy answered",
+    )
     # logs are not offered for a container never created
     assert pg.locator("#menu-ranger a:has-text('Logs')").count() == 0
     assert pg.locator("#menu-web a:has-text('Logs')").count() == 1
@@ -115,11 +122,14 @@ def test_table_shape_ports_and_narrow_pages(seeded, page):
     frame, drawn = pg.evaluate("""() => [document.getElementById('graph-frame').getBoundingClientRect().width,
         document.querySelector('svg.depgraph').getBoundingClientRect().width]""")
     assert drawn <= frame, (drawn, frame)
-    boxes = pg.eval_on_selector_all("text.edge-label", """els => els.map(e => {
-        const r = e.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })""")
+    boxes = pg.eval_on_selector_all(
+        "text.edge-label",
+        """els => els.map(e => {
+        const r = e.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })""",
+    )
     assert len(boxes) >= 10
     for i, a in enumerate(boxes):
-        for b in boxes[i + 1:]:
+        for b in boxes[i + 1 :]:
             assert not (a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]), (a, b)
     pg.click("#graph-zoom")  # actual size: unscaled, panned by scrolling inside the frame
     assert pg.evaluate("""() => { const s = document.querySelector('svg.depgraph');
@@ -132,8 +142,11 @@ def test_table_shape_ports_and_narrow_pages(seeded, page):
     pg.click("#menu-web button[data-action=restart]")
     pg.wait_for_selector(".run-status .badge:has-text('exit code 0')", timeout=60_000)
     pg.goto(base + "/activity/")
-    wait_for(lambda: pg.reload() and "service.restart" in pg.locator("tr.audit-row").first.inner_text(),
-             timeout=10, message="the restart in the activity")
+    wait_for(
+        lambda: pg.reload() and "service.restart" in pg.locator("tr.audit-row").first.inner_text(),
+        timeout=10,
+        message="the restart in the activity",
+    )
     first = pg.locator("tr.audit-row").first
     assert "admin" in first.inner_text() and first.locator(".result-ok").count() == 1
     first.locator("a.run-link").click()
@@ -142,9 +155,23 @@ def test_table_shape_ports_and_narrow_pages(seeded, page):
 
     # every page of the stack at 390 px: nothing wider than the viewport
     pg.set_viewport_size({"width": 390, "height": 800})
-    paths = ["/", "/services", "/logs/", "/logs/web", "/graph/", "/activity/", "/config/", "/setup/",
-             "/stack/settings", "/account", "/users", "/engines/", "/https/", "/backups/",
-             f"/s/{proj.project}/services"]
+    paths = [
+        "/",
+        "/services",
+        "/logs/",
+        "/logs/web",
+        "/graph/",
+        "/activity/",
+        "/config/",
+        "/setup/",
+        "/stack/settings",
+        "/account",
+        "/users",
+        "/engines/",
+        "/https/",
+        "/backups/",
+        f"/s/{proj.project}/services",
+    ]
     over, failed = {}, []
     pg.on("response", lambda r: failed.append((r.status, r.url)) if r.status >= 400 else None)
     for path in paths:

@@ -22,8 +22,7 @@ RUN_ID = re.compile(r'data-run="([^"]+)"')
 @pytest.fixture
 def web_stack(make_stack):
     """web + db + worker (+ init, crashy, idle) stack, not started."""
-    return make_stack({"docker-compose.yml": stacks.fill(stacks.WEB_DB_WORKER, web_port=str(free_port()))},
-                      name="web")
+    return make_stack({"docker-compose.yml": stacks.fill(stacks.WEB_DB_WORKER, web_port=str(free_port()))}, name="web")
 
 
 def app_for(app_factory, proj, **stack_settings):
@@ -38,8 +37,10 @@ def app_for(app_factory, proj, **stack_settings):
 @pytest.fixture
 def health_stack(make_stack):
     """db with a failing healthcheck that says why, api waiting for it healthy, cache only started."""
-    return make_stack({"docker-compose.yml": stacks.fill(stacks.HEALTH), ".env": "GREETING=hello\n",
-                       "cache.env": "MODE=one\n"}, name="health")
+    return make_stack(
+        {"docker-compose.yml": stacks.fill(stacks.HEALTH), ".env": "GREETING=hello\n", "cache.env": "MODE=one\n"},
+        name="health",
+    )
 
 
 @pytest.fixture

@@ -123,6 +123,7 @@ def fill(text: str, **values: str) -> str:
     """Fill {name} placeholders but keep {image} for make_stack."""
     return text.format(image="{image}", **values)
 
+
 # A database whose healthcheck fails with a message; `api` waits for it to be healthy, `cache`
 # only for it to have started (and has a passing healthcheck of its own). `GREETING` comes from
 # .env, so changing .env changes what Compose would create (drift); cache.env is an env_file

@@ -16,19 +16,26 @@ from app.stack.actions import plan_up
 from app.stack.model import model_from_json
 
 STACK = Stack(directory=Path("/srv/stack"), project="demo")
-MODEL = model_from_json({"name": "demo", "services": {
-    "web": {"image": "x"}, "--remove-orphans": {"image": "x"}, "stackpilot": {"image": "x"}},
-    "volumes": {"data": {}}})
+MODEL = model_from_json(
+    {
+        "name": "demo",
+        "services": {"web": {"image": "x"}, "--remove-orphans": {"image": "x"}, "stackpilot": {"image": "x"}},
+        "volumes": {"data": {}},
+    }
+)
 
 
-@pytest.mark.parametrize(("action", "exists", "args"), [
-    ("start", True, ("start", "--", "--remove-orphans")),
-    ("start", False, ("up", "-d", "--", "--remove-orphans")),
-    ("stop", True, ("stop", "--", "--remove-orphans")),
-    ("restart", True, ("restart", "--", "--remove-orphans")),
-    ("recreate", True, ("up", "-d", "--force-recreate", "--no-deps", "--", "--remove-orphans")),
-    ("pull", True, ("pull", "--", "--remove-orphans")),
-])
+@pytest.mark.parametrize(
+    ("action", "exists", "args"),
+    [
+        ("start", True, ("start", "--", "--remove-orphans")),
+        ("start", False, ("up", "-d", "--", "--remove-orphans")),
+        ("stop", True, ("stop", "--", "--remove-orphans")),
+        ("restart", True, ("restart", "--", "--remove-orphans")),
+        ("recreate", True, ("up", "-d", "--force-recreate", "--no-deps", "--", "--remove-orphans")),
+        ("pull", True, ("pull", "--", "--remove-orphans")),
+    ],
+)
 def test_a_name_never_becomes_a_flag(action, exists, args):
     assert plan_service(STACK, action, "--remove-orphans", exists=exists).args == args
 
@@ -43,7 +50,13 @@ def test_our_own_service_is_refused_with_the_host_command(action):
 
 def test_stack_actions_name_every_other_service_when_we_run_inside():
     assert plan_stack(STACK, "up", MODEL, own="stackpilot").args == (
-        "up", "-d", "--no-deps", "--", "web", "--remove-orphans")
+        "up",
+        "-d",
+        "--no-deps",
+        "--",
+        "web",
+        "--remove-orphans",
+    )
     down = plan_stack(STACK, "down", MODEL, own="stackpilot", delete_volumes=True)
     assert down.args == ("rm", "-f", "-s", "-v", "--", "web", "--remove-orphans")
     assert "named volumes kept" in down.note and "demo_data" in down.detail

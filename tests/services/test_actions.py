@@ -24,8 +24,9 @@ def audit(app) -> list[tuple[str, str, str, str]]:
 
 
 def container_id(docker_engine, project: str, service: str) -> str:
-    found = docker_engine.containers.list(all=True, filters={"label": [
-        f"com.docker.compose.project={project}", f"com.docker.compose.service={service}"]})
+    found = docker_engine.containers.list(
+        all=True, filters={"label": [f"com.docker.compose.project={project}", f"com.docker.compose.service={service}"]}
+    )
     return found[0].id
 
 
@@ -103,7 +104,18 @@ def test_up_with_chosen_profile_and_shared_container_name(make_stack, app_factor
     assert client.post("/stack/up", data={"profile": ["no-such-profile"]}).status_code == 422
 
 
-HOSTILE = ["nope", "../x", "..%2Fx", "a;rm -rf x", "x" * 300, "ünïcødé", "web/../../etc", "$(id)", "-v", "--remove-orphans"]
+HOSTILE = [
+    "nope",
+    "../x",
+    "..%2Fx",
+    "a;rm -rf x",
+    "x" * 300,
+    "ünïcødé",
+    "web/../../etc",
+    "$(id)",
+    "-v",
+    "--remove-orphans",
+]
 
 
 @pytest.mark.parametrize("name", HOSTILE)
@@ -189,8 +201,10 @@ def test_a_service_named_like_a_flag_stays_a_name(make_stack, app_factory, docke
     run = finish(client.post(f"/services/{quote('--remove-orphans', safe='')}/start"))
     assert run.ok, run.lines_since(0)[0]
     assert run.args == ["up", "-d", "--", "--remove-orphans"]
-    services = {c.labels["com.docker.compose.service"] for c in docker_engine.containers.list(
-        filters={"label": f"com.docker.compose.project={proj.project}"})}
+    services = {
+        c.labels["com.docker.compose.service"]
+        for c in docker_engine.containers.list(filters={"label": f"com.docker.compose.project={proj.project}"})
+    }
     assert services == {"--remove-orphans"}  # the flag did not start `keep` too
     run = finish(client.post("/services/--remove-orphans/stop"))
     assert run.ok and run.args == ["stop", "--", "--remove-orphans"]

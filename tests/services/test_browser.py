@@ -17,7 +17,8 @@ def test_start_from_the_table_and_follow_an_up(web_stack, server_factory, page):
     web_stack.compose("stop", "-t", "0", "worker")
     server = server_factory(stack_dir=web_stack.dir)
     Store(server.data_dir / "stackpilot.sqlite3").set_setting(
-        "stack", {"project": web_stack.project, "files": [], "profiles": []})
+        "stack", {"project": web_stack.project, "files": [], "profiles": []}
+    )
     page.sign_in(server)
     pg = page.page
     pg.goto(server.url + "/services")
@@ -47,8 +48,11 @@ def test_start_from_the_table_and_follow_an_up(web_stack, server_factory, page):
     pg.wait_for_selector(".run-status .badge:has-text('exit code 0')", timeout=90_000)
     log = pg.locator(".run-log").inner_text()
     assert "Started" in log or "Running" in log or "Healthy" in log
-    wait_for(lambda: pg.locator("#r-web-state .badge").get_attribute("data-state") == "running",
-             timeout=20, message="web row running")
+    wait_for(
+        lambda: pg.locator("#r-web-state .badge").get_attribute("data-state") == "running",
+        timeout=20,
+        message="web row running",
+    )
     assert not [e for e in page.console_errors if "favicon" not in e], page.console_errors
 
 
@@ -57,7 +61,8 @@ def test_why_unhealthy_opens_with_the_keyboard_and_drift_is_marked(health_stack,
     (health_stack.dir / ".env").write_text("GREETING=changed\n")  # cache now runs an older configuration
     server = server_factory(stack_dir=health_stack.dir)
     Store(server.data_dir / "stackpilot.sqlite3").set_setting(
-        "stack", {"project": health_stack.project, "files": [], "profiles": []})
+        "stack", {"project": health_stack.project, "files": [], "profiles": []}
+    )
     page.sign_in(server)
     pg = page.page
     pg.on("dialog", lambda dialog: dialog.accept())

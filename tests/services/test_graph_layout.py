@@ -18,8 +18,9 @@ def thirty_services() -> dict:
         deps = {}
         if i > 3:
             for d in rnd.sample(range(i), k=rnd.randint(0, 3)):
-                deps[f"s{d:02d}"] = {"condition": rnd.choice(
-                    ["service_started", "service_healthy", "service_completed_successfully"])}
+                deps[f"s{d:02d}"] = {
+                    "condition": rnd.choice(["service_started", "service_healthy", "service_completed_successfully"])
+                }
         services[f"s{i:02d}"] = {"image": "x", "depends_on": deps}
     return {"name": "big", "services": services}
 
@@ -34,7 +35,7 @@ def test_thirty_services_layout_is_readable():
     boxes = [(n.x, n.y) for n in drawing.nodes]
     for i, (x, y) in enumerate(boxes):
         assert 0 <= x and x + NODE_W <= drawing.width and 0 <= y and y + NODE_H <= drawing.height
-        for x2, y2 in boxes[i + 1:]:
+        for x2, y2 in boxes[i + 1 :]:
             assert abs(x - x2) >= NODE_W or abs(y - y2) >= NODE_H  # no two nodes overlap
     assert drawing.height <= 30 * (NODE_H + 20) and drawing.layers >= 3
     labels = {e.label for e in drawing.edges}
@@ -42,7 +43,13 @@ def test_thirty_services_layout_is_readable():
 
 
 def test_a_dependency_cycle_cannot_hang_the_layout():
-    model = model_from_json({"name": "c", "services": {
-        "a": {"image": "x", "depends_on": {"b": {"condition": "service_started"}}},
-        "b": {"image": "x", "depends_on": {"a": {"condition": "service_started"}}}}})
+    model = model_from_json(
+        {
+            "name": "c",
+            "services": {
+                "a": {"image": "x", "depends_on": {"b": {"condition": "service_started"}}},
+                "b": {"image": "x", "depends_on": {"a": {"condition": "service_started"}}},
+            },
+        }
+    )
     assert len(layout(model, build_rows(model, None)).nodes) == 2

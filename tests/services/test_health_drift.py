@@ -55,8 +55,12 @@ def test_unhealthy_row_says_why_and_blocks_only_the_service_waiting_for_it(healt
 
     # The database comes up: api's condition is met, nothing is blocked any more.
     subprocess.run(["docker", "exec", f"{health_stack.project}-db-1", "touch", "/tmp/ready"], check=True)
-    wait_for(lambda: ">healthy<" in cell(client.get("/services").get_data(as_text=True), "db", "health"),
-             timeout=20, interval=0.3, message="db healthy")
+    wait_for(
+        lambda: ">healthy<" in cell(client.get("/services").get_data(as_text=True), "db", "health"),
+        timeout=20,
+        interval=0.3,
+        message="db healthy",
+    )
     health_stack.compose("up", "-d", "api")
     wait_state(client, "api", "running")
     html = client.get("/services").get_data(as_text=True)
@@ -64,25 +68,46 @@ def test_unhealthy_row_says_why_and_blocks_only_the_service_waiting_for_it(healt
 
 
 def _info(service: str, state: str, health: str = "", exit_code: int | None = None) -> ContainerInfo:
-    return ContainerInfo(id=service, name=service, service=service, number=1, state=state, health=health,
-                         exit_code=exit_code, started_at=None, finished_at=None, restart_count=0,
-                         image="img", image_id="sha256:a")
+    return ContainerInfo(
+        id=service,
+        name=service,
+        service=service,
+        number=1,
+        state=state,
+        health=health,
+        exit_code=exit_code,
+        started_at=None,
+        finished_at=None,
+        restart_count=0,
+        image="img",
+        image_id="sha256:a",
+    )
 
 
-@pytest.mark.parametrize(("condition", "dep", "blocked"), [
-    ("service_healthy", _info("dep", "running", "healthy"), False),
-    ("service_healthy", _info("dep", "running", "starting"), True),
-    ("service_healthy", _info("dep", "running", "unhealthy"), True),
-    ("service_completed_successfully", _info("dep", "exited", exit_code=0), False),
-    ("service_completed_successfully", _info("dep", "exited", exit_code=2), True),
-    ("service_completed_successfully", _info("dep", "running"), True),
-    ("service_started", _info("dep", "running"), False),
-    ("service_started", _info("dep", "created"), True),
-])
+@pytest.mark.parametrize(
+    ("condition", "dep", "blocked"),
+    [
+        ("service_healthy", _info("dep", "running", "healthy"), False),
+        ("service_healthy", _info("dep", "running", "starting"), True),
+        ("service_healthy", _info("dep", "running", "unhealthy"), True),
+        ("service_completed_successfully", _info("dep", "exited", exit_code=0), False),
+        ("service_completed_successfully", _info("dep", "exited", exit_code=2), True),
+        ("service_completed_successfully", _info("dep", "running"), True),
+        ("service_started", _info("dep", "running"), False),
+        ("service_started", _info("dep", "created"), True),
+    ],
+)
 @pytest.mark.parametrize("waiter", ["created", "running"])
 def test_blocked_by_names_only_an_unmet_condition(condition, dep, blocked, waiter):
-    model = model_from_json({"name": "p", "services": {
-        "dep": {"image": "img"}, "app": {"image": "img", "depends_on": {"dep": {"condition": condition}}}}})
+    model = model_from_json(
+        {
+            "name": "p",
+            "services": {
+                "dep": {"image": "img"},
+                "app": {"image": "img", "depends_on": {"dep": {"condition": condition}}},
+            },
+        }
+    )
     rows = {r.name: r for r in build_rows(model, [dep, _info("app", waiter)])}
     assert rows["app"].blocked_by == (("dep",) if blocked and waiter == "created" else ())
     assert rows["dep"].blocked_by == ()
@@ -133,14 +158,19 @@ def test_drift_after_env_change_until_recreated(health_stack, app_factory, monke
 def test_drift_when_the_image_tag_moved(make_stack, app_factory, busybox_image, docker_engine):
     tag = f"{PREFIX}-img:1"
     subprocess.run(["docker", "tag", busybox_image, tag], check=True)
-    proj = make_stack({"docker-compose.yml": f"""
+    proj = make_stack(
+        {
+            "docker-compose.yml": f"""
 services:
   app:
     image: {tag}
     pull_policy: never
     command: ["sleep", "3600"]
     stop_grace_period: 1s
-"""}, name="imgdrift")
+"""
+        },
+        name="imgdrift",
+    )
     try:
         app = app_for(app_factory, proj)
         client = sign_in(app, app.test_client(), "viewer")
@@ -157,8 +187,12 @@ services:
 
         wait_for(marked, timeout=20, interval=0.5, message="the image drift marker")
         proj.compose("up", "-d", "--force-recreate")
-        wait_for(lambda: "older image" not in client.get("/services").get_data(as_text=True), timeout=20,
-                 interval=0.5, message="the marker gone after recreate")
+        wait_for(
+            lambda: "older image" not in client.get("/services").get_data(as_text=True),
+            timeout=20,
+            interval=0.5,
+            message="the marker gone after recreate",
+        )
     finally:
         proj.compose("down", "-t", "0", check=False)
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)

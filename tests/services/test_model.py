@@ -22,10 +22,18 @@ def test_model_reads_what_the_table_needs(web_stack):
     stack = stack_from(web_stack.dir, {"project": web_stack.project})
     model = load_model(stack)
     assert model.service_names() == sorted(model.service_names()) or set(model.service_names()) == {
-        "db", "init", "web", "worker", "crashy", "idle"}
+        "db",
+        "init",
+        "web",
+        "worker",
+        "crashy",
+        "idle",
+    }
     web = model.require("web")
     assert [(d.service, d.condition) for d in web.depends_on] == [
-        ("db", "service_healthy"), ("init", "service_completed_successfully")]
+        ("db", "service_healthy"),
+        ("init", "service_completed_successfully"),
+    ]
     assert web.ports[0].host_ip == "127.0.0.1" and web.ports[0].container_port == "8080"
     assert web.ports[0].linkable and web.ports[0].protocol == "tcp"
     assert web.memory == 64 * 1024 * 1024
@@ -38,9 +46,14 @@ def test_model_reads_what_the_table_needs(web_stack):
 
 
 def test_include_and_override_files(make_stack):
-    proj = make_stack({"docker-compose.yml": stacks.INCLUDE_MAIN,
-                       "extra/compose.extra.yml": stacks.INCLUDE_EXTRA,
-                       "docker-compose.override.private.yml": stacks.OVERRIDE}, name="inc")
+    proj = make_stack(
+        {
+            "docker-compose.yml": stacks.INCLUDE_MAIN,
+            "extra/compose.extra.yml": stacks.INCLUDE_EXTRA,
+            "docker-compose.override.private.yml": stacks.OVERRIDE,
+        },
+        name="inc",
+    )
     plain = load_model(stack_from(proj.dir, {"project": proj.project}))
     assert set(plain.service_names()) == {"app", "sidecar"}
     assert plain.require("app").group == ""
@@ -77,7 +90,7 @@ def test_model_follows_file_changes(web_stack):
 
 
 def test_invalid_file_raises_with_compose_message(make_stack):
-    bad = "services:\n  web:\n    image: {image}\n    ports: [\"nope:x:y:z\"]\n"
+    bad = 'services:\n  web:\n    image: {image}\n    ports: ["nope:x:y:z"]\n'
     proj = make_stack({"docker-compose.yml": bad}, name="bad")
     with pytest.raises(ComposeFailed) as info:
         compose.config_json(stack_from(proj.dir, {"project": proj.project}))
@@ -85,8 +98,13 @@ def test_invalid_file_raises_with_compose_message(make_stack):
 
 
 def test_env_file_can_be_compared(make_stack, tmp_path):
-    proj = make_stack({"docker-compose.yml": "services:\n  a:\n    image: {image}\n    environment:\n"
-                                             "      X: ${X:-unset}\n", ".env": "X=old\n"}, name="env")
+    proj = make_stack(
+        {
+            "docker-compose.yml": "services:\n  a:\n    image: {image}\n    environment:\n      X: ${X:-unset}\n",
+            ".env": "X=old\n",
+        },
+        name="env",
+    )
     stack = stack_from(proj.dir, {"project": proj.project})
     draft = tmp_path / "draft.env"
     draft.write_text("X=new\n")
@@ -118,8 +136,9 @@ def test_second_action_on_a_stack_is_refused(web_stack):
 
 def test_run_streams_lines_and_times_out(web_stack):
     stack = stack_from(web_stack.dir, {"project": web_stack.project})
-    run = compose.start(stack, ["run", "--rm", "--no-deps", "idle", "sh", "-c", "echo one; sleep 30"],
-                        title="slow", timeout=3)
+    run = compose.start(
+        stack, ["run", "--rm", "--no-deps", "idle", "sh", "-c", "echo one; sleep 30"], title="slow", timeout=3
+    )
     assert run.wait(30)
     lines, count = run.lines_since(0)
     assert run.timed_out and run.exit_code == -1

@@ -53,8 +53,9 @@ def compose_text(image: str, generation: str = "1") -> str:
 
 
 def container(docker_engine, project: str, service: str):
-    found = docker_engine.containers.list(all=True, filters={"label": [
-        f"com.docker.compose.project={project}", f"com.docker.compose.service={service}"]})
+    found = docker_engine.containers.list(
+        all=True, filters={"label": [f"com.docker.compose.project={project}", f"com.docker.compose.service={service}"]}
+    )
     return found[0] if found else None
 
 
@@ -122,8 +123,7 @@ def test_row_menu_disables_what_would_stop_us(operator):
 
 
 @pytest.mark.parametrize("action", ["stop", "restart", "recreate"])
-def test_per_service_action_on_ourselves_is_refused(self_stack, self_app, operator, docker_engine,
-                                                    self_id, action):
+def test_per_service_action_on_ourselves_is_refused(self_stack, self_app, operator, docker_engine, self_id, action):
     before = started_at(docker_engine, self_stack.project, "stackpilot")
     r = operator.post(f"/services/stackpilot/{action}", headers={"HX-Request": "true"})
     assert r.status_code == 409
@@ -144,12 +144,12 @@ def test_stack_restart_leaves_us_running(self_stack, self_app, operator, docker_
     assert run.args == ["restart", "--", "web", "worker"]
     assert started_at(docker_engine, self_stack.project, "stackpilot") == ours
     assert started_at(docker_engine, self_stack.project, "web") != web
-    assert any(a == "stack.restart" and res == "ok" and "not restarted" in d
-               for a, _, res, d in audit(self_app))
+    assert any(a == "stack.restart" and res == "ok" and "not restarted" in d for a, _, res, d in audit(self_app))
 
 
-def test_stack_up_does_not_recreate_us_even_when_our_config_changed(self_stack, self_app, operator,
-                                                                     docker_engine, busybox_image, self_id):
+def test_stack_up_does_not_recreate_us_even_when_our_config_changed(
+    self_stack, self_app, operator, docker_engine, busybox_image, self_id
+):
     self_stack.compose("rm", "-f", "-s", "worker")
     self_stack.write("docker-compose.yml", compose_text(busybox_image, generation="2"))
     run = finish(operator.post("/stack/up", data={"profiles": "1"}))
@@ -163,8 +163,9 @@ def test_stack_up_does_not_recreate_us_even_when_our_config_changed(self_stack, 
 
 def test_stack_down_removes_the_others_and_keeps_us(self_stack, self_app, operator, docker_engine, self_id):
     project = self_stack.project
-    anonymous = [m["Name"] for m in container(docker_engine, project, "web").attrs["Mounts"]
-                 if m["Destination"] == "/scratch"][0]
+    anonymous = [
+        m["Name"] for m in container(docker_engine, project, "web").attrs["Mounts"] if m["Destination"] == "/scratch"
+    ][0]
     run = finish(operator.post("/stack/down", data={"volumes": "delete"}))
     assert run.ok, run.lines_since(0)[0]
     assert run.args[:4] == ["rm", "-f", "-s", "-v"] and "stackpilot" not in run.args
@@ -186,8 +187,7 @@ def test_stack_down_removes_the_others_and_keeps_us(self_stack, self_app, operat
     assert container(docker_engine, project, "stackpilot").id == self_id
 
 
-def test_recreate_of_several_skips_us_and_alone_is_refused(self_stack, self_app, operator, docker_engine,
-                                                          self_id):
+def test_recreate_of_several_skips_us_and_alone_is_refused(self_stack, self_app, operator, docker_engine, self_id):
     web = container(docker_engine, self_stack.project, "web").id
     run = finish(operator.post("/stack/recreate", data={"service": ["stackpilot", "web"]}))
     assert run.ok and run.args == ["up", "-d", "--force-recreate", "--no-deps", "--", "web"]

@@ -22,8 +22,7 @@ def open_term(server, session, query: str = "s=box") -> Term:
 
 def audit(server) -> list[tuple[str, str, str, str]]:
     store = Store(Path(server.data_dir) / "stackpilot.sqlite3")
-    return [(e.username, e.action, e.target, e.detail) for e in store.audit_events(50)
-            if e.action.startswith("shell.")]
+    return [(e.username, e.action, e.target, e.detail) for e in store.audit_events(50) if e.action.startswith("shell.")]
 
 
 def test_echo_resize_and_audit(shell_server, box):

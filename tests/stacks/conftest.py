@@ -13,8 +13,10 @@ import pytest
 from tests.conftest import PREFIX
 from tests.conftest import compose_bin
 
-SLEEPER = ("services:\n  {service}:\n    image: {image}\n    command: ['sh', '-c', 'while true; do echo {service}-says-hi; "
-           "sleep 0.3; done']\n    stop_grace_period: 1s\n")
+SLEEPER = (
+    "services:\n  {service}:\n    image: {image}\n    command: ['sh', '-c', 'while true; do echo {service}-says-hi; "
+    "sleep 0.3; done']\n    stop_grace_period: 1s\n"
+)
 
 
 @dataclass
@@ -23,8 +25,13 @@ class RootStack:
     project: str
 
     def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run([*compose_bin(), "--project-directory", str(self.dir), "-p", self.project, *args],
-                              capture_output=True, text=True, check=check, timeout=120)
+        return subprocess.run(
+            [*compose_bin(), "--project-directory", str(self.dir), "-p", self.project, *args],
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=120,
+        )
 
 
 @pytest.fixture
@@ -49,8 +56,11 @@ def stacks_root(tmp_path_factory, busybox_image):
         if stack.dir.is_dir():
             stack.compose("down", "-v", "--remove-orphans", "-t", "0", check=False)
         else:
-            ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={stack.project}"],
-                                 capture_output=True, text=True).stdout.split()
+            ids = subprocess.run(
+                ["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={stack.project}"],
+                capture_output=True,
+                text=True,
+            ).stdout.split()
             if ids:
                 subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
             subprocess.run(["docker", "network", "rm", f"{stack.project}_default"], capture_output=True)

@@ -23,8 +23,14 @@ def test_two_stacks_actions_and_logs_and_a_limited_viewer(server_factory, stacks
         r = admin.post(f"{server.url}/s/{stack.project}/stack/up", timeout=30)
         assert r.status_code == 200, r.text[:300]
     for stack in (a, b):
-        wait_for(lambda s=stack: "1 running" in admin.get(server.url + "/", timeout=30).text.split(
-            f'id="stack-{s.project}"')[1].split("</tr>")[0], timeout=60, message=f"{stack.project} running")
+        wait_for(
+            lambda s=stack: (
+                "1 running"
+                in admin.get(server.url + "/", timeout=30).text.split(f'id="stack-{s.project}"')[1].split("</tr>")[0]
+            ),
+            timeout=60,
+            message=f"{stack.project} running",
+        )
 
     for stack in (a, b):  # each stack's socket streams that stack's own container
         reader = Reader(server.ws_connect(f"/s/{stack.project}/logs/-/ws?s=talker&tail=5", admin))

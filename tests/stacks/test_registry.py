@@ -14,22 +14,40 @@ from app.stack.registry import projects_from_containers
 from app.store import Store
 
 
-def _row(project, state="running", status="Up 3 minutes", name="c", workdir="/srv/x", files="/srv/x/compose.yaml",
-         oneoff="False"):
-    return {"Names": [f"/{name}"], "State": state, "Status": status, "Labels": {
-        "com.docker.compose.project": project, "com.docker.compose.project.working_dir": workdir,
-        "com.docker.compose.project.config_files": files, "com.docker.compose.oneoff": oneoff}}
+def _row(
+    project,
+    state="running",
+    status="Up 3 minutes",
+    name="c",
+    workdir="/srv/x",
+    files="/srv/x/compose.yaml",
+    oneoff="False",
+):
+    return {
+        "Names": [f"/{name}"],
+        "State": state,
+        "Status": status,
+        "Labels": {
+            "com.docker.compose.project": project,
+            "com.docker.compose.project.working_dir": workdir,
+            "com.docker.compose.project.config_files": files,
+            "com.docker.compose.oneoff": oneoff,
+        },
+    }
 
 
 def test_projects_from_one_listing_count_states_and_name_problems():
-    seen = projects_from_containers([
-        _row("media", name="jellyfin"), _row("media", "exited", "Exited (1) 2 minutes ago", name="sonarr"),
-        _row("media", "running", "Up 1 hour (unhealthy)", name="radarr"),
-        _row("media", "exited", "Exited (0) 1 minute ago", name="init"),
-        _row("db", "restarting", "Restarting (1) 2 seconds ago", name="pg", workdir="/srv/db", files=""),
-        _row("db", name="run-once", oneoff="True"),
-        {"Names": ["/plain"], "State": "running", "Status": "Up", "Labels": {}},
-    ])
+    seen = projects_from_containers(
+        [
+            _row("media", name="jellyfin"),
+            _row("media", "exited", "Exited (1) 2 minutes ago", name="sonarr"),
+            _row("media", "running", "Up 1 hour (unhealthy)", name="radarr"),
+            _row("media", "exited", "Exited (0) 1 minute ago", name="init"),
+            _row("db", "restarting", "Restarting (1) 2 seconds ago", name="pg", workdir="/srv/db", files=""),
+            _row("db", name="run-once", oneoff="True"),
+            {"Names": ["/plain"], "State": "running", "Status": "Up", "Labels": {}},
+        ]
+    )
     assert set(seen) == {"media", "db"}
     media = seen["media"]
     assert media.states == {"running": 2, "exited": 2} and media.containers == 4
@@ -51,8 +69,9 @@ def test_root_folder_engine_projects_and_limits(tmp_path):
     assert reg.get("edge").project == "edge" and reg.get("edge").reachable
     assert reg.default() is None  # two stacks with folders: no implicit default
 
-    seen = projects_from_containers([_row("edge", workdir=str(root / "proxy")), _row("ai", workdir="/elsewhere",
-                                                                                    files="/elsewhere/compose.yml")])
+    seen = projects_from_containers(
+        [_row("edge", workdir=str(root / "proxy")), _row("ai", workdir="/elsewhere", files="/elsewhere/compose.yml")]
+    )
     new = reg.sync_engine("local", seen)
     assert [(e.slug, e.source, e.files) for e in new] == [("ai", "engine", ("compose.yml",))]
     assert not reg.get("ai").reachable and "not reachable" in reg.get("ai").what_to_add()
@@ -81,13 +100,16 @@ def test_default_stack_is_the_env_folder_first(tmp_path):
     assert reg.ensure_default() == entry and len(reg.all()) == 1
 
 
-@pytest.mark.parametrize(("name", "text", "message"), [
-    ("ok-name", "", "Paste a compose file"),
-    ("ok-name", "services: [a,\n", "not valid YAML (line"),
-    ("ok-name", "just: text\n", "top-level services:"),
-    ("Bad Name", "services: {}\n", "lowercase letters"),
-    ("taken", "services: {}\n", "exists already"),
-])
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("ok-name", "", "Paste a compose file"),
+        ("ok-name", "services: [a,\n", "not valid YAML (line"),
+        ("ok-name", "just: text\n", "top-level services:"),
+        ("Bad Name", "services: {}\n", "lowercase letters"),
+        ("taken", "services: {}\n", "exists already"),
+    ],
+)
 def test_pasted_compose_file_refusals_write_nothing(tmp_path, name, text, message):
     root = tmp_path / "stacks"
     (root / "taken").mkdir(parents=True)
@@ -106,8 +128,23 @@ def test_clone_refuses_option_urls_and_cleans_up_a_failed_clone(tmp_path):
         reg.create_from_git("x", "--upload-pack=touch /tmp/pwned")
     empty = tmp_path / "empty-repo"
     subprocess.run(["git", "init", "-q", str(empty)], check=True)
-    subprocess.run(["git", "-C", str(empty), "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q",
-                    "--allow-empty", "-m", "empty"], check=True)
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(empty),
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "user.name=t",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "empty",
+        ],
+        check=True,
+    )
     with pytest.raises(InvalidInput) as info:
         reg.create_from_git("x", str(empty))
     assert "no compose file" in info.value.message
@@ -177,8 +214,9 @@ def test_pages_discovering_one_project_at_once_register_it_once(tmp_path):
 
     reg = StackRegistry(Store(tmp_path / "db.sqlite3"))
     with ThreadPoolExecutor(max_workers=8) as pool:
-        slugs = set(pool.map(lambda _: reg.add(project="media", directory="/srv/media", source="engine").slug,
-                             range(16)))
+        slugs = set(
+            pool.map(lambda _: reg.add(project="media", directory="/srv/media", source="engine").slug, range(16))
+        )
     assert slugs == {"media"} and [e.slug for e in reg.all()] == ["media"]
 
 
@@ -192,10 +230,16 @@ def test_an_uploaded_compose_file_becomes_a_stack(app_factory, dead_docker_host,
     app = app_factory(docker_host=dead_docker_host, STACKPILOT_STACKS_DIR=str(root))
     admin = sign_in(app, app.test_client())
     text = b"services:\n  web:\n    image: nginx\n"
-    r = admin.post("/stacks/new", data={"name": "web", "file": (io.BytesIO(text), "compose.yaml")},
-                   content_type="multipart/form-data")
+    r = admin.post(
+        "/stacks/new",
+        data={"name": "web", "file": (io.BytesIO(text), "compose.yaml")},
+        content_type="multipart/form-data",
+    )
     assert r.status_code == 303 and r.headers["Location"] == "/s/web/services"
     assert (root / "web" / "compose.yaml").read_bytes() == text
-    bad = admin.post("/stacks/new", data={"name": "bin", "file": (io.BytesIO(b"\xff\xfe"), "x.yaml")},
-                     content_type="multipart/form-data")
+    bad = admin.post(
+        "/stacks/new",
+        data={"name": "bin", "file": (io.BytesIO(b"\xff\xfe"), "x.yaml")},
+        content_type="multipart/form-data",
+    )
     assert bad.status_code == 422 and not (root / "bin").exists()

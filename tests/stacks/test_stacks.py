@@ -25,7 +25,7 @@ def _home(client) -> str:
 
 def _row(html: str, slug: str) -> str:
     start = html.index(f'id="stack-{slug}"')
-    return html[start: html.index("</tr>", start)]
+    return html[start : html.index("</tr>", start)]
 
 
 def test_home_lists_projects_the_host_cli_started_and_opens_them(app_factory, stacks_root):
@@ -53,11 +53,14 @@ def test_stack_whose_files_are_gone_is_shown_from_its_containers(app_factory, st
     assert r.status_code == 302 and r.headers["Location"].endswith(f"/s/{one.project}/containers")
     page = operator.get(f"/s/{one.project}/containers").get_data(as_text=True)
     assert "not reachable from Stackpilot" in page and "Mount that folder" in page and "running" in page
-    cid = re.search(r'/containers/([0-9a-f]{64})/stop', page)[1]
+    cid = re.search(r"/containers/([0-9a-f]{64})/stop", page)[1]
     r = operator.post(f"/s/{one.project}/containers/{cid}/stop", headers={"HX-Request": "true"})
     assert r.headers["HX-Redirect"] == f"/s/{one.project}/containers"
-    wait_for(lambda: "exited" in operator.get(f"/s/{one.project}/containers").get_data(as_text=True),
-             timeout=20, message="container stopped")
+    wait_for(
+        lambda: "exited" in operator.get(f"/s/{one.project}/containers").get_data(as_text=True),
+        timeout=20,
+        message="container stopped",
+    )
     assert operator.post(f"/s/{one.project}/containers/{'0' * 64}/start").status_code == 404
     # logs still come from the engine's labels
     assert "talker" in operator.get(f"/s/{one.project}/logs/").get_data(as_text=True)
@@ -104,8 +107,11 @@ def test_root_folder_of_three_stacks_pasted_file_and_git_mirror(app_factory, sta
     assert (root / cloned / ".env.example").is_file() and (root / cloned / ".git").is_dir()
     assert cloned in _home(admin)
     audit = app.extensions["stackpilot.store"].select("SELECT action, stack FROM audit ORDER BY id")
-    assert [tuple(r) for r in audit] == [("stack.forget", three[0].project), ("stack.create", name),
-                                         ("stack.clone", cloned)]
+    assert [tuple(r) for r in audit] == [
+        ("stack.forget", three[0].project),
+        ("stack.create", name),
+        ("stack.clone", cloned),
+    ]
 
 
 def test_two_stacks_actions_and_per_stack_roles(app_factory, stacks_root):
@@ -118,8 +124,9 @@ def test_two_stacks_actions_and_per_stack_roles(app_factory, stacks_root):
         r = admin.post(f"/s/{stack.project}/stack/up")
         assert r.status_code == 200, r.get_data(as_text=True)[:300]
     for stack in (a, b):
-        wait_for(lambda s=stack: "1 running" in _row(_home(admin), s.project), timeout=60,
-                 message=f"{stack.project} up")
+        wait_for(
+            lambda s=stack: "1 running" in _row(_home(admin), s.project), timeout=60, message=f"{stack.project} up"
+        )
     rows = store.select("SELECT action, stack FROM audit WHERE action = 'stack.up' ORDER BY id")
     wait_for(lambda: len(store.select("SELECT 1 FROM audit WHERE action = 'stack.up'")) == 2, message="audit rows")
     rows = store.select("SELECT stack FROM audit WHERE action = 'stack.up' ORDER BY stack")

@@ -40,9 +40,7 @@ def ensure_busybox_image(name: str = BUSYBOX_IMAGE) -> str:
         for d in ("bin", "tmp", "etc", "proc", "sys", "dev", "var/www"):
             (root / d).mkdir(parents=True, exist_ok=True)
         shutil.copy2(busybox, root / "bin" / "busybox")
-        applets = subprocess.run(
-            [busybox, "--list"], capture_output=True, text=True, check=True
-        ).stdout.split()
+        applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout.split()
         for applet in applets:
             link = root / "bin" / applet
             if not link.exists():
@@ -50,7 +48,7 @@ def ensure_busybox_image(name: str = BUSYBOX_IMAGE) -> str:
         (root / "etc" / "passwd").write_text("root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n")
         (root / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
         os.chmod(root / "tmp", 0o1777)
-        _import_dir(root, name, ['ENV PATH=/bin', 'CMD ["sh"]'])
+        _import_dir(root, name, ["ENV PATH=/bin", 'CMD ["sh"]'])
     return name
 
 
@@ -76,16 +74,27 @@ def ensure_python_base_image(name: str = PYTHON_BASE_IMAGE) -> str:
         root = Path(tmp) / "root"
         subprocess.run(
             [
-                "debootstrap", "--variant=minbase",
+                "debootstrap",
+                "--variant=minbase",
                 "--include=python3,python3-venv,python3-pip,ca-certificates",
-                "bookworm", str(root), apt_mirror(),
+                "bookworm",
+                str(root),
+                apt_mirror(),
             ],
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
         shutil.rmtree(root / "var" / "cache" / "apt" / "archives", ignore_errors=True)
         shutil.rmtree(root / "var" / "lib" / "apt" / "lists", ignore_errors=True)
-        _import_dir(root, name, ["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                                 "ENV LANG=C.UTF-8", 'CMD ["python3"]'])
+        _import_dir(
+            root,
+            name,
+            [
+                "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "ENV LANG=C.UTF-8",
+                'CMD ["python3"]',
+            ],
+        )
     return name
 
 

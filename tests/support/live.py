@@ -94,12 +94,14 @@ class LiveServer:
     def start(self, timeout: float = 15.0) -> LiveServer:
         self.port = self.port or free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("STACKPILOT_", "MANAGEMENT_"))}
-        env.update({
-            "STACKPILOT_HOST": "127.0.0.1",
-            "STACKPILOT_PORT": str(self.port),
-            "STACKPILOT_DATA_DIR": str(self.data_dir),
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "STACKPILOT_HOST": "127.0.0.1",
+                "STACKPILOT_PORT": str(self.port),
+                "STACKPILOT_DATA_DIR": str(self.data_dir),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         env.update(self.env)
         self.log_path = Path(self.data_dir) / "server.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
@@ -137,16 +139,21 @@ class LiveServer:
         s = requests.Session()
         page = s.get(self.url + "/login", timeout=10)
         token = CSRF_RE.search(page.text).group(1)
-        r = s.post(self.url + "/login", data={"username": username, "password": TEST_PASSWORD,
-                                              "csrf_token": token}, timeout=30, allow_redirects=False)
+        r = s.post(
+            self.url + "/login",
+            data={"username": username, "password": TEST_PASSWORD, "csrf_token": token},
+            timeout=30,
+            allow_redirects=False,
+        )
         assert r.status_code in (302, 303), f"login failed: {r.status_code} {r.text[:300]}"
         home = s.get(self.url + "/", timeout=10)
         s.csrf = CSRF_RE.search(home.text).group(1)
         s.headers.update({"X-CSRF-Token": s.csrf, "Origin": self.url})
         return s
 
-    def ws_connect(self, path: str, session: requests.Session | None = None,
-                   origin: str | None = None, **kwargs) -> WSClient:
+    def ws_connect(
+        self, path: str, session: requests.Session | None = None, origin: str | None = None, **kwargs
+    ) -> WSClient:
         """A real WebSocket client connected to path, with session's cookie and our Origin."""
         return WSClient.connect(self.ws_url(path), headers=self.ws_headers(session, origin), **kwargs)
 

@@ -21,7 +21,6 @@ def shoot(page, name: str, height: int = 900) -> None:
         for width in WIDTHS:
             page.set_viewport_size({"width": width, "height": height})
             page.evaluate("window.scrollTo(0, 0)")
-            page.screenshot(path=str(folder / f"{name}-{scheme}-{width}.png"), full_page=True,
-                            caret="initial")
+            page.screenshot(path=str(folder / f"{name}-{scheme}-{width}.png"), full_page=True, caret="initial")
     page.emulate_media(color_scheme="light")
     page.set_viewport_size({"width": 1280, "height": 800})

@@ -104,19 +104,32 @@ class Recipe:
 def _from_dict(data: dict) -> Recipe:
     variables = data.get("variables") or {}
     steps = tuple(
-        PrepareStep(s["id"], s.get("title", s["id"]), s["action"],
-                    {k: v for k, v in s.items() if k not in ("id", "title", "action")})
+        PrepareStep(
+            s["id"],
+            s.get("title", s["id"]),
+            s["action"],
+            {k: v for k, v in s.items() if k not in ("id", "title", "action")},
+        )
         for s in data.get("prepare") or ()
     )
     match = data.get("match") or {}
     return Recipe(
-        name=data["name"], title=data.get("title", data["name"]), source=data.get("source", ""),
-        match_files=tuple(match.get("files", ())), match_env_keys=tuple(match.get("env_keys", ())),
-        project=data.get("project", ""), compose_files=tuple(data.get("compose_files", ())),
-        overrides=dict(data.get("overrides") or {}), default_override=data.get("default_override", ""),
-        profiles=tuple(data.get("profiles", ())), env_copies=tuple(data.get("env_copies", ())),
-        start_chain=tuple(data.get("start_chain", ())), min_ram_gib=int(data.get("min_ram_gib", 0)),
-        prepare=steps, hostnames=tuple(data.get("hostnames", ())), email=data.get("email", ""),
+        name=data["name"],
+        title=data.get("title", data["name"]),
+        source=data.get("source", ""),
+        match_files=tuple(match.get("files", ())),
+        match_env_keys=tuple(match.get("env_keys", ())),
+        project=data.get("project", ""),
+        compose_files=tuple(data.get("compose_files", ())),
+        overrides=dict(data.get("overrides") or {}),
+        default_override=data.get("default_override", ""),
+        profiles=tuple(data.get("profiles", ())),
+        env_copies=tuple(data.get("env_copies", ())),
+        start_chain=tuple(data.get("start_chain", ())),
+        min_ram_gib=int(data.get("min_ram_gib", 0)),
+        prepare=steps,
+        hostnames=tuple(data.get("hostnames", ())),
+        email=data.get("email", ""),
         kinds={k: kind_from_recipe(v) for k, v in variables.items()},
         notes={k: v["note"] for k, v in variables.items() if v.get("note")},
     )

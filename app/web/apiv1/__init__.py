@@ -35,15 +35,31 @@ log = logging.getLogger(__name__)
 bp = Blueprint("apiv1", __name__, url_prefix="/api/v1")
 PROBLEM = "application/problem+json"
 PROBLEM_BASE = "/api/v1/reference#problem-"
-HTTP_TITLES = {400: "Bad request", 401: "Authentication needed", 403: "Not allowed", 404: "Not found",
-               405: "Method not allowed", 409: "Conflict", 413: "Too large", 415: "Unsupported media type",
-               422: "Check the input", 428: "Precondition required", 429: "Too many requests"}
+HTTP_TITLES = {
+    400: "Bad request",
+    401: "Authentication needed",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Too large",
+    415: "Unsupported media type",
+    422: "Check the input",
+    428: "Precondition required",
+    429: "Too many requests",
+}
 
 
 def problem(status: int, title: str, detail: str, kind: str = "", headers: dict | None = None, **extra):
     """An RFC 9457 problem document."""
-    body = {"type": PROBLEM_BASE + kind if kind else "about:blank", "title": title, "status": status,
-            "detail": detail, "instance": request.path, **extra}
+    body = {
+        "type": PROBLEM_BASE + kind if kind else "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request.path,
+        **extra,
+    }
     response = jsonify(body)
     response.status_code = status
     response.mimetype = PROBLEM
@@ -74,9 +90,14 @@ def _http_error(e: HTTPException):
     headers = {}
     if code == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="stackpilot"'
-    detail = e.description if code not in (404, 405) else {
-        404: "There is nothing at this address (or it is not yours to see).",
-        405: "This address does not accept that method."}[code]
+    detail = (
+        e.description
+        if code not in (404, 405)
+        else {
+            404: "There is nothing at this address (or it is not yours to see).",
+            405: "This address does not accept that method.",
+        }[code]
+    )
     if code == 401:
         detail = "Send `Authorization: Bearer <token>` (make one on your account page) or sign in."
     return problem(code, HTTP_TITLES.get(code, e.name), detail, headers=headers)
@@ -103,9 +124,13 @@ def bearer_gate():
     plain = request.headers.get("Authorization", "")[7:].strip()
     found = tokens.authenticate(store(), current_app.secret_key, plain, address)
     if found is None:
-        return problem(401, "Authentication needed",
-                       "The token is unknown, revoked or expired.", "invalid-token",
-                       {"WWW-Authenticate": 'Bearer realm="stackpilot", error="invalid_token"'})
+        return problem(
+            401,
+            "Authentication needed",
+            "The token is unknown, revoked or expired.",
+            "invalid-token",
+            {"WWW-Authenticate": 'Bearer realm="stackpilot", error="invalid_token"'},
+        )
     token, user = found
     g.user, g.api_token = user, token
     limits()["token"].hit(f"token:{token.id}")
@@ -133,10 +158,13 @@ def actor() -> str:
 
 def init_app(app: Flask) -> None:
     per_token = int(app.config.get("API_RATE_LIMIT") or os.environ.get("STACKPILOT_API_RATE_LIMIT", "300"))
-    per_address = int(app.config.get("API_ADDRESS_LIMIT") or os.environ.get("STACKPILOT_API_ADDRESS_LIMIT",
-                                                                             str(per_token * 2)))
-    app.extensions["stackpilot.api_limits"] = {"token": tokens.RateLimit(per_token),
-                                               "address": tokens.RateLimit(per_address)}
+    per_address = int(
+        app.config.get("API_ADDRESS_LIMIT") or os.environ.get("STACKPILOT_API_ADDRESS_LIMIT", str(per_token * 2))
+    )
+    app.extensions["stackpilot.api_limits"] = {
+        "token": tokens.RateLimit(per_token),
+        "address": tokens.RateLimit(per_address),
+    }
     app.extensions["stackpilot.bearer_gate"] = bearer_gate
     from app.web.apiv1 import account
     from app.web.apiv1 import metrics

@@ -39,8 +39,14 @@ def create():
     form = request.form
     days = form.get("days", "")
     try:
-        plain, token = tokens.create(store(), current_app.secret_key, g.user, form.get("name", ""),
-                                     form.get("role", "viewer"), int(days) if days.isdigit() else None)
+        plain, token = tokens.create(
+            store(),
+            current_app.secret_key,
+            g.user,
+            form.get("name", ""),
+            form.get("role", "viewer"),
+            int(days) if days.isdigit() else None,
+        )
     except InvalidInput as e:
         return render_template("auth/account.html", error=None, done=False, token_error=e.message), 422
     store().audit(g.user.username, "token.create", token.name, detail=f"role {token.role}")

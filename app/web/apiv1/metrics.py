@@ -64,19 +64,22 @@ class Durations:
             entry[2] += seconds
 
     def lines(self) -> list[str]:
-        out = ["# HELP stackpilot_http_request_duration_seconds Time to answer a request, by route.",
-               "# TYPE stackpilot_http_request_duration_seconds histogram"]
+        out = [
+            "# HELP stackpilot_http_request_duration_seconds Time to answer a request, by route.",
+            "# TYPE stackpilot_http_request_duration_seconds histogram",
+        ]
         with self._lock:
             items = sorted((k, [list(v[0]), v[1], v[2]]) for k, v in self._data.items())
         for (method, route), (counts, count, total) in items:
             running = 0
             for bound, n in zip((*BUCKETS, "+Inf"), counts, strict=True):
                 running += n
-                out.append(f"stackpilot_http_request_duration_seconds_bucket"
-                           f"{_labels(method=method, route=route, le=str(bound))} {running}")
+                out.append(
+                    f"stackpilot_http_request_duration_seconds_bucket"
+                    f"{_labels(method=method, route=route, le=str(bound))} {running}"
+                )
             out.append(f"stackpilot_http_request_duration_seconds_count{_labels(method=method, route=route)} {count}")
-            out.append(f"stackpilot_http_request_duration_seconds_sum{_labels(method=method, route=route)} "
-                       f"{total:.6f}")
+            out.append(f"stackpilot_http_request_duration_seconds_sum{_labels(method=method, route=route)} {total:.6f}")
         return out
 
 
@@ -84,8 +87,9 @@ def _family(out: list[str], name: str, kind: str, help_text: str, samples: list[
     out.append(f"# HELP {name} {help_text}")
     out.append(f"# TYPE {name} {kind}")
     for labels, value in samples:
-        out.append(f"{name}{_labels(**labels)} {value:g}" if isinstance(value, float) else
-                   f"{name}{_labels(**labels)} {value}")
+        out.append(
+            f"{name}{_labels(**labels)} {value:g}" if isinstance(value, float) else f"{name}{_labels(**labels)} {value}"
+        )
 
 
 def _allowed() -> bool:
@@ -142,18 +146,25 @@ def metrics():
     _family(out, "stackpilot_engine_up", "gauge", "1 when the stack's engine answered.", up)
     _family(out, "stackpilot_container_state", "gauge", "1 for the container's current state.", state)
     _family(out, "stackpilot_container_health", "gauge", "1 for the container's healthcheck result.", health)
-    _family(out, "stackpilot_container_restarts", "gauge", "Restarts the engine counted for the container.",
-            restarts)
+    _family(out, "stackpilot_container_restarts", "gauge", "Restarts the engine counted for the container.", restarts)
     _family(out, "stackpilot_container_cpu_percent", "gauge", "CPU of the last sample (100 = one core).", cpu)
     _family(out, "stackpilot_container_memory_bytes", "gauge", "Memory of the last sample.", mem)
     where = " OR ".join("action LIKE ?" for _ in RUN_ACTIONS)
-    rows = store().select(f"SELECT action, result, COUNT(*) AS n FROM audit WHERE ({where}) "
-                          "AND result NOT LIKE 'asked%' GROUP BY action, result ORDER BY action, result", RUN_ACTIONS)
+    rows = store().select(
+        f"SELECT action, result, COUNT(*) AS n FROM audit WHERE ({where}) "
+        "AND result NOT LIKE 'asked%' GROUP BY action, result ORDER BY action, result",
+        RUN_ACTIONS,
+    )
     runs = [({"action": r["action"], "result": r["result"].split(":")[0].split(" (")[0]}, r["n"]) for r in rows]
     _family(out, "stackpilot_compose_runs_total", "counter", "Compose actions by action and result.", runs)
     shares = current_app.extensions["stackpilot.shares"]
-    _family(out, "stackpilot_open_streams", "gauge", "Open log sockets and terminals.",
-            [({"kind": "logs"}, shares.held("logs")), ({"kind": "terminal"}, shares.held("terminal"))])
+    _family(
+        out,
+        "stackpilot_open_streams",
+        "gauge",
+        "Open log sockets and terminals.",
+        [({"kind": "logs"}, shares.held("logs")), ({"kind": "terminal"}, shares.held("terminal"))],
+    )
     out += current_app.extensions["stackpilot.durations"].lines()
     response = Response("\n".join(out) + "\n")
     response.headers["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"

@@ -121,18 +121,31 @@ def _iso(ts: float | None) -> str | None:
 
 def row_json(row: Row, now: float) -> dict:
     return {
-        "name": row.name, "group": row.group or DEFAULT_GROUP, "state": row.state, "status": row.word,
-        "health": row.health or None, "health_output": row.health_output or None, "health_exit": row.health_exit,
+        "name": row.name,
+        "group": row.group or DEFAULT_GROUP,
+        "state": row.state,
+        "status": row.word,
+        "health": row.health or None,
+        "health_output": row.health_output or None,
+        "health_exit": row.health_exit,
         "image": row.image,
-        "ports": [{"host_ip": p.host_ip, "host_port": p.host_port, "container_port": p.container_port,
-                   "protocol": p.protocol} for p in row.ports],
+        "ports": [
+            {"host_ip": p.host_ip, "host_port": p.host_port, "container_port": p.container_port, "protocol": p.protocol}
+            for p in row.ports
+        ],
         "uptime_seconds": round(row.uptime, 1) if row.uptime is not None else None,
-        "restarts": row.restarts, "running": row.running, "replicas": row.replicas,
+        "restarts": row.restarts,
+        "running": row.running,
+        "replicas": row.replicas,
         "cpu_percent": round(row.cpu, 2) if row.cpu is not None else None,
-        "memory_bytes": row.mem_used, "memory_limit_bytes": row.mem_limit or None,
+        "memory_bytes": row.mem_used,
+        "memory_limit_bytes": row.mem_limit or None,
         "sample_age_seconds": round(now - row.sample_at, 2) if row.sample_at else None,
-        "containers": list(row.containers), "depends_on": list(row.depends_on), "active": row.active,
-        "blocked_by": list(row.blocked_by), "drift": list(row.drift),
+        "containers": list(row.containers),
+        "depends_on": list(row.depends_on),
+        "active": row.active,
+        "blocked_by": list(row.blocked_by),
+        "drift": list(row.drift),
     }
 
 
@@ -142,10 +155,19 @@ def run_json(run: compose.Run, offset: int = 0, slug: str | None = None) -> dict
     status = "running" if not done else ("succeeded" if run.ok else ("timed_out" if run.timed_out else "failed"))
     if slug is None:
         slug = current_entry().slug if current_entry() is not None else "-"
-    return {"id": run.id, "title": run.title, "status": status, "exit_code": run.exit_code, "user": run.user,
-            "started_at": _iso(run.started_at), "finished_at": _iso(run.finished_at),
-            "lines": lines, "offset": offset, "next_offset": count,
-            "url": url_for("apiv1.run", stack=slug, run_id=run.id)}
+    return {
+        "id": run.id,
+        "title": run.title,
+        "status": status,
+        "exit_code": run.exit_code,
+        "user": run.user,
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+        "lines": lines,
+        "offset": offset,
+        "next_offset": count,
+        "url": url_for("apiv1.run", stack=slug, run_id=run.id),
+    }
 
 
 def _audit_when_done(action: str, target: str, detail: str = ""):
@@ -162,15 +184,17 @@ def _start(stack, args, title: str, action: str, target: str, detail: str = "", 
     """Start a Compose run; 202 with it (200 when ?wait= saw it finish)."""
     user = actor()
     try:
-        run = compose.start(stack, list(args), title=title, user=user,
-                            on_done=_audit_when_done(action, target, detail))
+        run = compose.start(stack, list(args), title=title, user=user, on_done=_audit_when_done(action, target, detail))
     except StackBusy:
         store().audit(user, action, target, "refused: busy", detail)
         raise
     if request.headers.get("HX-Request"):  # the table's group buttons: the pages' progress panel
         lines, after = run.lines_since(0)
-        return render_template("services/_progress.html", run=run, lines=lines, after=after), 200, {
-            "HX-Trigger": "services-changed"}
+        return (
+            render_template("services/_progress.html", run=run, lines=lines, after=after),
+            200,
+            {"HX-Trigger": "services-changed"},
+        )
     wait = _int("wait", 0, 0, MAX_WAIT)
     if wait:
         run.wait(wait)
@@ -178,8 +202,14 @@ def _start(stack, args, title: str, action: str, target: str, detail: str = "", 
     if run.done and "services" in extra:
         engine_containers.forget()
         states = {r.name: r for r in _snapshot().rows}
-        body["services"] = [{"name": n, "state": states[n].state if n in states else "unknown",
-                             "health": states[n].health or None if n in states else None} for n in extra["services"]]
+        body["services"] = [
+            {
+                "name": n,
+                "state": states[n].state if n in states else "unknown",
+                "health": states[n].health or None if n in states else None,
+            }
+            for n in extra["services"]
+        ]
     response = jsonify(body)
     response.status_code = 200 if run.done else 202
     response.headers["Location"] = body["run"]["url"]
@@ -196,9 +226,16 @@ def _refused(action: str, target: str, e: Exception):
 def stacks():
     out = []
     for entry in visible_entries():
-        out.append({"name": entry.slug, "project": entry.project or None, "engine": entry.engine,
-                    "directory": entry.directory or None, "source": entry.source,
-                    "url": url_for("apiv1.stack_status", stack=entry.slug)})
+        out.append(
+            {
+                "name": entry.slug,
+                "project": entry.project or None,
+                "engine": entry.engine,
+                "directory": entry.directory or None,
+                "source": entry.source,
+                "url": url_for("apiv1.stack_status", stack=entry.slug),
+            }
+        )
     return jsonify({"stacks": out})
 
 
@@ -209,14 +246,19 @@ def stack_status():
     snap = _snapshot()
     now = time.time()
     model = snap.model
-    return jsonify({
-        "name": current_entry().slug, "project": stack.project, "engine": current_entry().engine,
-        "profiles": list(stack.profiles), "available_profiles": sorted(model.profiles) if model else [],
-        "engine_error": snap.engine_error or None,
-        "model_error": snap.model_error.message if snap.model_error else None,
-        "busy": stack_runner().busy(),
-        "services": [row_json(r, now) for r in snap.rows],
-    })
+    return jsonify(
+        {
+            "name": current_entry().slug,
+            "project": stack.project,
+            "engine": current_entry().engine,
+            "profiles": list(stack.profiles),
+            "available_profiles": sorted(model.profiles) if model else [],
+            "engine_error": snap.engine_error or None,
+            "model_error": snap.model_error.message if snap.model_error else None,
+            "busy": stack_runner().busy(),
+            "services": [row_json(r, now) for r in snap.rows],
+        }
+    )
 
 
 @bp.post(STACK + "/<action>")
@@ -235,8 +277,15 @@ def stack_action(action: str):
         stack = stack.with_changes(profiles=tuple(chosen))
         model = load_model(stack)
     try:
-        plan = plan_stack(stack, action, model, own=_own(stack), delete_volumes=_flag("volumes"),
-                          proxy=_proxy(stack), insist=_flag("insist"))
+        plan = plan_stack(
+            stack,
+            action,
+            model,
+            own=_own(stack),
+            delete_volumes=_flag("volumes"),
+            proxy=_proxy(stack),
+            insist=_flag("insist"),
+        )
     except StackpilotError as e:
         _refused(f"stack.{action}", stack.project, e)
     if not plan.args:
@@ -290,9 +339,19 @@ def service(name: str):
     found = [c for c in engine_containers.project_containers(stack_engine(), _stack().project) if c.service == name]
     body = row_json(row, time.time())
     body["container_details"] = [
-        {"id": c.id, "name": c.name, "number": c.number, "state": c.state, "health": c.health or None,
-         "exit_code": c.exit_code, "started_at": c.started_at.isoformat() if c.started_at else None,
-         "restart_count": c.restart_count, "image": c.image} for c in sorted(found, key=lambda c: c.number)]
+        {
+            "id": c.id,
+            "name": c.name,
+            "number": c.number,
+            "state": c.state,
+            "health": c.health or None,
+            "exit_code": c.exit_code,
+            "started_at": c.started_at.isoformat() if c.started_at else None,
+            "restart_count": c.restart_count,
+            "image": c.image,
+        }
+        for c in sorted(found, key=lambda c: c.number)
+    ]
     return jsonify(body)
 
 
@@ -305,10 +364,12 @@ def service_action(name: str, action: str):
     service = load_model(stack).require(name, active=True)
     timeout = _int("timeout", None, 0, engine_containers.MAX_STOP_TIMEOUT) if action in ("stop", "restart") else None
     exists = action != "start" or any(
-        c.service == name for c in engine_containers.project_containers(stack_engine(), stack.project))
+        c.service == name for c in engine_containers.project_containers(stack_engine(), stack.project)
+    )
     try:
-        plan = plan_service(stack, action, service.name, own=_own(stack), exists=exists, proxy=_proxy(stack),
-                            insist=_flag("insist"))
+        plan = plan_service(
+            stack, action, service.name, own=_own(stack), exists=exists, proxy=_proxy(stack), insist=_flag("insist")
+        )
     except StackpilotError as e:
         _refused(f"service.{action}", service.name, e)
     args = list(plan.args)
@@ -344,14 +405,17 @@ def service_logs(name: str):
     since, until = _since("since"), _since("until")
     stamps = _flag("timestamps")
     as_json = _param("format", "") in ("json", "ndjson") or "application/x-ndjson" in request.headers.get("Accept", "")
-    found = sorted((c for c in engine_containers.project_containers(stack_engine(), stack.project)
-                    if c.service == name), key=lambda c: c.number)
+    found = sorted(
+        (c for c in engine_containers.project_containers(stack_engine(), stack.project) if c.service == name),
+        key=lambda c: c.number,
+    )
     if _flag("follow"):
         return _follow(found, tail_n, since, until, stamps, as_json)
     entries: list[tuple[str, str, str, str]] = []
     for c in found:
-        stream = engine_logs.open_logs(stack_engine(), c.id, follow=False, tail=tail_n,
-                                       since_ns=int(since * 1e9) if since else None)
+        stream = engine_logs.open_logs(
+            stack_engine(), c.id, follow=False, tail=tail_n, since_ns=int(since * 1e9) if since else None
+        )
         try:
             for kind, data in stream.messages():
                 text = data.decode("utf-8", "replace").rstrip("\n")
@@ -370,8 +434,9 @@ def service_logs(name: str):
     if tail_n is not None and len(found) > 1:
         entries = entries[-tail_n:] if tail_n else []
     if as_json:
-        text = "".join(json.dumps({"time": s, "container": c, "stream": k, "message": m}) + "\n"
-                       for s, c, k, m in entries)
+        text = "".join(
+            json.dumps({"time": s, "container": c, "stream": k, "message": m}) + "\n" for s, c, k, m in entries
+        )
         return Response(text, mimetype="application/x-ndjson")
     text = "".join((f"{s} " if stamps else "") + m + "\n" for s, c, k, m in entries)
     return Response(text, mimetype="text/plain")
@@ -398,8 +463,9 @@ def _follow(found, tail_n, since, until, stamps: bool, as_json: bool) -> Respons
     limit = _int("max_seconds", 300, 1, 3600)
     share = current_app.extensions["stackpilot.shares"].take("logs", g.user.username)
     try:
-        stream = engine_logs.open_logs(stack_engine(), container.id, follow=True, tail=tail_n,
-                                       since_ns=int(since * 1e9) if since else None)
+        stream = engine_logs.open_logs(
+            stack_engine(), container.id, follow=True, tail=tail_n, since_ns=int(since * 1e9) if since else None
+        )
     except BaseException:
         share.release()
         raise
@@ -416,9 +482,17 @@ def _follow(found, tail_n, since, until, stamps: bool, as_json: bool) -> Respons
                     if until is not None and (at := _at(stamp)) is not None and at > until:
                         return
                     if as_json:
-                        yield json.dumps({"time": stamp, "container": container.name,
-                                          "stream": "stderr" if kind == engine_logs.STDERR else "stdout",
-                                          "message": message}) + "\n"
+                        yield (
+                            json.dumps(
+                                {
+                                    "time": stamp,
+                                    "container": container.name,
+                                    "stream": "stderr" if kind == engine_logs.STDERR else "stdout",
+                                    "message": message,
+                                }
+                            )
+                            + "\n"
+                        )
                     else:
                         yield (f"{stamp} " if stamps else "") + message + "\n"
             except StackpilotError:  # closed by the watchdog mid-read: the stream simply ends
@@ -436,10 +510,16 @@ def _follow(found, tail_n, since, until, stamps: bool, as_json: bool) -> Respons
 def service_stats(name: str):
     row = _row(name)
     now = time.time()
-    return jsonify({"name": row.name, "cpu_percent": round(row.cpu, 2) if row.cpu is not None else None,
-                    "memory_bytes": row.mem_used, "memory_limit_bytes": row.mem_limit or None,
-                    "sampled_at": _iso(row.sample_at),
-                    "sample_age_seconds": round(now - row.sample_at, 2) if row.sample_at else None})
+    return jsonify(
+        {
+            "name": row.name,
+            "cpu_percent": round(row.cpu, 2) if row.cpu is not None else None,
+            "memory_bytes": row.mem_used,
+            "memory_limit_bytes": row.mem_limit or None,
+            "sampled_at": _iso(row.sample_at),
+            "sample_age_seconds": round(now - row.sample_at, 2) if row.sample_at else None,
+        }
+    )
 
 
 # -- groups -----------------------------------------------------------------------------------------------
@@ -473,16 +553,27 @@ def dependency_order(rows: list[Row]) -> list[str]:
 def _group_json(name: str, rows: list[Row], now: float) -> dict:
     order = dependency_order(rows)
     by_name = {r.name: r for r in rows}
-    return {"name": name, "services": [row_json(by_name[n], now) for n in order],
-            "running": sum(1 for r in rows if r.state in ("running", "healthy")),
-            "total": len(rows), "start_order": order, "stop_order": list(reversed(order))}
+    return {
+        "name": name,
+        "services": [row_json(by_name[n], now) for n in order],
+        "running": sum(1 for r in rows if r.state in ("running", "healthy")),
+        "total": len(rows),
+        "start_order": order,
+        "stop_order": list(reversed(order)),
+    }
 
 
 @bp.get(STACK + "/groups")
 def groups():
     now = time.time()
-    return jsonify({"groups": [{k: v for k, v in _group_json(n, rows, now).items() if k != "services"}
-                               for n, rows in sorted(_groups().items())]})
+    return jsonify(
+        {
+            "groups": [
+                {k: v for k, v in _group_json(n, rows, now).items() if k != "services"}
+                for n, rows in sorted(_groups().items())
+            ]
+        }
+    )
 
 
 def _group(name: str) -> list[Row]:
@@ -526,5 +617,13 @@ def group_action(name: str, action: str):
             args = ["up", "-d", *names_arg(names)]
     except StackpilotError as e:
         _refused(f"group.{action}", target, e)
-    return _start(stack, args, f"{action} group {name}", f"group.{action}", target,
-                  f"services: {', '.join(names)}", services=names, order=names)
+    return _start(
+        stack,
+        args,
+        f"{action} group {name}",
+        f"group.{action}",
+        target,
+        f"services: {', '.join(names)}",
+        services=names,
+        order=names,
+    )

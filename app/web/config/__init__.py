@@ -92,8 +92,9 @@ def editor() -> Editor | None:
         except OSError:
             example = None
     overrides = recipe.kinds if recipe else None
-    parsed = envsave.build_schema(stack.directory, stack.files, stack.profiles, doc,
-                                  example_text if example is not None else None, overrides)
+    parsed = envsave.build_schema(
+        stack.directory, stack.files, stack.profiles, doc, example_text if example is not None else None, overrides
+    )
     return Editor(stack, recipe, doc, parsed, example or stack.directory / ".env.example")
 
 
@@ -111,28 +112,53 @@ def form_values(ed: Editor) -> dict[str, str | None]:
     for name, value in request.form.items():
         if not name.startswith(FIELD_PREFIX):
             continue
-        key = name[len(FIELD_PREFIX):]
+        key = name[len(FIELD_PREFIX) :]
         check_key(key)
         value = value.replace("\r\n", "\n") if "\n" in value else value
         out[key] = None if value == "" and ed.doc.entry(key) is None else value
     return out
 
 
-def render_form(ed: Editor, values: dict[str, str | None] | None = None, *, status: int = 200,
-                banners: list[tuple[str, str]] | None = None, generated: set[str] | None = None,
-                version: str | None = None, result: dict | None = None, confirm: dict | None = None,
-                resign: dict | None = None):
+def render_form(
+    ed: Editor,
+    values: dict[str, str | None] | None = None,
+    *,
+    status: int = 200,
+    banners: list[tuple[str, str]] | None = None,
+    generated: set[str] | None = None,
+    version: str | None = None,
+    result: dict | None = None,
+    confirm: dict | None = None,
+    resign: dict | None = None,
+):
     sections = schema_mod.describe(ed.doc, ed.schema, values, ed.notes)
     return render_template(
-        "config/_form.html", **form_context(ed, sections, banners=banners or [], generated=generated or set(),
-                                            version=version or ed.doc.version, result=result,
-                                            confirm=confirm, resign=resign),
+        "config/_form.html",
+        **form_context(
+            ed,
+            sections,
+            banners=banners or [],
+            generated=generated or set(),
+            version=version or ed.doc.version,
+            result=result,
+            confirm=confirm,
+            resign=resign,
+        ),
     ), status
 
 
 def form_context(ed: Editor, sections, **extra) -> dict:
-    ctx = {"ed": ed, "sections": sections, "counts": _counts(sections), "banners": [], "generated": set(),
-           "version": ed.doc.version, "result": None, "confirm": None, "resign": None}
+    ctx = {
+        "ed": ed,
+        "sections": sections,
+        "counts": _counts(sections),
+        "banners": [],
+        "generated": set(),
+        "version": ed.doc.version,
+        "result": None,
+        "confirm": None,
+        "resign": None,
+    }
     ctx.update(extra)
     return ctx
 
@@ -158,15 +184,24 @@ def _audit(action: str, target: str, result: str = "ok", detail: str = "") -> No
 
 
 # -- the safe save shared by the form, raw mode, create and restore ---------------------------------------
-def commit(ed: Editor, new_bytes: bytes, based_on: str, *, confirm_db: bool, action: str,
-           validate: bool = True) -> envsave.SaveOutcome:
+def commit(
+    ed: Editor, new_bytes: bytes, based_on: str, *, confirm_db: bool, action: str, validate: bool = True
+) -> envsave.SaveOutcome:
     """The one domain save (app.stack.envsave.save) with this stack's Compose and engine; audited by
     key names, never values."""
     try:
         out = envsave.save(
-            ed.env_path, ed.schema, new_bytes, based_on, keep=settings().backups_keep, copies=ed.copies,
-            confirm_db=confirm_db, validate=validate, config=lambda env: impact.config_for(ed.stack, env),
-            data=lambda config, services: impact.services_with_data(engine(), config, services))
+            ed.env_path,
+            ed.schema,
+            new_bytes,
+            based_on,
+            keep=settings().backups_keep,
+            copies=ed.copies,
+            confirm_db=confirm_db,
+            validate=validate,
+            config=lambda env: impact.config_for(ed.stack, env),
+            data=lambda config, services: impact.services_with_data(engine(), config, services),
+        )
     except EnvConflict:
         _audit(action, "", "refused: changed meanwhile")
         raise
@@ -253,9 +288,13 @@ def generate(key: str):
     if signed:
         resigned = schema_mod.resign(current, ed.schema, key)
         values.update(resigned)
-        html, status = render_form(ed, values, version=request.form.get("version", ""), generated={key, *resigned},
-                                   banners=[("info", f"Generated {key} and re-signed {', '.join(resigned)} with it. "
-                                                     "Review, then Save.")])
+        html, status = render_form(
+            ed,
+            values,
+            version=request.form.get("version", ""),
+            generated={key, *resigned},
+            banners=[("info", f"Generated {key} and re-signed {', '.join(resigned)} with it. Review, then Save.")],
+        )
         return html, status, {"HX-Retarget": "#config-form", "HX-Reswap": "outerHTML"}
     return _field_of(ed, key, values, {key})
 
@@ -271,10 +310,18 @@ def generate_missing():
     base = {**ed.doc.values(), **plain}
     filled = schema_mod.fill_secrets(base, ed.schema)
     values.update(filled)
-    message = (f"Generated {len(filled)} value(s): {', '.join(filled)}. Review, then Save."
-               if filled else "Every secret already has a real value; nothing was generated.")
-    return render_form(ed, values, version=request.form.get("version", ""), generated=set(filled),
-                       banners=[("info" if filled else "ok", message)])
+    message = (
+        f"Generated {len(filled)} value(s): {', '.join(filled)}. Review, then Save."
+        if filled
+        else "Every secret already has a real value; nothing was generated."
+    )
+    return render_form(
+        ed,
+        values,
+        version=request.form.get("version", ""),
+        generated=set(filled),
+        banners=[("info" if filled else "ok", message)],
+    )
 
 
 @bp.post("/resign/<signer>")
@@ -287,8 +334,13 @@ def resign(signer: str):
     plain = {k: v for k, v in values.items() if v is not None}
     done = schema_mod.resign({**ed.doc.values(), **plain}, ed.schema, signer)
     values.update(done)
-    return render_form(ed, values, version=request.form.get("version", ""), generated=set(done),
-                       banners=[("info", f"Re-signed {', '.join(done)} with the new {signer}. Review, then Save.")])
+    return render_form(
+        ed,
+        values,
+        version=request.form.get("version", ""),
+        generated=set(done),
+        banners=[("info", f"Re-signed {', '.join(done)} with the new {signer}. Review, then Save.")],
+    )
 
 
 from app.web.config import backups_views  # noqa: E402,F401  (registers the backup routes)

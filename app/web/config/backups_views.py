@@ -20,8 +20,13 @@ from app.web.security import require_role
 @require_role("admin")
 def backups_page():
     ed = _require_editor()
-    return render_template("config/backups.html", ed=ed, items=backups.list_backups(ed.stack.directory),
-                           version=ed.doc.version, keep=_keep())
+    return render_template(
+        "config/backups.html",
+        ed=ed,
+        items=backups.list_backups(ed.stack.directory),
+        version=ed.doc.version,
+        keep=_keep(),
+    )
 
 
 def _keep() -> int:
@@ -36,8 +41,9 @@ def backup_diff(name: str):
     reveal = request.args.get("reveal") == "1"
     if reveal:
         _audit("config.backup_reveal", name)
-    lines = backups.diff_lines(item.path.read_bytes(), ed.doc.original if ed.doc.exists else b"",
-                               None if reveal else ed.secret_keys())
+    lines = backups.diff_lines(
+        item.path.read_bytes(), ed.doc.original if ed.doc.exists else b"", None if reveal else ed.secret_keys()
+    )
     return render_template("config/_backup_diff.html", item=item, lines=lines, reveal=reveal)
 
 
@@ -55,10 +61,22 @@ def backup_download(name: str):
 def backup_restore(name: str):
     ed = _require_editor()
     item = backups.get_backup(ed.stack.directory, name)
-    out = commit(ed, item.path.read_bytes(), request.form.get("version", ""),
-                 confirm_db=request.form.get("confirm_db") == "1", action="config.restore")
+    out = commit(
+        ed,
+        item.path.read_bytes(),
+        request.form.get("version", ""),
+        confirm_db=request.form.get("confirm_db") == "1",
+        action="config.restore",
+    )
     fresh = _require_editor()
     status = 422 if out.refusals else 200
-    return render_template("config/_backups_body.html", ed=fresh, items=backups.list_backups(fresh.stack.directory),
-                           version=fresh.doc.version, keep=_keep(), restored=item if out.saved else None,
-                           pending=item if not out.saved else None, result=out), status
+    return render_template(
+        "config/_backups_body.html",
+        ed=fresh,
+        items=backups.list_backups(fresh.stack.directory),
+        version=fresh.doc.version,
+        keep=_keep(),
+        restored=item if out.saved else None,
+        pending=item if not out.saved else None,
+        result=out,
+    ), status

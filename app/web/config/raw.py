@@ -37,8 +37,15 @@ def raw_findings(ed, doc: EnvDocument) -> list[tuple[str, str, str]]:
 
 
 def render_raw(ed, text: str, version: str, findings=None, status: int = 200, result=None, confirm=None):
-    return render_template("config/_raw_form.html", ed=ed, text=text, version=version,
-                           findings=findings or [], result=result, confirm=confirm), status
+    return render_template(
+        "config/_raw_form.html",
+        ed=ed,
+        text=text,
+        version=version,
+        findings=findings or [],
+        result=result,
+        confirm=confirm,
+    ), status
 
 
 @bp.get("/raw")
@@ -46,8 +53,15 @@ def render_raw(ed, text: str, version: str, findings=None, status: int = 200, re
 def raw_page():
     ed = _require_editor()
     text = ed.doc.text().lstrip(BOM)
-    return render_template("config/raw.html", ed=ed, text=text, version=ed.doc.version,
-                           findings=raw_findings(ed, ed.doc), result=None, confirm=None)
+    return render_template(
+        "config/raw.html",
+        ed=ed,
+        text=text,
+        version=ed.doc.version,
+        findings=raw_findings(ed, ed.doc),
+        result=None,
+        confirm=None,
+    )
 
 
 @bp.post("/raw")
@@ -58,8 +72,9 @@ def raw_save():
     text = request.form.get("text", "")
     data = submitted_bytes(ed.doc, text)
     if data == ed.doc.original and version == ed.doc.version:
-        return render_raw(ed, text, version, raw_findings(ed, EnvDocument.parse(data)),
-                          result=envsave.SaveOutcome(unchanged=True))
+        return render_raw(
+            ed, text, version, raw_findings(ed, EnvDocument.parse(data)), result=envsave.SaveOutcome(unchanged=True)
+        )
     out = commit(ed, data, version, confirm_db=request.form.get("confirm_db") == "1", action="config.save_raw")
     if out.refusals:
         findings = [("error", k, m) for k, m in out.refusals] + [("warn", k, m) for k, m in out.warnings]
@@ -67,5 +82,6 @@ def raw_save():
     if out.confirm:
         return render_raw(ed, text, version, raw_findings(ed, EnvDocument.parse(data)), confirm=out.confirm)
     fresh = _require_editor()
-    return render_raw(fresh, fresh.doc.text().lstrip(BOM), fresh.doc.version, raw_findings(fresh, fresh.doc),
-                      result=out)
+    return render_raw(
+        fresh, fresh.doc.text().lstrip(BOM), fresh.doc.version, raw_findings(fresh, fresh.doc), result=out
+    )

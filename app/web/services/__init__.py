@@ -85,8 +85,9 @@ def _from_containers(snap: Snapshot) -> Snapshot:
         snap.engine_error = e.message
         return snap
     if found:
-        seen = model_from_json({"name": snap.stack.project,
-                                "services": {c.service: {"image": c.image} for c in found if c.service}})
+        seen = model_from_json(
+            {"name": snap.stack.project, "services": {c.service: {"image": c.image} for c in found if c.service}}
+        )
         snap.rows = build_rows(seen, found, sampler().snapshot())
     return snap
 

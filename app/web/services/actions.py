@@ -72,8 +72,14 @@ def _proxy(stack) -> str | None:
 def _insisted(stack, risk: ProxyAtRisk, name: str, action: str, services: list[str]):
     """Say first that the page will go away (and for how long); the button re-posts with insist=1."""
     store().audit(g.user.username, action, name, "asked: proxy")
-    return render_template("https/_proxy_confirm.html", message=risk.message, name=name, services=services,
-                           verb=action.split(".")[-1], downtime=risk.downtime)
+    return render_template(
+        "https/_proxy_confirm.html",
+        message=risk.message,
+        name=name,
+        services=services,
+        verb=action.split(".")[-1],
+        downtime=risk.downtime,
+    )
 
 
 @bp.app_context_processor
@@ -106,14 +112,16 @@ def _audit_when_done(action: str, target: str, detail: str = ""):
 def _start(stack, args: list[str], title: str, action: str, target: str, detail: str = ""):
     user = g.user.username
     try:
-        run = compose.start(stack, args, title=title, user=user,
-                            on_done=_audit_when_done(action, target, detail))
+        run = compose.start(stack, args, title=title, user=user, on_done=_audit_when_done(action, target, detail))
     except StackBusy:
         store().audit(user, action, target, "refused: busy", detail)
         raise
     lines, after = run.lines_since(0)
-    return render_template("services/_progress.html", run=run, lines=lines, after=after), 200, {
-        "HX-Trigger": "services-changed"}
+    return (
+        render_template("services/_progress.html", run=run, lines=lines, after=after),
+        200,
+        {"HX-Trigger": "services-changed"},
+    )
 
 
 def _exists(stack, name: str) -> bool:
@@ -128,9 +136,15 @@ def service_action(name: str, action: str):
     stack = _stack()
     service = load_model(stack).require(name, active=True)
     try:
-        plan = plan_service(stack, action, service.name, own=_own(stack),
-                            exists=action != "start" or _exists(stack, service.name),
-                            proxy=_proxy(stack), insist=request.form.get("insist") == "1")
+        plan = plan_service(
+            stack,
+            action,
+            service.name,
+            own=_own(stack),
+            exists=action != "start" or _exists(stack, service.name),
+            proxy=_proxy(stack),
+            insist=request.form.get("insist") == "1",
+        )
     except ProxyAtRisk as risk:
         return _insisted(stack, risk, service.name, f"service.{action}", [])
     except OwnContainer:
@@ -158,9 +172,16 @@ def stack_action(action: str):
         # Several services in one Compose run (e.g. all that use a changed .env variable).
         names = [model.require(n, active=True).name for n in request.form.getlist("service")]
     try:
-        plan = plan_stack(stack, action, model, own=_own(stack),
-                          delete_volumes=request.form.get("volumes") == "delete", services=names,
-                          proxy=_proxy(stack), insist=request.form.get("insist") == "1")
+        plan = plan_stack(
+            stack,
+            action,
+            model,
+            own=_own(stack),
+            delete_volumes=request.form.get("volumes") == "delete",
+            services=names,
+            proxy=_proxy(stack),
+            insist=request.form.get("insist") == "1",
+        )
     except ProxyAtRisk as risk:
         return _insisted(stack, risk, stack.project, f"stack.{action}", names)
     except OwnContainer:
@@ -198,20 +219,27 @@ def run_panel(run_id: str):
     return render_template("services/_progress.html", run=run, lines=lines, after=after)
 
 
-
 # -- issue 14: build ---------------------------------------------------------------------------------
 def _start_steps(stack, plan, action: str, target: str):
     """Several Compose steps in one run of the progress panel (app.stack.updates.start_steps)."""
     user = g.user.username
     try:
-        run = start_steps(compose.runners().for_stack(stack), plan.steps, plan.title, user,
-                          on_done=_audit_when_done(action, target, plan.detail))
+        run = start_steps(
+            compose.runners().for_stack(stack),
+            plan.steps,
+            plan.title,
+            user,
+            on_done=_audit_when_done(action, target, plan.detail),
+        )
     except StackBusy:
         store().audit(user, action, target, "refused: busy", plan.detail)
         raise
     lines, after = run.lines_since(0)
-    return render_template("services/_progress.html", run=run, lines=lines, after=after), 200, {
-        "HX-Trigger": "services-changed"}
+    return (
+        render_template("services/_progress.html", run=run, lines=lines, after=after),
+        200,
+        {"HX-Trigger": "services-changed"},
+    )
 
 
 def _build_options() -> dict:
@@ -247,8 +275,14 @@ def stack_build(action: str):
     built = [s.name for s in model.services.values() if s.active and s.build_context]
     if not built:
         raise InvalidInput("No service of this stack has a build section.")
-    plan = plan_build(stack, action, [] if action == "build" else built, own=_own(stack),
-                      every=[s.name for s in model.services.values() if s.active], **_build_options())
+    plan = plan_build(
+        stack,
+        action,
+        [] if action == "build" else built,
+        own=_own(stack),
+        every=[s.name for s in model.services.values() if s.active],
+        **_build_options(),
+    )
     return _start_steps(stack, plan, f"stack.{action}", stack.project)
 
 
@@ -306,8 +340,11 @@ def _update_run(stack, refs: dict[str, tuple[str, ...]], action: str, target: st
     user = g.user.username
     run = start_steps(compose.runners().for_stack(stack), steps, title, user, on_done=done)
     lines, after = run.lines_since(0)
-    return render_template("services/_progress.html", run=run, lines=lines, after=after), 200, {
-        "HX-Trigger": "services-changed"}
+    return (
+        render_template("services/_progress.html", run=run, lines=lines, after=after),
+        200,
+        {"HX-Trigger": "services-changed"},
+    )
 
 
 @bp.post("/updates/service/<path:name>/<action>")
@@ -325,18 +362,25 @@ def service_update(name: str, action: str):
         raise InvalidInput(f"{service.name} runs a pinned digest ({service.image}): change the compose file to update.")
     services = refs[service.image]
     if action == "update":
-        return _update_run(stack, {service.image: services}, "service.update", service.name,
-                           f"update {service.image}")
+        return _update_run(stack, {service.image: services}, "service.update", service.name, f"update {service.image}")
     own = _own(stack)
     if own and own in services:
         raise own_container_error(stack, own, "recreate")
     steps = updates.rollback_steps(_stack_engine(), service.image, services, service.name)
     back_to = images.previous_tag(service.image, service.name)
-    run = start_steps(compose.runners().for_stack(stack), steps, f"roll back {service.image}", g.user.username,
-                      on_done=_audit_when_done("service.rollback", service.name, f"{service.image} -> {back_to}"))
+    run = start_steps(
+        compose.runners().for_stack(stack),
+        steps,
+        f"roll back {service.image}",
+        g.user.username,
+        on_done=_audit_when_done("service.rollback", service.name, f"{service.image} -> {back_to}"),
+    )
     lines, after = run.lines_since(0)
-    return render_template("services/_progress.html", run=run, lines=lines, after=after), 200, {
-        "HX-Trigger": "services-changed"}
+    return (
+        render_template("services/_progress.html", run=run, lines=lines, after=after),
+        200,
+        {"HX-Trigger": "services-changed"},
+    )
 
 
 @bp.post("/updates/stack/update-all")

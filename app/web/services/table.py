@@ -51,13 +51,26 @@ def table_context(snap: Snapshot) -> dict:
     can_act = has_role("operator") and snap.model_error is None  # no action without readable files
     layout = _digest((sort, group, can_act, [(g, [r.name for r in rows]) for g, rows in groups]))
     drifted = [r for r in snap.rows if r.drift]
-    banner = _digest((snap.engine_error, str(snap.model_error and snap.model_error.message),
-                      snap.stack and compose.busy(snap.stack), [(r.name, r.drift) for r in drifted]))
+    banner = _digest(
+        (
+            snap.engine_error,
+            str(snap.model_error and snap.model_error.message),
+            snap.stack and compose.busy(snap.stack),
+            [(r.name, r.drift) for r in drifted],
+        )
+    )
     state_counts = counts(snap.rows)
     return {
-        "snap": snap, "stack": snap.stack, "model": snap.model, "groups": groups,
-        "sort": sort, "group": group,
-        "counts": state_counts, "can_act": can_act, "host": browser_host(), "drifted": drifted,
+        "snap": snap,
+        "stack": snap.stack,
+        "model": snap.model,
+        "groups": groups,
+        "sort": sort,
+        "group": group,
+        "counts": state_counts,
+        "can_act": can_act,
+        "host": browser_host(),
+        "drifted": drifted,
         "versions": {"layout": layout, "counts": _digest(state_counts), "banner": banner},
         "busy": snap.stack and compose.busy(snap.stack),
     }
@@ -74,8 +87,14 @@ def index():
         recent = last is not None and last.finished_at and time.time() - last.finished_at < RECENT_RUN_SECONDS
         run = compose.current_run(snap.stack) or (last if recent else None)
     after = run.lines_since(0)[1] if run else 0
-    return render_template("services/page.html", run=run, lines=run.lines_since(0)[0] if run else [],
-                           after=after, query=request.args.get("q", "")[:200], **ctx)
+    return render_template(
+        "services/page.html",
+        run=run,
+        lines=run.lines_since(0)[0] if run else [],
+        after=after,
+        query=request.args.get("q", "")[:200],
+        **ctx,
+    )
 
 
 @bp.get("/services/table")
@@ -88,9 +107,11 @@ def table():
         key, _, value = item.partition(":")
         sent[key] = value
     changed_layout = sent.get("layout") != ctx["versions"]["layout"]
-    rows = [] if changed_layout else [
-        row for _, members in ctx["groups"] for row in members if sent.get(f"r-{row.slug}") != row.version
-    ]
+    rows = (
+        []
+        if changed_layout
+        else [row for _, members in ctx["groups"] for row in members if sent.get(f"r-{row.slug}") != row.version]
+    )
     parts = {
         "layout": changed_layout,
         "counts": sent.get("counts") != ctx["versions"]["counts"],
