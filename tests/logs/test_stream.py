@@ -262,7 +262,7 @@ def test_download_of_merged_services_prefixes_each_line(logs_server, chorus):
     assert [ln.split("  | ", 1)[1] for ln in lines] == [text for _stamp, text in truth]
     for ln in lines:
         name, text = ln.split("  | ", 1)
-        assert name.strip() == f"{chorus.project}-{text.split()[0]}-1"
+        assert name.strip() == text.split()[0]  # the service, as the page names it
 
 
 def test_engine_going_away_is_reported_and_the_stream_resumes_without_duplicates(logs_server, ticker, engine_proxy):
