@@ -486,8 +486,10 @@ def run_prepare(step: PrepareStep, directory: Path, output: Callable[[str], None
         if problem := check_git_url(step.url):
             raise StackpilotError(problem)
         if (dest / ".git").is_dir():
-            _git(["-C", str(dest), "pull", "--ff-only", step.url, step.ref or "HEAD"], None, output)
-            return f"Updated from {step.url}."
+            # An earlier fetch or the person's own checkout: updating it is their choice, never ours.
+            note = f"{step.dest}/ is already a git checkout: used as it is (git -C {step.dest} pull to update it)."
+            output(note)
+            return note
         if dest.is_dir() and any(dest.iterdir()):
             # The person's own copy (unpacked by hand, a mirror): updating it is their choice.
             output(f"{step.dest}/ exists and is not a git checkout: used as it is.")

@@ -152,7 +152,12 @@ def build(directory: Path, state: WizardState, recipe: Recipe) -> Plan:
         if step.kind == "git":
             target = directory / step.dest
             exists = (target / ".git").is_dir()
-            if not exists and target.is_dir() and any(target.iterdir()):
+            if exists:
+                files.append(
+                    FileChange(step.dest + "/", "keep", "Already a git checkout: used as it is (not updated).")
+                )
+                continue
+            if target.is_dir() and any(target.iterdir()):
                 files.append(
                     FileChange(
                         step.dest + "/", "keep", "Exists and is not a git checkout: used as it is (not fetched)."
@@ -162,9 +167,8 @@ def build(directory: Path, state: WizardState, recipe: Recipe) -> Plan:
             files.append(
                 FileChange(
                     step.dest + "/",
-                    "update" if exists else "create",
-                    f"{'Update' if exists else 'Fetch'} the {step.sparse or ''} folder from "
-                    f"{step.url} ({step.ref or 'default branch'}).",
+                    "create",
+                    f"Fetch the {step.sparse or ''} folder from {step.url} ({step.ref or 'default branch'}).",
                 )
             )
         else:

@@ -3,6 +3,8 @@ the plan, git URL checks, and the wizard state's progress rules."""
 
 from __future__ import annotations
 
+import subprocess
+
 from app.stack import secrets as gen
 from app.stack.envfile import EnvDocument
 from app.store import Store
@@ -140,3 +142,22 @@ def test_retry_takes_the_saved_stack_settings(tmp_path):
     store.set_setting("stack", settings)
     again = wizard_state.restart(store)
     assert again.stack["files"] == ["compose.yaml", "compose.gpu.yml"] and again.stack["profiles"] == ["gpu"]
+
+
+def test_an_existing_git_checkout_is_used_as_it_is_never_pulled(tmp_path):
+    """A checkout from an earlier launch (or the person's own) is not updated behind their back:
+    Review says it is kept, and the launch runs no git command in it."""
+    directory = _stack(tmp_path)
+    target = directory / "supabase"
+    (target / "docker").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(target)], check=True)
+    (target / "docker" / "docker-compose.yml").write_text("services: {}\n")
+    recipe = recipes.for_stack(directory)
+    state = wizard_state.WizardState(stack={"project": "demo", "profiles": ["cpu"]})
+    plan = planning.build(directory, state, recipe)
+    kept = next(f for f in plan.files if f.path == "supabase/")
+    assert kept.action == "keep" and "not updated" in kept.summary
+    step = next(s for s in plan.prepare if s.kind == "git")
+    lines: list[str] = []
+    note = launch.run_prepare(step, directory, lines.append)
+    assert "used as it is" in note and not any(ln.startswith("$ git") for ln in lines)
