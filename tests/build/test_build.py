@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from app import tokens
 from tests.conftest import sign_in
 from tests.services.conftest import app_for
 from tests.services.conftest import finish
@@ -154,3 +155,33 @@ def test_build_plans_put_names_after_the_separator():
     assert own.steps == (("build", "--no-cache"), ("up", "-d", "--no-deps", "--", "app")) and own.note
     with pytest.raises(OwnContainer):
         plan_build(stack, "rebuild", ["sp"], own="sp")
+
+
+def test_api_builds_the_stack_and_refuses_a_stack_with_nothing_to_build(built_stack, app_factory, make_stack):
+    """POST /api/v1/stacks/-/build runs `compose build` for the built services (same plan as the
+    page's Build all); a stack whose images are all pulled answers 422 in problem+json."""
+    app = app_for(app_factory, built_stack)
+    store = app.extensions["stackpilot.store"]
+    sign_in(app, app.test_client(), "operator")  # makes the operator account
+    user = store.user_by_name("operator")
+    plain, _ = tokens.create(store, app.config["SECRET_KEY"], user, "ci", "operator", None)
+    api = app.test_client()
+    auth = {"Authorization": f"Bearer {plain}"}
+
+    response = api.post("/api/v1/stacks/-/build?wait=120", json={"no_cache": True}, headers=auth)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    run = response.get_json()["run"]
+    assert run["exit_code"] == 0
+    assert any("RUN cat /version" in line for line in api.get(run["url"], headers=auth).get_json()["lines"])
+    events = [(e.action, e.result) for e in store.audit_events()]
+    assert ("stack.build", "ok") in events
+
+    pulled = make_stack({"docker-compose.yml": "services:\n  only:\n    image: {image}\n"}, name="pulled")
+    other = app_for(app_factory, pulled)
+    other_store = other.extensions["stackpilot.store"]
+    sign_in(other, other.test_client(), "operator")
+    op = other_store.user_by_name("operator")
+    plain, _ = tokens.create(other_store, other.config["SECRET_KEY"], op, "ci-pulled", "operator", None)
+    refused = other.test_client().post("/api/v1/stacks/-/build", headers={"Authorization": f"Bearer {plain}"})
+    assert refused.status_code == 422 and refused.mimetype == "application/problem+json"
+    assert "pulled, not built" in refused.get_json()["detail"]

@@ -371,6 +371,17 @@ PATHS = {
     },
     ST + "/pull": {"post": op("Pull the stack's images", ACTION, [S, WAIT], "operator", T_ST)},
     ST + "/restart": {"post": op("Restart the stack's services", ACTION, [S, WAIT], "operator", T_ST)},
+    ST + "/build": {
+        "post": op(
+            "Build the images of the stack's services that have a build section",
+            ACTION,
+            [S, WAIT],
+            "operator",
+            T_ST,
+            {"type": "object", "properties": {"pull": {"type": "boolean"}, "no_cache": {"type": "boolean"}}},
+            "Runs `compose build`; running containers stay until recreated (422 when nothing is built here).",
+        )
+    },
     ST + "/runs/{run_id}": {
         "get": op(
             "A Compose run: status, exit code, output lines from `offset`",

@@ -34,6 +34,7 @@ from app.errors import StackpilotError
 from app.stack.actions import SERVICE_ACTIONS
 from app.stack.actions import names_arg
 from app.stack.actions import others
+from app.stack.actions import plan_build
 from app.stack.actions import plan_service
 from app.stack.actions import plan_stack
 from app.stack.model import load_model
@@ -264,10 +265,15 @@ def stack_status():
 @bp.post(STACK + "/<action>")
 @require_role("operator")
 def stack_action(action: str):
-    if action not in ("up", "down", "pull", "restart"):
-        raise NotFound(f"No stack action {action!r}: up, down, pull or restart.")
+    if action not in ("up", "down", "pull", "restart", "build"):
+        raise NotFound(f"No stack action {action!r}: up, down, pull, restart or build.")
     stack = _stack()
     model = load_model(stack)
+    if action == "build":
+        if not any(s.active and s.build_context for s in model.services.values()):
+            raise InvalidInput("No service of this stack has a build section: its images are pulled, not built.")
+        plan = plan_build(stack, "build", [], own=_own(stack), pull=_flag("pull"), no_cache=_flag("no_cache"))
+        return _start(stack, plan.args, plan.title, "stack.build", stack.project, plan.detail)
     if action == "up" and _param("profiles") is not None:
         chosen = _param("profiles")
         if isinstance(chosen, str):
