@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from flask import Blueprint
@@ -28,16 +29,17 @@ from app.backups.schedule import Scheduler
 from app.backups.schedule import parse_schedule
 from app.backups.store import BackupStore
 from app.engine import archives
+from app.errors import Forbidden
 from app.errors import InvalidInput
 from app.errors import NotFound
 from app.errors import StackpilotError
-from app.stack.model import load_model
 from app.web.context import current_entry
 from app.web.context import current_stack
 from app.web.context import settings
 from app.web.context import stack_engine
 from app.web.context import stack_runner
 from app.web.context import store
+from app.web.security import has_role
 from app.web.security import require_role
 
 log = logging.getLogger(__name__)
@@ -92,7 +94,8 @@ def stack_data() -> backup_jobs.StackData:
 
 
 def data_for(entry, stack, engine, runner, user: str) -> backup_jobs.StackData:
-    model = load_model(stack)
+    config = runner.config_json()
+    services = config.get("services") or {}
 
     def lock(title: str):
         return runner.lock(title, user)
@@ -102,9 +105,9 @@ def data_for(entry, stack, engine, runner, user: str) -> backup_jobs.StackData:
         project=stack.project,
         key=entry.slug if entry is not None else stack.project,
         directory=Path(stack.directory),
-        config=runner.config_json(),
-        images={s.name: s.image for s in model.services.values()},
-        labels={s.name: dict(s.labels) for s in model.services.values()},
+        config=config,
+        images={name: str(spec.get("image") or "") for name, spec in services.items()},
+        labels={name: dict(spec.get("labels") or {}) for name, spec in services.items()},
         env_keep=settings().backups_keep,
         lock=lock,
     )
@@ -353,3 +356,35 @@ def save_schedule():
     store().set_setting(_schedule_key(), schedule)
     _audit("backup.schedule", _key(), detail=str({k: v for k, v in schedule.items() if k != "stack"}))
     return render_template("backups/_settings.html", root=backups_root(), schedule=schedule, saved=True)
+
+
+# -- issue 15: Down -v -------------------------------------------------------------------------------
+def guard_down_volumes(typed: str) -> None:
+    """Refuse a Down -v that deletes a volume whose last backup failed, unless its name was typed."""
+    from app.backups import guard
+
+    failed = guard.failed_volumes(stack_runner().config_json(), backup_store().list())
+    if failed:
+        guard.check_typed(failed, typed)
+
+
+def backup_then(title: str, then: Callable[[], None]) -> str:
+    """Back up the whole stack in a job, then call `then` (the down) only if the backup is ok."""
+    if not has_role("admin"):
+        raise Forbidden("Backups are for admins: ask one, or take the stack down without backing up.")
+    data = stack_data()
+    the_store, user, key = store(), g.user.username, _key()
+    target = backup_store()
+
+    def work(job: backup_jobs.Job) -> None:
+        manifest = backup_jobs.backup(data, target, sorted(data.config.get("services") or {}), "all", user)
+        job.result, job.state, job.text = manifest.id, manifest.status, manifest.error
+        detail = f"{manifest.id}; {manifest.size} bytes; {manifest.duration:.1f} s; before: {title}"
+        the_store.audit(user, "backup.run", f"{key}: all", manifest.status, f"{detail}; {manifest.error}"[:500])
+        if manifest.status == "ok":
+            then()
+        else:
+            job.text = f"{manifest.error} — so {title} did not run."
+
+    jobs().start(key, f"Back up all, then {title}", user, work)
+    return render_template("backups/_then.html", title=title)

@@ -187,6 +187,15 @@ def stack_action(action: str):
     except OwnContainer:
         store().audit(g.user.username, f"stack.{action}", stack.project, "refused: own container")
         raise
+    if action == "down" and request.form.get("volumes") == "delete":  # issue 15: back up first / typed names
+        from app.web import backups as web_backups
+
+        if request.form.get("backup_first") == "1":
+            user, done = g.user.username, _audit_when_done(f"stack.{action}", stack.project, plan.detail)
+            return web_backups.backup_then(
+                plan.title, lambda: compose.start(stack, list(plan.args), title=plan.title, user=user, on_done=done)
+            )
+        web_backups.guard_down_volumes(request.form.get("confirm_volumes", ""))
     return _start(stack, list(plan.args), plan.title, f"stack.{action}", stack.project, plan.detail)
 
 
