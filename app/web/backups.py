@@ -57,6 +57,7 @@ def init_app(app: Flask) -> None:
     scheduler = Scheduler(app)
     scheduler.runner = _scheduled(app)
     app.extensions[SCHEDULER] = scheduler
+    app.jinja_env.globals["backup_failures"] = backup_failures  # called by services/_banner.html only
     if not app.config.get("TESTING"):
         scheduler.start()
 
@@ -388,3 +389,28 @@ def backup_then(title: str, then: Callable[[], None]) -> str:
 
     jobs().start(key, f"Back up all, then {title}", user, work)
     return render_template("backups/_then.html", title=title)
+
+
+# -- issue 15: a failed backup is shown on the services page until an admin marks it seen -----------
+def _seen_key() -> str:
+    return f"backups.seen:{_key()}"
+
+
+def backup_failures() -> list:
+    """The failed backups (scheduled or manual) newer than the last one an admin marked seen."""
+    try:
+        seen = str((store().get_setting(_seen_key(), {}) or {}).get("upto", ""))
+        found = backup_store().list()
+    except (StackpilotError, OSError):
+        return []
+    return [m for m in found if m.status == "failed" and m.id > seen and not m.scope.startswith("safety:")]
+
+
+@bp.post("/-/seen")
+@require_role("admin")
+def mark_seen():
+    upto = request.form.get("upto", "")
+    backup_store().path(upto)  # a real backup id, else 404
+    store().set_setting(_seen_key(), {"upto": upto, "by": g.user.username, "at": time.time()})
+    _audit("backup.seen", f"{_key()}: {upto}")
+    return render_template("backups/_failed_banner.html", failures=backup_failures())
