@@ -15,9 +15,8 @@ Shape:
   ``recent_runs()``, ``lock(title, ...)``, ``model(refresh=False)``. A failed ``config`` is
   remembered for FAILURE_TTL seconds unless a compose/.env file changes, so a broken file never
   spawns Compose processes for every open tab's poll.
-- Module functions (``run(stack, ...)``, ``start``, ``config_json``, ``busy``, ``get_run``, ...):
-  thin delegates to the runner of ``stack`` in the current app's ``Runners`` (see ``bind``), kept
-  while call sites move to the per-request runner from app.web.context.
+- No module state: views get the runner from app.web.context (``stack_runner()``, ``runners()``);
+  domain code takes the runner (or the Runners) as a parameter.
 
 Locking policy: a second action on a busy stack is REFUSED with StackBusy (naming the action that
 runs and who started it) unless the caller passes ``wait`` seconds to queue behind it.
@@ -430,7 +429,7 @@ class ComposeRunner:
 
     def model(self, refresh: bool = False):
         """The stack's ComposeModel (cached per file fingerprint; failures remembered briefly)."""
-        return model_mod.load_model(self.stack, refresh=refresh)
+        return model_mod.load_model(self, refresh=refresh)
 
     def query(self, args: Sequence[str], timeout: float = CONFIG_TIMEOUT) -> subprocess.CompletedProcess:
         """A short read-only Compose call, without the stack lock; output captured as text."""
@@ -622,102 +621,3 @@ def _mtime(path: Path | None) -> int:
         return path.stat().st_mtime_ns if path is not None else 0
     except OSError:
         return 0
-
-
-# -- thin module-level delegates (kept while call sites move to app.web.context) --------------------
-_bound: dict[str, object] = {}
-
-
-def bind(resolver: Callable[[], Runners | None], default: Runners) -> None:
-    """Let the delegates find the current app's Runners: `resolver` answers inside an app
-    context (the web layer passes it); outside one, `default` (the last app created) is used."""
-    _bound["resolver"], _bound["default"] = resolver, default
-
-
-def runners() -> Runners:
-    """The Runners the delegates act through: the current app's, else the last app's, else one
-    made for callers without any app (domain tests)."""
-    resolver = _bound.get("resolver")
-    if resolver is not None and (found := resolver()) is not None:
-        return found
-    if "default" not in _bound:
-        _bound["default"] = Runners()
-    return _bound["default"]
-
-
-def configure(command: Sequence[str] = (), docker_host: str | None = None) -> None:
-    runners().configure(command, docker_host)
-
-
-def compose_command() -> list[str]:
-    return runners().compose_command()
-
-
-def compose_version() -> str:
-    return runners().compose_version()
-
-
-def default_project_name(directory: Path, files: Sequence[str]) -> str:
-    return runners().default_project_name(directory, files)
-
-
-def base_args(stack: Stack, profiles: Sequence[str] | None = None) -> list[str]:
-    return runners().for_stack(stack).base_args(profiles)
-
-
-def config_json(
-    stack: Stack, env_file: Path | None = None, profiles: Sequence[str] | None = None, all_profiles: bool = False
-) -> dict:
-    return runners().for_stack(stack).config_json(env_file, profiles, all_profiles)
-
-
-def query(stack: Stack, args: Sequence[str], timeout: float = CONFIG_TIMEOUT) -> subprocess.CompletedProcess:
-    return runners().for_stack(stack).query(args, timeout)
-
-
-def busy(stack: Stack) -> str | None:
-    return runners().for_stack(stack).busy()
-
-
-def stack_lock(stack: Stack, title: str, user: str = "", wait: float = 0):
-    return runners().for_stack(stack).lock(title, user, wait)
-
-
-def get_run(run_id: str) -> Run | None:
-    return runners().get_run(run_id)
-
-
-def current_run(stack: Stack) -> Run | None:
-    return runners().for_stack(stack).current_run()
-
-
-def recent_runs(stack: Stack, limit: int = 5) -> list[Run]:
-    return runners().for_stack(stack).recent_runs(limit)
-
-
-def run(
-    stack: Stack,
-    args: Sequence[str],
-    on_line: Callable[[str], None] | None = None,
-    title: str = "",
-    user: str = "",
-    timeout: float = ACTION_TIMEOUT,
-    wait: float = 0,
-) -> int:
-    return runners().for_stack(stack).run(args, on_line, title, user, timeout, wait)
-
-
-def start(
-    stack: Stack,
-    args: Sequence[str],
-    title: str = "",
-    user: str = "",
-    on_done: Callable[[Run], None] | None = None,
-    timeout: float = ACTION_TIMEOUT,
-    wait: float = 0,
-) -> Run:
-    return runners().for_stack(stack).start(args, title, user, on_done, timeout, wait)
-
-
-def shutdown(grace: float = 2.0) -> None:
-    runners().shutdown(grace)

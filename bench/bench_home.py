@@ -28,7 +28,7 @@ from _common import rss_mb  # noqa: E402
 from _common import timed  # noqa: E402
 
 import docker  # noqa: E402
-from app.compose import compose_command  # noqa: E402
+from app.compose import Runners  # noqa: E402
 from tests.support.images import ensure_busybox_image  # noqa: E402
 from tests.support.live import LiveServer  # noqa: E402
 from tests.support.live import ensure_user  # noqa: E402
@@ -58,7 +58,7 @@ def median_ms(fn, repeat: int = 15) -> float:
 
 def compose(folder: Path, *args: str, check: bool = True) -> None:
     subprocess.run(
-        [*compose_command(), "--project-directory", str(folder), "-p", folder.name, *args],
+        [*Runners().compose_command(), "--project-directory", str(folder), "-p", folder.name, *args],
         check=check,
         capture_output=True,
         timeout=600,

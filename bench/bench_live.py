@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from _common import p95  # noqa: E402
 from _common import row  # noqa: E402
 
-from app.compose import compose_command  # noqa: E402
+from app.compose import Runners  # noqa: E402
 from app.store import Store  # noqa: E402
 from tests.support import images  # noqa: E402
 from tests.support.live import LiveServer  # noqa: E402
@@ -221,7 +221,7 @@ def main() -> None:
     stack = work / project
     stack.mkdir()
     (stack / "docker-compose.yml").write_text(compose_file(image, args.containers))
-    base = [*compose_command(), "--project-directory", str(stack), "-p", project]
+    base = [*Runners().compose_command(), "--project-directory", str(stack), "-p", project]
     server = None
     try:
         subprocess.run([*base, "up", "-d"], check=True, capture_output=True, timeout=900)

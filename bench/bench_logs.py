@@ -39,7 +39,7 @@ import requests  # noqa: E402
 from _common import row  # noqa: E402
 
 import docker  # noqa: E402
-from app.compose import compose_command  # noqa: E402
+from app.compose import Runners  # noqa: E402
 from app.logstream.lines import parse_stamp  # noqa: E402
 from app.store import Store  # noqa: E402
 from tests.perf.rawws import RawWS  # noqa: E402
@@ -70,7 +70,7 @@ def pct(values: list[float], p: float) -> float:
 
 
 def compose_base(directory: Path, project: str) -> list[str]:
-    return [*compose_command(), "--project-directory", str(directory), "-p", project]
+    return [*Runners().compose_command(), "--project-directory", str(directory), "-p", project]
 
 
 def compose(directory: Path, project: str, *args: str) -> None:

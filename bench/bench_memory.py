@@ -36,7 +36,7 @@ import requests  # noqa: E402
 from _common import row  # noqa: E402
 from _common import rss_mb  # noqa: E402
 
-from app.compose import compose_command  # noqa: E402
+from app.compose import Runners  # noqa: E402
 from app.store import Store  # noqa: E402
 from tests.support import images  # noqa: E402
 from tests.support.live import LiveServer  # noqa: E402
@@ -117,7 +117,7 @@ def main() -> None:
     stack = work / project
     stack.mkdir()
     (stack / "docker-compose.yml").write_text(COMPOSE.format(image=image))
-    base = [*compose_command(), "--project-directory", str(stack), "-p", project]
+    base = [*Runners().compose_command(), "--project-directory", str(stack), "-p", project]
     server = None
     stop = threading.Event()
     try:

@@ -26,7 +26,7 @@ from _common import timed  # noqa: E402
 import docker  # noqa: E402
 from app import create_app  # noqa: E402
 from app import settings as settings_module  # noqa: E402
-from app.compose import compose_command  # noqa: E402
+from app.compose import Runners  # noqa: E402
 from app.passwords import hash_password  # noqa: E402
 from tests.support.images import ensure_busybox_image  # noqa: E402
 
@@ -72,7 +72,7 @@ def main() -> None:
     stack_dir = work / "stack"
     stack_dir.mkdir()
     (stack_dir / "docker-compose.yml").write_text(compose_file(image, SERVICES))
-    base = [*compose_command(), "--project-directory", str(stack_dir), "-p", project]
+    base = [*Runners().compose_command(), "--project-directory", str(stack_dir), "-p", project]
     sdk = docker.DockerClient(base_url="unix:///var/run/docker.sock", timeout=60)
     try:
         started = time.perf_counter()

@@ -36,7 +36,7 @@ from _common import timed  # noqa: E402
 import docker  # noqa: E402
 from app import create_app  # noqa: E402
 from app import settings as settings_module  # noqa: E402
-from app.compose import compose_command  # noqa: E402
+from app.compose import Runners  # noqa: E402
 from app.engine import Engine  # noqa: E402
 from app.engine.stats import StatsSampler  # noqa: E402
 from app.passwords import hash_password  # noqa: E402
@@ -155,7 +155,7 @@ def main() -> None:
     stack_dir = work / "stack"
     stack_dir.mkdir()
     (stack_dir / "docker-compose.yml").write_text(compose_file(image, counts[0]))
-    base = [*compose_command(), "--project-directory", str(stack_dir), "-p", project]
+    base = [*Runners().compose_command(), "--project-directory", str(stack_dir), "-p", project]
     app = create_app(
         {
             "SETTINGS": settings_module.from_env(

@@ -74,7 +74,7 @@ def main() -> None:
                 from app.web.context import current_stack
 
                 stack = current_stack()
-                model = load_model(stack)
+                model = load_model(app.extensions["stackpilot.runners"].for_stack(stack))
             before = reg.manifest_requests()
             times = []
             for _ in range(3):

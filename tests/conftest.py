@@ -139,6 +139,17 @@ def make_stack(tmp_path_factory, busybox_image):
 
 
 # -- the app in-process ---------------------------------------------------------------------
+_made_apps: list = []  # the apps app_factory made for the running test: find_run looks in their runners
+
+
+def find_run(run_id: str):
+    """A Compose run of any app this test made (the run's id is in the action's response)."""
+    for made in reversed(_made_apps):
+        if (run := made.extensions["stackpilot.runners"].get_run(run_id)) is not None:
+            return run
+    return None
+
+
 @pytest.fixture
 def app_factory(tmp_path):
     """Factory: app_factory(stack_dir=..., docker_host=..., **extra_env) -> Flask app."""
@@ -151,9 +162,11 @@ def app_factory(tmp_path):
             base["DOCKER_HOST"] = docker_host
         base.update(env)
         app = create_app({"SETTINGS": settings_module.from_env(base), "TESTING": True})
+        _made_apps.append(app)
         return app
 
-    return factory
+    yield factory
+    _made_apps.clear()
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ the stack's files, the dry run per change of the files or of the candidates' con
 stack in step costs no Compose process per poll at all.
 
 API:
-- ``config_hashes(stack) -> dict[service, hash]``; {} when Compose cannot say.
-- ``outdated(stack, containers) -> set[service]``: services Compose would recreate now for
+- ``config_hashes(runner) -> dict[service, hash]``; {} when Compose cannot say.
+- ``outdated(runner, containers) -> set[service]``: services Compose would recreate now for
   their configuration.
 - ``forget(stack=None)``: drop cached answers.
 """
@@ -27,12 +27,15 @@ import logging
 import re
 import threading
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from app import compose
 from app.engine.containers import ContainerInfo
 from app.errors import StackpilotError
 from app.stack import Stack
 from app.stack.model import fingerprint
+
+if TYPE_CHECKING:
+    from app.compose import ComposeRunner
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +59,17 @@ def parse_hashes(text: str) -> dict[str, str]:
     return out
 
 
-def config_hashes(stack: Stack) -> dict[str, str]:
+def config_hashes(runner: ComposeRunner) -> dict[str, str]:
     """The hash Compose would label each active service's new container with, cached until a
     compose file or the `.env` changes."""
+    stack = runner.stack
     key, mark = _key(stack), fingerprint(stack)
     with _lock:
         hit = _cache.get(key)
     if hit is not None and hit[0] == mark:
         return hit[1]
     try:
-        done = compose.query(stack, ["config", "--hash", "*"])
+        done = runner.query(["config", "--hash", "*"])
         hashes = parse_hashes(done.stdout) if done.returncode == 0 else {}
         if done.returncode != 0:
             log.info("config --hash failed for %s: %s", stack.project, (done.stderr or "").strip()[-300:])
@@ -77,10 +81,11 @@ def config_hashes(stack: Stack) -> dict[str, str]:
     return hashes
 
 
-def outdated(stack: Stack, containers: Iterable[ContainerInfo]) -> set[str]:
+def outdated(runner: ComposeRunner, containers: Iterable[ContainerInfo]) -> set[str]:
     """Services whose containers Compose would recreate now because their configuration changed."""
+    stack = runner.stack
     containers = list(containers)
-    hashes = config_hashes(stack)
+    hashes = config_hashes(runner)
     candidates = sorted(
         {
             c.service
@@ -98,9 +103,7 @@ def outdated(stack: Stack, containers: Iterable[ContainerInfo]) -> set[str]:
         return hit[1]
     names = {c.name: c.service for c in containers}
     try:
-        done = compose.query(
-            stack, ["up", "-d", "--dry-run", "--no-build", "--pull", "never", "--no-deps", "--", *candidates]
-        )
+        done = runner.query(["up", "-d", "--dry-run", "--no-build", "--pull", "never", "--no-deps", "--", *candidates])
         if done.returncode == 0:
             found = {names[n] for n in RECREATE.findall(f"{done.stdout}\n{done.stderr}") if n in names}
         else:  # Compose could not plan (e.g. an image gone): the hashes are all we have

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from typing import Protocol
 
-from app import compose
+from app.compose import Runners
 from app.engine.self import OwnProject
 from app.errors import StackpilotError
 from app.stack import default_files
@@ -74,7 +74,7 @@ def written_name(directory: Path, files: tuple[str, ...]) -> str | None:
     return normalize_project_name(found) if found else None
 
 
-def compose_name(directory: Path, files: list[str] | tuple[str, ...], store: SettingsStore) -> str:
+def compose_name(runners: Runners, directory: Path, files: list[str] | tuple[str, ...], store: SettingsStore) -> str:
     """Compose's own choice for the folder; when it cannot say, the last good one (same folder),
     else the name Compose's rule gives from the files as written, else the folder's name. A good
     answer from Compose is remembered."""
@@ -85,7 +85,7 @@ def compose_name(directory: Path, files: list[str] | tuple[str, ...], store: Set
     try:
         if marks in _failed:
             raise StackpilotError("Compose could not read these files (unchanged since).")
-        name = compose.default_project_name(directory, files)
+        name = runners.default_project_name(directory, files)
     except StackpilotError:
         _failed[marks] = time.time()
         if last.get("directory") == str(directory) and last.get("project"):
@@ -96,10 +96,12 @@ def compose_name(directory: Path, files: list[str] | tuple[str, ...], store: Set
     return name
 
 
-def project_name(directory: Path, saved: dict, store: SettingsStore, own: OwnProject | None = None) -> str:
+def project_name(
+    runners: Runners, directory: Path, saved: dict, store: SettingsStore, own: OwnProject | None = None
+) -> str:
     """The project name to act on (see the module doc for the order)."""
     if saved.get("project"):
         return str(saved["project"])
     if mine := own_project_here(own, directory):
         return mine.project
-    return compose_name(directory, saved.get("files") or (), store)
+    return compose_name(runners, directory, saved.get("files") or (), store)

@@ -4,7 +4,7 @@ Why: include:, extends, anchors, interpolation and profiles have subtle rules; o
 `docker compose config --format json` gets them right. We read its JSON into small frozen records.
 
 API:
-- ``load_model(stack, refresh=False) -> ComposeModel``: cached per stack settings; reloaded when
+- ``load_model(runner, refresh=False) -> ComposeModel``: cached per stack settings; reloaded when
   any compose/.env file in the stack folder (two levels deep) changes its mtime or size.
 - ``model_from_json(active, every=None) -> ComposeModel``: build from config JSON (``every`` is the
   config with all profiles; services only there are "inactive").
@@ -34,12 +34,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from app.errors import InvalidInput
 from app.errors import InvalidName
 from app.stack import Stack
+
+if TYPE_CHECKING:
+    from app.compose import ComposeRunner
 
 GROUP_LABEL = "stackpilot.group"
 _WATCHED_SUFFIXES = (".yml", ".yaml", ".env", ".json")
@@ -362,18 +366,17 @@ def fingerprint(stack: Stack) -> tuple:
     return tuple(sorted(marks))
 
 
-def load_model(stack: Stack, refresh: bool = False) -> ComposeModel:
-    """The stack's model, from the cache unless a compose/.env file changed (or refresh)."""
-    from app import compose
-
+def load_model(runner: ComposeRunner, refresh: bool = False) -> ComposeModel:
+    """The runner's stack's model, from the cache unless a compose/.env file changed (or refresh)."""
+    stack = runner.stack
     key = (str(stack.directory), stack.project, stack.files, stack.profiles)
     mark = fingerprint(stack)
     with _cache_lock:
         hit = _cache.get(key)
     if hit and hit[0] == mark and not refresh:
         return hit[1]
-    active = compose.config_json(stack)
-    every = compose.config_json(stack, all_profiles=True)
+    active = runner.config_json()
+    every = runner.config_json(all_profiles=True)
     model = model_from_json(active, every)
     with _cache_lock:
         _cache[key] = (mark, model)

@@ -17,7 +17,6 @@ from flask import Flask
 from flask import abort
 from flask import current_app
 from flask import g
-from flask import has_app_context
 from flask import has_request_context
 from flask import redirect
 from flask import request
@@ -103,7 +102,7 @@ def stack_of(entry: StackEntry) -> Stack:
             own = own_project(engines().get(entry.engine), settings().self_container_id)
         except StackpilotError:
             own = None
-        saved["project"] = identity.project_name(entry.path, saved, store(), own)
+        saved["project"] = identity.project_name(runners(), entry.path, saved, store(), own)
     return entry.stack(saved)
 
 
@@ -237,10 +236,6 @@ def init_app(app: Flask) -> None:
     app.before_request(_resolve)
     app.url_defaults(_add_stack)
     app.extensions["stackpilot.store"].audit_stack = _audit_stack(app)
-    compose.bind(
-        lambda: current_app.extensions.get("stackpilot.runners") if has_app_context() else None,
-        app.extensions["stackpilot.runners"],
-    )
 
     @app.context_processor
     def _stack_globals() -> dict[str, Any]:

@@ -14,7 +14,6 @@ from flask import g
 from flask import render_template
 from flask import request
 
-from app import compose
 from app.engine import Engine
 from app.engine.check import Finding
 from app.engine.check import check
@@ -48,11 +47,9 @@ def _audit(action: str, target: str, result: str = "ok", detail: str = "") -> No
 
 def _compose_probe_args(engine: Engine) -> tuple[list[str], dict[str, str] | None]:
     """The Compose command and the exact environment a stack's runner uses on this engine."""
-    runners = current_app.extensions.get("stackpilot.runners")
+    runners = current_app.extensions["stackpilot.runners"]
     try:
-        if runners is not None:
-            return runners.compose_command(), runners.env(engine.id)
-        return compose.compose_command(), None
+        return runners.compose_command(), runners.env(engine.id)
     except StackpilotError:
         return [], None
 

@@ -39,6 +39,7 @@ from app.logstream.session import LogSession
 from app.shares import ShareRefused
 from app.shares import Shares
 from app.web.context import current_stack
+from app.web.context import runners
 from app.web.context import settings
 from app.web.context import stack_engine as engine
 from app.web.context import store
@@ -79,7 +80,7 @@ def known_services(stack) -> list[str]:
     try:
         from app.stack.model import load_model
 
-        names.update(load_model(stack).service_names())
+        names.update(load_model(runners().for_stack(stack)).service_names())
     except StackpilotError as e:  # a broken compose file must not hide logs of what runs
         log.info("compose model unavailable for logs: %s", e.message)
     names.update(engine_logs.service_names(engine(), stack.project))

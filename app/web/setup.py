@@ -25,6 +25,7 @@ from app.stack import Stack
 from app.stack import model as stack_model
 from app.web.auth import access
 from app.web.context import current_stack
+from app.web.context import runners
 from app.web.context import settings
 from app.web.context import settings_key
 from app.web.context import stack_engine as engine
@@ -173,7 +174,14 @@ def _stack_choice(state, recipe) -> dict:
     directory = _directory()
     draft = envdraft.load(directory, recipe)
     return steps.stack_defaults(
-        directory, state.stack, recipe, store().get_setting(_keys()[1]) or {}, _own(), draft.base.values(), store()
+        directory,
+        state.stack,
+        recipe,
+        store().get_setting(_keys()[1]) or {},
+        _own(),
+        draft.base.values(),
+        store(),
+        runners(),
     )
 
 
@@ -222,7 +230,7 @@ def _notice_later_up(state, stack) -> bool:
     if state.launch.get("status") != "failed":
         return False
     try:
-        model = stack_model.load_model(stack)
+        model = stack_model.load_model(runners().for_stack(stack))
         up = launch.running_now(engine(), stack.project, model.service_names())
     except StackpilotError:
         return False
@@ -276,6 +284,7 @@ def checks():
     else:
         recipe = _recipe(state)
         report = preflight.run(
+            runners(),
             engine(),
             planning.stack_for(directory, state, recipe),
             recipe,
@@ -314,7 +323,7 @@ def _profile_helpers(state, recipe):
     _, report.nvidia, report.amd = preflight.gpu_checks(info) if info else ([], False, False)
 
     def profiles_of(files):
-        return steps.profile_choice(Stack(directory, "preview", tuple(files)), draft)
+        return steps.profile_choice(runners(), Stack(directory, "preview", tuple(files)), draft)
 
     return profiles_of, lambda names: report.possible_profiles(recipe, names)
 
@@ -424,7 +433,14 @@ def launch_start():
         )
 
     launch.start(
-        plan, engine(), user, settings().backups_keep, remember, finished, self_container=settings().self_container_id
+        plan,
+        runners().for_stack(plan.stack),
+        engine(),
+        user,
+        settings().backups_keep,
+        remember,
+        finished,
+        self_container=settings().self_container_id,
     )
     state.advance("review")
     wizard_state.save(st, state, wkey)

@@ -43,6 +43,7 @@ from app.errors import StackpilotError
 from app.shares import ShareRefused
 from app.stack.model import load_model
 from app.web.context import current_stack
+from app.web.context import runners
 from app.web.context import settings
 from app.web.context import stack_engine
 from app.web.context import store
@@ -99,7 +100,7 @@ def _stack():
 def _service(name: str) -> str:
     if not SERVICE_NAME.match(name or ""):
         raise InvalidName(f"There is no service {name!r} in this stack.")
-    return load_model(_stack()).require(name).name
+    return load_model(runners().for_stack(_stack())).require(name).name
 
 
 def _recent_key(service: str) -> str:
@@ -195,7 +196,7 @@ def run_command(service: str):
         the_store.audit(run.user, f"command.{mode}", target, result)
 
     try:
-        run = compose.start(stack, [*head, "--", name, *argv], title=title, user=user, on_done=done)
+        run = runners().for_stack(stack).start([*head, "--", name, *argv], title=title, user=user, on_done=done)
     except StackBusy:
         the_store.audit(user, f"command.{mode}", target, "refused: busy")
         raise

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
 
-from app import compose
+from app.compose import ComposeRunner
 from app.engine import Engine
 from app.engine import containers as engine_containers
 from app.engine import host
@@ -167,6 +167,7 @@ def get(job_id: str) -> LaunchJob | None:
 
 def start(
     plan: Plan,
+    runner: ComposeRunner,
     engine: Engine,
     user: str,
     keep_backups: int,
@@ -206,7 +207,7 @@ def start(
         _latest[job.project] = job.id
     thread = threading.Thread(
         target=_run,
-        args=(job, plan, engine, keep_backups, remember, on_finish),
+        args=(job, plan, runner, engine, keep_backups, remember, on_finish),
         name=f"launch-{job.project}",
         daemon=True,
     )
@@ -214,9 +215,9 @@ def start(
     return job
 
 
-def _run(job: LaunchJob, plan: Plan, engine: Engine, keep: int, remember, on_finish) -> None:
+def _run(job: LaunchJob, plan: Plan, runner: ComposeRunner, engine: Engine, keep: int, remember, on_finish) -> None:
     try:
-        _execute(job, plan, engine, keep, remember)
+        _execute(job, plan, runner, engine, keep, remember)
     except StackpilotError as e:
         _fail(job, Failure("", e.message, e.detail.splitlines()[-LOG_TAIL:] if e.detail else []))
     except Exception as e:  # the page must always learn that the launch ended
@@ -245,7 +246,7 @@ def _fail(job: LaunchJob, failure: Failure) -> None:
                 step.status = "skipped"
 
 
-def _execute(job: LaunchJob, plan: Plan, engine: Engine, keep: int, remember) -> None:
+def _execute(job: LaunchJob, plan: Plan, runner: ComposeRunner, engine: Engine, keep: int, remember) -> None:
     directory = plan.stack.directory
     env_path = directory / ".env"
 
@@ -286,7 +287,7 @@ def _execute(job: LaunchJob, plan: Plan, engine: Engine, keep: int, remember) ->
 
     job.mark("config", "running")
     remember(plan.settings)
-    config = compose.config_json(plan.stack)
+    config = runner.config_json()
     model = model_from_json(config)
     with job._lock:
         for svc in model.active_services():
@@ -303,18 +304,13 @@ def _execute(job: LaunchJob, plan: Plan, engine: Engine, keep: int, remember) ->
     if planned.note:
         job.line(f"Stackpilot runs here as the service {own!r}: it is left as it is.")
     args = list(planned.args)
-    code = (
-        0
-        if not args
-        else compose.run(plan.stack, args, on_line=job.line, title="Setup: start the stack", user=job.user, wait=10)
-    )
+    code = 0 if not args else runner.run(args, on_line=job.line, title="Setup: start the stack", user=job.user, wait=10)
     # Not `up --wait`: it exits 1 when a one-shot job nobody waits on finishes in time for it to
     # notice, and 0 with an unhealthy container. Compose starts in dependency order (waiting on
     # health where depends_on says so); Stackpilot then follows every container to the end.
     if code == 0 and plan.lan_sites and "caddy" in job.services and own != "caddy":
         job.line("Restarting caddy so it reads the LAN sites (the page comes back by itself).")
-        code = compose.run(
-            plan.stack,
+        code = runner.run(
             ["restart", "--", "caddy"],
             on_line=job.line,
             title="Setup: restart caddy",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
 
-from app import compose
+from app.compose import Runners
 from app.engine import Engine
 from app.engine import host
 from app.engine.self import own_container_id
@@ -82,9 +82,9 @@ def engine_check(engine: Engine) -> tuple[Check, dict]:
     return Check("engine", "Docker engine", "pass", f"Reachable, version {version}."), info
 
 
-def compose_check() -> Check:
+def compose_check(runners: Runners) -> Check:
     try:
-        version = compose.compose_version()
+        version = runners.compose_version()
     except StackpilotError as e:
         return Check(
             "compose",
@@ -162,7 +162,9 @@ def compare_mounts(mounts: list[dict], stack_dir: Path) -> Check:
     return Check("mounts", title, "pass", f"Mounted at the same path as on the host ({target}).")
 
 
-def files_check(stack: Stack, recipe: Recipe, env_bytes: bytes | None = None) -> tuple[Check, dict | None]:
+def files_check(
+    runners: Runners, stack: Stack, recipe: Recipe, env_bytes: bytes | None = None
+) -> tuple[Check, dict | None]:
     """Compose reads the chosen files (with the .env the wizard will write, when there is none
     yet or it changes); returns the row and the config of the chosen profiles."""
     title = "Compose files"
@@ -189,7 +191,7 @@ def files_check(stack: Stack, recipe: Recipe, env_bytes: bytes | None = None) ->
     drafted = env_bytes is not None and not stack.env_path.is_file()
     try:
         with preview.draft_stack(stack, env_bytes) as seen:
-            config = compose.config_json(seen)
+            config = runners.for_stack(seen).config_json()
             config = _map_paths(config, seen, stack)
     except StackpilotError as e:
         fetched = [p for p in recipe.prepare if p.kind == "git" and not (stack.directory / p.dest).exists()]
@@ -509,18 +511,23 @@ def ram_check(info: dict, recipe: Recipe) -> Check:
 
 
 def run(
-    engine: Engine, stack: Stack, recipe: Recipe, container: str | None = None, env_bytes: bytes | None = None
+    runners: Runners,
+    engine: Engine,
+    stack: Stack,
+    recipe: Recipe,
+    container: str | None = None,
+    env_bytes: bytes | None = None,
 ) -> Report:
     """All checks, in the order a person fixes them. env_bytes: the .env the wizard will write
     (checked in a preview folder; the stack folder is never written)."""
     report = Report()
     engine_row, info = engine_check(engine)
     report.checks.append(engine_row)
-    report.checks.append(compose_check())
+    report.checks.append(compose_check(runners))
     in_container = (container if container is not None else own_container_id()) is not None
     if info:
         report.checks.append(mount_check(engine, stack.directory, container))
-    files, config = files_check(stack, recipe, env_bytes)
+    files, config = files_check(runners, stack, recipe, env_bytes)
     report.checks.append(files)
     report.checks.append(disk_check(stack.directory))
     if info:

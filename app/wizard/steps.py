@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from app import compose
+from app.compose import Runners
 from app.engine.self import OwnProject
 from app.errors import InvalidInput
 from app.errors import StackpilotError
@@ -98,19 +98,19 @@ class ProfileChoice:
         return next((o for o in self.options if o.name == name), None)
 
 
-def profile_model(stack: Stack, env_bytes: bytes | None) -> tuple[ComposeModel, bool]:
+def profile_model(runners: Runners, stack: Stack, env_bytes: bytes | None) -> tuple[ComposeModel, bool]:
     """Every service of every profile (Compose's own answer with the draft .env; the YAML itself
     when Compose cannot answer yet, e.g. before a recipe fetched an included file)."""
     try:
         with preview.draft_stack(stack, env_bytes) as seen:
-            every = compose.config_json(seen, all_profiles=True)
+            every = runners.for_stack(seen).config_json(all_profiles=True)
         return model_from_json(every, every), False
     except StackpilotError:
         return model_from_files(stack.directory, stack.files), True
 
 
-def profile_choice(stack: Stack, env_bytes: bytes | None) -> ProfileChoice:
-    model, approximate = profile_model(stack, env_bytes)
+def profile_choice(runners: Runners, stack: Stack, env_bytes: bytes | None) -> ProfileChoice:
+    model, approximate = profile_model(runners, stack, env_bytes)
     options = profile_options(model)
     return ProfileChoice(options, exclusive_groups(options), approximate)
 
@@ -136,6 +136,7 @@ def stack_defaults(
     own: OwnProject | None,
     env_values: dict[str, str],
     store: identity.SettingsStore,
+    runners: Runners,
 ) -> dict:
     """What the Stack step shows before a person changes anything: their earlier choice, else the
     stack's saved settings, else what Stackpilot's own container was started with, else the
@@ -147,7 +148,7 @@ def stack_defaults(
             saved.get("project")
             or (mine.project if mine else "")
             or (recipe.project if recipe.name else "")
-            or identity.compose_name(directory, saved.get("files") or recipe.files, store)
+            or identity.compose_name(runners, directory, saved.get("files") or recipe.files, store)
         )
     if not out.get("files"):
         out["files"] = list(saved.get("files") or (mine.files_in(directory) if mine else ()) or recipe.files)

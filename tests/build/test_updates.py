@@ -143,7 +143,7 @@ def test_unreachable_registry_is_reported_per_image(registry, make_stack, app_fa
 
             stack = _stack(app)
             engine = app.extensions["stackpilot.engine"]
-            result = updates.check(engine, stack, load_model(stack))
+            result = updates.check(engine, stack, load_model(app.extensions["stackpilot.runners"].for_stack(stack)))
         a = result.images[dead]
         assert a.state == "error" and "connection refused" in a.error and a.services == ("a",)
         assert result.images[busybox_image].state == "local"  # imported here, never pulled: no registry asked
@@ -158,7 +158,7 @@ def _model(app):
     from app.stack.model import load_model
 
     with app.app_context():
-        return load_model(_stack(app))
+        return load_model(app.extensions["stackpilot.runners"].for_stack(_stack(app)))
 
 
 def _stack(app):

@@ -232,17 +232,17 @@ def test_wizard_from_claim_to_review(case, tmp_path, app_factory):
     with app.app_context():
         from app.wizard import steps
 
-        choice = steps.profile_choice(plan.stack, plan.env_bytes)
+        choice = steps.profile_choice(app.extensions["stackpilot.runners"], plan.stack, plan.env_bytes)
     every = {n for o in choice.options for n in o.services}
     assert offered <= every
-    mine = {n for n in _no_profile_services(plan.stack, plan.env_bytes)} | {
+    mine = {n for n in _no_profile_services(app.extensions["stackpilot.runners"], plan.stack, plan.env_bytes)} | {
         n for o in choice.options if o.name in plan.stack.profiles for n in o.services
     }
     assert mine == expected, mine ^ expected
 
 
-def _no_profile_services(stack, env_bytes) -> set[str]:
+def _no_profile_services(runners, stack, env_bytes) -> set[str]:
     from app.wizard import steps
 
-    model, _approx = steps.profile_model(stack, env_bytes)
+    model, _approx = steps.profile_model(runners, stack, env_bytes)
     return {s.name for s in model.services.values() if not s.profiles}

@@ -10,6 +10,7 @@ import pytest
 
 from app import compose
 from tests.conftest import PREFIX
+from tests.conftest import find_run
 from tests.conftest import sign_in
 from tests.services import stacks
 from tests.support.live import free_port
@@ -71,7 +72,7 @@ def finish(response, timeout: float = 120.0) -> compose.Run:
     """The run an action response started, once it has ended."""
     assert response.status_code == 200, response.get_data(as_text=True)[:500]
     run_id = RUN_ID.search(response.get_data(as_text=True))[1]
-    run = compose.get_run(run_id)
+    run = find_run(run_id)
     assert run is not None
     assert run.wait(timeout), f"run {run.title} did not finish"
     return run

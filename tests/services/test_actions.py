@@ -7,7 +7,6 @@ from urllib.parse import quote
 
 import pytest
 
-from app import compose
 from app.stack import stack_from
 from tests.conftest import sign_in
 from tests.services import stacks
@@ -120,10 +119,13 @@ HOSTILE = [
 
 @pytest.mark.parametrize("name", HOSTILE)
 def test_bad_service_names_are_refused(web_stack, web_app, operator, name):
-    before = len(compose.recent_runs(stack_from(web_stack.dir, {"project": web_stack.project}), 100))
+    runner = web_app.extensions["stackpilot.runners"].for_stack(
+        stack_from(web_stack.dir, {"project": web_stack.project})
+    )
+    before = len(runner.recent_runs(100))
     r = operator.post(f"/services/{quote(name, safe='')}/restart")
     assert r.status_code == 404
-    assert len(compose.recent_runs(stack_from(web_stack.dir, {"project": web_stack.project}), 100)) == before
+    assert len(runner.recent_runs(100)) == before
     assert all(target != name for _, _, target, _ in audit(web_app))
 
 
@@ -134,7 +136,7 @@ def test_unknown_action_is_404(operator):
 
 def test_busy_stack_refuses_a_second_action(web_stack, web_app, operator):
     stack = stack_from(web_stack.dir, {"project": web_stack.project})
-    with compose.stack_lock(stack, "up by someone", user="alice"):
+    with web_app.extensions["stackpilot.runners"].for_stack(stack).lock("up by someone", user="alice"):
         r = operator.post("/services/worker/restart", headers={"HX-Request": "true"})
         assert r.status_code == 409
         assert "up by someone" in r.get_data(as_text=True) and r.headers["HX-Retarget"] == "#alerts"
@@ -169,12 +171,14 @@ def test_recreate_several_services_in_one_run(web_stack, web_app, operator, dock
 
 
 @pytest.mark.parametrize("names", [[], ["worker", "../etc"], ["nope"]])
-def test_recreate_refuses_unknown_or_missing_names(web_stack, operator, names):
-    stack = stack_from(web_stack.dir, {"project": web_stack.project})
-    runs_before = [x.id for x in compose.recent_runs(stack, limit=30)]
+def test_recreate_refuses_unknown_or_missing_names(web_stack, web_app, operator, names):
+    runner = web_app.extensions["stackpilot.runners"].for_stack(
+        stack_from(web_stack.dir, {"project": web_stack.project})
+    )
+    runs_before = [x.id for x in runner.recent_runs(limit=30)]
     r = operator.post("/stack/recreate", data={"service": names})
     assert r.status_code in (404, 422)
-    assert [x.id for x in compose.recent_runs(stack, limit=30)] == runs_before
+    assert [x.id for x in runner.recent_runs(limit=30)] == runs_before
 
 
 FLAG_NAMED = """

@@ -118,14 +118,14 @@ def test_drift_after_env_change_until_recreated(health_stack, app_factory, monke
     app = app_for(app_factory, health_stack)
     client = sign_in(app, app.test_client(), "operator")
     hash_runs = []
-    real_query = compose.query
+    real_query = compose.ComposeRunner.query
 
-    def counting_query(stack, args, *more, **kw):  # the real Compose, counted
+    def counting_query(runner, args, *more, **kw):  # the real Compose, counted
         if list(args[:2]) == ["config", "--hash"]:
-            hash_runs.append(stack.project)
-        return real_query(stack, args, *more, **kw)
+            hash_runs.append(runner.stack.project)
+        return real_query(runner, args, *more, **kw)
 
-    monkeypatch.setattr(compose, "query", counting_query)
+    monkeypatch.setattr(compose.ComposeRunner, "query", counting_query)
     health_stack.compose("up", "-d", "--no-deps", "cache")
     wait_state(client, "cache", "running")
     html = client.get("/services").get_data(as_text=True)

@@ -20,6 +20,8 @@ from tests.setup import fixture_stack as fx
 from tests.support.engine import DEFAULT_SOCKET
 from tests.support.live import free_port
 
+RUNNERS = compose.Runners()  # an app's runners, without the app
+
 pytestmark = pytest.mark.docker
 
 
@@ -99,10 +101,10 @@ def test_port_taken_by_another_container_fails(engine, docker_engine, busybox_im
             }
         )
         stack = Stack(proj.dir, proj.project, ("docker-compose.yml",))
-        row = preflight.ports_check(engine, stack, compose.config_json(stack))
+        row = preflight.ports_check(engine, stack, RUNNERS.for_stack(stack).config_json())
         assert row.status == "fail" and f"{port} (web) is used by the container {other.name}" in row.reason
         other.remove(force=True)
-        assert preflight.ports_check(engine, stack, compose.config_json(stack)).status == "pass"
+        assert preflight.ports_check(engine, stack, RUNNERS.for_stack(stack).config_json()).status == "pass"
     finally:
         if other is not None:
             try:
@@ -136,9 +138,9 @@ def test_compose_files_wait_for_the_recipe_then_fail_when_really_broken(make_sta
     recipe = recipes.for_stack(proj.dir)
     assert recipe.name == "local-ai-packaged"
     stack = Stack(proj.dir, proj.project, ("docker-compose.yml",))
-    assert preflight.files_check(stack, recipe)[0].status == "warn"
+    assert preflight.files_check(RUNNERS, stack, recipe)[0].status == "warn"
     proj.write("supabase/docker/docker-compose.yml", "services: [not, a, mapping\n")
-    row, _config = preflight.files_check(stack, recipe)
+    row, _config = preflight.files_check(RUNNERS, stack, recipe)
     assert row.status == "fail" and row.detail
     options = profile_options(model_from_files(proj.dir, ("docker-compose.yml",)))
     assert [o.name for o in options] == ["cpu", "gpu-amd", "gpu-nvidia"]  # read from the YAML, Compose's order
@@ -175,11 +177,11 @@ def test_port_held_by_a_host_process_fails(make_stack, engine):
     try:
         proj = make_stack({"compose.yaml": f"services:\n  web:\n    image: {{image}}\n    ports: ['{port}:80']\n"})
         stack = Stack(proj.dir, proj.project, ("compose.yaml",))
-        row = preflight.ports_check(engine, stack, compose.config_json(stack))
+        row = preflight.ports_check(engine, stack, RUNNERS.for_stack(stack).config_json())
         assert row.status == "fail" and f"{port} (web) is used by a process on this machine" in row.reason
     finally:
         listener.close()
-    assert preflight.ports_check(engine, stack, compose.config_json(stack)).status == "pass"
+    assert preflight.ports_check(engine, stack, RUNNERS.for_stack(stack).config_json()).status == "pass"
 
 
 def test_ports_of_an_override_chosen_later_are_checked(make_stack, engine):
@@ -200,9 +202,9 @@ def test_ports_of_an_override_chosen_later_are_checked(make_stack, engine):
         recipe = recipes.for_stack(proj.dir)
         base = Stack(proj.dir, proj.project, ("compose.yaml",))
         with_prod = Stack(proj.dir, proj.project, ("compose.yaml", "compose.prod.yml"))
-        rows = {c.id: c for c in preflight.run(engine, base, recipe, container="").checks}
+        rows = {c.id: c for c in preflight.run(RUNNERS, engine, base, recipe, container="").checks}
         assert rows["ports"].status == "pass"
-        rows = {c.id: c for c in preflight.run(engine, with_prod, recipe, container="").checks}
+        rows = {c.id: c for c in preflight.run(RUNNERS, engine, with_prod, recipe, container="").checks}
         assert rows["ports"].status == "fail" and str(port) in rows["ports"].reason
     finally:
         listener.close()
@@ -219,9 +221,9 @@ def test_no_env_yet_is_checked_with_the_draft(make_stack, engine):
     )
     recipe = recipes.for_stack(proj.dir)
     stack = Stack(proj.dir, proj.project, ("compose.yaml",))
-    row, config = preflight.files_check(stack, recipe)
+    row, config = preflight.files_check(RUNNERS, stack, recipe)
     assert row.status == "warn" and "KEY, which the Configuration step asks for" in row.reason
-    row, config = preflight.files_check(stack, recipe, b"KEY=value\n")
+    row, config = preflight.files_check(RUNNERS, stack, recipe, b"KEY=value\n")
     assert row.status == "pass" and "with the .env the wizard will write" in row.reason
     assert config["services"]["web"]["environment"]["KEY"] == "value"
     assert not (proj.dir / ".env").exists() and sorted(p.name for p in proj.dir.iterdir()) == ["compose.yaml"]
@@ -230,7 +232,7 @@ def test_no_env_yet_is_checked_with_the_draft(make_stack, engine):
 def test_no_default_file_sends_to_the_stack_step(make_stack):
     """A folder with only docker-compose.postgres.yml (paperless) is not a dead end at the checks."""
     proj = make_stack({"docker-compose.postgres.yml": "services:\n  web:\n    image: {image}\n"})
-    row, config = preflight.files_check(Stack(proj.dir, proj.project, ()), recipes.for_stack(proj.dir))
+    row, config = preflight.files_check(RUNNERS, Stack(proj.dir, proj.project, ()), recipes.for_stack(proj.dir))
     assert row.status == "warn" and "docker-compose.postgres.yml" in row.reason and "Stack step" in row.fix
 
 
@@ -245,7 +247,7 @@ def test_bind_sources_tilde_and_limits_are_named_with_a_fix(make_stack, engine):
     (proj.dir / "here").mkdir()
     recipe = recipes.for_stack(proj.dir)
     stack = Stack(proj.dir, proj.project, ("compose.yaml",))
-    rows = {c.id: c for c in preflight.run(engine, stack, recipe, container="").checks}
+    rows = {c.id: c for c in preflight.run(RUNNERS, engine, stack, recipe, container="").checks}
     binds = rows["binds"]
     assert (
         binds.status == "warn"
@@ -259,6 +261,6 @@ def test_bind_sources_tilde_and_limits_are_named_with_a_fix(make_stack, engine):
         "compose.yaml",
         "services:\n  web:\n    image: {image}\n    volumes: ['~/.flowise:/data']\n".replace("{image}", "busybox"),
     )
-    row = preflight.binds_check(stack, recipe, compose.config_json(stack), in_container=True)
+    row = preflight.binds_check(stack, recipe, RUNNERS.for_stack(stack).config_json(), in_container=True)
     assert row.status == "fail" and "~/.flowise in compose.yaml" in row.reason and "HOME" in row.reason
     assert "full" in row.fix

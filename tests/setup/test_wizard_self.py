@@ -57,8 +57,7 @@ def test_launch_leaves_our_own_container_alone(app_factory, make_stack, docker_e
     after = container(docker_engine, proj.project, "stackpilot")
     assert after.id == ours.id and after.status == "running"  # ... yet it was not recreated
     assert container(docker_engine, proj.project, "api").status == "running"
-    from app import compose
     from app.stack import Stack
 
-    run = compose.recent_runs(Stack(proj.dir, proj.project))[0]
+    run = app.extensions["stackpilot.runners"].for_stack(Stack(proj.dir, proj.project)).recent_runs()[0]
     assert run.args == ["up", "-d", "--no-deps", "--", "api"]  # names after `--`, never as flags

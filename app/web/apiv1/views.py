@@ -44,6 +44,7 @@ from app.web.apiv1 import actor
 from app.web.apiv1 import bp
 from app.web.context import current_entry
 from app.web.context import current_stack
+from app.web.context import runners
 from app.web.context import settings
 from app.web.context import stack_engine
 from app.web.context import stack_of
@@ -185,7 +186,11 @@ def _start(stack, args, title: str, action: str, target: str, detail: str = "", 
     """Start a Compose run; 202 with it (200 when ?wait= saw it finish)."""
     user = actor()
     try:
-        run = compose.start(stack, list(args), title=title, user=user, on_done=_audit_when_done(action, target, detail))
+        run = (
+            runners()
+            .for_stack(stack)
+            .start(list(args), title=title, user=user, on_done=_audit_when_done(action, target, detail))
+        )
     except StackBusy:
         store().audit(user, action, target, "refused: busy", detail)
         raise
@@ -268,7 +273,7 @@ def stack_action(action: str):
     if action not in ("up", "down", "pull", "restart", "build"):
         raise NotFound(f"No stack action {action!r}: up, down, pull, restart or build.")
     stack = _stack()
-    model = load_model(stack)
+    model = load_model(runners().for_stack(stack))
     if action == "build":
         if not any(s.active and s.build_context for s in model.services.values()):
             raise InvalidInput("No service of this stack has a build section: its images are pulled, not built.")
@@ -281,7 +286,7 @@ def stack_action(action: str):
         if not isinstance(chosen, list) or [p for p in chosen if p not in model.profiles]:
             raise InvalidInput(f"profiles: a list of this stack's profiles ({', '.join(sorted(model.profiles))}).")
         stack = stack.with_changes(profiles=tuple(chosen))
-        model = load_model(stack)
+        model = load_model(runners().for_stack(stack))
     try:
         plan = plan_stack(
             stack,
@@ -315,7 +320,7 @@ def run(run_id: str):
 def any_run(run_id: str):
     """A run by id alone, if it belongs to a stack the caller may see (404 otherwise, the same answer
     as for an id that never existed)."""
-    found = compose.get_run(run_id)
+    found = runners().get_run(run_id)
     if found is not None:
         for entry in visible_entries():
             if entry.engine == found.engine and stack_of(entry).project == found.project:
@@ -326,7 +331,7 @@ def any_run(run_id: str):
 # -- services ---------------------------------------------------------------------------------------------
 def _row(name: str) -> Row:
     stack = _stack()
-    load_model(stack).require(name)  # unknown: InvalidName (404) before anything runs
+    load_model(runners().for_stack(stack)).require(name)  # unknown: InvalidName (404) before anything runs
     for row in _snapshot().rows:
         if row.name == name:
             return row
@@ -367,7 +372,7 @@ def service_action(name: str, action: str):
     if action not in SERVICE_ACTIONS or action == "pull":
         raise NotFound(f"No service action {action!r}: start, stop, restart or recreate.")
     stack = _stack()
-    service = load_model(stack).require(name, active=True)
+    service = load_model(runners().for_stack(stack)).require(name, active=True)
     timeout = _int("timeout", None, 0, engine_containers.MAX_STOP_TIMEOUT) if action in ("stop", "restart") else None
     exists = action != "start" or any(
         c.service == name for c in engine_containers.project_containers(stack_engine(), stack.project)

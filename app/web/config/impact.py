@@ -10,11 +10,11 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from app import compose
 from app.engine import Engine
 from app.engine import volumes as engine_volumes
 from app.errors import StackpilotError
 from app.stack import Stack
+from app.web.context import runners
 
 log = logging.getLogger(__name__)
 
@@ -23,14 +23,14 @@ def config_for(stack: Stack, env_bytes: bytes | None = None) -> dict:
     """The resolved config with the stack's .env, or with `env_bytes` as its .env (a draft kept
     in a private temp file for the one Compose call)."""
     if env_bytes is None:
-        return compose.config_json(stack)
+        return runners().for_stack(stack).config_json()
     folder = tempfile.mkdtemp(prefix="stackpilot-env-")
     path = Path(folder) / ".env"
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(env_bytes)
-        return compose.config_json(stack, env_file=path)
+        return runners().for_stack(stack).config_json(env_file=path)
     finally:
         with contextlib.suppress(OSError):
             path.unlink()

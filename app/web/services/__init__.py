@@ -15,7 +15,6 @@ from flask import Blueprint
 from flask import Flask
 from flask import current_app
 
-from app import compose
 from app.engine import containers as engine_containers
 from app.engine.stats import StatsSampler
 from app.errors import StackpilotError
@@ -27,6 +26,7 @@ from app.stack.model import model_from_json
 from app.stack.services import Row
 from app.stack.services import build_rows
 from app.web.context import current_stack
+from app.web.context import runners
 from app.web.context import stack_engine as engine
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def snapshot() -> Snapshot:
         return Snapshot(stack=None)
     snap = Snapshot(stack=stack)
     try:
-        snap.model = load_model(stack)
+        snap.model = load_model(runners().for_stack(stack))
     except StackpilotError as e:
         snap.model_error = e
         return _from_containers(snap)
@@ -71,7 +71,7 @@ def snapshot() -> Snapshot:
     except StackpilotError as e:
         snap.engine_error = e.message
     # Drift only means something for containers that exist: no Compose call for a stack that is down.
-    stale = outdated(stack, found) if found else set()
+    stale = outdated(runners().for_stack(stack), found) if found else set()
     snap.rows = build_rows(snap.model, found, sampler().snapshot(), outdated=stale, image_ids=images)
     return snap
 
@@ -94,8 +94,9 @@ def _from_containers(snap: Snapshot) -> Snapshot:
 
 def init_app(app: Flask) -> None:
     """Point the Compose runner at our settings; stop Compose runs at shutdown."""
-    compose.configure(settings_of(app).compose_command, settings_of(app).docker_host)
-    app.extensions.setdefault("stackpilot.shutdown", []).append(compose.shutdown)
+    owned = app.extensions["stackpilot.runners"]
+    owned.configure(settings_of(app).compose_command, settings_of(app).docker_host)
+    app.extensions.setdefault("stackpilot.shutdown", []).append(owned.shutdown)
 
 
 def settings_of(app: Flask):

@@ -41,6 +41,7 @@ from app.stack.model import load_model
 from app.stack.proxy import proxy_service
 from app.stack.updates import start_steps
 from app.web.context import current_stack
+from app.web.context import runners
 from app.web.context import settings
 from app.web.context import stack_engine as engine
 from app.web.context import stack_runner
@@ -112,7 +113,11 @@ def _audit_when_done(action: str, target: str, detail: str = ""):
 def _start(stack, args: list[str], title: str, action: str, target: str, detail: str = ""):
     user = g.user.username
     try:
-        run = compose.start(stack, args, title=title, user=user, on_done=_audit_when_done(action, target, detail))
+        run = (
+            runners()
+            .for_stack(stack)
+            .start(args, title=title, user=user, on_done=_audit_when_done(action, target, detail))
+        )
     except StackBusy:
         store().audit(user, action, target, "refused: busy", detail)
         raise
@@ -134,7 +139,7 @@ def service_action(name: str, action: str):
     if action not in SERVICE_ACTIONS:
         abort(404)
     stack = _stack()
-    service = load_model(stack).require(name, active=True)
+    service = load_model(runners().for_stack(stack)).require(name, active=True)
     try:
         plan = plan_service(
             stack,
@@ -159,7 +164,7 @@ def stack_action(action: str):
     if action not in STACK_ACTIONS:
         abort(404)
     stack = _stack()
-    model = load_model(stack)
+    model = load_model(runners().for_stack(stack))
     names: list[str] = []
     if action == "up":
         chosen = request.form.getlist("profile")
@@ -167,7 +172,7 @@ def stack_action(action: str):
             raise InvalidInput("Choose profiles this stack defines.")
         if "profiles" in request.form or chosen:
             stack = stack.with_changes(profiles=tuple(chosen))
-            model = load_model(stack)
+            model = load_model(runners().for_stack(stack))
     elif action == "recreate":
         # Several services in one Compose run (e.g. all that use a changed .env variable).
         names = [model.require(n, active=True).name for n in request.form.getlist("service")]
@@ -192,8 +197,9 @@ def stack_action(action: str):
 
         if request.form.get("backup_first") == "1":
             user, done = g.user.username, _audit_when_done(f"stack.{action}", stack.project, plan.detail)
+            runner = runners().for_stack(stack)
             return web_backups.backup_then(
-                plan.title, lambda: compose.start(stack, list(plan.args), title=plan.title, user=user, on_done=done)
+                plan.title, lambda: runner.start(list(plan.args), title=plan.title, user=user, on_done=done)
             )
         web_backups.guard_down_volumes(request.form.get("confirm_volumes", ""))
     return _start(stack, list(plan.args), plan.title, f"stack.{action}", stack.project, plan.detail)
@@ -234,7 +240,7 @@ def _start_steps(stack, plan, action: str, target: str):
     user = g.user.username
     try:
         run = start_steps(
-            compose.runners().for_stack(stack),
+            runners().for_stack(stack),
             plan.steps,
             plan.title,
             user,
@@ -262,7 +268,7 @@ def service_build(name: str, action: str):
     if action not in BUILD_SERVICE_ACTIONS:
         abort(404)
     stack = _stack()
-    service = load_model(stack).require(name, active=True)
+    service = load_model(runners().for_stack(stack)).require(name, active=True)
     if not service.build_context:
         raise InvalidInput(f"{service.name} has no build section: its image is pulled, not built here.")
     try:
@@ -280,7 +286,7 @@ def stack_build(action: str):
     if action not in BUILD_STACK_ACTIONS:
         abort(404)
     stack = _stack()
-    model = load_model(stack)
+    model = load_model(runners().for_stack(stack))
     built = [s.name for s in model.services.values() if s.active and s.build_context]
     if not built:
         raise InvalidInput("No service of this stack has a build section.")
@@ -304,7 +310,7 @@ def _build_context() -> dict:
         if "built_services" not in g:
             stack = current_stack()
             try:
-                model = load_model(stack) if stack is not None else None
+                model = load_model(runners().for_stack(stack)) if stack is not None else None
             except StackpilotError:
                 model = None
             g.built_services = {s.name: s for s in model.services.values() if s.build_context} if model else {}
@@ -325,13 +331,13 @@ def _stack_engine():
 def updates_check():
     """Start an update check in the background; its status polls /updates/status until it is done."""
     stack = _stack()
-    started = updates.start_check(_stack_engine(), stack, load_model(stack))
+    started = updates.start_check(_stack_engine(), stack, load_model(runners().for_stack(stack)))
     store().audit(g.user.username, "stack.update-check", stack.project, "started" if started else "already running")
     return render_template("services/_updates_status.html", result=updates.cached(stack), poll=True)
 
 
 def _update_run(stack, refs: dict[str, tuple[str, ...]], action: str, target: str, title: str):
-    model = load_model(stack)
+    model = load_model(runners().for_stack(stack))
     own = _own(stack)
     if own and any(own in svcs for svcs in refs.values()):
         raise own_container_error(stack, own, "recreate")
@@ -347,7 +353,7 @@ def _update_run(stack, refs: dict[str, tuple[str, ...]], action: str, target: st
             updates.applied(stack, list(refs))
 
     user = g.user.username
-    run = start_steps(compose.runners().for_stack(stack), steps, title, user, on_done=done)
+    run = start_steps(runners().for_stack(stack), steps, title, user, on_done=done)
     lines, after = run.lines_since(0)
     return (
         render_template("services/_progress.html", run=run, lines=lines, after=after),
@@ -363,8 +369,8 @@ def service_update(name: str, action: str):
     if action not in ("update", "rollback"):
         abort(404)
     stack = _stack()
-    service = load_model(stack).require(name, active=True)
-    refs = updates.pulled_refs(load_model(stack))
+    service = load_model(runners().for_stack(stack)).require(name, active=True)
+    refs = updates.pulled_refs(load_model(runners().for_stack(stack)))
     if service.image not in refs:
         raise InvalidInput(f"{service.name} is built here, not pulled: use Rebuild & recreate.")
     if images.split_ref(service.image)[2]:
@@ -378,7 +384,7 @@ def service_update(name: str, action: str):
     steps = updates.rollback_steps(_stack_engine(), service.image, services, service.name)
     back_to = images.previous_tag(service.image, service.name)
     run = start_steps(
-        compose.runners().for_stack(stack),
+        runners().for_stack(stack),
         steps,
         f"roll back {service.image}",
         g.user.username,
@@ -413,7 +419,7 @@ def _updates_context() -> dict:
             g.update_result = updates.cached(stack) if stack is not None else updates.CheckResult()
             if stack is not None:
                 try:
-                    updates.check_if_due(_stack_engine(), stack, load_model(stack), _interval())
+                    updates.check_if_due(_stack_engine(), stack, load_model(runners().for_stack(stack)), _interval())
                 except StackpilotError:
                     pass
         return g.update_result

@@ -15,13 +15,13 @@ from flask import render_template
 from flask import request
 from flask import url_for
 
-from app import compose
 from app.errors import NotFound
 from app.errors import StackpilotError
 from app.stack import backups
 from app.stack import default_files
 from app.stack.model import forget
 from app.web.context import current_stack
+from app.web.context import runners
 from app.web.context import settings
 from app.web.context import settings_key
 from app.web.context import store
@@ -42,7 +42,7 @@ def _form(stack, *, error: str = "", detail: str = "", values: dict | None = Non
     chosen_files = list(values["files"]) if values else list(stack.files)
     profiles = list(values["profiles"]) if values else (list(stack.profiles) or steps.env_profiles(stack.directory))
     project = values["project"] if values else stack.project
-    choice = steps.profile_choice(stack.with_changes(files=tuple(chosen_files) or stack.files), None)
+    choice = steps.profile_choice(runners(), stack.with_changes(files=tuple(chosen_files) or stack.files), None)
     known = {o.name for o in choice.options}
     return render_template(
         "services/settings.html",
@@ -80,12 +80,12 @@ def save_settings():
     }
     try:
         ticked = steps.parse_files(form, stack.directory)  # profiles are judged against these files
-        choice = steps.profile_choice(stack.with_changes(files=tuple(ticked) or stack.files), None)
+        choice = steps.profile_choice(runners(), stack.with_changes(files=tuple(ticked) or stack.files), None)
         clean = steps.parse_settings(form, stack, choice)
         candidate = stack.with_changes(
             project=clean["project"], files=tuple(clean["files"]) or stack.files, profiles=tuple(clean["profiles"])
         )
-        compose.config_json(candidate)
+        runners().for_stack(candidate).config_json()
         written = steps.profiles_written_back(stack.directory, clean["profiles"])
         if written is not None:
             backups.save_env(stack.env_path, written[0], based_on=written[1], keep=settings().backups_keep)

@@ -15,11 +15,11 @@ from urllib.parse import urlsplit
 from flask import render_template
 from flask import request
 
-from app import compose
 from app.stack.services import SORT_KEYS
 from app.stack.services import counts
 from app.stack.services import group_rows
 from app.stack.services import sort_rows
+from app.web.context import runners
 from app.web.security import has_role
 from app.web.security import own_origin
 from app.web.services import Snapshot
@@ -55,7 +55,7 @@ def table_context(snap: Snapshot) -> dict:
         (
             snap.engine_error,
             str(snap.model_error and snap.model_error.message),
-            snap.stack and compose.busy(snap.stack),
+            snap.stack and runners().for_stack(snap.stack).busy(),
             [(r.name, r.drift) for r in drifted],
         )
     )
@@ -72,7 +72,7 @@ def table_context(snap: Snapshot) -> dict:
         "host": browser_host(),
         "drifted": drifted,
         "versions": {"layout": layout, "counts": _digest(state_counts), "banner": banner},
-        "busy": snap.stack and compose.busy(snap.stack),
+        "busy": snap.stack and runners().for_stack(snap.stack).busy(),
     }
 
 
@@ -83,9 +83,9 @@ def index():
     ctx = table_context(snap)
     run = None
     if snap.stack is not None:
-        last = next(iter(compose.recent_runs(snap.stack, 1)), None)
+        last = next(iter(runners().for_stack(snap.stack).recent_runs(1)), None)
         recent = last is not None and last.finished_at and time.time() - last.finished_at < RECENT_RUN_SECONDS
-        run = compose.current_run(snap.stack) or (last if recent else None)
+        run = runners().for_stack(snap.stack).current_run() or (last if recent else None)
     after = run.lines_since(0)[1] if run else 0
     return render_template(
         "services/page.html",
