@@ -241,6 +241,9 @@ def browser():
                 "--disable-background-networking",
                 "--disable-component-update",
                 "--disable-sync",
+                # Names under .stackpilot.test reach this machine's loopback, so a test can open the
+                # server under a non-loopback name (as from another machine) without leaving loopback.
+                "--host-resolver-rules=MAP *.stackpilot.test 127.0.0.1",
             ],
         )
         yield b

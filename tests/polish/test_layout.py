@@ -4,8 +4,6 @@ where they can work, and no page wider than a 390 px phone."""
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from app.store import Store
@@ -22,13 +20,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.docker]
 KNOWN_OVERFLOW: set[str] = set()
 
 
-def _lan_address() -> str:
-    """This machine's outbound address (no packet is sent: a UDP socket only picks its route)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.connect(("192.0.2.1", 9))
-        address = s.getsockname()[0]
-    assert not address.startswith("127."), address
-    return address
+# A name that is not loopback for the app (as if the browser were on another machine); the
+# session's Chromium maps *.stackpilot.test to 127.0.0.1, so no packet leaves loopback.
+LAN_NAME = "lan.stackpilot.test"
 
 
 @pytest.fixture
@@ -36,9 +30,9 @@ def seeded(make_stack, server_factory):
     web, db, cache = free_port(), free_port(), free_port()
     proj = make_stack({"docker-compose.yml": stacks.seeded(web, db, cache)}, name="polish")
     proj.compose("up", "-d", "web", "db", "cache")
-    # served on every interface and opened on a non-loopback address, as from another machine
-    server = server_factory(stack_dir=proj.dir, STACKPILOT_HOST="0.0.0.0")
-    server.lan = _lan_address()
+    # opened under a non-loopback name, as from another machine (Chromium maps it to loopback)
+    server = server_factory(stack_dir=proj.dir, STACKPILOT_ALLOWED_HOSTS=LAN_NAME)
+    server.lan = LAN_NAME
     Store(server.data_dir / "stackpilot.sqlite3").set_setting(
         "stack", {"project": proj.project, "files": [], "profiles": []}
     )
