@@ -187,10 +187,26 @@ def build_schema(
     return schema_mod.parse_example(example or b"", overrides, usage, active)
 
 
+# The names published stacks give their env example (corpus: .env.example, example.env,
+# env.example, .env.dist), most common first.
+EXAMPLE_NAMES = (
+    ".env.example",
+    "example.env",
+    "env.example",
+    ".env.dist",
+    ".env.sample",
+    "sample.env",
+    ".env.template",
+    ".env.default",
+    ".env.defaults",
+)
+
+
 def discover_example(directory: Path, preferred: str | None = None) -> Path | None:
     """The stack's env example: the recipe's, else the usual names (.env.example, example.env,
     env.example, .env.dist, .env.sample, .env.template)."""
     names = [preferred] if preferred else []
+    names += EXAMPLE_NAMES
     names += [
         ".env.example",
         "example.env",

@@ -16,6 +16,7 @@ from pathlib import Path
 from app.stack import default_files
 from app.stack import normalize_project_name
 from app.stack import recipes as shared
+from app.stack.envsave import EXAMPLE_NAMES
 from app.stack.schema import Kind
 
 
@@ -148,19 +149,6 @@ def by_name(name: str) -> Recipe | None:
 _DECLARED = re.compile(r"(?m)^\s*#?\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
 _ACME_EMAIL = re.compile(r"(LETSENCRYPT|ACME|^LE_|CERTBOT|SSL|TLS)\w*EMAIL")
 OVERRIDE_RE = re.compile(r"^(?:docker-)?compose\.override\.([\w-]+)\.ya?ml$")
-
-
-EXAMPLE_NAMES = (
-    ".env.example",
-    "example.env",
-    "env.example",
-    ".env.dist",
-    ".env.sample",
-    "sample.env",
-    ".env.template",
-    ".env.default",
-    ".env.defaults",
-)
 
 
 def find_example(directory: Path) -> str:

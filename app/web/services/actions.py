@@ -83,6 +83,16 @@ def _insisted(stack, risk: ProxyAtRisk, name: str, action: str, services: list[s
     )
 
 
+def _progress(run):
+    """The progress panel of a run just started; other regions refresh on `services-changed`."""
+    lines, after = run.lines_since(0)
+    return (
+        render_template("services/_progress.html", run=run, lines=lines, after=after),
+        200,
+        {"HX-Trigger": "services-changed"},
+    )
+
+
 @bp.app_context_processor
 def _own_service_context() -> dict:
     """`own_service()` for the row template: its menu disables what would kill us."""
@@ -121,12 +131,7 @@ def _start(stack, args: list[str], title: str, action: str, target: str, detail:
     except StackBusy:
         store().audit(user, action, target, "refused: busy", detail)
         raise
-    lines, after = run.lines_since(0)
-    return (
-        render_template("services/_progress.html", run=run, lines=lines, after=after),
-        200,
-        {"HX-Trigger": "services-changed"},
-    )
+    return _progress(run)
 
 
 def _exists(stack, name: str) -> bool:
@@ -249,12 +254,7 @@ def _start_steps(stack, plan, action: str, target: str):
     except StackBusy:
         store().audit(user, action, target, "refused: busy", plan.detail)
         raise
-    lines, after = run.lines_since(0)
-    return (
-        render_template("services/_progress.html", run=run, lines=lines, after=after),
-        200,
-        {"HX-Trigger": "services-changed"},
-    )
+    return _progress(run)
 
 
 def _build_options() -> dict:
@@ -354,12 +354,7 @@ def _update_run(stack, refs: dict[str, tuple[str, ...]], action: str, target: st
 
     user = g.user.username
     run = start_steps(runners().for_stack(stack), steps, title, user, on_done=done)
-    lines, after = run.lines_since(0)
-    return (
-        render_template("services/_progress.html", run=run, lines=lines, after=after),
-        200,
-        {"HX-Trigger": "services-changed"},
-    )
+    return _progress(run)
 
 
 @bp.post("/updates/service/<path:name>/<action>")
@@ -390,12 +385,7 @@ def service_update(name: str, action: str):
         g.user.username,
         on_done=_audit_when_done("service.rollback", service.name, f"{service.image} -> {back_to}"),
     )
-    lines, after = run.lines_since(0)
-    return (
-        render_template("services/_progress.html", run=run, lines=lines, after=after),
-        200,
-        {"HX-Trigger": "services-changed"},
-    )
+    return _progress(run)
 
 
 @bp.post("/updates/stack/update-all")
