@@ -61,6 +61,7 @@ class StackData:
     labels: dict[str, dict[str, str]]
     env_keep: int = 30
     lock: Callable[[str], AbstractContextManager] = field(default=lambda title: nullcontext())
+    own: str | None = None  # Stackpilot's own service in this stack: never stopped, backed up or restored
 
     def mounts(self, service: str) -> list[Mount]:
         return service_mounts(self.config, service)
@@ -113,9 +114,12 @@ def backup(
         with data.lock(f"Back up {scope}") if take_lock else nullcontext():
             manifest.env_backup = _env_backup(data)
             for service in services:
-                mode = (modes or {}).get(service) or consistency(
-                    data.labels.get(service, {}), data.images.get(service, "")
-                )[0]
+                mode = (
+                    "skip"  # stopping ourselves would end the job (and the UI) half way
+                    if service == data.own
+                    else (modes or {}).get(service)
+                    or consistency(data.labels.get(service, {}), data.images.get(service, ""))[0]
+                )
                 manifest.modes[service] = mode
                 if mode == "skip" or not data.mounts(service):
                     continue
@@ -305,6 +309,11 @@ def plan_restore(store: BackupStore, backup_id: str, service: str) -> RestorePla
 def restore(data: StackData, store: BackupStore, plan: RestorePlan, user: str = "") -> Manifest:
     """Stop, keep a safety backup, write, start, verify; returns the safety backup's manifest.
     Raises with what went wrong; the service is started again in every case."""
+    if plan.service == data.own:
+        raise InvalidInput(
+            f"{plan.service} is Stackpilot itself: it cannot stop itself to restore its own data; "
+            "restore it from the host with the archive."
+        )
     for entry in plan.entries:
         if file_sha256(store.file(plan.backup_id, entry.file)) != entry.sha256:
             raise StackpilotError(
@@ -350,6 +359,17 @@ def restore(data: StackData, store: BackupStore, plan: RestorePlan, user: str = 
     return safety
 
 
+def _overlaps(kind: str, source: str, other_kind: str, other_source: str) -> bool:
+    """The same volume, or bind folders where one is the other or lies inside it (emptying a parent
+    folder would wipe the child service's data while it runs)."""
+    if kind != other_kind:
+        return False
+    if kind != "bind":
+        return source == other_source
+    a, b = Path(source), Path(other_source)
+    return a == b or a in b.parents or b in a.parents
+
+
 def _mine_only(data: StackData, service: str, entry: Entry) -> None:
     """A restore writes only this service's mounts: the entry must still be one of them, and no other
     service of the stack may mount the same volume or folder."""
@@ -359,7 +379,7 @@ def _mine_only(data: StackData, service: str, entry: Entry) -> None:
     others = [
         s
         for s in (data.config.get("services") or {})
-        if s != service and (entry.kind, entry.source) in {(m.kind, m.source) for m in data.mounts(s)}
+        if s != service and any(_overlaps(entry.kind, entry.source, m.kind, m.source) for m in data.mounts(s))
     ]
     if others:
         raise InvalidInput(

@@ -382,10 +382,10 @@ class StackRegistry:
         return self.require(found)
 
     def forget(self, slug: str) -> None:
-        """Drop a stack from the registry (its files and containers are left alone)."""
+        """Drop a stack from the registry (its files and containers are left alone). Users limited
+        to it keep that limit: deleting their rows would read as "no limit", i.e. every stack."""
         with self.store.transaction() as conn:
             conn.execute("DELETE FROM stacks WHERE slug = ?", (slug,))
-            conn.execute("DELETE FROM user_stacks WHERE stack = ?", (slug,))
 
     def ensure_default(self) -> StackEntry | None:
         """STACKPILOT_STACK_DIR's stack, registered first under its folder's name."""

@@ -29,6 +29,7 @@ from app.backups.schedule import Scheduler
 from app.backups.schedule import parse_schedule
 from app.backups.store import BackupStore
 from app.engine import archives
+from app.engine.self import own_service
 from app.errors import Forbidden
 from app.errors import InvalidInput
 from app.errors import NotFound
@@ -111,6 +112,7 @@ def data_for(entry, stack, engine, runner, user: str) -> backup_jobs.StackData:
         labels={name: dict(spec.get("labels") or {}) for name, spec in services.items()},
         env_keep=settings().backups_keep,
         lock=lock,
+        own=own_service(engine, stack.project, settings().self_container_id),
     )
 
 

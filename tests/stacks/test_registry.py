@@ -86,7 +86,10 @@ def test_root_folder_engine_projects_and_limits(tmp_path):
     reg.set_allowed(kid.id, ["media", "no-such-stack"])
     assert reg.allowed(kid.id) == {"media"}
     reg.forget("media")
-    assert reg.allowed(kid.id) is None and reg.get("media") is None
+    # forgetting a stack never lifts a limit: no rows would read as "every stack"
+    assert reg.allowed(kid.id) == {"media"} and reg.get("media") is None
+    assert "media" in [e.slug for e in reg.sync_root()]  # found again in the root: the kid's again
+    assert reg.allowed(kid.id) == {"media"}
 
 
 def test_default_stack_is_the_env_folder_first(tmp_path):
