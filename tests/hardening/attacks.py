@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import re
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -104,36 +102,14 @@ class CheckoutServer(LiveServer):
     limit: MemoryLimit | None = None
 
     def start(self, timeout: float = 20.0) -> CheckoutServer:
-        from tests.support.live import free_port
+        return super().start(timeout)
 
-        self.port = self.port or free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("STACKPILOT_", "MANAGEMENT_"))}
-        env.update(
-            {
-                "STACKPILOT_HOST": "127.0.0.1",
-                "STACKPILOT_PORT": str(self.port),
-                "STACKPILOT_DATA_DIR": str(self.data_dir),
-                "PYTHONUNBUFFERED": "1",
-                **self.env,
-            }
-        )
-        self.log_path = Path(self.data_dir) / "server.log"
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app"], cwd=self.checkout, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+    def cwd(self) -> Path:
+        return self.checkout
+
+    def spawned(self, pid: int) -> None:
         if self.limit is not None:
-            self.limit.add(self.proc.pid)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if requests.get(self.url + "/api/health", timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                time.sleep(0.05)
-        raise RuntimeError(f"server did not answer within {timeout}s:\n{self.log()}")
+            self.limit.add(pid)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

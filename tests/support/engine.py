@@ -56,6 +56,17 @@ def start_dockerd(timeout: float = 90.0) -> None:
     raise RuntimeError(f"dockerd did not answer within {timeout:.0f}s; its log ends:\n{tail}")
 
 
+def close_all(listener: socket.socket | None, conns: set[socket.socket]) -> None:
+    """Close a listening socket and every connection it forwarded; shutdown() first wakes a thread
+    blocked in accept() or recv()."""
+    for sock in ([listener] if listener is not None else []) + list(conns):
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()
+
+
 class EngineProxy:
     """A Unix-socket forwarder in front of the real engine that a test can stop and restart.
 
@@ -87,20 +98,9 @@ class EngineProxy:
     def stop(self) -> None:
         """Close the listener and every forwarded connection; the path then refuses."""
         listener, self._listener = self._listener, None
-        if listener:
-            try:
-                listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
-            except OSError:
-                pass
-            listener.close()
         with self._lock:
             conns, self._conns = self._conns, set()
-        for c in conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            c.close()
+        close_all(listener, conns)
 
     def close(self) -> None:
         self.stop()

@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.engine import close_all
+
 DOCKERD = shutil.which("dockerd") or "/usr/sbin/dockerd"
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 DOCKER = shutil.which("docker") or "/usr/bin/docker"
@@ -362,20 +364,9 @@ class TCPForwarder:
     def stop(self) -> None:
         listener, self._listener = self._listener, None
         self.mode = "off"
-        if listener is not None:
-            try:
-                listener.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            listener.close()
         with self._lock:
             conns, self._conns = self._conns, set()
-        for c in conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            c.close()
+        close_all(listener, conns)
 
     def _accept(self, listener: socket.socket, mode: str) -> None:
         while True:

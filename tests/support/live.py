@@ -106,8 +106,9 @@ class LiveServer:
         self.log_path = Path(self.data_dir) / "server.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "app"], cwd=self.cwd(), env=env, stdout=log, stderr=subprocess.STDOUT
         )
+        self.spawned(self.proc.pid)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -118,6 +119,13 @@ class LiveServer:
             except requests.RequestException:
                 time.sleep(0.05)
         raise RuntimeError(f"server did not answer within {timeout}s:\n{self.log()}")
+
+    def cwd(self) -> Path:
+        """The checkout the server runs from."""
+        return ROOT
+
+    def spawned(self, pid: int) -> None:
+        """Called with the server's pid before it answers (e.g. to put it in a memory limit)."""
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
