@@ -21,9 +21,6 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import requests.exceptions
-import urllib3.exceptions
-
 from app.engine import Engine
 from app.engine import engine_errors
 from app.errors import EngineUnavailable
@@ -214,6 +211,9 @@ class LogStream:
                     return
 
     def _chunks(self) -> Iterator[bytes]:
+        import requests.exceptions  # loaded with the SDK that opened this stream (not at start-up)
+        import urllib3.exceptions
+
         fp = self._response.raw._fp  # http.client.HTTPResponse: de-chunks, read1 returns what is there
         while not self.closed:
             try:
