@@ -10,11 +10,22 @@ starts what was stopped.
 Restore, one service: verify the archives' sha256, stop the service, keep what is there now as a
 safety backup, empty the mount, write, start, and compare the written files with the archive's list.
 Only that service's mounts are written; a volume another running service uses is refused.
+
+Restore of a dump (Postgres, MySQL/MariaDB): the database must be running (it loads the dump); a
+safety dump is taken first, then the .sql.gz is streamed into the database's own client through exec
+(stdin attached). Postgres: every database but the templates is dropped (their connections ended)
+and `postgres` made again, then the pg_dumpall output runs in psql with ON_ERROR_STOP off, because
+such a dump re-creates the roles that exist already (the one we connect as, at least): "role ...
+already exists" is expected; any other error fails the restore, naming the safety dump. Roles made
+after the backup are kept. MySQL/MariaDB: the mysqldump output (DROP TABLE IF EXISTS before each
+table) runs in `mysql`, stopping at the first error. A Redis backup is its volume after a BGSAVE, so
+it restores as a volume: Redis is stopped, the volume replaced (dump.rdb, appendonly files), started.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -292,17 +303,34 @@ class RestorePlan:
     service: str
     entries: tuple[Entry, ...]
 
+    @property
+    def dump(self) -> Entry | None:
+        """The dump this restore loads (a dump is restored alone, into the running database)."""
+        return next((e for e in self.entries if e.kind == "dump"), None)
+
     def replaced(self) -> list[str]:
+        if self.dump is not None:
+            what = "every database but the templates" if self.dump.name == "postgres" else "every dumped table"
+            return [f"{what} of the {DATABASES.get(self.dump.name, self.dump.name)} server in {self.service}"]
         return [f"{'volume' if e.kind == 'volume' else 'folder'} {e.source}" for e in self.entries]
+
+
+DATABASES = {"postgres": "Postgres", "mysql": "MySQL/MariaDB"}
 
 
 def plan_restore(store: BackupStore, backup_id: str, service: str) -> RestorePlan:
     manifest = store.get(backup_id)
     if manifest.status != "ok":
         raise InvalidInput("Only a backup that finished can be restored.")
-    entries = tuple(e for e in manifest.entries if e.service == service and e.kind in ("volume", "bind") and e.file)
+    mine = [e for e in manifest.entries if e.service == service and e.file]
+    dumps = tuple(e for e in mine if e.kind == "dump")
+    if dumps:
+        if dumps[0].name not in RESTORE_COMMANDS:
+            raise InvalidInput(f"Stackpilot cannot load a {dumps[0].name} dump back; restore it by hand.")
+        return RestorePlan(backup_id, service, dumps[:1])
+    entries = tuple(e for e in mine if e.kind in ("volume", "bind"))
     if not entries:
-        raise InvalidInput(f"That backup holds no volume or folder of {service} to restore.")
+        raise InvalidInput(f"That backup holds no volume, folder or dump of {service} to restore.")
     return RestorePlan(backup_id, service, entries)
 
 
@@ -320,7 +348,10 @@ def restore(data: StackData, store: BackupStore, plan: RestorePlan, user: str = 
                 f"The archive {entry.file} does not match its sha256: it changed since the "
                 "backup; nothing was restored."
             )
-        _mine_only(data, plan.service, entry)
+        if entry.kind != "dump":
+            _mine_only(data, plan.service, entry)
+    if plan.dump is not None:
+        return _restore_dump(data, store, plan, plan.dump, user)
     with data.lock(f"Restore {plan.service}"):
         found = _containers(data, plan.service)
         running = [c for c in found if c.state == "running"]
@@ -356,6 +387,74 @@ def restore(data: StackData, store: BackupStore, plan: RestorePlan, user: str = 
                     engine_containers.start(data.engine, c.id)
                 except StackpilotError as e:
                     log.warning("could not start %s after the restore: %s", c.name, e.message)
+    return safety
+
+
+# Postgres: connected to template1, drop every other database (ending its connections: WITH (FORCE)
+# from 13 on) and make `postgres` again, stopping at the first error; then the dump runs with
+# ON_ERROR_STOP off (its CREATE ROLE for roles that exist fails, harmlessly).
+POSTGRES_PRELUDE = b"""\\set ON_ERROR_STOP on
+SELECT current_setting('server_version_num')::int >= 130000 AS force \\gset
+SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+ WHERE datname IS NOT NULL AND datname NOT IN ('template0', 'template1') AND pid <> pg_backend_pid();
+\\if :force
+SELECT format('DROP DATABASE %I WITH (FORCE)', datname) FROM pg_database
+ WHERE datname NOT IN ('template0', 'template1') \\gexec
+\\else
+SELECT format('DROP DATABASE %I', datname) FROM pg_database WHERE datname NOT IN ('template0', 'template1') \\gexec
+\\endif
+CREATE DATABASE postgres;
+\\set ON_ERROR_STOP off
+"""
+RESTORE_COMMANDS = {
+    "postgres": (
+        ["sh", "-c", 'exec psql -X -q -v ON_ERROR_STOP=0 -U "${POSTGRES_USER:-postgres}" -d template1'],
+        POSTGRES_PRELUDE,
+        "psql",
+    ),
+    "mysql": (
+        ["sh", "-c", 'exec mysql -uroot -p"${MYSQL_ROOT_PASSWORD:-$MARIADB_ROOT_PASSWORD}"'],
+        b"",
+        "mysql",
+    ),
+}
+EXPECTED_ERRORS = (re.compile(r'ERROR:\s+role "[^"]+" already exists'),)
+
+
+def _restore_dump(data: StackData, store: BackupStore, plan: RestorePlan, entry: Entry, user: str) -> Manifest:
+    """Load a dump into the running database, after a safety dump of what it holds now."""
+    cmd, prelude, tool = RESTORE_COMMANDS[entry.name]
+    with data.lock(f"Restore {plan.service}"):
+        running = [c for c in _containers(data, plan.service) if c.state == "running"]
+        if not running:
+            raise InvalidInput(
+                f"{plan.service} is not running: a dump is loaded into the running database. Start it first."
+            )
+        if not engine_exec.has_command(data.engine, running[0].id, tool):
+            raise InvalidInput(f"{plan.service} has no {tool} to load the dump with; nothing was restored.")
+        safety = backup(
+            data, store, [plan.service], f"safety:{plan.service}", user, modes={plan.service: "dump"}, take_lock=False
+        )
+        if safety.status != "ok":
+            raise StackpilotError(f"The safety dump failed ({safety.error}); nothing was restored.")
+
+        def stream():
+            yield prelude
+            yield from read_gzip(store.file(plan.backup_id, entry.file))
+
+        fed = engine_exec.feed(data.engine, running[0].id, cmd, stream())
+        errors = [
+            line
+            for line in fed.stderr.decode(errors="replace").splitlines()
+            if ("ERROR:" in line or "FATAL:" in line) and not any(p.search(line) for p in EXPECTED_ERRORS)
+        ]
+        if fed.exit_code != 0 or errors:
+            detail = "; ".join(errors[:3]) or fed.stderr.decode(errors="replace")[-300:].strip()
+            raise StackpilotError(
+                f"Loading the dump into {plan.service} failed ({tool} exit {fed.exit_code}"
+                f"{f', {len(errors)} errors' if errors else ''}): {detail}. "
+                f"The safety dump {safety.id} holds what was there."
+            )
     return safety
 
 

@@ -9,6 +9,8 @@ with no buffering of ours; `exec_resize` follows the browser's window. Nothing h
 - ``pick_shell(engine, container_id, wanted)``: the first shell that exists (bash, then sh) or the
   one asked for; NoShell when the image has none (distroless).
 - ``Terminal``: one exec session: ``read()`` / ``write()`` / ``resize()`` / ``close()`` / ``exit_code()``.
+- ``Output`` (a command's stdout as chunks) and ``feed`` (a stream into a command's stdin: a dump
+  loaded back with psql or mysql).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 import logging
 import re
 import socket
+import threading
+import time
 from dataclasses import dataclass
 
 from app.engine import Engine
@@ -212,3 +216,74 @@ class Output:
     @property
     def exit_code(self) -> int | None:
         return self.engine.call(lambda c: c.api.exec_inspect(self.exec_id), what="exec").get("ExitCode")
+
+
+@dataclass
+class Fed:
+    """How a command fed through stdin ended: its exit code, and the tails of its output."""
+
+    exit_code: int | None
+    stdout: bytes
+    stderr: bytes
+
+
+def feed(engine: Engine, container_id: str, cmd: list[str], chunks, user: str = "", tail: int = 16000) -> Fed:
+    """Run `cmd` in the container with `chunks` (an iterable of bytes) streamed into its stdin, then
+    stdin closed; its stdout/stderr are read at the same time (a full pipe would block it), keeping
+    only their last `tail` bytes. A command that exits early stops the feeding (no error of ours)."""
+
+    def start(client):
+        ex = client.api.exec_create(container_id, cmd, stdin=True, stdout=True, stderr=True, user=user)
+        return ex["Id"], client.api.exec_start(ex["Id"], socket=True)
+
+    exec_id, raw = engine.call(start, what="container")
+    sock: socket.socket = getattr(raw, "_sock", raw)
+    sock.settimeout(None)  # a big dump takes its time; the command's end closes the stream
+    outputs = {1: b"", 2: b""}
+
+    def reader() -> None:
+        """The stream without a TTY is multiplexed: 8-byte headers (stream, 0, 0, 0, size)."""
+        buffer = b""
+        try:
+            while True:
+                data = sock.recv(READ_SIZE)
+                if not data:
+                    return
+                buffer += data
+                while len(buffer) >= 8:
+                    size = int.from_bytes(buffer[4:8], "big")
+                    if len(buffer) < 8 + size:
+                        break
+                    kind, payload, buffer = buffer[0], buffer[8 : 8 + size], buffer[8 + size :]
+                    if kind in outputs:
+                        outputs[kind] = (outputs[kind] + payload)[-tail:]
+        except OSError:
+            return
+
+    thread = threading.Thread(target=reader, name="exec-feed-out", daemon=True)
+    thread.start()
+    try:
+        for chunk in chunks:
+            if chunk:
+                sock.sendall(chunk)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # it exited before reading everything: its exit code and stderr say why
+    finally:
+        try:
+            sock.shutdown(socket.SHUT_WR)  # end of stdin: the engine closes the command's stdin
+        except OSError:
+            pass
+    thread.join()
+    for s in (sock, raw):
+        try:
+            s.close()
+        except OSError:
+            pass
+    code = None
+    for _ in range(50):  # the stream ends a moment before the engine records the exit
+        info = engine.call(lambda c: c.api.exec_inspect(exec_id), what="exec")
+        if not info.get("Running"):
+            code = info.get("ExitCode")
+            break
+        time.sleep(0.1)
+    return Fed(code, outputs[1], outputs[2])
