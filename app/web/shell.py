@@ -2,7 +2,7 @@
 WebSocket), and one-off commands run through Compose into the run panel.
 
 Who: admins; operators too when the `shell` setting grants them (`{"operators": true}` in the
-store). The socket follows the log socket's rules: session and Origin checked at the handshake
+store, set by an admin in the Shell section of the Users page, with the idle timeout). The socket follows the log socket's rules: session and Origin checked at the handshake
 (app/web/security.py), a share of the stream threads per user and in all (kind "terminal",
 app/shares.py), the sign-in rechecked while it runs, and an idle timeout. The audit log records
 who opened which container's shell, when, and for how long, never what was typed.
@@ -66,8 +66,11 @@ MAX_COMMAND = 2000
 
 
 def init_app(app: Flask) -> None:
-    """Terminals get a total of their own in the shared stream caps (the per-user cap is a setting)."""
+    """Terminals get a total of their own in the shared stream caps (the per-user cap is a setting);
+    the admin's form for the `shell` setting is served outside the per-stack paths (it is global)."""
     app.extensions[SHARES].per_kind.setdefault("terminal", MAX_TERMINALS)
+    app.register_blueprint(settings_bp)
+    app.jinja_env.globals["shell_options"] = options  # auth/users.html includes shell/_settings.html
 
 
 def options() -> dict:
@@ -205,6 +208,47 @@ def run_command(service: str):
     return render_template("services/_progress.html", run=run, lines=lines, after=after)
 
 
+# -- the admin's settings: operators allowed?, idle timeout --------------------------------------------
+settings_bp = Blueprint("shell_settings", __name__, url_prefix="/settings/shell")
+IDLE_MINUTES = (1, 1440)
+
+
+def parse_idle_minutes(raw: str) -> int:
+    low, high = IDLE_MINUTES
+    text = raw.strip()
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+        raise InvalidInput(
+            f"The idle timeout is a whole number of minutes from {low} to {high} (a day); {text or 'nothing'!r} "
+            "is not. Nothing was changed."
+        )
+    return int(text)
+
+
+@settings_bp.post("/")
+@require_role("admin")
+def save_settings():
+    """Grant (or take back) shells and commands for operators, and set the idle timeout; audited.
+    Bad input changes nothing and shows the form again as typed, with the reason (422)."""
+    operators = request.form.get("operators") == "1"
+    raw = request.form.get("idle_minutes", "")
+    try:
+        minutes = parse_idle_minutes(raw)
+    except InvalidInput as e:
+        typed = {"operators": operators, "idle_minutes": raw.strip()[:20]}
+        return render_template("shell/_settings.html", shell=options(), typed=typed, error=e.message), 422
+    before = options()
+    current = dict(store().get_setting(SETTING, {}) or {})
+    current.update({"operators": operators, "idle_seconds": minutes * 60})
+    store().set_setting(SETTING, current)
+    changes = []
+    if before["operators"] != operators:
+        changes.append("operators " + ("granted" if operators else "no longer granted"))
+    if before["idle_seconds"] != minutes * 60:
+        changes.append(f"idle timeout {before['idle_seconds'] // 60 or 1} -> {minutes} min")
+    store().audit(g.user.username, "shell.settings", "shell", "ok", "; ".join(changes) or "unchanged")
+    return render_template("shell/_settings.html", shell=options(), saved=True)
+
+
 # -- the socket ------------------------------------------------------------------------------------
 def _signed_in_check():
     the_store, sid = store(), cookie_session.get("sid", "")
@@ -254,10 +298,17 @@ def stream(ws):
             return
         audit_target = f"{service} ({target.name})"
         the_store.audit(user, "shell.open", audit_target, "ok", f"{shell} as {login or target.user or 'root'}")
+        idle = options()["idle_seconds"]
         _send(
-            ws, "hello", container=target.name, shell=shell, workdir=target.workdir, user=login or target.user or "root"
+            ws,
+            "hello",
+            container=target.name,
+            shell=shell,
+            workdir=target.workdir,
+            user=login or target.user or "root",
+            idle=idle,  # what _pump below closes the terminal after (the page tells the user)
         )
-        reason = _pump(ws, terminal, _signed_in_check(), options()["idle_seconds"])
+        reason = _pump(ws, terminal, _signed_in_check(), idle)
     finally:
         if terminal is not None:
             terminal.close()
