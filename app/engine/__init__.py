@@ -7,23 +7,25 @@ Every SDK or transport error leaves this package as one of our typed errors
 from __future__ import annotations
 
 import logging
+import os
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from typing import TypeVar
 
-import docker.errors
-import requests.exceptions
-
-import docker
 from app.errors import EngineUnavailable
 from app.errors import NotFound
 from app.errors import StackpilotError
+
+if TYPE_CHECKING:
+    import docker
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -50,21 +52,36 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
 POOL_SIZE = 128  # >= STACKPILOT_THREADS' default (96): every worker may hold one engine connection
 
 
+# The words for a local socket's failures, whether the SDK (its text names the OSError) or our own
+# stdlib probe (the OSError itself) met them.
+SOCKET_WORDS = {
+    "FileNotFoundError": "no Docker socket at that path",
+    "ConnectionRefusedError": "the Docker socket refused the connection (daemon stopped?)",
+    "PermissionError": (
+        "permission denied on the Docker socket: give the container the socket's group "
+        "(group_add: DOCKER_GID = `stat -c %g /var/run/docker.sock` on the host)"
+    ),
+}
+NO_ANSWER = "the Docker engine did not answer in time"
+NOT_DOCKER = "the Docker socket answered, but not as a Docker engine"
+
+
+def sdk_error(exc: BaseException, module: str, name: str) -> bool:
+    """isinstance(exc, <module>.<name>) without importing the SDK: an exception of a module that was
+    never imported cannot be in hand (start-up and /api/health run without docker and requests)."""
+    mod = sys.modules.get(module)
+    kind = getattr(mod, name, None) if mod is not None else None
+    return kind is not None and isinstance(exc, kind)
+
+
 def describe(exc: BaseException) -> str:
     """A one-line reason for an engine failure, without the SDK's noise."""
     text = str(exc)
-    for marker in ("FileNotFoundError", "ConnectionRefusedError", "PermissionError"):
+    for marker, words in SOCKET_WORDS.items():
         if marker in text:
-            return {
-                "FileNotFoundError": "no Docker socket at that path",
-                "ConnectionRefusedError": "the Docker socket refused the connection (daemon stopped?)",
-                "PermissionError": (
-                    "permission denied on the Docker socket: give the container the socket's group "
-                    "(group_add: DOCKER_GID = `stat -c %g /var/run/docker.sock` on the host)"
-                ),
-            }[marker]
-    if isinstance(exc, requests.exceptions.Timeout):
-        return "the Docker engine did not answer in time"
+            return words
+    if sdk_error(exc, "requests.exceptions", "Timeout"):
+        return NO_ANSWER
     # tcp:// engines: the words under urllib3's "Max retries exceeded ... NewConnectionError(...)"
     chain = list(causes(exc))
     found = re.search(r"host='([^']+)', port=(\d+)", text)
@@ -73,9 +90,12 @@ def describe(exc: BaseException) -> str:
         return f"nothing accepts connections{where} (engine stopped, or another port?)"
     if any(isinstance(e, socket.gaierror) for e in chain) or "Name or service not known" in text:
         return f"the engine's host name does not resolve{where}"
-    if any(isinstance(e, TimeoutError | requests.exceptions.Timeout) for e in chain) or "timed out" in text:
+    if (
+        any(isinstance(e, TimeoutError) or sdk_error(e, "requests.exceptions", "Timeout") for e in chain)
+        or "timed out" in text
+    ):
         return f"the Docker engine{where} did not answer in time (host down, or a firewall drops it)"
-    if any(isinstance(e, requests.exceptions.HTTPError) for e in chain) and "/version" in text:
+    if any(sdk_error(e, "requests.exceptions", "HTTPError") for e in chain) and "/version" in text:
         return "that address answers HTTP, but not as a Docker engine (wrong host or port?)"
     if "Max retries exceeded" in text or "HTTPConnectionPool" in text:
         return f"the Docker engine{where} cannot be reached"
@@ -89,12 +109,18 @@ def engine_errors(what: str = "", describe: Callable[[BaseException], str] = des
         yield
     except StackpilotError:
         raise
-    except docker.errors.NotFound as e:
-        raise NotFound(f"{what or 'object'} not found", detail=describe(e)) from None
-    except docker.errors.APIError as e:
-        raise StackpilotError(f"the Docker engine refused: {e.explanation or e}") from None
-    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as e:
-        raise EngineUnavailable(describe(e)) from None
+    except Exception as e:
+        if sdk_error(e, "docker.errors", "NotFound"):
+            raise NotFound(f"{what or 'object'} not found", detail=describe(e)) from None
+        if sdk_error(e, "docker.errors", "APIError"):
+            raise StackpilotError(f"the Docker engine refused: {e.explanation or e}") from None
+        if (
+            isinstance(e, OSError)
+            or sdk_error(e, "docker.errors", "DockerException")
+            or sdk_error(e, "requests.exceptions", "RequestException")
+        ):
+            raise EngineUnavailable(describe(e)) from None
+        raise
 
 
 @dataclass(frozen=True)
@@ -149,6 +175,8 @@ class Engine:
         return self.base_url or "the local Docker socket"
 
     def _open(self) -> docker.DockerClient:
+        import docker  # the SDK (and requests under it, ~7 MB) loads with the first real engine call
+
         # One pooled connection per worker thread that may talk to the engine at once (the SDK's
         # default of 10 made "Connection pool is full, discarding connection" under load).
         if self.base_url:
@@ -200,10 +228,14 @@ class Engine:
 
     def call(self, fn: Callable[[docker.DockerClient], T], what: str = "") -> T:
         """Run fn(client) with error translation; the one funnel for SDK calls."""
+        return self._guarded(lambda: fn(self.client()), what, self.describe)
+
+    def _guarded(self, fn: Callable[[], T], what: str, words: Callable[[BaseException], str]) -> T:
+        """Run fn with error translation, the backoff gate and the reachable/unreachable record."""
         probe = self._admit()
         try:
-            with engine_errors(what, self.describe):
-                result = fn(self.client())
+            with engine_errors(what, words):
+                result = fn()
         except EngineUnavailable as e:
             self._failed(e.message)
             raise
@@ -225,9 +257,28 @@ class Engine:
             self._probing = True
         return True
 
+    def socket_path(self) -> str | None:
+        """The unix socket this engine is reached through (as the SDK's from_env finds it), None
+        for any other transport."""
+        if type(self)._open is not Engine._open:  # remote kinds open their own transports
+            return None
+        url = self.base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        path = url[len("unix://") :] if url.startswith("unix://") else ""
+        return path if path.startswith("/") else None
+
     def version(self) -> str:
-        """The engine's version; raises EngineUnavailable with the reason when it cannot answer."""
-        return self.call(lambda c: c.version().get("Version", "unknown"))
+        """The engine's version; raises EngineUnavailable with the reason when it cannot answer.
+
+        A local socket is asked with the stdlib (GET /version): health checks and probes answer
+        without loading the SDK, so a server nobody uses yet stays small and starts fast."""
+        path = self.socket_path()
+        if path is None:
+            return self.call(lambda c: c.version().get("Version", "unknown"))
+        return self._guarded(
+            lambda: str(unix_get_json(path, "/version", self.timeout).get("Version", "unknown")),
+            "",
+            describe_socket,
+        )
 
     def status(self) -> tuple[bool, str]:
         """(reachable, version or reason), never raising: for health checks and banners."""
@@ -241,3 +292,57 @@ class Engine:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+
+
+def unix_get_json(path: str, url: str, timeout: float) -> dict:
+    """GET url from the engine behind a unix socket with the stdlib, as a JSON object.
+
+    OSError (missing socket, refused, permission, timeout) passes through; an answer that is not
+    the engine's JSON, or an error status (a socket proxy refusing), raises EngineUnavailable."""
+    import http.client
+    import json
+
+    class Connection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(timeout)
+                sock.connect(path)
+            except BaseException:
+                sock.close()
+                raise
+            self.sock = sock
+
+    conn = Connection("localhost", timeout=timeout)
+    try:
+        conn.request("GET", url, headers={"Accept": "application/json"})
+        response = conn.getresponse()
+        body = response.read(1024 * 1024)
+    except http.client.HTTPException as e:
+        if isinstance(e, OSError):  # RemoteDisconnected is a ConnectionResetError
+            raise
+        raise EngineUnavailable(f"{NOT_DOCKER} ({e.__class__.__name__})") from None
+    finally:
+        conn.close()
+    try:
+        data = json.loads(body or b"null")
+    except ValueError:
+        data = None
+    if response.status >= 400:
+        message = data.get("message") if isinstance(data, dict) else None
+        text = message or body.decode(errors="replace").strip()[:300] or f"{response.status} {response.reason}"
+        raise EngineUnavailable(f"the Docker engine refused: {text}")
+    if not isinstance(data, dict):
+        raise EngineUnavailable(NOT_DOCKER)
+    return data
+
+
+def describe_socket(exc: BaseException) -> str:
+    """The words describe() gives for the same failure met through the SDK."""
+    for e in causes(exc):
+        if isinstance(e, TimeoutError):
+            return NO_ANSWER
+        for kind in (FileNotFoundError, ConnectionRefusedError, PermissionError):
+            if isinstance(e, kind):
+                return SOCKET_WORDS[kind.__name__]
+    return describe(exc)

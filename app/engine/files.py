@@ -9,8 +9,6 @@ from __future__ import annotations
 import io
 import tarfile
 
-import docker.errors
-
 from app.engine import Engine
 from app.errors import NotFound
 
@@ -21,6 +19,8 @@ def read_file(engine: Engine, container: str, path: str, limit: int = MAX_BYTES)
     """The bytes of one regular file in a container; NotFound when it is missing or not a file."""
 
     def fetch(client) -> bytes:
+        import docker.errors  # loaded with the client in hand
+
         try:
             stream, stat = client.api.get_archive(container, path)
         except docker.errors.NotFound:

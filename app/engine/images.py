@@ -19,9 +19,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import docker.errors
-import requests
-
 from app.engine import Engine
 from app.errors import EngineUnavailable
 from app.errors import NotFound
@@ -71,6 +68,9 @@ def local_digests(engine: Engine, ref: str) -> tuple[str | None, list[str]]:
 def remote_digest(engine: Engine, ref: str) -> Remote:
     """The registry's current digest for ref's tag; errors (unreachable, denied, 429) per image."""
     client = engine.client()
+    import docker.errors  # loaded with the client just opened
+    import requests.exceptions
+
     try:
         data = client.images.get_registry_data(ref)
     except docker.errors.APIError as e:

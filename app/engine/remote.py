@@ -26,19 +26,16 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import docker.tls
-import requests.adapters
-import urllib3
-import urllib3.connection
-import urllib3.connectionpool
-import urllib3.util
-
-import docker
 from app.engine import Engine
 from app.engine import causes
+from app.engine import sdk_error
 from app.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import docker
 
 CONNECT_TIMEOUT = 3.0
 # ssh's ConnectTimeout also covers the server's banner, which a busy host sends late: a little more.
@@ -78,16 +75,6 @@ class RemoteEngine(Engine):
 
 
 # -- tcp + TLS ----------------------------------------------------------------------------------
-class _FastConnectAdapter(requests.adapters.HTTPAdapter):
-    """Splits the SDK's single timeout: connect within CONNECT_TIMEOUT, then read as long as the
-    call needs (a stop with a grace period waits longer than a list)."""
-
-    def send(self, request, stream=False, timeout=None, **kwargs):
-        if isinstance(timeout, int | float):
-            timeout = (min(CONNECT_TIMEOUT, timeout), timeout)
-        return super().send(request, stream=stream, timeout=timeout, **kwargs)
-
-
 class TLSEngine(RemoteEngine):
     """``tcp://host:2376`` with mutual TLS: we check the engine's certificate against ca.pem and
     present cert.pem/key.pem, as ``docker --tlsverify`` does."""
@@ -99,6 +86,11 @@ class TLSEngine(RemoteEngine):
         return self.folder / "tls"
 
     def _open(self) -> docker.DockerClient:
+        import docker.tls
+
+        import docker
+        from app.engine.transports import FastConnectAdapter
+
         d = self.tls_dir
         tls = docker.tls.TLSConfig(
             client_cert=(str(d / "cert.pem"), str(d / "key.pem")), ca_cert=str(d / "ca.pem"), verify=True
@@ -106,7 +98,7 @@ class TLSEngine(RemoteEngine):
         client = docker.DockerClient(
             base_url=self.base_url, tls=tls, version=_PLACEHOLDER_API, timeout=self.timeout, max_pool_size=10
         )
-        adapter = _FastConnectAdapter(pool_connections=1, pool_maxsize=10)
+        adapter = FastConnectAdapter(pool_connections=1, pool_maxsize=10)
         client.api.mount("https://", adapter)
         client.api._custom_adapter = adapter
         return self._negotiate(client)
@@ -119,8 +111,16 @@ class TLSEngine(RemoteEngine):
         chain = list(causes(exc))
         texts = " | ".join(str(e) for e in chain)
 
-        def has(*kinds: type) -> bool:
-            return any(isinstance(e, kinds) for e in chain)
+        def has(*kinds: type | str) -> bool:
+            """Any of the chain is one of kinds (a class, or "module.Class" of a library maybe not loaded)."""
+            for kind in kinds:
+                if isinstance(kind, str):
+                    module, _, name = kind.rpartition(".")
+                    if any(sdk_error(e, module, name) for e in chain):
+                        return True
+                elif any(isinstance(e, kind) for e in chain):
+                    return True
+            return False
 
         if has(ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in texts:
             if "mismatch" in texts or "not valid for" in texts:
@@ -145,9 +145,9 @@ class TLSEngine(RemoteEngine):
             return f"nothing accepts connections at {where} (engine stopped, or another port?)"
         if has(socket.gaierror):
             return f"the host name {self.host!r} does not resolve"
-        if has(urllib3.exceptions.ReadTimeoutError):
+        if has("urllib3.exceptions.ReadTimeoutError"):
             return f"the engine at {where} accepted the connection but did not answer in time"
-        if has(urllib3.exceptions.ConnectTimeoutError, TimeoutError):
+        if has("urllib3.exceptions.ConnectTimeoutError", TimeoutError):
             return f"{where} did not answer within {CONNECT_TIMEOUT:.0f} s (host down, or a firewall drops it)"
         if has(ConnectionResetError, BrokenPipeError, ssl.SSLEOFError) or "EOF occurred" in texts:
             return (
@@ -161,88 +161,6 @@ class TLSEngine(RemoteEngine):
 
 
 # -- ssh ------------------------------------------------------------------------------------------
-class _SSHConnection(urllib3.connection.HTTPConnection):
-    """HTTP over an ssh process running `docker system dial-stdio`, through a socketpair, so the
-    socket has real timeouts and makefile()."""
-
-    def __init__(self, *args, argv: list[str], on_exit, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.argv = argv
-        self.on_exit = on_exit
-        self.proc: subprocess.Popen | None = None
-        self.errors = None
-
-    def connect(self) -> None:
-        ours, theirs = socket.socketpair()
-        self.errors = tempfile.TemporaryFile()
-        try:
-            self.proc = subprocess.Popen(
-                self.argv, stdin=theirs, stdout=theirs, stderr=self.errors, start_new_session=True, close_fds=True
-            )
-        finally:
-            theirs.close()
-        timeout = self.timeout if isinstance(self.timeout, int | float) else None
-        ours.settimeout(timeout)
-        self.sock = ours
-
-    def close(self) -> None:
-        super().close()
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        try:
-            proc.wait(timeout=0.5)
-        except subprocess.TimeoutExpired:
-            proc.terminate()
-            try:
-                proc.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if self.errors is not None:
-            self.errors.seek(0)
-            text = self.errors.read(8192).decode(errors="replace")
-            self.errors.close()
-            self.errors = None
-            if proc.returncode not in (0, -15) and text.strip():
-                self.on_exit(text)
-
-
-class _SSHPool(urllib3.connectionpool.HTTPConnectionPool):
-    ConnectionCls = _SSHConnection
-
-
-class _RetryStale(urllib3.util.Retry):
-    """One more try on a fresh ssh connection when a pooled one turns out closed (its remote end
-    died meanwhile), so the failure carries ssh's own words. Idempotent requests only (urllib3's
-    default), and never after a read timeout (a wedged engine must not cost twice)."""
-
-    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
-        if isinstance(error, urllib3.exceptions.ReadTimeoutError):
-            return self.new(total=0, read=0).increment(method, url, response, error, _pool, _stacktrace)
-        return super().increment(method, url, response, error, _pool, _stacktrace)
-
-
-class _SSHAdapter(requests.adapters.HTTPAdapter):
-    """One pool of ssh connections for the engine, whatever the request URL."""
-
-    def __init__(self, argv: list[str], timeout: float, on_exit, maxsize: int = 4) -> None:
-        super().__init__(max_retries=_RetryStale(total=1, connect=1, read=1, redirect=0, status=0, other=0))
-        self.pool = _SSHPool("localhost", timeout=timeout, maxsize=maxsize, argv=argv, on_exit=on_exit)
-
-    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
-        return self.pool
-
-    def get_connection(self, url, proxies=None):
-        return self.pool
-
-    def request_url(self, request, proxies):
-        return request.path_url
-
-    def close(self) -> None:
-        self.pool.close()
-
-
 _SSH_ERRORS = (
     (
         re.compile(r"Permission denied \(publickey"),
@@ -339,11 +257,14 @@ class SSHEngine(RemoteEngine):
             self._ssh_error = (text, time.monotonic())
 
     def _open(self) -> docker.DockerClient:
+        import docker
+        from app.engine.transports import SSHAdapter
+
         self.write_files()
         client = docker.DockerClient(
             base_url="unix:///nonexistent/ssh-engine.sock", version=_PLACEHOLDER_API, timeout=self.timeout
         )
-        adapter = _SSHAdapter(self.argv(), self.timeout, self._remember_error)
+        adapter = SSHAdapter(self.argv(), self.timeout, self._remember_error)
         client.api.mount("http+docker://", adapter)
         client.api._custom_adapter = adapter
         return self._negotiate(client)
@@ -375,11 +296,13 @@ class SSHEngine(RemoteEngine):
         if text and time.monotonic() - at < 30:
             return self.ssh_words(text)
         for e in causes(exc):
-            if isinstance(e, urllib3.exceptions.ReadTimeoutError | TimeoutError | socket.timeout):
+            if isinstance(e, TimeoutError) or sdk_error(e, "urllib3.exceptions", "ReadTimeoutError"):
                 return f"the engine behind {self.host} did not answer within {self.timeout} s over SSH"
             if isinstance(e, FileNotFoundError) and "ssh" in str(e):
                 return "the OpenSSH client (`ssh`) is not installed here"
-        if any(isinstance(e, ConnectionError | urllib3.exceptions.ProtocolError) for e in causes(exc)):
+        if any(
+            isinstance(e, ConnectionError) or sdk_error(e, "urllib3.exceptions", "ProtocolError") for e in causes(exc)
+        ):
             return f"the SSH connection to {self.host} closed before Docker answered"
         return super().describe(exc)
 
