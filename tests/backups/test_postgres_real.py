@@ -174,3 +174,52 @@ def test_dump_while_running_then_restore_the_rows(postgres_image, make_stack, ba
         text=True,
     )
     assert tcp.stdout.strip() == "3", tcp.stderr
+
+
+WITH_FILES = COMPOSE.replace(
+    "volumes:\n  pgdata:\n",
+    """  files:
+    image: {{image}}
+    pull_policy: never
+    command: ["sh", "-c", "echo report > /srv/files/report.txt; exec sleep 3600"]
+    volumes: ["filedata:/srv/files"]
+    stop_grace_period: 1s
+volumes:
+  pgdata:
+  filedata:
+""",
+)
+
+
+@pytest.mark.browser
+def test_backups_page_backs_up_and_restores_a_dump(postgres_image, make_stack, backup_server, page):
+    """The page offers the dump's restore with its own confirmation, and the list shows the result."""
+    from tests.shell.shots import shoot_three
+
+    proj = make_stack({"docker-compose.yml": WITH_FILES.format(pg=postgres_image)}, name="pgpage")
+    proj.compose("up", "-d", "--no-build", "--wait", "--wait-timeout", "60")
+    psql(proj, "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL); INSERT INTO items VALUES (1, 'apple')")
+    server = backup_server(proj)
+    page.sign_in(server)
+    pg = page.page
+    pg.goto(server.url + "/backups/")
+    assert pg.get_attribute("#bk-svc-db .bk-mode", "data-mode") == "dump"
+    pg.click("#bk-all")
+    pg.wait_for_selector("#bk-list tr[data-status=ok]", timeout=30000)
+    pg.wait_for_selector("#bk-running", state="detached", timeout=30000)
+    archives = pg.inner_text("#bk-list tr[data-status=ok] [data-label=Archives]")
+    assert "db: postgres" in archives and "dump" in archives and "files: filedata" in archives
+
+    psql(proj, "UPDATE items SET name = 'changed'")
+    pg.click("#bk-list [data-restore=db]")
+    pg.wait_for_selector("#bk-restore-go")
+    confirm = pg.inner_text(".bk-confirm")
+    assert "every database but the templates of the Postgres server in db" in confirm
+    assert "safety dump" in confirm
+    shoot_three(pg, "backups-confirm", height=1000)
+    pg.click("#bk-restore-go")
+    pg.wait_for_selector("#bk-list [role=status]:has-text('Restored')", timeout=40000)
+    pg.wait_for_selector("#bk-running", state="detached", timeout=30000)
+    assert rows(proj) == [(1, "apple")]
+    shoot_three(pg, "backups", height=1000)
+    assert page.console_errors == []
