@@ -6,14 +6,20 @@ every refresh. We make ONE list call per refresh and inspect only containers who
 refreshed in the background, so a page never waits on N inspections of a steady stack.
 
 API (everything through Engine.call, so errors arrive as EngineUnavailable/NotFound/...):
-- ``project_containers(engine, project) -> list[ContainerInfo]``: every container (running or
-  not) labelled com.docker.compose.project=project, one-off `run` containers excluded.
+- ``project_containers(engine, project, token=None) -> list[ContainerInfo]``: every container
+  (running or not) labelled com.docker.compose.project=project, one-off `run` containers excluded.
+  ``token``: a value that stays equal while nothing of the project changed, taken BEFORE this call
+  (the engine's event listener's token plus our own actions, see app/web/services.snapshot); a
+  call with the token the previous list was stored under, within LIST_MAX_AGE, reuses that list
+  and only pings the engine (so a dead engine still shows at once). None: always list.
 - ``ContainerInfo``: id, name, service, number, state (created|running|paused|restarting|exited|
   dead|removing), health (healthy|unhealthy|starting|"" for none), exit_code, started_at,
   finished_at (aware datetimes or None), restart_count, image (as configured), image_id,
   stop_timeout, config_hash (the com.docker.compose.config-hash label Compose set at creation),
   health_output / health_exit (the last healthcheck's output and exit code, "" / None when there
   is none); ``uptime(now)`` in seconds.
+- ``forget()`` drops every cached list, inspection and image id; ``forget(container_id)`` that
+  container's inspection and every cached list (after an action we know changed something).
 - ``image_ids(engine, refs) -> dict[ref, id]``: the id each image reference points to now (for
   drift: a container created from an older pull), cached briefly; missing images are left out.
 - ``start(engine, container_id)``, ``stop(engine, container_id, timeout=None)``,
@@ -27,6 +33,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Hashable
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -46,6 +53,7 @@ HASH_LABEL = "com.docker.compose.config-hash"
 HEALTH_OUTPUT_MAX = 2000  # characters of a healthcheck's output kept (the engine keeps 4 KiB)
 IMAGE_TTL = 5.0  # seconds an image reference's id is trusted (a pull shows as drift within it)
 INSPECT_TTL = 15.0  # seconds before a cached inspection is refreshed in the background
+LIST_MAX_AGE = 10.0  # seconds a project's list is reused under an unchanged token (safety net)
 MAX_STOP_TIMEOUT = 120
 
 _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="inspect")
@@ -164,12 +172,39 @@ def _refresh_later(engine: Engine, container_id: str, key: tuple) -> None:
     _pool.submit(work)
 
 
-def project_containers(engine: Engine, project: str) -> list[ContainerInfo]:
-    """All containers of the compose project (one list call; inspections cached by summary)."""
+_lists: dict[tuple[str, str], tuple[Hashable, float, list[dict]]] = {}
+_forgotten = 0  # forget() calls: a list that was asked before one is not stored for reuse
+
+
+def _listed(engine: Engine, project: str, token: Hashable | None) -> list[dict]:
+    """The engine's summaries of the project's containers: reused while the token is unchanged.
+
+    Why: at 200 containers the engine takes 30-60 ms to answer the list (its JSON), once per poll
+    and per open page every 2 s, although nothing happened; the event stream says when it did."""
+    key = (engine.id, project)
+    with _cache_lock:
+        hit = _lists.get(key) if token is not None else None
+        generation = _forgotten
+    if hit is not None and hit[0] == token and time.monotonic() - hit[1] < LIST_MAX_AGE:
+        engine.call(lambda c: c.api.ping(), "containers")  # a dead engine is not served from memory
+        return hit[2]
+    at = time.monotonic()
     rows = engine.call(
         lambda c: c.api.containers(all=True, filters={"label": [f"{PROJECT_LABEL}={project}"]}), "containers"
     )
     rows = [r for r in rows if (r.get("Labels") or {}).get(ONEOFF_LABEL, "False") != "True"]
+    with _cache_lock:
+        if token is None or generation != _forgotten:
+            _lists.pop(key, None)
+        else:
+            _lists[key] = (token, at, rows)
+    return rows
+
+
+def project_containers(engine: Engine, project: str, token: Hashable | None = None) -> list[ContainerInfo]:
+    """All containers of the compose project (one list call, or none while the token says nothing
+    changed; inspections cached by summary)."""
+    rows = _listed(engine, project, token)
     now = time.monotonic()
     wanted: dict[str, tuple] = {r["Id"]: _summary_key(r) for r in rows}
     missing = []
@@ -245,8 +280,11 @@ def image_ids(engine: Engine, refs: Iterable[str]) -> dict[str, str]:
 
 
 def forget(container_id: str | None = None) -> None:
-    """Drop cached inspections (after an action we know changed them)."""
+    """Drop cached inspections and lists (after an action we know changed them)."""
+    global _forgotten
     with _cache_lock:
+        _forgotten += 1
+        _lists.clear()
         if container_id is None:
             _cache.clear()
             with _images_lock:

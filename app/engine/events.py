@@ -16,6 +16,11 @@ API:
   the stream came back); empty after timeout. ``Subscription.close()``.
 - ``listener.connected``, ``listener.error``, ``listener.connects`` (how many times it connected),
   ``listener.stop()``.
+- ``listener.keep(seconds)``: keep the stream open that long without a subscription (a polled
+  page's list cache relies on it); ``listener.token(project)``: a value that stays equal while the
+  stream stayed connected and no event of the project (nor a reconnect) arrived, None while not
+  connected. A cached answer stored under a token taken BEFORE asking the engine is still right
+  while the token is unchanged (an event during the question changes it).
 - ``EventListeners``: one listener per engine id, created on first use.
 """
 
@@ -38,6 +43,7 @@ RECONNECTED = "*reconnected*"
 IDLE_AFTER = 5.0
 RETRY_FIRST = 0.5
 RETRY_CAP = 5.0
+TOKEN_SETTLE = 0.5  # seconds after connecting before token() vouches for anything
 # Events that change what a table shows (exec_*, attach, top, resize... do not).
 ACTIONS = {
     "create",
@@ -108,16 +114,37 @@ class EventListener:
         self._thread: threading.Thread | None = None
         self._stream: LogStream | None = None
         self._idle_since = 0.0
+        self._lease_until = 0.0
         self._client = None
+        self._seen: dict[str, int] = {}  # events per project since start (token)
+        self._epoch = 0  # reconnects (token)
+        self._connected_at = 0.0
 
     def subscribe(self, project: str | None = None) -> Subscription:
         sub = Subscription(self, project)
         with self._lock:
             self._subs.add(sub)
-            if not self._stop.is_set() and (self._thread is None or not self._thread.is_alive()):
-                self._thread = threading.Thread(target=self._run, name=f"events-{self.engine.id}", daemon=True)
-                self._thread.start()
+            self._start_locked()
         return sub
+
+    def keep(self, seconds: float) -> None:
+        """Keep the stream open `seconds` more (then IDLE_AFTER) though nobody subscribes."""
+        with self._lock:
+            self._lease_until = max(self._lease_until, time.monotonic() + seconds)
+            self._start_locked()
+
+    def token(self, project: str) -> tuple | None:
+        """Equal while connected with no event of `project` in between; None while not connected
+        (and for TOKEN_SETTLE after connecting: the engine sends the answer's headers before it
+        subscribes the stream to its events, so an event in that moment is never delivered)."""
+        if not self.connected or time.monotonic() - self._connected_at < TOKEN_SETTLE:
+            return None
+        return (self.connects, self._epoch, self._seen.get(project, 0))
+
+    def _start_locked(self) -> None:
+        if not self._stop.is_set() and (self._thread is None or not self._thread.is_alive()):
+            self._thread = threading.Thread(target=self._run, name=f"events-{self.engine.id}", daemon=True)
+            self._thread.start()
 
     def _unsubscribe(self, sub: Subscription) -> None:
         with self._lock:
@@ -157,13 +184,17 @@ class EventListener:
 
     def _publish(self, project: str) -> None:
         with self._lock:
+            if project == RECONNECTED:
+                self._epoch += 1
+            else:
+                self._seen[project] = self._seen.get(project, 0) + 1
             subs = [s for s in self._subs if s.project is None or s.project == project or project == RECONNECTED]
         for s in subs:
             s._notify(project)
 
     def _idle(self) -> bool:
         with self._lock:
-            return not self._subs and time.monotonic() - self._idle_since >= self.idle_after
+            return not self._subs and time.monotonic() - max(self._idle_since, self._lease_until) >= self.idle_after
 
     def _run(self) -> None:
         retry = RETRY_FIRST
@@ -183,6 +214,7 @@ class EventListener:
                 self._stream = stream
                 reconnect = self.connects > 0
                 self.connects += 1
+                self._connected_at = time.monotonic()
                 self.connected = True
                 self.error = ""
                 retry = RETRY_FIRST
@@ -212,7 +244,8 @@ class EventListener:
             self._drop_client()
             with self._lock:
                 self._thread = None
-                restart = bool(self._subs) and not self._stop.is_set()
+                wanted = bool(self._subs) or time.monotonic() < self._lease_until
+                restart = wanted and not self._stop.is_set()
             if restart:  # a subscription arrived while we were leaving
                 with self._lock:
                     self._thread = threading.Thread(target=self._run, name=f"events-{self.engine.id}", daemon=True)

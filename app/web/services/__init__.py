@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("services", __name__)
 
+LISTENERS = "stackpilot.events"  # app/web/live.py registers the engines' event listeners there
+LIST_LEASE = 15.0  # a polled table keeps its engine's event stream open this long after a request
+
 
 @dataclass
 class Snapshot:
@@ -65,7 +68,7 @@ def snapshot() -> Snapshot:
     found = None
     images: dict[str, str] = {}
     try:
-        found = engine_containers.project_containers(engine(), stack.project)
+        found = engine_containers.project_containers(engine(), stack.project, list_token(stack))
         sampler().watch(stack.project)
         images = engine_containers.image_ids(engine(), {c.image for c in found})
     except StackpilotError as e:
@@ -74,6 +77,29 @@ def snapshot() -> Snapshot:
     stale = outdated(runners().for_stack(stack), found) if found else set()
     snap.rows = build_rows(snap.model, found, sampler().snapshot(), outdated=stale, image_ids=images)
     return snap
+
+
+def list_token(stack: Stack) -> tuple | None:
+    """A value that stays equal while nothing of the stack's containers changed, so the engine's
+    list of them can be reused (app.engine.containers.project_containers); None: ask the engine.
+
+    Made of the engine's event stream (kept open while pages ask, see LIST_LEASE) and the stack's
+    own Compose runs: events arrive asynchronously, so an action Stackpilot runs must not rely on
+    them. While a run (or any action holding the stack) goes on there is no reuse, and the end of
+    a run changes the value, so the first table after an action lists afresh."""
+    listeners = current_app.extensions.get(LISTENERS)
+    if listeners is None:
+        return None
+    runner = runners().for_stack(stack)
+    if runner.busy():
+        return None
+    listener = listeners.get(engine())
+    listener.keep(LIST_LEASE)
+    seen = listener.token(stack.project)
+    if seen is None:
+        return None
+    last = next(iter(runner.recent_runs(1)), None)
+    return (seen, last.id, last.finished_at) if last is not None else (seen, "", None)
 
 
 def _from_containers(snap: Snapshot) -> Snapshot:
