@@ -2,10 +2,11 @@
 WebSocket), and one-off commands run through Compose into the run panel.
 
 Who: admins; operators too when the `shell` setting grants them (`{"operators": true}` in the
-store, set by an admin in the Shell section of the Users page, with the idle timeout). The socket follows the log socket's rules: session and Origin checked at the handshake
-(app/web/security.py), a share of the stream threads per user and in all (kind "terminal",
-app/shares.py), the sign-in rechecked while it runs, and an idle timeout. The audit log records
-who opened which container's shell, when, and for how long, never what was typed.
+store, set by an admin in the Shell section of the Users page, with the idle timeout). The socket
+follows the log socket's rules: session and Origin checked at the handshake (app/web/security.py),
+a share of the stream threads per user and in all (kind "terminal", app/shares.py), the sign-in
+rechecked while it runs, and an idle timeout. The audit log records who opened which container's
+shell, when, and for how long, never what was typed.
 
 Wire: the server sends output as binary frames and control messages as JSON text
 ({"t": "hello"|"exit"|"closed"|"error"|"full", ...}); the browser sends keystrokes as binary
