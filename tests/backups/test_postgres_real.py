@@ -175,6 +175,13 @@ def test_dump_while_running_then_restore_the_rows(postgres_image, make_stack, ba
     )
     assert tcp.stdout.strip() == "3", tcp.stderr
 
+    # a stopped database cannot load a dump: the restore says so and takes no safety dump
+    proj.compose("stop", "db")
+    admin.post(f"{server.url}/backups/{backup_id}/restore", data={"service": "db"}, timeout=20)
+    assert len(settle(server, admin)) == 2
+    text = admin.get(server.url + "/backups/-/list", timeout=10).text
+    assert "db is not running: a dump is loaded into the running database. Start it first." in text
+
 
 WITH_FILES = COMPOSE.replace(
     "volumes:\n  pgdata:\n",
