@@ -110,9 +110,9 @@ COPY build-ca.pem /tmp/build-ca.pem
 RUN mkdir -p /etc/postgresql-common/createcluster.d \
  && echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.d/stackpilot.conf \
  && echo "deb ${MIRROR} bookworm main" > /etc/apt/sources.list \
- && apt-get -o Acquire::Check-Valid-Until=false -o Acquire::https::CAInfo=/tmp/build-ca.pem update -q \
- && DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::https::CAInfo=/tmp/build-ca.pem install -y -q \
-      --no-install-recommends postgresql \
+ && ca="" && if [ -s /tmp/build-ca.pem ]; then ca="-o Acquire::https::CAInfo=/tmp/build-ca.pem"; fi \
+ && apt-get -o Acquire::Check-Valid-Until=false $ca update -q \
+ && DEBIAN_FRONTEND=noninteractive apt-get $ca install -y -q --no-install-recommends postgresql \
  && for f in /usr/lib/postgresql/*/bin/*; do ln -sf "$f" /usr/local/bin/; done \
  && mkdir -p /var/run/postgresql /var/lib/postgresql/data \
  && chown postgres:postgres /var/run/postgresql /var/lib/postgresql/data \
