@@ -1,7 +1,7 @@
-"""The dump path through exec, with a stand-in pg_dumpall (a script in the busybox service): no
-Postgres image is built for the suite (building one from Debian's postgresql package takes minutes);
-what is tested is ours: the tool found in the container, its output streamed into .sql.gz, its exit
-code and stderr deciding the backup's status, the service left running."""
+"""The dump path through exec, with a stand-in pg_dumpall (a script in the busybox service): the tool
+found in the container through the label, its output streamed into .sql.gz, its exit code and stderr
+deciding the backup's status, the service left running. A real Postgres (dump, change, restore) is
+tests/backups/test_postgres_real.py."""
 
 from __future__ import annotations
 
