@@ -72,6 +72,7 @@ def init_app(app: Flask) -> None:
     app.extensions[SHARES].per_kind.setdefault("terminal", MAX_TERMINALS)
     app.register_blueprint(settings_bp)
     app.jinja_env.globals["shell_options"] = options  # auth/users.html includes shell/_settings.html
+    app.jinja_env.globals["may_open_shell"] = may_open_shell  # services/_row.html: the Shell menu entry
 
 
 def options() -> dict:
@@ -82,6 +83,13 @@ def options() -> dict:
         "operators": bool(raw.get("operators")),
         "idle_seconds": max(1, int(idle)) if isinstance(idle, int | float) else IDLE_SECONDS,
     }
+
+
+def may_open_shell() -> bool:
+    """Admins, and operators when granted (read once per request: the services table asks per row)."""
+    if "may_open_shell" not in g:
+        g.may_open_shell = has_role("admin") or (has_role("operator") and options()["operators"])
+    return g.may_open_shell
 
 
 @bp.before_request

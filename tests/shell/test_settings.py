@@ -29,6 +29,7 @@ def test_grant_operators_and_idle_timeout_through_the_form(shell_server, box):
         server.ws_connect("/shell/-/ws?s=box", operator)
     assert refused.value.status_code == 403
     assert operator.post(server.url + URL, data={"operators": "1", "idle_minutes": "5"}, timeout=10).status_code == 403
+    assert 'data-action="shell"' not in operator.get(server.url + "/services", timeout=20).text
 
     users = admin.get(server.url + "/users", timeout=10)
     assert users.status_code == 200 and 'id="shell-settings"' in users.text
@@ -65,6 +66,8 @@ def test_grant_operators_and_idle_timeout_through_the_form(shell_server, box):
         term.close()
     page = operator.get(server.url + "/shell/box", timeout=10)
     assert page.status_code == 200 and "7 min" in page.text
+    services = operator.get(server.url + "/services", timeout=20).text
+    assert 'data-action="shell"' in services and 'data-action="backup"' not in services  # backups stay admin's
 
     # taking it back: operators are refused again, the timeout is kept
     r = admin.post(server.url + URL, data={"idle_minutes": "7"}, timeout=10)
