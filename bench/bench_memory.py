@@ -131,6 +131,8 @@ def main() -> None:
         python = statistics.median(bare("pass") for _ in range(5))
         flask = statistics.median(bare("import flask") for _ in range(5))
         print("\n1. cold start: spawn -> first /api/health 200 (median of 5)")
+        row("load average (1, 5, 15 min)", " ".join(f"{x:.1f}" for x in os.getloadavg()))
+        row("each start", " ".join(f"{t:.2f}" for t in starts))
         row("python -c pass (reference)", f"{python:.2f} s")
         row("python -c 'import flask' (reference)", f"{flask:.2f} s")
         row("stackpilot", f"{statistics.median(starts):.2f} s", "< 1.0 s", statistics.median(starts) < 1.0)

@@ -205,21 +205,42 @@ def _audit_stack(app: Flask):
     return stack_name
 
 
+class LazyBuildRule(Rule):
+    """A URL rule that writes its URL builder on the first url_for that needs it, not when added.
+
+    werkzeug generates and compiles Python code for two builders per rule as it is added: with
+    ~170 rules (each per-stack page twice) that was a quarter of create_app. Matching a request
+    does not use them, and a page builds a few dozen endpoints; the other builder (without
+    unknown arguments as a query string) url_for never asks for."""
+
+    def _compile_builder(self, append_unknown: bool = True):
+        attribute = "_build_unknown" if append_unknown else "_build"
+
+        def build_on_first_use(rule: Rule, **values: Any):
+            builder = Rule._compile_builder(rule, append_unknown).__get__(rule, None)
+            setattr(rule, attribute, builder)  # two threads racing write the same builder
+            return builder(**values)
+
+        return build_on_first_use
+
+
 def register_stack_blueprints(app: Flask, blueprints, legacy: bool = True) -> None:
     """Serve each blueprint under /s/<stack>/ and (legacy=True) at its old path for the default
     stack, with the same endpoint names (the old rules carry stack="-" as a default)."""
     endpoints: set[str] = app.extensions.setdefault("stackpilot.stack_endpoints", set())
     for bp in blueprints:
-        before = {id(r) for r in app.url_map.iter_rules()}
         app.register_blueprint(bp, url_prefix=PREFIX + (bp.url_prefix or ""))
-        added = [r for r in app.url_map.iter_rules() if id(r) not in before]
-        for rule in added:
+    # Their rules are the ones with their endpoints ("name.view", nested "name.child.view"): one
+    # pass over the map (each look at it re-sorts the matcher) instead of one before and after each.
+    names = tuple(f"{bp.name}." for bp in blueprints)
+    for rule in list(app.url_map.iter_rules()):
+        if rule.endpoint.startswith(names):
             endpoints.add(rule.endpoint)
             path = rule.rule[len(PREFIX) :]
             if not legacy or not rule.rule.startswith(PREFIX) or path in ("", "/"):
                 continue  # "/" is the home page now; the stack's root is /s/<stack>/
             app.url_map.add(
-                Rule(
+                app.url_rule_class(
                     path,
                     endpoint=rule.endpoint,
                     methods=rule.methods,
@@ -232,6 +253,7 @@ def register_stack_blueprints(app: Flask, blueprints, legacy: bool = True) -> No
 
 def init_app(app: Flask) -> None:
     """Call after security.init_app: the stack is resolved after the session is known."""
+    app.url_rule_class = LazyBuildRule
     app.url_value_preprocessor(_pull_stack)
     app.before_request(_resolve)
     app.url_defaults(_add_stack)
