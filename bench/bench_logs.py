@@ -4,9 +4,12 @@
 
 Prints:
   - throughput: lines/s a WebSocket viewer receives from a container writing as fast as it can,
-    against `docker compose logs -f` on the same container in the same run, alternating windows,
-    medians of the rounds (target ratio >= 1.0 with 0 lines skipped); the Docker SDK's own
-    `logs(follow)` for reference; a viewer that reads nothing for a while is told what it missed;
+    against `docker compose logs -f` on the same container in the same run, windows alternating
+    (the order flips every round), medians of the rounds (target ratio >= 1.0 with 0 lines
+    skipped); the Docker SDK's own `logs(follow)` for reference; for every reader the CPU it
+    spent per line received (the server process for the viewer; compose plus the pipe reader
+    for the baseline) and dockerd's, and the load average around each window; a viewer that
+    reads nothing for a while is told what it missed;
   - latency: engine timestamp of a line -> arrival at the WebSocket client (target p95 < 50 ms);
   - /api/health p50/p95 with 40 log viewers open on a steady stream (target p95 < 200 ms),
     next to the same figure with no viewer.
@@ -16,7 +19,6 @@ Everything it creates is named spbench-* and removed at the end.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import re
@@ -77,7 +79,56 @@ def compose(directory: Path, project: str, *args: str) -> None:
     subprocess.run([*compose_base(directory, project), *args], check=True, capture_output=True, timeout=180)
 
 
-def compose_rate(directory: Path, project: str, service: str, window: float) -> float:
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (0 if it is not ours to see)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def dockerd_pid() -> int | None:
+    found = subprocess.run(["pgrep", "-o", "-x", "dockerd"], capture_output=True, text=True).stdout.split()
+    return int(found[0]) if found else None
+
+
+class Window:
+    """One measured window: lines, seconds, CPU of the reader's process(es), of dockerd, load."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.dockerd = dockerd_pid()
+        self.load = os.getloadavg()[0]
+
+    def __enter__(self) -> Window:
+        self.cpu0 = sum(cpu_seconds(p) for p in self.pids)
+        self.dockerd0 = cpu_seconds(self.dockerd) if self.dockerd else 0.0
+        self.client0 = time.thread_time()
+        self.start = time.monotonic()
+        self.lines = 0
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.elapsed = time.monotonic() - self.start
+        self.cpu = sum(cpu_seconds(p) for p in self.pids) - self.cpu0
+        self.client = time.thread_time() - self.client0
+        self.dockerd_cpu = (cpu_seconds(self.dockerd) - self.dockerd0) if self.dockerd else 0.0
+        self.load = max(self.load, os.getloadavg()[0])
+
+    @property
+    def rate(self) -> float:
+        return self.lines / self.elapsed
+
+    def per_line(self, seconds: float) -> float:
+        """Microseconds of CPU per line received."""
+        return seconds / max(1, self.lines) * 1e6
+
+
+def compose_rate(directory: Path, project: str, service: str, window: float) -> Window:
     """Lines/s `docker compose logs -f --tail 0` prints for the service (the baseline)."""
     proc = subprocess.Popen(
         [*compose_base(directory, project), "logs", "-f", "--no-color", "--tail", "0", service],
@@ -87,21 +138,18 @@ def compose_rate(directory: Path, project: str, service: str, window: float) -> 
     )
     try:
         fd = proc.stdout.fileno()
-        first = os.read(fd, 1 << 20)  # the stream is live once the first bytes arrive
-        count = 0
-        start = time.monotonic()
-        end = start + window
-        while time.monotonic() < end:
-            data = os.read(fd, 1 << 20)
-            if not data:
-                break
-            count += data.count(b"\n")
-        elapsed = time.monotonic() - start
+        os.read(fd, 1 << 20)  # the stream is live once the first bytes arrive
+        with Window([proc.pid]) as w:
+            end = w.start + window
+            while time.monotonic() < end:
+                data = os.read(fd, 1 << 20)
+                if not data:
+                    break
+                w.lines += data.count(b"\n")
     finally:
         proc.kill()
         proc.wait()
-    del first
-    return count / elapsed
+    return w
 
 
 def container_id(client, project: str, service: str) -> str:
@@ -111,48 +159,54 @@ def container_id(client, project: str, service: str) -> str:
     return found[0].id
 
 
-def sdk_rate(client, cid: str, window: float) -> float:
+def sdk_rate(client, cid: str, window: float) -> Window:
     """Lines/s read by the Docker SDK from `logs -f` (the `docker logs -f` baseline)."""
     container = client.containers.get(cid)
     stream = container.logs(stream=True, follow=True, tail=0)  # docker logs -f --tail 0
-    count = 0
-    start = time.monotonic()
-    end = start + window
-    for chunk in stream:
-        count += chunk.count(b"\n")
-        if time.monotonic() >= end:
-            break
-    elapsed = time.monotonic() - start
+    with Window([]) as w:
+        end = w.start + window
+        for chunk in stream:
+            w.lines += chunk.count(b"\n")
+            if time.monotonic() >= end:
+                break
     stream.close()
-    return count / elapsed
+    return w
 
 
-LINE_ITEM = re.compile(r'\[\d+,"')  # a line item starts so; escaped log text cannot (its quotes are \")
-SKIP_ITEM = re.compile(r'\{"t":"skip","n":(\d+)\}')
+SKIP_ITEM = re.compile(rb'\{"t":"skip","n":(\d+)\}')
 
 
-def ws_rate(server: LiveServer, session, service: str, window: float) -> tuple[float, int]:
+def count_frame(payload: bytes) -> tuple[int, int]:
+    """(lines, lines reported skipped) in one message of the log socket, without decoding it: an L
+    frame (app/logstream/wire.py) holds as many lines as newlines (its header ends in one, its rows
+    are joined by them); any other message is JSON and may report skips."""
+    if payload[:1] == b"L":
+        return payload.count(b"\n"), 0
+    return 0, sum(int(n) for n in SKIP_ITEM.findall(payload))
+
+
+def ws_rate(server: LiveServer, session, service: str, window: float) -> tuple[Window, int]:
     """Lines/s delivered to a WebSocket viewer (history excluded), and lines it was told were skipped.
 
-    The viewer is a bare socket reader counting items with two regular expressions, so the client
-    costs about what `docker compose logs -f`'s reader does, not a JSON parse per frame."""
+    The viewer is a bare socket reader that counts newlines per frame (a C loop, no decoding), so
+    it costs less per line than reading compose's output from a pipe (both are printed)."""
     ws = RawWS("127.0.0.1", server.port, f"/logs/-/ws?s={service}&tail=1", server.ws_headers(session), rcvbuf=4 << 20)
-    count = skipped = 0
+    skipped = 0
     try:
         ws.receive(timeout=10)  # hello
         ws.receive(timeout=10)  # the tail line
-        start = time.monotonic()
-        end = start + window
-        while time.monotonic() < end:
-            raw = ws.receive(timeout=1)
-            if not raw:
-                continue
-            count += len(LINE_ITEM.findall(raw))
-            skipped += sum(int(n) for n in SKIP_ITEM.findall(raw))
-        elapsed = time.monotonic() - start
+        with Window([server.proc.pid]) as w:
+            end = w.start + window
+            while time.monotonic() < end:
+                raw = ws.receive_bytes(timeout=1)
+                if not raw:
+                    continue
+                lines, lost = count_frame(raw)
+                w.lines += lines
+                skipped += lost
     finally:
         ws.close()
-    return count / elapsed, skipped
+    return w, skipped
 
 
 def slow_viewer(server: LiveServer, session, service: str, stall: float, window: float) -> int:
@@ -165,12 +219,19 @@ def slow_viewer(server: LiveServer, session, service: str, stall: float, window:
         ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         end = time.monotonic() + window
         while time.monotonic() < end and not skipped:
-            raw = ws.receive(timeout=1)
+            raw = ws.receive_bytes(timeout=1)
             if raw:
-                skipped += sum(int(n) for n in SKIP_ITEM.findall(raw))
+                skipped += count_frame(raw)[1]
     finally:
         ws.close()
     return skipped
+
+
+def stamps(raw: str) -> list[str]:
+    """The engine stamps of the lines in one message (none unless it is an L frame)."""
+    if not raw.startswith("L"):
+        return []
+    return [row.partition(" ")[0] for row in raw.partition("\n")[2].split("\n")]
 
 
 def latencies(server: LiveServer, session, window: float) -> list[float]:
@@ -183,9 +244,8 @@ def latencies(server: LiveServer, session, window: float) -> list[float]:
             now = time.time_ns()
             if raw is None:
                 continue
-            for item in json.loads(raw).get("items", []):
-                if isinstance(item, list):
-                    out.append((now - parse_stamp(item[1].encode())) / 1e6)
+            for stamp in stamps(raw):
+                out.append((now - parse_stamp(stamp.encode())) / 1e6)
     finally:
         ws.close()
     return out[1:]  # the first is the tail line, written before we connected
@@ -215,7 +275,7 @@ def viewers(server: LiveServer, session, n: int, seconds: float) -> tuple[list[f
             except Exception:  # noqa: BLE001 - a closed socket ends the reader
                 return
             if raw:
-                counts[i] += sum(1 for item in json.loads(raw).get("items", []) if isinstance(item, list))
+                counts[i] += len(stamps(raw))
 
     threads = [threading.Thread(target=read, args=(i, ws), daemon=True) for i, ws in enumerate(sockets)]
     for t in threads:
@@ -233,7 +293,7 @@ def viewers(server: LiveServer, session, n: int, seconds: float) -> tuple[list[f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--window", type=float, default=5.0, help="seconds per throughput window")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating baseline/viewer rounds")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of baseline / viewer / SDK windows")
     parser.add_argument("--viewers", type=int, default=40, help="viewers open while /api/health is timed")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -265,25 +325,50 @@ def main() -> None:
         time.sleep(1.0)
 
         base, sdk, ws, skipped = [], [], [], 0
-        for _ in range(args.rounds):
-            base.append(compose_rate(stack, project, "flood", args.window))
-            rate, lost = ws_rate(server, session, "flood", args.window)
-            ws.append(rate)
-            skipped += lost
-            sdk.append(sdk_rate(client, flood, args.window))
-        base_m, ws_m, sdk_m = statistics.median(base), statistics.median(ws), statistics.median(sdk)
         print(f"\n1. log flood: lines/s, median of {args.rounds} alternating {args.window:.0f} s windows")
-        row("docker compose logs -f (baseline)", f"{base_m:,.0f}", str([round(x) for x in base]))
-        row("Docker SDK logs(follow) (reference)", f"{sdk_m:,.0f}", str([round(x) for x in sdk]))
-        row("WebSocket viewer that keeps up", f"{ws_m:,.0f}", str([round(x) for x in ws]))
+        print(f"   load average before: {' / '.join(f'{x:.1f}' for x in os.getloadavg())}")
+        for r in range(args.rounds):
+            order = ["compose", "ws", "sdk"] if r % 2 == 0 else ["sdk", "ws", "compose"]
+            for which in order:
+                if which == "compose":
+                    w = compose_rate(stack, project, "flood", args.window)
+                    base.append(w)
+                    cost = f"compose {w.per_line(w.cpu):.2f} + pipe reader {w.per_line(w.client):.2f}"
+                elif which == "ws":
+                    w, lost = ws_rate(server, session, "flood", args.window)
+                    ws.append(w)
+                    skipped += lost
+                    cost = f"server {w.per_line(w.cpu):.2f} + client {w.per_line(w.client):.2f}"
+                else:
+                    w = sdk_rate(client, flood, args.window)
+                    sdk.append(w)
+                    cost = f"SDK reader {w.per_line(w.client):.2f}"
+                print(
+                    f"   round {r + 1} {which:8} {w.rate:>8,.0f} lines/s   CPU us/line: {cost}, "
+                    f"dockerd {w.per_line(w.dockerd_cpu):.2f}   load {w.load:.1f}",
+                    flush=True,
+                )
+        rates = {name: [w.rate for w in ws_] for name, ws_ in (("base", base), ("sdk", sdk), ("ws", ws))}
+        base_m, ws_m, sdk_m = (statistics.median(rates[k]) for k in ("base", "ws", "sdk"))
+        row("docker compose logs -f (baseline)", f"{base_m:,.0f}", str([round(x) for x in rates["base"]]))
+        row("Docker SDK logs(follow) (reference)", f"{sdk_m:,.0f}", str([round(x) for x in rates["sdk"]]))
+        row("WebSocket viewer that keeps up", f"{ws_m:,.0f}", str([round(x) for x in rates["ws"]]))
         row("ratio viewer / compose logs -f", f"{ws_m / base_m:.2f}", ">= 1.0", ws_m / base_m >= 1.0)
         row("lines reported skipped to the fast viewer", str(skipped), "0", skipped == 0)
+        row(
+            "CPU us/line: compose+pipe reader / server+client",
+            f"{statistics.median(w.per_line(w.cpu + w.client) for w in base):.2f} / "
+            f"{statistics.median(w.per_line(w.cpu + w.client) for w in ws):.2f}",
+            "medians",
+        )
+        row("load average after", " / ".join(f"{x:.1f}" for x in os.getloadavg()))
         lost = slow_viewer(server, session, "flood", 4.0, 15.0)
         row("slow viewer (reads nothing for 4 s): told skipped", f"{lost:,}", "> 0", lost > 0)
         compose(stack, project, "stop", "-t", "1", "flood")
 
         lat = latencies(server, session, 10.0)
         print(f"\n2. latency container -> client at rest ({len(lat)} lines, 50 lines/s)")
+        print(f"   load average: {' / '.join(f'{x:.1f}' for x in os.getloadavg())}")
         row("p50", f"{pct(lat, 50):.1f} ms")
         row("p95", f"{pct(lat, 95):.1f} ms", "< 50 ms", pct(lat, 95) < 50)
         row("max", f"{max(lat):.1f} ms")
@@ -291,6 +376,7 @@ def main() -> None:
         idle = health_times(server, 150)
         busy, counts = viewers(server, session, args.viewers, 8.0)
         print(f"\n3. /api/health while {args.viewers} viewers follow a steady stream")
+        print(f"   load average: {' / '.join(f'{x:.1f}' for x in os.getloadavg())}")
         row("no viewer p50 / p95", f"{pct(idle, 50):.1f} / {pct(idle, 95):.1f} ms")
         row(
             f"{args.viewers} viewers p50 / p95",

@@ -1,6 +1,8 @@
 /* The log viewer: one WebSocket, lines rendered from server-escaped HTML, a bounded DOM.
  * The server escapes every byte of log text and sends only its own <span>/<mark> markup, so
- * message HTML is set as is; names, notes and statuses go in with textContent. */
+ * message HTML is set as is; names, notes and statuses go in with textContent.
+ * Lines come in "L" frames (app/logstream/wire.py): "L" + JSON groups [service, is_stderr, count]
+ * + "\n" + rows "<stamp> <html>" joined by "\n"; everything else is a JSON message. */
 (function () {
   "use strict";
 
@@ -87,7 +89,10 @@
     setState("connecting", resume ? "Reconnecting…" : "Connecting…");
     ws = new WebSocket(url);
     ws.onopen = function () { retry = 0; };
-    ws.onmessage = function (ev) { if (gen === generation) receive(JSON.parse(ev.data)); };
+    ws.onmessage = function (ev) {
+      if (gen !== generation) return;
+      if (ev.data.charAt(0) === "L") { deliver(linesOf(ev.data)); } else { receive(JSON.parse(ev.data)); }
+    };
     ws.onclose = function () { if (gen === generation) closed(); };
   }
 
@@ -109,13 +114,7 @@
       qError.textContent = "";
       qInput.removeAttribute("aria-invalid");
     } else if (msg.t === "batch") {
-      var lines = [];
-      msg.items.forEach(function (item) {
-        if (Array.isArray(item)) { lines.push(item); return; }
-        if (lines.length) { deliver(lines); lines = []; }
-        control(item);
-      });
-      if (lines.length) deliver(lines);
+      msg.items.forEach(control);
     } else if (msg.t === "error") {
       finished = true;
       if (msg.field === "q") {
@@ -168,22 +167,39 @@
       pad(d.getSeconds()) + "." + pad(d.getMilliseconds(), 3)));
   }
 
+  function linesOf(data) {
+    // An L frame to items [stamp, service_index, is_stderr, html].
+    var nl = data.indexOf("\n");
+    var groups = JSON.parse(data.slice(1, nl));
+    var rows = data.slice(nl + 1).split("\n");
+    var items = [];
+    var r = 0;
+    groups.forEach(function (g) {
+      for (var n = 0; n < g[2] && r < rows.length; n++, r++) {
+        var row = rows[r];
+        var sp = row.indexOf(" ");
+        items.push([row.slice(0, sp), g[0], g[1], row.slice(sp + 1)]);
+      }
+    });
+    return items;
+  }
+
   function lineEl(item) {
-    // item: [key_us, stamp, service_index, is_stderr, html]
+    // item: [stamp, service_index, is_stderr, html]
     var div = document.createElement("div");
-    div.className = item[3] ? "ln err" : "ln";
-    div.dataset.k = item[0];
+    div.className = item[2] ? "ln err" : "ln";
+    if (item[0]) div.dataset.k = sortable(item[0]);
     var t = document.createElement("time");
     t.className = "ts";
-    t.dateTime = item[1];
-    fillTime(t, item[1]);
+    t.dateTime = item[0];
+    fillTime(t, item[0]);
     div.appendChild(t);
-    var name = names[item[2]] || "";
+    var name = names[item[1]] || "";
     var svc = document.createElement("span");
     svc.className = "svc svc-c" + (colours[name] || "0");
     svc.textContent = name;
     div.appendChild(svc);
-    if (item[3]) {
+    if (item[2]) {
       var e = document.createElement("span");
       e.className = "stream";
       e.textContent = "err";
@@ -192,14 +208,14 @@
     }
     var m = document.createElement("span");
     m.className = "msg";
-    m.innerHTML = item[4];  // escaped and styled on the server
+    m.innerHTML = item[3];  // escaped and styled on the server
     div.appendChild(m);
     return div;
   }
 
   function deliver(items) {
     var els = items.map(lineEl);
-    if (items.length) lastStamp = newest(lastStamp, items[items.length - 1][1]);
+    if (items.length && items[items.length - 1][0]) lastStamp = newest(lastStamp, items[items.length - 1][0]);
     if (paused) { els.forEach(hold); return; }
     append(els);
   }
@@ -229,14 +245,14 @@
     var stick = atBottom();
     var frag = document.createDocumentFragment();
     els.forEach(function (el) {
-      var k = el.dataset ? Number(el.dataset.k) : NaN;
+      var k = el.dataset ? el.dataset.k : "";
       var last = out.lastElementChild;
       // A line older than the last one shown (another service's reader was a frame late):
       // slide it back into time order, looking back a little only.
-      if (!isNaN(k) && last && last.dataset.k && Number(last.dataset.k) > k && !frag.childNodes.length) {
+      if (k && last && last.dataset.k && last.dataset.k > k && !frag.childNodes.length) {
         var ref = last, steps = 0;
         while (ref.previousElementSibling && ref.previousElementSibling.dataset.k &&
-               Number(ref.previousElementSibling.dataset.k) > k && steps < 200) {
+               ref.previousElementSibling.dataset.k > k && steps < 200) {
           ref = ref.previousElementSibling; steps += 1;
         }
         out.insertBefore(el, ref);

@@ -160,6 +160,169 @@ def split_frames(buf: bytearray) -> tuple[list[tuple[int, bytes]], int]:
 
 _HEADER = struct.Struct(">BxxxL")
 
+# A run is (STDOUT|STDERR, data, count). count > 0: data is `count` whole ordinary messages joined,
+# each "<30-byte stamp> <text>\n" no longer than RUN_LIMIT (what the per-line code would take as is);
+# count == 0: data is one message of any other shape (a piece of a long line, no stamp...).
+Run = tuple[int, bytes, int]
+RUN_LIMIT = 16 * 1024 + 32  # the engine's 16 KiB line pieces plus the stamp, its space and the newline
+
+
+def split_runs(buf, pos: int = 0, limit: int = RUN_LIMIT) -> tuple[list[Run], int]:
+    """The complete frames in buf from pos, as runs; and where the first incomplete frame starts.
+
+    One slice per message and no per-message tuple: a flood of short lines becomes a handful of
+    joined blocks that the rest of the path handles with bulk string operations."""
+    runs: list[Run] = []
+    parts: list = []
+    append = parts.append
+    run_kind = 0
+    end = len(buf)
+    unpack = _HEADER.unpack_from
+    while end - pos >= 8:
+        kind, length = unpack(buf, pos)
+        start = pos + 8
+        stop = start + length
+        if stop > end:
+            break
+        pos = stop
+        # Indexing bytes gives an int (no allocation): "...SS.nnnnnnnnnZ text\n".
+        if 31 < length <= limit and buf[stop - 1] == 10 and buf[start + 30] == 32 and buf[start + 19] == 46:
+            if kind != run_kind:
+                if parts:
+                    runs.append((STDERR if run_kind == 2 else STDOUT, b"".join(parts), len(parts)))
+                    parts = []
+                    append = parts.append
+                run_kind = kind
+            append(buf[start:stop])
+        elif length:
+            if parts:
+                runs.append((STDERR if run_kind == 2 else STDOUT, b"".join(parts), len(parts)))
+                parts = []
+                append = parts.append
+            runs.append((STDERR if kind == 2 else STDOUT, bytes(buf[start:stop]), 0))
+    if parts:
+        runs.append((STDERR if run_kind == 2 else STDOUT, b"".join(parts), len(parts)))
+    return runs, pos
+
+
+def runs_messages(runs: list[Run]) -> list[tuple[int, bytes]]:
+    """Runs back to single (STDOUT|STDERR, message) pairs (each message keeps its newline)."""
+    out: list[tuple[int, bytes]] = []
+    for kind, data, count in runs:
+        if count <= 1:
+            out.append((kind, data))
+        else:
+            out.extend((kind, piece + b"\n") for piece in data[:-1].split(b"\n"))
+    return out
+
+
+class FrameReader:
+    """Blocks of a logs response body (chunked or not) to runs, keeping what is incomplete.
+
+    The engine sends each message as one HTTP chunk ("<hex>\r\n" + frame + "\r\n"). While the
+    chunks keep that shape, one loop removes both framings at once (one slice per message); any
+    other shape (a chunk holding part of a frame, or several) goes through the Dechunker and the
+    frame splitter, and the fast loop takes over again once both framings meet at a boundary."""
+
+    __slots__ = ("_chunked", "_dechunk", "_pending", "_frames", "done")
+
+    def __init__(self, chunked: bool) -> None:
+        self._chunked = chunked
+        self._dechunk = Dechunker() if chunked else None
+        self._pending = b""  # raw bytes at a chunk and frame boundary, not yet a whole chunk
+        self._frames = bytearray()  # de-chunked bytes not yet a whole frame (the general path)
+        self.done = False
+
+    def feed(self, data: bytes) -> list[Run]:
+        if self.done:
+            return []  # the trailer after the last chunk
+        if not self._chunked:
+            self._frames += data
+            runs, used = split_runs(self._frames)
+            if used:
+                del self._frames[:used]
+            return runs
+        dechunk = self._dechunk
+        if dechunk._left or dechunk._skip or dechunk._buf or self._frames:
+            return self._general(data)
+        buf = self._pending + data if self._pending else data
+        self._pending = b""
+        runs, pos, odd = _fast_chunks(buf)
+        if odd:
+            runs += self._general(buf[pos:])
+        elif self.done is False and pos < len(buf):
+            if buf.startswith(b"0\r\n", pos):
+                self.done = True
+            else:
+                self._pending = buf[pos:]
+        return runs
+
+    def _general(self, data: bytes) -> list[Run]:
+        dechunk = self._dechunk
+        self._frames += dechunk.feed(data)
+        runs, used = split_runs(self._frames)
+        if used:
+            del self._frames[:used]
+        if dechunk.done:
+            self.done = True
+        elif not (dechunk._left or dechunk._skip or self._frames) and dechunk._buf:
+            self._pending, dechunk._buf = dechunk._buf, b""  # back at a boundary: the fast loop again
+        return runs
+
+
+def _fast_chunks(buf: bytes, limit: int = RUN_LIMIT) -> tuple[list[Run], int, bool]:
+    """Whole chunks that each hold exactly one whole frame, from the start of buf, as runs; where
+    they stop; and whether they stopped at a chunk of another shape (True) or for want of bytes."""
+    runs: list[Run] = []
+    parts: list = []
+    append = parts.append
+    run_kind = 0
+    pos = 0
+    end = len(buf)
+    find = buf.find
+    unpack = _HEADER.unpack_from
+    odd = False
+    while True:
+        eol = find(b"\r\n", pos, pos + 18)
+        if eol < 0:
+            odd = end - pos >= 18  # no size line where one must be: let the general path judge
+            break
+        try:
+            size = int(buf[pos:eol].split(b";", 1)[0], 16)
+        except ValueError:
+            odd = True
+            break
+        start = eol + 2
+        stop = start + size
+        if stop + 2 > end:
+            break  # an incomplete chunk: wait for the rest
+        if size < 8:
+            odd = size > 0  # 0: the last chunk (the caller ends there)
+            break
+        kind, length = unpack(buf, start)
+        if length + 8 != size:
+            odd = True
+            break
+        start += 8
+        if 31 < length <= limit and buf[stop - 1] == 10 and buf[start + 30] == 32 and buf[start + 19] == 46:
+            if kind != run_kind:
+                if parts:
+                    runs.append((STDERR if run_kind == 2 else STDOUT, b"".join(parts), len(parts)))
+                    parts = []
+                    append = parts.append
+                run_kind = kind
+            append(buf[start:stop])
+        elif length:
+            if parts:
+                runs.append((STDERR if run_kind == 2 else STDOUT, b"".join(parts), len(parts)))
+                parts = []
+                append = parts.append
+            runs.append((STDERR if kind == 2 else STDOUT, buf[start:stop], 0))
+        pos = stop + 2
+    if parts:
+        runs.append((STDERR if run_kind == 2 else STDOUT, b"".join(parts), len(parts)))
+    return runs, pos, odd
+
 
 class LogStream:
     """One open `GET /containers/{id}/logs`; iterate batches() or messages(), close() from any thread."""
@@ -167,6 +330,7 @@ class LogStream:
     def __init__(self, response, tty: bool) -> None:
         self._response = response
         self.tty = tty
+        self.chunked = False  # known once the body is read: whether it carries chunk framing
         self.closed = False
         self._lock = threading.Lock()
         self._sock = _socket_of(response)
@@ -175,18 +339,19 @@ class LogStream:
             self._sock.settimeout(None)
 
     def _blocks(self) -> Iterator[bytes]:
-        """The response body in blocks as large as the socket has ready (up to READ_SIZE).
+        """The response body in blocks as large as the socket has ready (up to READ_SIZE), still
+        chunk-framed when self.chunked (FrameReader removes the framing).
 
         Reads below http.client: its buffered reader (the bytes after the headers may already sit
-        there), then our own de-chunking of whole blocks."""
+        there); an unusual transport is left to http.client's own de-chunking."""
         resp = self._response.raw._fp  # http.client.HTTPResponse, headers read, body untouched
         reader = getattr(resp, "fp", None)
         if reader is None or not hasattr(reader, "read1") or getattr(resp, "chunk_left", None) is not None:
-            yield from self._chunks()  # an unusual transport: let http.client de-chunk
+            self.chunked = False
+            yield from self._chunks()
             return
-        chunked = bool(resp.chunked)
-        length = resp.length if not chunked else None
-        dechunk = Dechunker() if chunked else None
+        self.chunked = bool(resp.chunked)
+        length = resp.length if not self.chunked else None
         while not self.closed:
             try:
                 data = reader.read1(READ_SIZE)
@@ -196,19 +361,12 @@ class LogStream:
                 raise EngineUnavailable(f"the log stream broke: {e.__class__.__name__}") from None
             if not data:
                 return
-            if dechunk is not None:
-                data = dechunk.feed(data)
-                if data:
-                    yield data
-                if dechunk.done:
-                    return
-            else:
-                if length is not None:
-                    data = data[:length]
-                    length -= len(data)
-                yield data
-                if length == 0:
-                    return
+            if length is not None:
+                data = data[:length]
+                length -= len(data)
+            yield data
+            if length == 0:
+                return
 
     def _chunks(self) -> Iterator[bytes]:
         import requests.exceptions  # loaded with the SDK that opened this stream (not at start-up)
@@ -250,18 +408,29 @@ class LogStream:
         if self.tty:
             yield from self._tty_batches()
             return
-        buf = bytearray()
+        for runs in self.runs():
+            yield runs_messages(runs)
+
+    def runs(self) -> Iterator[list[Run]]:
+        """The messages complete in each read of the socket, as runs (see split_runs): ordinary
+        lines joined per stream, anything else one message at a time. Not for TTY streams."""
+        frames: FrameReader | None = None
         for block in self._blocks():
-            buf += block
-            frames, used = split_frames(buf)
-            if used:
-                del buf[:used]
-            if frames:
-                yield frames
+            if frames is None:
+                frames = FrameReader(self.chunked)
+            runs = frames.feed(block)
+            if runs:
+                yield runs
+            if frames.done:
+                return
 
     def _tty_batches(self) -> Iterator[list[tuple[int, bytes]]]:
         rest = b""
+        dechunk = None
         for block in self._blocks():
+            if self.chunked:
+                dechunk = dechunk or Dechunker()
+                block = dechunk.feed(block)
             data = rest + block if rest else block
             parts = data.split(b"\n")
             rest = parts.pop()
@@ -271,6 +440,8 @@ class LogStream:
                 rest = b""
             if batch:
                 yield batch
+            if dechunk is not None and dechunk.done:
+                break
         if rest:
             yield [(STDOUT, rest)]
 

@@ -11,8 +11,10 @@ import calendar
 import re
 import time
 from dataclasses import dataclass
+from html import escape
 
 from app.logstream import ansi
+from app.logstream.render import line_html
 
 LINE_LIMIT = 16 * 1024
 STDOUT = 1
@@ -66,6 +68,58 @@ class LogLine:
     cut: int = 0  # bytes cut off the end (0: whole line)
     text: str = ""  # plain text (for filters)
     marks: list | None = None  # search hits to highlight: (start, end) in text
+
+
+@dataclass(slots=True)
+class LineRun:
+    """Whole lines of one container and stream, already rendered for the page: each line is
+    "<engine stamp> <message as HTML>", joined by newlines (a live flood travels as a few of these
+    per read instead of one object per line)."""
+
+    source: int
+    stream: int
+    html: str
+    count: int
+    ts: int  # engine time of the last line (nanoseconds)
+    first_ts: int  # ... and of the first
+
+    def since(self, after_ns: int) -> LineRun | None:
+        """The lines newer than after_ns (stamps parsed one by one: only at a resume point)."""
+        kept = []
+        for line in self.html.split("\n"):
+            ns = parse_stamp(line[:30].encode("ascii", "replace"))
+            if ns is None or ns > after_ns:
+                kept.append(line)
+        if not kept:
+            return None
+        first = parse_stamp(kept[0][:30].encode("ascii", "replace")) or self.first_ts
+        return LineRun(self.source, self.stream, "\n".join(kept), len(kept), self.ts, first)
+
+
+# Bytes that need no work in a run of lines: all but C0 controls (TAB and the newline are fine),
+# DEL, the HTML specials, and 0x9b (it ends U+009B, the one-character CSI, in UTF-8).
+_PLAIN_BYTES = bytes(b for b in range(256) if (b >= 0x20 or b in (9, 10)) and b not in b"\x7f\x9b&<>\"'")
+
+
+def render_run(data: bytes) -> str:
+    """Joined ordinary messages ("<stamp> text\\n" each) to the page's lines ("<stamp> html" joined
+    by newlines), each exactly as line_html() renders it: text escaped, ANSI styles to classes,
+    other controls dropped. Whole-run string operations unless a line has a control character."""
+    text = data[:-1].decode("utf-8", "replace")
+    special = data.translate(None, _PLAIN_BYTES)
+    if not special:
+        return text
+    controls = special.translate(None, b"&<>\"'")
+    if not controls or (not controls.strip(b"\x9b") and "\x9b" not in text):
+        return escape(text)
+    out = []
+    needs_work = ansi.NEEDS_WORK.search
+    for line in text.split("\n"):
+        if needs_work(line, 31):
+            out.append(line[:31] + line_html(ansi.segments(line[31:])))
+        else:
+            out.append(escape(line))
+    return "\n".join(out)
 
 
 def decode(data: bytes) -> str:
@@ -160,6 +214,30 @@ class Assembler:
             if line is not None:
                 append(line)
                 fallback_ts = line.ts
+        return out
+
+    def feed_runs(self, runs: list[tuple[int, bytes, int]], fallback_ts: int = 0) -> list:
+        """The lines a read's runs (app.engine.logs.split_runs) complete: a run of ordinary messages
+        becomes one LineRun rendered in bulk; any other message, or a run that would end a long line
+        still open on its stream, goes through feed() line by line (LogLines)."""
+        out: list = []
+        partial = self._partial
+        source = self.source
+        for stream, data, count in runs:
+            if count and stream not in partial:
+                first = parse_stamp(data[:30])
+                last_start = data.rfind(b"\n", 0, len(data) - 1) + 1
+                last = parse_stamp(data[last_start : last_start + 30]) if last_start else first
+                if first is not None and last is not None:
+                    out.append(LineRun(source, stream, render_run(data), count, last, first))
+                    fallback_ts = last
+                    continue
+            messages = [data] if count <= 1 else [piece + b"\n" for piece in data[:-1].split(b"\n")]
+            for message in messages:
+                line = self.feed(stream, message, fallback_ts)
+                if line is not None:
+                    out.append(line)
+                    fallback_ts = line.ts
         return out
 
     def flush(self) -> list[LogLine]:

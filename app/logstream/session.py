@@ -18,6 +18,7 @@ from app.errors import EngineUnavailable
 from app.errors import NotFound
 from app.errors import StackpilotError
 from app.logstream.lines import Assembler
+from app.logstream.lines import LineRun
 from app.logstream.lines import LogLine
 from app.logstream.options import RESUME_TAIL
 from app.logstream.options import LogOptions
@@ -35,6 +36,8 @@ class Stream(Protocol):
     def messages(self) -> Iterator[tuple[int, bytes]]: ...
     def batches(self) -> Iterator[list[tuple[int, bytes]]]: ...
     def close(self) -> None: ...
+
+    # Optional: runs() (app.engine.logs.LogStream.runs), the bulk form a live view reads when it can.
 
 
 class Source(Protocol):
@@ -141,6 +144,19 @@ class LogSession:
         # is itself behind (busy CPU) therefore never drops; only a reader that stops taking does.
         self.queue.put_many(lines, [len(line.text) + 96 for line in lines], wait=LIVE_WAIT)
 
+    def _emit_runs(self, items: list) -> None:
+        """Live items of one read (LineRuns and LogLines, no filter), queued in one go."""
+        sizes = []
+        counts = []
+        for item in items:
+            if item.__class__ is LineRun:
+                sizes.append(len(item.html) + 8 * item.count)
+                counts.append(item.count)
+            else:
+                sizes.append(len(item.text) + 96)
+                counts.append(1)
+        self.queue.put_many(items, sizes, wait=LIVE_WAIT, counts=counts)
+
     # -- streams ----------------------------------------------------------------------------
     def _open(self, container: Any, *, follow: bool, tail: int | None, since_ns: int | None) -> Stream:
         stream = self.source.open(container, follow=follow, tail=tail, since_ns=since_ns)
@@ -175,6 +191,24 @@ class LogSession:
         rest = [line for line in asm.flush() if after_ns is None or line.ts > after_ns]
         if rest:
             self.last_ts[key] = rest[-1].ts
+            yield rest
+
+    def _run_batches(self, container: Any, stream: Any, after_ns: int | None) -> Iterator[list]:
+        """Like _line_batches for a live view without a filter: ordinary lines stay joined in
+        LineRuns (rendered in bulk), anything else becomes LogLines."""
+        asm = Assembler(self.services.index(container.service))
+        key = container.id
+        last_ts = self.last_ts
+        for runs in stream.runs():
+            items = asm.feed_runs(runs, fallback_ts=last_ts.get(key, 0))
+            if after_ns is not None:
+                items = _after(items, after_ns)
+            if items:
+                last_ts[key] = items[-1].ts
+                yield items
+        rest = [line for line in asm.flush() if after_ns is None or line.ts > after_ns]
+        if rest:
+            last_ts[key] = rest[-1].ts
             yield rest
 
     # -- the supervisor ---------------------------------------------------------------------
@@ -332,10 +366,16 @@ class LogSession:
             # find the spot; tail+since reads back from the end only.
             tail = FOLLOW_TAIL if since_ns is not None else None
             follower.stream = self._open(c, follow=True, tail=tail, since_ns=since_ns)
-            for lines in self._line_batches(c, follower.stream, after):
-                if self.closed:
-                    break
-                self._emit_many(lines)
+            if not self.filter and getattr(follower.stream, "runs", None) is not None and not follower.stream.tty:
+                for items in self._run_batches(c, follower.stream, after):
+                    if self.closed:
+                        break
+                    self._emit_runs(items)
+            else:
+                for lines in self._line_batches(c, follower.stream, after):
+                    if self.closed:
+                        break
+                    self._emit_many(lines)
         except (EngineUnavailable, NotFound) as e:
             if not self.closed:  # the follow loop notices and re-attaches when it can
                 log.info("log stream of %s ended: %s", c.name, e.message)
@@ -354,6 +394,22 @@ class LogSession:
                 self._release(follower.stream)
             follower.ended = True
             self._wake.set()
+
+
+def _after(items: list, after_ns: int) -> list:
+    """The items (LineRuns, LogLines) newer than after_ns; a run across the mark is cut line by line."""
+    out = []
+    for item in items:
+        if item.__class__ is not LineRun:
+            if item.ts > after_ns:
+                out.append(item)
+        elif item.first_ts > after_ns:
+            out.append(item)
+        elif item.ts > after_ns:
+            rest = item.since(after_ns)
+            if rest is not None:
+                out.append(rest)
+    return out
 
 
 def _batches(stream: Stream) -> Iterator[list[tuple[int, bytes]]]:

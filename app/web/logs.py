@@ -52,7 +52,8 @@ bp = Blueprint("logs", __name__, url_prefix="/logs")
 SHARES = "stackpilot.shares"
 SEND_INTERVAL = 0.02  # batch lines for ~20 ms between frames (latency at rest stays well under 50 ms)
 SESSION_RECHECK = 5.0  # a signed-out viewer's socket closes within this long
-BATCH_ITEMS = 2000
+BATCH_LINES = 20000  # at most this many lines / bytes of text per batch taken from the queue
+BATCH_BYTES = 1024 * 1024
 SERVICE_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 PALETTE_SIZE = 8
 
@@ -233,23 +234,26 @@ def _signed_in_check():
 
 
 def _pump(ws, session: LogSession, signed_in=lambda: True) -> None:
-    """Drain the session into the socket, at most one frame per SEND_INTERVAL unless behind;
-    every SESSION_RECHECK seconds make sure the viewer is still signed in."""
+    """Drain the session into the socket: what is queued goes out at once (in frames of up to
+    wire.FRAME_BYTES of text), then the pump waits SEND_INTERVAL so a flood travels in few large
+    frames; every SESSION_RECHECK seconds make sure the viewer is still signed in."""
     recheck_at = time.monotonic() + SESSION_RECHECK
-    while ws.connected and not session.queue.closed:
+    queue = session.queue
+    while ws.connected and not queue.closed:
         if time.monotonic() >= recheck_at:
             if not signed_in():
                 ws.send(wire.message("error", field="", text="You were signed out; sign in again to see the logs."))
                 ws.close(1008, "signed out")
                 return
             recheck_at = time.monotonic() + SESSION_RECHECK
-        batch = session.queue.get_batch(max_items=BATCH_ITEMS, wait=0.5)
+        batch = queue.get_batch(max_items=BATCH_LINES, max_bytes=BATCH_BYTES, wait=0.5)
         if not ws.connected:
             return
         if not batch:
             continue
-        ws.send(wire.encode_batch(batch))
-        if len(batch) < BATCH_ITEMS:
-            time.sleep(SEND_INTERVAL)
+        for frame in wire.encode_batch(batch):
+            ws.send(frame)
         if any(getattr(item, "state", "") == "ended" for item in batch):
             return
+        if not queue.waiting:
+            time.sleep(SEND_INTERVAL)

@@ -137,6 +137,22 @@ def logs_server(server_factory):
     return factory
 
 
+def lines_of(frame: str) -> list[list]:
+    """An L frame (app/logstream/wire.py) as [key_us, stamp, service, is_err, html] rows."""
+    from app.logstream.lines import parse_stamp
+
+    head, _, body = frame.partition("\n")
+    rows = body.split("\n")
+    out = []
+    for service, err, count in json.loads(head[1:]):
+        for row in rows[len(out) : len(out) + count]:
+            stamp, _, html = row.partition(" ")
+            ns = parse_stamp(stamp.encode()) if stamp else None
+            out.append([ns // 1000 if ns is not None else 0, stamp, service, err, html])
+    assert len(out) == len(rows), "an L frame's groups do not add up to its rows"
+    return out
+
+
 class Reader:
     """Collects what the log socket sends: lines, notes, statuses, control messages."""
 
@@ -158,6 +174,10 @@ class Reader:
         if raw is None:
             if not self.ws.connected:
                 self.closed = True
+            return
+        if raw.startswith("L"):
+            self.messages.append({"t": "lines"})
+            self.lines.extend(lines_of(raw))
             return
         msg = json.loads(raw)
         self.messages.append(msg)

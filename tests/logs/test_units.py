@@ -141,3 +141,73 @@ def test_absurd_sgr_code_is_ignored_not_fatal():
 
     text = "".join(part for part, _classes in segments("\x1b[" + "9" * 5000 + "mhello \x1b[;31mred"))
     assert text == "hello red"
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n" % len(data) + data + b"\r\n"
+
+
+def test_frame_reader_reads_any_chunk_shape_in_any_block_size():
+    import struct
+
+    from app.engine.logs import FrameReader
+    from app.engine.logs import runs_messages
+
+    def frame(kind: int, message: bytes) -> bytes:
+        return struct.pack(">BxxxL", kind, len(message)) + message
+
+    msgs = [(2 if i % 7 == 0 else 1, b"2024-05-01T10:00:00.%09dZ line %d\n" % (i, i)) for i in range(1200)]
+    msgs[100] = (1, b"2024-05-01T10:00:00.000000100Z a piece of a long line, no newline")
+    msgs[200] = (2, b"no stamp at all\n")
+    msgs[300] = (1, b"2024-05-01T10:00:00.000000300Z " + b"x" * 20000 + b"\n")
+    body = b""
+    i = 0
+    while i < len(msgs):
+        if (i // 200) % 2:  # the engine's shape (one frame per chunk) alternates with odd ones
+            both = frame(*msgs[i]) + (frame(*msgs[i + 1]) if i + 1 < len(msgs) else b"")
+            body += _chunk(both[: len(both) // 3]) + _chunk(both[len(both) // 3 :])
+            i += 2
+        else:
+            body += _chunk(frame(*msgs[i]))
+            i += 1
+    body += b"0\r\n\r\n"
+    for size in (1, 13, 4096, len(body)):
+        reader = FrameReader(chunked=True)
+        got = []
+        for pos in range(0, len(body), size):
+            runs = reader.feed(body[pos : pos + size])
+            assert all(count == 0 or data.count(b"\n") == count for _kind, data, count in runs)
+            got += runs_messages(runs)
+        assert got == msgs, f"block size {size}"
+        assert reader.done
+    plain = FrameReader(chunked=False)
+    assert runs_messages(plain.feed(b"".join(frame(*m) for m in msgs[:50]))) == msgs[:50]
+
+
+def test_a_run_renders_as_its_lines_would_one_by_one():
+    from app.logstream.lines import render_run
+
+    stamp = b"2024-05-01T10:00:00.123456789Z "
+    texts = [
+        b"plain",
+        b"<b a=\"1\"> & 'q'",
+        b"\x1b[31mred\x1b[0m ok",
+        b"tab\tkept\r",
+        b"\xc2\x9b31mx",
+        b"\xe2\x9b\x84 snowman",
+        b"\xff\xfe bad",
+        b"",
+    ]
+    for chosen in (texts, texts[:1], texts[:2], texts[5:6]):
+        asm = Assembler(source=0)
+        expected = [stamp.decode() + line_html(asm.feed(1, stamp + t + b"\n").segments) for t in chosen]
+        assert render_run(b"".join(stamp + t + b"\n" for t in chosen)).split("\n") == expected
+
+
+def test_queue_caps_and_skips_count_the_lines_of_a_run():
+    from app.logstream.lines import LineRun
+
+    q = LineQueue(max_items=10)
+    runs = [LineRun(0, 1, "x", 4, 0, 0) for _ in range(4)]
+    assert q.put_many(runs, [1] * 4, wait=0, counts=[4] * 4) == 2  # 8 lines fit, 12 do not
+    assert q.get_batch(wait=0) == runs[:2] + [Skipped(8)]

@@ -50,6 +50,11 @@ class RawWS:
     def receive(self, timeout: float = 5.0) -> str | None:
         """The next text message (pings answered, other control frames skipped); "" when none came
         within timeout; None when closed."""
+        payload = self.receive_bytes(timeout)
+        return None if payload is None else payload.decode()
+
+    def receive_bytes(self, timeout: float = 5.0) -> bytes | None:
+        """Like receive(), the message's bytes undecoded (a counting client need not decode)."""
         self.sock.settimeout(timeout)
         while True:
             try:
@@ -64,7 +69,7 @@ class RawWS:
                     length, pos = struct.unpack(">Q", self.buf[2:10])[0], 10
                 self._need(pos + length)
             except TimeoutError:
-                return ""
+                return b""
             except (ConnectionError, OSError):
                 return None
             payload = bytes(self.buf[pos : pos + length])
@@ -75,12 +80,23 @@ class RawWS:
             elif opcode == 0x8:
                 return None
             elif opcode in (0x1, 0x0):
-                return payload.decode()
+                return payload
 
     def items(self, timeout: float = 5.0) -> list | None:
+        """The next message's items: [stamp, service, is_err, html] for each line of an L frame
+        (app/logstream/wire.py), the control dicts of a batch; [] for nothing, None when closed."""
         raw = self.receive(timeout)
         if not raw:
             return None if raw is None else []
+        if raw.startswith("L"):
+            head, _, body = raw.partition("\n")
+            rows = iter(body.split("\n"))
+            out = []
+            for service, err, count in json.loads(head[1:]):
+                for _ in range(count):
+                    stamp, _, html = next(rows).partition(" ")
+                    out.append([stamp, service, err, html])
+            return out
         return json.loads(raw).get("items", [])
 
     def _send(self, opcode: int, payload: bytes) -> None:
