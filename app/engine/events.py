@@ -26,6 +26,7 @@ API:
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
@@ -37,6 +38,7 @@ from app.engine.logs import LogStream
 from app.errors import StackpilotError
 
 log = logging.getLogger(__name__)
+_serials = itertools.count(1)  # tokens of two listeners (two apps in one process) never match
 
 PROJECT_LABEL = "com.docker.compose.project"
 RECONNECTED = "*reconnected*"
@@ -119,6 +121,7 @@ class EventListener:
         self._seen: dict[str, int] = {}  # events per project since start (token)
         self._epoch = 0  # reconnects (token)
         self._connected_at = 0.0
+        self._serial = next(_serials)
 
     def subscribe(self, project: str | None = None) -> Subscription:
         sub = Subscription(self, project)
@@ -139,7 +142,7 @@ class EventListener:
         subscribes the stream to its events, so an event in that moment is never delivered)."""
         if not self.connected or time.monotonic() - self._connected_at < TOKEN_SETTLE:
             return None
-        return (self.connects, self._epoch, self._seen.get(project, 0))
+        return (self._serial, self.connects, self._epoch, self._seen.get(project, 0))
 
     def _start_locked(self) -> None:
         if not self._stop.is_set() and (self._thread is None or not self._thread.is_alive()):
