@@ -17,6 +17,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -75,8 +76,20 @@ def health_latencies(url: str, n: int = 200) -> list[float]:
     return out
 
 
-def start_server(data: str) -> tuple[LiveServer, float]:
-    """`python -m app` as a person starts it; (server, seconds from spawn to the first 200 /api/health)."""
+@dataclass
+class Start:
+    seconds: float  # spawn -> first 200 from /api/health
+    cpu: float  # CPU seconds the process used until then (user + system): what load cannot inflate
+    rss: float = 0.0  # MB, 1.5 s after
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_server(data: str, checkout: Path = ROOT) -> tuple[LiveServer, Start]:
+    """`python -m app` as a person starts it, from checkout; the server and its start-up figures."""
     srv = LiveServer(data_dir=Path(data), env={})
     srv.port = free_port()
     env = {
@@ -88,14 +101,29 @@ def start_server(data: str) -> tuple[LiveServer, float]:
     }
     start = time.perf_counter()
     srv.proc = subprocess.Popen(
-        [sys.executable, "-m", "app"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, "-m", "app"], cwd=checkout, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         wait_200(srv.url + "/api/health", timeout=30)
+        return srv, Start(time.perf_counter() - start, cpu_seconds(srv.proc.pid))
     except BaseException:
         srv.stop()
         raise
-    return srv, time.perf_counter() - start
+
+
+def cold_starts(data: str, checkout: Path) -> Start:
+    """One cold start and the idle RSS after it."""
+    srv, figures = start_server(data, checkout)
+    try:
+        time.sleep(1.5)
+        figures.rss = rss_mb(srv.proc.pid)
+    finally:
+        srv.stop()
+    return figures
+
+
+def medians(starts: list[Start]) -> Start:
+    return Start(*(statistics.median(getattr(s, f) for s in starts) for f in ("seconds", "cpu", "rss")))
 
 
 def load() -> str:
@@ -105,23 +133,30 @@ def load() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--starts", type=int, default=5, help="cold starts of each (alternating); medians")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="another checkout (e.g. `git worktree add /tmp/old <commit>`) started alternately with this one",
+    )
     args = parser.parse_args()
     print("Stackpilot server benchmark (2-core machine; lower is better)")
     print(f"  load average before: {load()}")
-    with tempfile.TemporaryDirectory() as data:
+    with tempfile.TemporaryDirectory() as data, tempfile.TemporaryDirectory() as other_data:
         ensure_user(Path(data), "admin", "admin")
+        ensure_user(Path(other_data), "admin", "admin")
         start_server(data)[0].stop()  # the byte-code cache and the data dir, as any first start makes them
-        bares, colds, rsss = [], [], []
+        if args.against:
+            start_server(other_data, args.against)[0].stop()
+        bares, ours, theirs = [], [], []
         for _ in range(args.starts):
             bares.append(cold_start_bare())
-            srv, cold = start_server(data)
-            colds.append(cold)
-            time.sleep(1.5)
-            rsss.append(rss_mb(srv.proc.pid))
-            srv.stop()
+            ours.append(cold_starts(data, ROOT))
+            if args.against:
+                theirs.append(cold_starts(other_data, args.against))
         bare_start = statistics.median(b[0] for b in bares)
         bare_rss = statistics.median(b[1] for b in bares)
-        cold, idle_rss = statistics.median(colds), statistics.median(rsss)
+        mine = medians(ours)
+        cold, idle_rss = mine.seconds, mine.rss
         srv, _ = start_server(data)
         try:
             time.sleep(1.5)
@@ -139,9 +174,16 @@ def main() -> None:
 
     print(f"  load average after: {load()}")
     row(f"cold start to first 200 /api/health (median of {args.starts})", f"{cold:.2f} s", "target < 1.0 s", cold < 1.0)
-    row("  each", " ".join(f"{c:.2f}" for c in colds))
+    row("  each", " ".join(f"{s.seconds:.2f}" for s in ours))
+    row("  CPU used until then (load does not inflate it)", f"{mine.cpu:.2f} s")
     row("  baseline: bare waitress hello app", f"{bare_start:.2f} s", f"ratio {cold / bare_start:.1f}x")
+    if args.against:
+        other = medians(theirs)
+        row(f"  baseline: {args.against} (alternating)", f"{other.seconds:.2f} s", f"ratio {cold / other.seconds:.2f}x")
+        row("    its CPU until then", f"{other.cpu:.2f} s", f"ratio {mine.cpu / other.cpu:.2f}x")
     row("idle RSS after the first /api/health", f"{idle_rss:.1f} MB", "target < 50 MB", idle_rss < 50)
+    if args.against:
+        row(f"  baseline: {args.against}", f"{other.rss:.1f} MB", f"ratio {idle_rss / other.rss:.2f}x")
     row("  baseline: bare waitress hello app", f"{bare_rss:.1f} MB", f"ratio {idle_rss / bare_rss:.1f}x")
     row("/api/health p95, no socket open", f"{p95(base_lat):.1f} ms")
     row("/api/health p95, 50 WebSockets open", f"{p95(ws_lat):.1f} ms", "target < 100 ms", p95(ws_lat) < 100)
