@@ -99,6 +99,6 @@ def test_a_reader_given_up_halfway_stops_its_thread(tmp_path):
     path = tmp_path / "a.tar.gz"
     streams.write_gzip(iter([NOISE] * 40), path)
     chunks = read_gzip(path)
-    assert len(next(chunks)) >= streams.CHUNK
+    assert len(next(chunks)) >= streams.OUT_CHUNK
     chunks.close()  # the consumer (an upload) failed
     assert not [t for t in __import__("threading").enumerate() if t.name == "gzip-read"]
