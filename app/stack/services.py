@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
 from dataclasses import replace
+from functools import cached_property
 
 from app.engine.containers import ContainerInfo
 from app.engine.stats import Sample
@@ -113,7 +114,7 @@ class Row:
     drift: tuple[str, ...] = ()
     exit_codes: tuple[int, ...] = ()  # of exited containers: service_completed_successfully wants 0
 
-    @property
+    @cached_property
     def health_why(self) -> str:
         """The last healthcheck's result in words, for a service that is not healthy."""
         if self.health not in ("unhealthy", "starting") or (self.health_exit is None and not self.health_output):
@@ -121,28 +122,28 @@ class Row:
         code = f"exit code {self.health_exit}" if self.health_exit is not None else "no exit code"
         return f"{code}: {self.health_output}" if self.health_output else code
 
-    @property
+    @cached_property
     def drift_text(self) -> str:
         if not self.drift:
             return ""
         return "runs an older " + " and ".join(self.drift) + "; recreate to apply the current one"
 
-    @property
+    @cached_property
     def uptime_text(self) -> str:
         return human_duration(self.uptime) if self.uptime is not None else ""
 
-    @property
+    @cached_property
     def cpu_text(self) -> str:
         return f"{self.cpu:.1f} %" if self.cpu is not None else ""
 
-    @property
+    @cached_property
     def mem_text(self) -> str:
         if self.mem_used is None:
             return ""
         limit = f" / {human_bytes(self.mem_limit)}" if self.mem_limit else ""
         return f"{human_bytes(self.mem_used)}{limit}"
 
-    @property
+    @cached_property
     def version(self) -> str:
         shown = (
             self.group,

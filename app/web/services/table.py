@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import time
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 from flask import render_template
 from flask import request
+from markupsafe import Markup
+from markupsafe import escape
 
 from app.stack.services import SORT_KEYS
 from app.stack.services import counts
@@ -27,6 +30,7 @@ from app.web.services import bp
 from app.web.services import snapshot
 
 RECENT_RUN_SECONDS = 600  # a finished action's panel is shown again on reload for this long
+NAME_MARK, SLUG_MARK = "~N~", "~S~"  # stand-ins: not in [A-Za-z0-9._-], left alone by escaping
 
 
 def _digest(value: object) -> str:
@@ -74,6 +78,30 @@ def table_context(snap: Snapshot) -> dict:
         "versions": {"layout": layout, "counts": _digest(state_counts), "banner": banner},
         "busy": snap.stack and runners().for_stack(snap.stack).busy(),
     }
+
+
+@bp.app_template_global("row_menu")
+def row_menu(menus: dict, macro, r, is_self: bool, built, upd) -> Markup:
+    """A row's actions menu (the `actions` macro of services/_row.html) for this row.
+
+    The menu is the same for every row in the same situation, apart from the service's name and
+    slug: it is rendered once per situation and render (`menus`, one dict per render) with
+    stand-ins for those, then each row fills them in, escaped as {{ }} would. 200 rows cost 200
+    macro calls and ~10k escapes before, now 1-3 calls and 200 str.replace pairs. The key must hold
+    everything the macro reads besides the name and slug."""
+    key = (
+        r.state in ("not-created", "inactive"),
+        r.active,
+        bool(is_self),
+        bool(built),
+        (upd.ref, tuple(upd.services)) if upd and upd.state == "update" else None,
+        bool(r.image) and "@" not in r.image,
+    )
+    html = menus.get(key)
+    if html is None:
+        stand_in = SimpleNamespace(name=NAME_MARK, slug=SLUG_MARK, state=r.state, active=r.active, image=r.image)
+        html = menus[key] = str(macro(stand_in, is_self, built, upd))
+    return Markup(html.replace(NAME_MARK, escape(r.name)).replace(SLUG_MARK, escape(r.slug)))
 
 
 @bp.get("/")
