@@ -263,34 +263,41 @@ def _slot(i: int) -> slice:
     return slice(start, start + STORED_MAX)
 
 
-def _fill_slots(readinto, buf: bytearray) -> int:
-    """Read into the data slots of buf, in order, until they are full or the source ends."""
+def _read_member(readinto, buf: bytearray, level: int) -> tuple[int, int | None]:
+    """Read into the data slots of buf, in order, until they are full or the source ends; the number of
+    bytes, and their CRC when the first slot's sample says the member is to be stored (None: compress
+    it). The CRC is taken slot by slot as it arrives, while the data is still in the CPU's cache."""
     view = memoryview(buf)
-    total = 0
+    total, crc = 0, 0
     for i in range(SLOTS):
         slot = view[_slot(i)]
         got = 0
         while got < STORED_MAX and (n := readinto(slot[got:])):
             got += n
+        if i == 0:
+            sample = slot[: min(got, SAMPLE)]
+            if len(sample) >= 4096 and len(zlib.compress(sample, level)) <= INCOMPRESSIBLE * len(sample):
+                crc = None
+        if crc is not None:
+            crc = zlib.crc32(slot[:got], crc)
         total += got
         if got < STORED_MAX:
             break
-    return total
+    return total, crc
 
 
-def _frame_stored(buf: bytearray, n: int) -> tuple[memoryview, int]:
-    """Turn a slotted buffer holding n data bytes into one whole stored gzip member, in place (a few
-    header bytes written around the data); the member's bytes and the data's CRC."""
+def _frame_stored(buf: bytearray, n: int, crc: int) -> memoryview:
+    """Turn a slotted buffer holding n data bytes into one whole stored gzip member, in place: a few
+    header bytes written around the data."""
     view = memoryview(buf)
     view[: len(GZIP_HEADER)] = GZIP_HEADER
-    crc, pos, left = 0, len(GZIP_HEADER), n
+    pos, left = len(GZIP_HEADER), n
     while left:
         k = min(STORED_MAX, left)
         view[pos : pos + 5] = STORED_FULL if k == STORED_MAX else struct.pack("<BHH", 0, k, k ^ 0xFFFF)
-        crc = zlib.crc32(view[pos + 5 : pos + 5 + k], crc)
         pos, left = pos + 5 + k, left - k
     view[pos : pos + 13] = STORED_END + struct.pack("<II", crc, n)
-    return view[: pos + 13], crc
+    return view[: pos + 13]
 
 
 def _write_all(fd: int, data) -> None:
@@ -301,8 +308,9 @@ def _write_all(fd: int, data) -> None:
 
 def _write_slotted(src, out: _DirectFile, level: int) -> Written:
     """Three threads, buffers passed along and reused (no allocation per block): one reads the source
-    into a buffer's slots, this one frames it as a stored member (or compresses it) and hashes it,
-    one writes it and hands the buffer back. crc32, sha256, socket reads and writes release the GIL."""
+    into a buffer's slots (and takes the CRC), this one frames it as a stored member (or compresses
+    it) and hashes it, one writes it and hands the buffer back. crc32, sha256, socket reads and
+    writes release the GIL."""
     free: queue.Queue = queue.Queue()
     for _ in range(POOL):
         free.put(bytearray(SLOTTED_SIZE))
@@ -318,9 +326,9 @@ def _write_slotted(src, out: _DirectFile, level: int) -> Written:
                     buf = free.get(timeout=0.5)
                 except queue.Empty:
                     continue
-                n = _fill_slots(src.readinto, buf)
+                n, crc = _read_member(src.readinto, buf, level)
                 if n or first:  # an empty source still makes one (empty) member
-                    full.put((buf, n))
+                    full.put((buf, n, crc))
                 first = False
                 if n < SLOTS * STORED_MAX:
                     break
@@ -353,12 +361,11 @@ def _write_slotted(src, out: _DirectFile, level: int) -> Written:
                 raise item
             if failed:
                 raise failed[0]
-            buf, n = item
+            buf, n, crc = item
             tar_bytes += n
             view = memoryview(buf)
-            first = view[_slot(0)][: min(n, SAMPLE)]
-            if len(first) < 4096 or len(zlib.compress(first, level)) > INCOMPRESSIBLE * len(first):
-                member, _ = _frame_stored(buf, n)
+            if crc is not None:
+                member = _frame_stored(buf, n, crc)
                 sha.update(member)
                 file_bytes += len(member)
                 writes.put((member, buf))
@@ -379,10 +386,9 @@ def _write_slotted(src, out: _DirectFile, level: int) -> Written:
         writes.put(None)
         writer.join()
         reader.join(timeout=5)
-        if reader.is_alive() or failed:
-            close = getattr(src, "close", None)
-            if close:
-                close()
+        close = getattr(src, "close", None)  # a volume's stream: its helper container goes now
+        if close:
+            close()
     if failed:
         raise failed[0]
     return Written(tar_bytes, file_bytes, sha.hexdigest())
