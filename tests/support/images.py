@@ -102,22 +102,34 @@ def ensure_python_base_image(name: str = PYTHON_BASE_IMAGE) -> str:
 POSTGRES_REPO = "stackpilot-test/postgres"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
-POSTGRES_DOCKERFILE = r"""ARG BASE
+# The head and the apt lines every apt-built test image shares: Debian's packages from this machine's
+# mirror, over host networking, with the machine's CA bundle when it has one.
+APT_HEAD = r"""ARG BASE
 FROM ${BASE}
 ARG MIRROR
 COPY build-ca.pem /tmp/build-ca.pem
-# no cluster from the package (the entrypoint makes one in $PGDATA, as the official image does)
-RUN mkdir -p /etc/postgresql-common/createcluster.d \
- && echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.d/stackpilot.conf \
- && echo "deb ${MIRROR} bookworm main" > /etc/apt/sources.list \
+"""
+APT_INSTALL = r"""echo "deb ${MIRROR} bookworm main" > /etc/apt/sources.list \
  && ca="" && if [ -s /tmp/build-ca.pem ]; then ca="-o Acquire::https::CAInfo=/tmp/build-ca.pem"; fi \
  && apt-get -o Acquire::Check-Valid-Until=false $ca update -q \
- && DEBIAN_FRONTEND=noninteractive apt-get $ca install -y -q --no-install-recommends postgresql \
+ && DEBIAN_FRONTEND=noninteractive apt-get $ca install -y -q --no-install-recommends"""
+APT_CLEAN = r"""rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb /tmp/build-ca.pem \
+      /usr/share/doc /usr/share/man /usr/share/locale"""
+
+POSTGRES_DOCKERFILE = (
+    APT_HEAD
+    + r"""# no cluster from the package (the entrypoint makes one in $PGDATA, as the official image does)
+RUN mkdir -p /etc/postgresql-common/createcluster.d \
+ && echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.d/stackpilot.conf \
+ && """
+    + APT_INSTALL
+    + r""" postgresql \
  && for f in /usr/lib/postgresql/*/bin/*; do ln -sf "$f" /usr/local/bin/; done \
  && mkdir -p /var/run/postgresql /var/lib/postgresql/data \
  && chown postgres:postgres /var/run/postgresql /var/lib/postgresql/data \
- && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb /tmp/build-ca.pem \
-      /usr/share/doc /usr/share/man /usr/share/locale
+ && """
+    + APT_CLEAN
+    + r"""
 COPY docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
 ENV PGDATA=/var/lib/postgresql/data
 STOPSIGNAL SIGINT
@@ -125,6 +137,7 @@ EXPOSE 5432
 ENTRYPOINT ["docker-entrypoint.sh"]
 CMD ["postgres"]
 """
+)
 
 # Enough of the official image's entrypoint for the tests: POSTGRES_USER / POSTGRES_PASSWORD /
 # POSTGRES_DB, *.sql and *.sh in /docker-entrypoint-initdb.d on first start, local connections
@@ -176,25 +189,24 @@ exec "$@"
 """
 
 
-def ensure_postgres_image() -> str:
-    """A Postgres image like the official one, from Debian's `postgresql` package on the python base
-    (apt through host networking: containers reach the mirror only that way here). Its name holds
-    `postgres`, so Stackpilot picks the dump mode for it. Tagged by what it is built from; built once
-    per machine (about a minute). Raises RuntimeError (with the reason) when the base cannot be made."""
+def _build_apt_image(repo: str, dockerfile: str, files: dict[str, str], what: str) -> str:
+    """Build `dockerfile` (APT_HEAD's build args) with `files` (made executable) beside it, FROM the
+    python base: tagged `repo:<hash of what it is built from>`, so built once per machine, and the
+    older tags of `repo` removed. Raises RuntimeError (with the reason) when a step fails."""
     import hashlib
 
     base = ensure_python_base_image()
     mirror = apt_mirror()
-    digest = hashlib.sha256(f"{POSTGRES_DOCKERFILE}\0{POSTGRES_ENTRYPOINT}\0{mirror}".encode()).hexdigest()[:12]
-    tag = f"{POSTGRES_REPO}:{digest}"
+    digest = hashlib.sha256("\0".join([dockerfile, *files.values(), mirror]).encode()).hexdigest()[:12]
+    tag = f"{repo}:{digest}"
     if image_exists(tag):
         return tag
-    with tempfile.TemporaryDirectory(prefix="sp-postgres-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"sp-{what}-") as tmp:
         ctx = Path(tmp)
-        (ctx / "Dockerfile").write_text(POSTGRES_DOCKERFILE)
-        entry = ctx / "docker-entrypoint.sh"
-        entry.write_text(POSTGRES_ENTRYPOINT)
-        entry.chmod(0o755)
+        (ctx / "Dockerfile").write_text(dockerfile)
+        for name, text in files.items():
+            (ctx / name).write_text(text)
+            (ctx / name).chmod(0o755)
         # apt checks an https mirror against this machine's CA bundle (a TLS-intercepting proxy)
         (ctx / "build-ca.pem").write_bytes(HOST_CA_BUNDLE.read_bytes() if HOST_CA_BUNDLE.is_file() else b"")
         result = subprocess.run(
@@ -216,14 +228,136 @@ def ensure_postgres_image() -> str:
             timeout=900,
         )
     if result.returncode != 0:
-        raise RuntimeError(f"docker build (postgres) failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        raise RuntimeError(f"docker build ({what}) failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     listed = subprocess.run(
-        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", POSTGRES_REPO], capture_output=True, text=True
+        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", repo], capture_output=True, text=True
     ).stdout.split()
     stale = [t for t in listed if t != tag]
     if stale:  # older builds of this image (an edited entrypoint) do not pile up
         subprocess.run(["docker", "rmi", *stale], capture_output=True)
     return tag
+
+
+def ensure_postgres_image() -> str:
+    """A Postgres image like the official one, from Debian's `postgresql` package on the python base
+    (apt through host networking: containers reach the mirror only that way here). Its name holds
+    `postgres`, so Stackpilot picks the dump mode for it. Tagged by what it is built from; built once
+    per machine (about a minute). Raises RuntimeError (with the reason) when the base cannot be made."""
+    return _build_apt_image(
+        POSTGRES_REPO, POSTGRES_DOCKERFILE, {"docker-entrypoint.sh": POSTGRES_ENTRYPOINT}, "postgres"
+    )
+
+
+# -- issue 15: a real MariaDB for the MySQL/MariaDB dump path --------------------------------------
+MARIADB_REPO = "stackpilot-test/mariadb"
+
+MARIADB_DOCKERFILE = (
+    APT_HEAD
+    + r"""# no server started by the package (policy-rc.d) and no data dir kept from it: the entrypoint makes
+# one in /var/lib/mysql on first start, as the official image does
+RUN printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d \
+ && """
+    + APT_INSTALL
+    + r""" mariadb-server \
+ && rm -f /usr/sbin/policy-rc.d \
+ && rm -rf /var/lib/mysql && mkdir -p /var/lib/mysql /run/mysqld \
+ && chown mysql:mysql /var/lib/mysql /run/mysqld \
+ && printf '[mysqld]\nbind-address = 0.0.0.0\nskip-name-resolve\n' > /etc/mysql/mariadb.conf.d/99-stackpilot.cnf \
+ && """
+    + APT_CLEAN
+    + r"""
+COPY docker-entrypoint.sh healthcheck.sh /usr/local/bin/
+EXPOSE 3306
+ENTRYPOINT ["docker-entrypoint.sh"]
+CMD ["mariadbd"]
+"""
+)
+
+# Enough of the official image's entrypoint for the tests: MARIADB_ROOT_PASSWORD (or the MYSQL_ name)
+# or MARIADB_ALLOW_EMPTY_ROOT_PASSWORD for root@localhost and root@%, MARIADB_DATABASE,
+# MARIADB_USER / MARIADB_PASSWORD (all also as MYSQL_*), *.sql and *.sh in /docker-entrypoint-initdb.d
+# on first start; the server in the foreground as mysql. The set-up server listens on a private
+# socket only, so a healthcheck (healthcheck.sh, mariadb-admin ping) passes only once it is done.
+MARIADB_ENTRYPOINT = r"""#!/bin/sh
+set -e
+if [ "${1#-}" != "$1" ]; then set -- mariadbd "$@"; fi
+case "$1" in mariadbd | mysqld) ;; *) exec "$@" ;; esac
+if [ "$(id -u)" = 0 ]; then
+  mkdir -p /var/lib/mysql /run/mysqld
+  chown -R mysql:mysql /var/lib/mysql /run/mysqld
+  exec setpriv --reuid=mysql --regid=mysql --init-groups "$0" "$@"
+fi
+root_pw="${MARIADB_ROOT_PASSWORD:-${MYSQL_ROOT_PASSWORD:-}}"
+empty_ok="${MARIADB_ALLOW_EMPTY_ROOT_PASSWORD:-${MYSQL_ALLOW_EMPTY_PASSWORD:-}}"
+database="${MARIADB_DATABASE:-${MYSQL_DATABASE:-}}"
+user="${MARIADB_USER:-${MYSQL_USER:-}}"
+user_pw="${MARIADB_PASSWORD:-${MYSQL_PASSWORD:-}}"
+esc() { printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e "s/'/\\\\'/g"; }
+if [ ! -d /var/lib/mysql/mysql ]; then
+  if [ -z "$root_pw" ] && [ -z "$empty_ok" ]; then
+    echo "error: database is uninitialized and MARIADB_ROOT_PASSWORD (or MYSQL_ROOT_PASSWORD) is not set" >&2
+    exit 1
+  fi
+  mariadb-install-db --datadir=/var/lib/mysql --auth-root-authentication-method=normal --skip-test-db \
+    --skip-name-resolve >/dev/null
+  sockdir="$(mktemp -d)"
+  "$@" --skip-networking --socket="$sockdir/init.sock" &
+  pid=$!
+  i=0
+  until mariadb-admin --socket="$sockdir/init.sock" -uroot ping >/dev/null 2>&1; do
+    i=$((i + 1))
+    if [ "$i" -gt 300 ] || ! kill -0 "$pid" 2>/dev/null; then echo "error: the set-up server did not start" >&2; exit 1; fi
+    sleep 0.1
+  done
+  sql() { mariadb --socket="$sockdir/init.sock" -uroot "$@"; }
+  {
+    echo "DELETE FROM mysql.global_priv WHERE User = '' OR (User = 'root' AND Host <> 'localhost');"
+    echo "DELETE FROM mysql.proxies_priv WHERE Host <> 'localhost';"
+    echo "FLUSH PRIVILEGES;"
+    # healthcheck.sh's own user (no rights), so its pings do not log a refused root every second
+    echo "CREATE USER 'healthcheck'@'localhost';"
+    if [ -n "$database" ]; then echo "CREATE DATABASE IF NOT EXISTS \`$database\`;"; fi
+    if [ -n "$user" ]; then
+      echo "CREATE USER '$(esc "$user")'@'%' IDENTIFIED BY '$(esc "$user_pw")';"
+      if [ -n "$database" ]; then echo "GRANT ALL ON \`$database\`.* TO '$(esc "$user")'@'%';"; fi
+    fi
+  } | sql
+  for f in /docker-entrypoint-initdb.d/*; do
+    case "$f" in
+      *.sql) sql ${database:+"$database"} < "$f" ;;
+      *.sh) . "$f" ;;
+    esac
+  done
+  {
+    echo "SET PASSWORD FOR 'root'@'localhost' = PASSWORD('$(esc "$root_pw")');"
+    echo "CREATE USER 'root'@'%' IDENTIFIED BY '$(esc "$root_pw")';"
+    echo "GRANT ALL ON *.* TO 'root'@'%' WITH GRANT OPTION;"
+  } | sql
+  kill "$pid"
+  wait "$pid" || true
+  rm -rf "$sockdir"
+  echo "MariaDB init process done. Ready for start up."
+fi
+exec "$@"
+"""
+
+# The official image's healthcheck.sh, as far as its usual `--connect --innodb_initialized` go here:
+# the server answers on its socket (not the set-up server's).
+MARIADB_HEALTHCHECK = r"""#!/bin/sh
+exec mariadb-admin -uhealthcheck ping --silent >/dev/null
+"""
+
+
+def ensure_mariadb_image() -> str:
+    """A MariaDB image like the official one, from Debian's `mariadb-server` package (10.11) on the
+    python base, built as ensure_postgres_image() builds Postgres. Its name holds `mariadb`, so
+    Stackpilot picks the dump mode for it. Built once per machine; RuntimeError when it cannot be."""
+    return _build_apt_image(
+        MARIADB_REPO,
+        MARIADB_DOCKERFILE,
+        {"docker-entrypoint.sh": MARIADB_ENTRYPOINT, "healthcheck.sh": MARIADB_HEALTHCHECK},
+        "mariadb",
+    )
 
 
 if __name__ == "__main__":
