@@ -224,14 +224,39 @@ def _copy_mount(
     entry.tar_bytes, entry.file_bytes, entry.sha256 = written.tar_bytes, written.file_bytes, written.sha256
 
 
+# MySQL/MariaDB, as the official images document their dumps: root with the password the image was
+# set up with (MARIADB_* before MYSQL_*, or their *_FILE secrets); no -p when it is empty (a bare -p
+# asks for it, and a restore's client would take the dump's first line as the password). The tools
+# by either name: mariadb-dump / mariadb where they exist (the official mariadb images from 11.0 have
+# no mysql* names; Debian's 10.11 has both), else mysqldump / mysql (the official mysql images).
+MYSQL_ROOT = (
+    'pw="${MARIADB_ROOT_PASSWORD:-${MYSQL_ROOT_PASSWORD:-}}"; '
+    'file="${MARIADB_ROOT_PASSWORD_FILE:-${MYSQL_ROOT_PASSWORD_FILE:-}}"; '
+    'if [ -z "$pw" ] && [ -n "$file" ]; then pw="$(cat "$file")"; fi; '
+    'set -- -uroot ${pw:+"-p$pw"}; '
+)
+MYSQL_TOOLS = {"dump": ("mariadb-dump", "mysqldump"), "client": ("mariadb", "mysql")}
+
+
+def _pick(tools: tuple[str, ...]) -> str:
+    """Shell that sets $tool to the first of `tools` on the container's PATH (the last as the fallback)."""
+    first, *rest = tools
+    picks = "".join(f"elif command -v {t} >/dev/null 2>&1; then tool={t}; " for t in rest[:-1])
+    return f"if command -v {first} >/dev/null 2>&1; then tool={first}; {picks}else tool={tools[-1]}; fi; "
+
+
 DUMP_COMMANDS = {
     "postgres": (["sh", "-c", 'pg_dumpall -U "${POSTGRES_USER:-postgres}"'], "sql.gz"),
+    # --single-transaction: InnoDB tables as of one moment, without locking them; routines and
+    # events too (MySQL 8 keeps them outside the mysql tables); utf8mb4 (the 5.7 tools default to utf8)
     "mysql": (
         [
             "sh",
             "-c",
-            "exec mysqldump --all-databases --single-transaction -uroot "
-            '-p"${MYSQL_ROOT_PASSWORD:-$MARIADB_ROOT_PASSWORD}"',
+            MYSQL_ROOT
+            + _pick(MYSQL_TOOLS["dump"])
+            + 'exec "$tool" "$@" --all-databases --single-transaction --routines --events '
+            "--default-character-set=utf8mb4",
         ],
         "sql.gz",
     ),
@@ -253,7 +278,12 @@ def _dump(
         family = next(
             (
                 f
-                for f, tool in (("postgres", "pg_dumpall"), ("mysql", "mysqldump"), ("redis", "redis-cli"))
+                for f, tool in (
+                    ("postgres", "pg_dumpall"),
+                    ("mysql", "mariadb-dump"),
+                    ("mysql", "mysqldump"),
+                    ("redis", "redis-cli"),
+                )
                 if engine_exec.has_command(data.engine, cid, tool)
             ),
             "",
@@ -406,16 +436,30 @@ SELECT format('DROP DATABASE %I', datname) FROM pg_database WHERE datname NOT IN
 CREATE DATABASE postgres;
 \\set ON_ERROR_STOP off
 """
+# (the list is read before the second client connects: in a pipe it would be listed, and ended, too)
+MYSQL_END_OTHERS = (
+    'ids="$("$tool" "$@" -N -B -e "SELECT CONCAT(\'KILL \', id, \';\') FROM information_schema.processlist '
+    "WHERE id <> CONNECTION_ID() AND command NOT IN ('Daemon', 'Binlog Dump', 'Binlog Dump GTID') "
+    "AND user NOT IN ('system user', 'event_scheduler')\" </dev/null 2>/dev/null)\"; "
+    'if [ -n "$ids" ]; then printf \'%s\\n\' "$ids" | "$tool" "$@" --force >/dev/null 2>&1; fi; '
+)
 RESTORE_COMMANDS = {
     "postgres": (
         ["sh", "-c", 'exec psql -X -q -v ON_ERROR_STOP=0 -U "${POSTGRES_USER:-postgres}" -d template1'],
         POSTGRES_PRELUDE,
-        "psql",
-    ),
-    "mysql": (
-        ["sh", "-c", 'exec mysql -uroot -p"${MYSQL_ROOT_PASSWORD:-$MARIADB_ROOT_PASSWORD}"'],
         b"",
-        "mysql",
+        ("psql",),
+    ),
+    # mysqldump's DROP TABLE IF EXISTS / CREATE / INSERT per table, the grant tables of `mysql` among
+    # them: FLUSH PRIVILEGES after, so the users and grants the server goes by are the restored ones
+    # now, not only after its next start. The other connections are ended first, as for Postgres:
+    # one inside a transaction holds its tables' metadata locks, and DROP TABLE would wait for it
+    # (lock_wait_timeout is a day by default; ours is two minutes, for a client that comes back).
+    "mysql": (
+        ["sh", "-c", MYSQL_ROOT + _pick(MYSQL_TOOLS["client"]) + MYSQL_END_OTHERS + 'exec "$tool" "$@"'],
+        b"SET SESSION lock_wait_timeout = 120;\n",
+        b"\nFLUSH PRIVILEGES;\n",
+        MYSQL_TOOLS["client"],
     ),
 }
 EXPECTED_ERRORS = (re.compile(r'ERROR:\s+role "[^"]+" already exists'),)
@@ -423,15 +467,18 @@ EXPECTED_ERRORS = (re.compile(r'ERROR:\s+role "[^"]+" already exists'),)
 
 def _restore_dump(data: StackData, store: BackupStore, plan: RestorePlan, entry: Entry, user: str) -> Manifest:
     """Load a dump into the running database, after a safety dump of what it holds now."""
-    cmd, prelude, tool = RESTORE_COMMANDS[entry.name]
+    cmd, prelude, epilogue, tools = RESTORE_COMMANDS[entry.name]
     with data.lock(f"Restore {plan.service}"):
         running = [c for c in _containers(data, plan.service) if c.state == "running"]
         if not running:
             raise InvalidInput(
                 f"{plan.service} is not running: a dump is loaded into the running database. Start it first."
             )
-        if not engine_exec.has_command(data.engine, running[0].id, tool):
-            raise InvalidInput(f"{plan.service} has no {tool} to load the dump with; nothing was restored.")
+        tool = next((t for t in tools if engine_exec.has_command(data.engine, running[0].id, t)), "")
+        if not tool:
+            raise InvalidInput(
+                f"{plan.service} has no {' or '.join(tools)} to load the dump with; nothing was restored."
+            )
         safety = backup(
             data, store, [plan.service], f"safety:{plan.service}", user, modes={plan.service: "dump"}, take_lock=False
         )
@@ -441,6 +488,7 @@ def _restore_dump(data: StackData, store: BackupStore, plan: RestorePlan, entry:
         def stream():
             yield prelude
             yield from read_gzip(store.file(plan.backup_id, entry.file))
+            yield epilogue
 
         fed = engine_exec.feed(data.engine, running[0].id, cmd, stream())
         errors = [

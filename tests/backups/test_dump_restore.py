@@ -1,8 +1,10 @@
 """Loading a dump back through exec with stdin attached (app/engine/exec.py feed), with stand-in
-`mysqldump` / `mysql` scripts in the busybox service (no MySQL image is built for the suite; the real
-Postgres round trip is tests/backups/test_postgres_real.py): every byte of the dump reaches the
-client's stdin and its end is signalled, the safety dump comes first, and a client that fails half
-way (exiting before reading it all) fails the restore with its own error, naming the safety dump."""
+`mysqldump` / `mysql` scripts in the busybox service (the names of the official mysql images; the real
+MariaDB round trip, with the mariadb* names, is tests/backups/test_mariadb_real.py, the Postgres one
+tests/backups/test_postgres_real.py): every byte of the dump reaches the client's stdin and its end is
+signalled, the safety dump comes first, and a client that fails half way (exiting before reading it
+all) fails the restore with its own error, naming the safety dump. The root password reaches both
+tools as the official images take it (MYSQL_ or MARIADB_ name, a *_FILE secret, none at all)."""
 
 from __future__ import annotations
 
@@ -19,11 +21,13 @@ from tests.backups.test_roundtrip import state
 pytestmark = pytest.mark.docker
 
 FAKE_MYSQLDUMP = r"""#!/bin/sh
+echo "$*" > /tmp/mysqldump-args
 echo "-- dump of generation $(cat /tmp/generation 2>/dev/null || echo 1)"
 awk 'BEGIN { for (i = 0; i < 30000; i++) printf "INSERT INTO t VALUES (%d, \047row %d\047);\n", i, i }'
 """
 # The restore's client: keeps what it was given (and how it was called), or fails after 3 lines.
 FAKE_MYSQL = """#!/bin/sh
+case "$*" in *" -e "*) echo "$*" > /tmp/mysql-query; exit 0 ;; esac  # the restore's other connections: none
 echo "$*" > /tmp/mysql-args
 if [ -f /tmp/fail ]; then
   head -n 3 > /dev/null
@@ -72,8 +76,12 @@ def test_a_dump_is_fed_to_the_client_and_its_failure_reported(make_stack, backup
     assert plan.replaced() == ["every dumped table of the MySQL/MariaDB server in db"]
     safety = jobs.restore(data, store, plan)
     restored = in_db(proj, "cat", "/tmp/restored.sql").stdout
+    _, prelude, epilogue, _ = jobs.RESTORE_COMMANDS["mysql"]
+    assert restored.startswith(prelude) and restored.endswith(epilogue)
+    restored = restored[len(prelude) : -len(epilogue)]
     assert hashlib.sha256(restored).hexdigest() == hashlib.sha256(dumped).hexdigest()  # every byte, then EOF
     assert in_db(proj, "cat", "/tmp/mysql-args").stdout == b"-uroot -pr00t pw\n"
+    assert b"information_schema.processlist" in in_db(proj, "cat", "/tmp/mysql-query").stdout  # others ended
     [kept] = store.get(safety.id).entries
     assert gzip.open(store.path(safety.id) / kept.file).readline() == b"-- dump of generation 2\n"
     assert state(proj, "db") == "running"
@@ -85,3 +93,29 @@ def test_a_dump_is_fed_to_the_client_and_its_failure_reported(make_stack, backup
     assert "mysql exit 1" in message and "ERROR 1064 (42000) at line 3" in message
     assert "The safety dump" in message and "holds what was there" in message
     assert state(proj, "db") == "running"
+
+
+def test_the_root_password_as_the_official_images_take_it(make_stack):
+    """MARIADB_ before MYSQL_, a *_FILE secret, and no -p at all when there is none (a bare -p would
+    ask, and a restore's client would read the dump's first line as the password)."""
+    proj = make_stack({"docker-compose.yml": COMPOSE, "mysqldump": FAKE_MYSQLDUMP, "mysql": FAKE_MYSQL}, name="mypw")
+    (proj.dir / "mysqldump").chmod(0o755)
+    (proj.dir / "mysql").chmod(0o755)
+    proj.compose("up", "-d", "--no-build")
+    db = proj.compose("ps", "-q", "db").stdout.split()[0]
+    subprocess.run(["docker", "exec", db, "sh", "-c", "printf 'from a file\\n' > /tmp/pw"], check=True)
+    dump_cmd = jobs.DUMP_COMMANDS["mysql"][0]
+    options = "--all-databases --single-transaction --routines --events --default-character-set=utf8mb4"
+
+    def dump_args(*env: str) -> str:
+        pairs = [a for e in env for a in ("-e", e)]
+        subprocess.run(["docker", "exec", *pairs, db, *dump_cmd], capture_output=True, check=True)
+        return in_db(proj, "cat", "/tmp/mysqldump-args").stdout.decode().strip()
+
+    assert dump_args() == f"-uroot -pr00t pw {options}"  # MYSQL_ROOT_PASSWORD of the service
+    assert dump_args("MARIADB_ROOT_PASSWORD=maria $pw") == f"-uroot -pmaria $pw {options}"
+    assert dump_args("MYSQL_ROOT_PASSWORD=", "MARIADB_ROOT_PASSWORD_FILE=/tmp/pw") == f"-uroot -pfrom a file {options}"
+    assert dump_args("MYSQL_ROOT_PASSWORD=", "MYSQL_ALLOW_EMPTY_PASSWORD=yes") == f"-uroot {options}"
+    restore_cmd = jobs.RESTORE_COMMANDS["mysql"][0]
+    subprocess.run(["docker", "exec", "-e", "MYSQL_ROOT_PASSWORD=", db, *restore_cmd], capture_output=True, check=True)
+    assert in_db(proj, "cat", "/tmp/mysql-args").stdout == b"-uroot\n"
