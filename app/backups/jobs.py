@@ -17,9 +17,12 @@ safety dump is taken first, then the .sql.gz is streamed into the database's own
 and `postgres` made again, then the pg_dumpall output runs in psql with ON_ERROR_STOP off, because
 such a dump re-creates the roles that exist already (the one we connect as, at least): "role ...
 already exists" is expected; any other error fails the restore, naming the safety dump. Roles made
-after the backup are kept. MySQL/MariaDB: the mysqldump output (DROP TABLE IF EXISTS before each
-table) runs in `mysql`, stopping at the first error. A Redis backup is its volume after a BGSAVE, so
-it restores as a volume: Redis is stopped, the volume replaced (dump.rdb, appendonly files), started.
+after the backup are kept. MySQL/MariaDB: the server's other connections are ended, then the
+mysqldump output (DROP TABLE IF EXISTS before each table) runs in `mariadb` or `mysql`, stopping at the
+first error, and the privileges are flushed: every dumped table is replaced, the grant tables of the
+`mysql` database among them (users made after the backup are gone); tables and databases made after
+the backup are kept. A Redis backup is its volume after a BGSAVE, so it restores as a volume: Redis
+is stopped, the volume replaced (dump.rdb, appendonly files), started.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ DUMPS = {
     "postgres": "postgres",
     "postgis": "postgres",
     "timescale": "postgres",
+    "timescaledb": "postgres",  # timescale/timescaledb, timescaledb-ha
     "pgvector": "postgres",
     "mysql": "mysql",
     "mariadb": "mysql",

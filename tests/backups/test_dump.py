@@ -12,6 +12,7 @@ import subprocess
 import pytest
 
 from app.backups import jobs
+from app.backups.mounts import image_family
 from tests.backups.conftest import stack_data
 from tests.backups.test_roundtrip import state
 
@@ -60,3 +61,27 @@ def test_dump_streams_the_tools_output(make_stack, backups):
     assert failed.status == "failed" and "exit 3" in failed.error and "connection refused" in failed.error
     assert [p.name for p in store.path(failed.id).iterdir()] == ["manifest.json"]
     assert state(proj, "db") == "running"
+
+
+@pytest.mark.parametrize(
+    ("image", "family"),
+    [
+        ("postgres:16-alpine", "postgres"),
+        ("ghcr.io/x/postgis:15", "postgres"),
+        ("timescale/timescaledb:latest-pg16", "postgres"),
+        ("timescale/timescaledb-ha:pg16", "postgres"),
+        ("mariadb:11", "mysql"),
+        ("stackpilot-test/mariadb:407b7f9acff0", "mysql"),  # tests/support/images.py's
+        ("localhost:5000/mariadb@sha256:" + "0" * 64, "mysql"),
+        ("lscr.io/linuxserver/mariadb", "mysql"),
+        ("mysql/mysql-server:8.0", "mysql"),
+        ("percona/percona-server:8.0", "mysql"),
+        ("valkey/valkey:8", "redis"),
+        ("redis:7", "redis"),
+        ("nginx", ""),
+        ("phpmyadmin:5", ""),
+        ("prom/mysqld-exporter", ""),
+    ],
+)
+def test_image_family_by_the_last_path_segment(image, family):
+    assert image_family(image) == family

@@ -1,11 +1,12 @@
 """The MySQL/MariaDB dump path on a real MariaDB (Debian's mariadb-server 10.11 on the suite's Debian
 base, tests/support/images.py): dump mode chosen by the image's name, the dump taken while it runs
 (never stopped), the data changed, the dump loaded back through the real server: the dumped tables
-are replaced, tables made after the backup are kept (mysqldump drops and writes only the tables it
-dumped), users made after it are gone (the grant tables are dumped tables too), and the safety dump
-holds what was replaced. The container's mysql* names are removed first, as in the official
-mariadb images from 11.0: the mariadb* tools are used; the mysql* names are
-tests/backups/test_dump_restore.py's stand-ins."""
+are replaced, tables and databases made after the backup are kept (mysqldump drops and writes only
+the tables it dumped), users made after it are gone (the grant tables are dumped tables too), a
+client holding a transaction is ended rather than waited for, and the safety dump holds what was
+replaced. The container's mysql* names are removed first, as in the official mariadb images from
+11.0, so the mariadb* tools are used; the mysql* names are tests/backups/test_dump_restore.py's
+stand-ins."""
 
 from __future__ import annotations
 
@@ -143,6 +144,7 @@ def test_dump_while_running_then_restore_the_tables(mariadb_image, make_stack, b
         "INSERT INTO items VALUES (4, 'later'); CREATE TABLE made_later (x int); INSERT INTO made_later VALUES (7)",
     )
     sql(proj, "CREATE USER 'later'@'%' IDENTIFIED BY 'later-pw'; GRANT SELECT ON shop.* TO 'later'@'%'")
+    sql(proj, "CREATE DATABASE later_db; CREATE TABLE later_db.t (x int)")
     assert sql(proj, "SELECT 1", user="later", password="later-pw") == "1"
 
     plan = jobs.plan_restore(store, manifest.id, "db")
@@ -177,6 +179,7 @@ def test_dump_while_running_then_restore_the_tables(mariadb_image, make_stack, b
     assert rows(proj) == ROWS  # the dumped table replaced, the utf8mb4 text intact
     assert tables(proj) == {"items", "made_later"}  # made after the backup: kept, as jobs.py documents
     assert sql(proj, "SELECT x FROM made_later") == "7"
+    assert sql(proj, "SHOW TABLES FROM later_db") == "t"  # a database made after it: kept too
     assert sql(proj, "SELECT answer()") == "42"
     # the grant tables are dumped tables too, and flushed: a user made after the backup is gone now
     assert "Access denied" in sql(proj, "SELECT 1", user="later", password="later-pw", check=False)
