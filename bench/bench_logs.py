@@ -209,22 +209,31 @@ def ws_rate(server: LiveServer, session, service: str, window: float) -> tuple[W
     return w, skipped
 
 
-def slow_viewer(server: LiveServer, session, service: str, stall: float, window: float) -> int:
-    """A viewer that stops reading its socket for `stall` seconds: the lines it is told it missed."""
+def slow_viewer(server: LiveServer, session, service: str, stall: float, window: float) -> tuple[int, int, int]:
+    """A viewer that stops reading its socket for `stall` seconds, then reads on: the lines it is
+    told it missed (summed over every notice until `window` seconds after the first), how many
+    notices, and the lines it received meanwhile."""
     ws = RawWS("127.0.0.1", server.port, f"/logs/-/ws?s={service}&tail=1", server.ws_headers(session))
-    skipped = 0
+    skipped = notices = received = 0
     try:
         ws.receive(timeout=10)
         time.sleep(stall)
         ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        end = time.monotonic() + window
-        while time.monotonic() < end and not skipped:
+        end = time.monotonic() + 15.0
+        while time.monotonic() < end:
             raw = ws.receive_bytes(timeout=1)
-            if raw:
-                skipped += count_frame(raw)[1]
+            if not raw:
+                continue
+            lines, lost = count_frame(raw)
+            received += lines
+            if lost:
+                if not notices:
+                    end = time.monotonic() + window
+                notices += 1
+                skipped += lost
     finally:
         ws.close()
-    return skipped
+    return skipped, notices, received
 
 
 def stamps(raw: str) -> list[str]:
@@ -362,8 +371,9 @@ def main() -> None:
             "medians",
         )
         row("load average after", " / ".join(f"{x:.1f}" for x in os.getloadavg()))
-        lost = slow_viewer(server, session, "flood", 4.0, 15.0)
+        lost, notices, got = slow_viewer(server, session, "flood", 4.0, 3.0)
         row("slow viewer (reads nothing for 4 s): told skipped", f"{lost:,}", "> 0", lost > 0)
+        row("  in notices / lines it received meanwhile", f"{notices} / {got:,}")
         compose(stack, project, "stop", "-t", "1", "flood")
 
         lat = latencies(server, session, 10.0)

@@ -128,6 +128,8 @@ class Dechunker:
             if eol < 0:
                 break
             size = int(buf[pos:eol].split(b";", 1)[0], 16)
+            if size < 0:
+                raise ValueError("a negative HTTP chunk size")
             pos = eol + 2
             if not size:
                 self.done = True
@@ -288,8 +290,8 @@ def _fast_chunks(buf: bytes, limit: int = RUN_LIMIT) -> tuple[list[Run], int, bo
             odd = end - pos >= 18  # no size line where one must be: let the general path judge
             break
         try:
-            size = int(buf[pos:eol].split(b";", 1)[0], 16)
-        except ValueError:
+            size = int(buf[pos:eol], 16)
+        except ValueError:  # a chunk extension (the engine sends none) or garbage: the general path
             odd = True
             break
         start = eol + 2
@@ -297,7 +299,7 @@ def _fast_chunks(buf: bytes, limit: int = RUN_LIMIT) -> tuple[list[Run], int, bo
         if stop + 2 > end:
             break  # an incomplete chunk: wait for the rest
         if size < 8:
-            odd = size > 0  # 0: the last chunk (the caller ends there)
+            odd = size != 0  # 0: the last chunk (the caller ends there)
             break
         kind, length = unpack(buf, start)
         if length + 8 != size:

@@ -49,3 +49,22 @@ def test_logs_page_live_pause_search_resume(logs_server, ticker, page):
         message="inline regex message",
     )
     assert page.console_errors == []
+
+
+def test_logs_page_renders_styles_escapes_and_stderr_from_line_frames(logs_server, talker, page):
+    from tests.support.screens import shoot
+
+    server = logs_server(talker)
+    page.sign_in(server)
+    pg = page.page
+    pg.goto(server.url + "/logs/talker?tail=all")
+    wait_for(lambda: "READY" in pg.locator("#logs-out").inner_text(), timeout=15, message="the talker's lines")
+    assert pg.locator("#logs-out .ln .msg span.a-f1").first.inner_text() == "red text"
+    assert pg.locator("#logs-out script").count() == 0
+    assert pg.locator("#logs-out .msg", has_text='<script>alert(1)</script> & "quotes"').count() == 1
+    err = pg.locator("#logs-out .ln.err")
+    assert err.count() == 1 and "to stderr" in err.inner_text() and err.locator(".stream").text_content() == "err"
+    assert pg.locator("#logs-out .ln .ts").first.get_attribute("datetime").endswith("Z")
+    assert page.console_errors == []
+    pg.evaluate("document.getElementById('logs-out').scrollTop = 0")
+    shoot(pg, "logs-talker")
