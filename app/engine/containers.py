@@ -6,12 +6,15 @@ every refresh. We make ONE list call per refresh and inspect only containers who
 refreshed in the background, so a page never waits on N inspections of a steady stack.
 
 API (everything through Engine.call, so errors arrive as EngineUnavailable/NotFound/...):
-- ``project_containers(engine, project, token=None) -> list[ContainerInfo]``: every container
-  (running or not) labelled com.docker.compose.project=project, one-off `run` containers excluded.
-  ``token``: a value that stays equal while nothing of the project changed, taken BEFORE this call
-  (the engine's event listener's token plus our own actions, see app/web/services.snapshot); a
-  call with the token the previous list was stored under, within LIST_MAX_AGE, reuses that list
-  and only pings the engine (so a dead engine still shows at once). None: always list.
+- ``project_containers(engine, project, token=None, changes=None) -> list[ContainerInfo]``: every
+  container (running or not) labelled com.docker.compose.project=project, one-off `run`
+  containers excluded. ``token``: a value that stays equal while nothing of the project changed,
+  taken BEFORE this call (the engine's event listener's token plus our own actions, see
+  app/web/services.snapshot); a call with the token the previous list was stored under, within
+  LIST_MAX_AGE, reuses that list and only pings the engine (so a dead engine still shows at once).
+  ``changes(old_token)``: the ids of the containers that changed since old_token (None: unknown);
+  when known, only those are asked again (one small list call) and the rest is reused. None:
+  always list.
 - ``ContainerInfo``: id, name, service, number, state (created|running|paused|restarting|exited|
   dead|removing), health (healthy|unhealthy|starting|"" for none), exit_code, started_at,
   finished_at (aware datetimes or None), restart_count, image (as configured), image_id,
@@ -33,6 +36,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from collections.abc import Hashable
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -54,6 +58,7 @@ HEALTH_OUTPUT_MAX = 2000  # characters of a healthcheck's output kept (the engin
 IMAGE_TTL = 5.0  # seconds an image reference's id is trusted (a pull shows as drift within it)
 INSPECT_TTL = 15.0  # seconds before a cached inspection is refreshed in the background
 LIST_MAX_AGE = 10.0  # seconds a project's list is reused under an unchanged token (safety net)
+PATCH_MAX = 32  # more changed containers than this: the whole list is asked again
 MAX_STOP_TIMEOUT = 120
 
 _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="inspect")
@@ -176,22 +181,38 @@ _lists: dict[tuple[str, str], tuple[Hashable, float, list[dict]]] = {}
 _forgotten = 0  # forget() calls: a list that was asked before one is not stored for reuse
 
 
-def _listed(engine: Engine, project: str, token: Hashable | None) -> list[dict]:
-    """The engine's summaries of the project's containers: reused while the token is unchanged.
+def _listed(
+    engine: Engine, project: str, token: Hashable | None, changes: Callable[[Hashable], set[str] | None] | None
+) -> list[dict]:
+    """The engine's summaries of the project's containers: reused while the token is unchanged,
+    patched with the changed containers' summaries when `changes` names them.
 
     Why: at 200 containers the engine takes 30-60 ms to answer the list (its JSON), once per poll
-    and per open page every 2 s, although nothing happened; the event stream says when it did."""
+    and per open page every 2 s, although nothing happened; the event stream says when it did, and
+    which containers it was about (asking for 1-2 of them by id takes the engine ~3 ms). Patched
+    lists keep the time of the last whole list: LIST_MAX_AGE bounds every row's age."""
     key = (engine.id, project)
     with _cache_lock:
         hit = _lists.get(key) if token is not None else None
         generation = _forgotten
-    if hit is not None and hit[0] == token and time.monotonic() - hit[1] < LIST_MAX_AGE:
+    fresh = hit is not None and time.monotonic() - hit[1] < LIST_MAX_AGE
+    if fresh and hit[0] == token:
         engine.call(lambda c: c.api.ping(), "containers")  # a dead engine is not served from memory
         return hit[2]
-    at = time.monotonic()
-    rows = engine.call(
-        lambda c: c.api.containers(all=True, filters={"label": [f"{PROJECT_LABEL}={project}"]}), "containers"
-    )
+    ids = changes(hit[0]) if fresh and changes is not None else None
+    label = {"label": [f"{PROJECT_LABEL}={project}"]}
+    if ids is not None and len(ids) <= PATCH_MAX:
+        at, rows = hit[1], hit[2]
+        if ids:  # (an empty id filter would be no filter at all)
+            found = engine.call(
+                lambda c: c.api.containers(all=True, filters={**label, "id": sorted(ids)}), "containers"
+            )
+            rows = [r for r in rows if r["Id"] not in ids] + found
+        else:
+            engine.call(lambda c: c.api.ping(), "containers")
+    else:
+        at = time.monotonic()
+        rows = engine.call(lambda c: c.api.containers(all=True, filters=label), "containers")
     rows = [r for r in rows if (r.get("Labels") or {}).get(ONEOFF_LABEL, "False") != "True"]
     with _cache_lock:
         if token is None or generation != _forgotten:
@@ -201,10 +222,15 @@ def _listed(engine: Engine, project: str, token: Hashable | None) -> list[dict]:
     return rows
 
 
-def project_containers(engine: Engine, project: str, token: Hashable | None = None) -> list[ContainerInfo]:
-    """All containers of the compose project (one list call, or none while the token says nothing
-    changed; inspections cached by summary)."""
-    rows = _listed(engine, project, token)
+def project_containers(
+    engine: Engine,
+    project: str,
+    token: Hashable | None = None,
+    changes: Callable[[Hashable], set[str] | None] | None = None,
+) -> list[ContainerInfo]:
+    """All containers of the compose project (one list call, a small one or none while the token
+    says little or nothing changed; inspections cached by summary)."""
+    rows = _listed(engine, project, token, changes)
     now = time.monotonic()
     wanted: dict[str, tuple] = {r["Id"]: _summary_key(r) for r in rows}
     missing = []

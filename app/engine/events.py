@@ -21,6 +21,8 @@ API:
   stream stayed connected and no event of the project (nor a reconnect) arrived, None while not
   connected. A cached answer stored under a token taken BEFORE asking the engine is still right
   while the token is unchanged (an event during the question changes it).
+  ``listener.changed(project, old, new) -> set[str] | None``: the containers whose events made
+  token `old` into `new` (None when that is not known: another connection, or too many).
 - ``EventListeners``: one listener per engine id, created on first use.
 """
 
@@ -31,6 +33,7 @@ import json
 import logging
 import threading
 import time
+from collections import deque
 
 from app.engine import Engine
 from app.engine import engine_errors
@@ -45,6 +48,7 @@ RECONNECTED = "*reconnected*"
 IDLE_AFTER = 5.0
 RETRY_FIRST = 0.5
 RETRY_CAP = 5.0
+CHANGES_KEPT = 64  # container ids of the latest events, per project (changed())
 TOKEN_SETTLE = 0.5  # seconds after connecting before token() vouches for anything
 # Events that change what a table shows (exec_*, attach, top, resize... do not).
 ACTIONS = {
@@ -119,6 +123,7 @@ class EventListener:
         self._lease_until = 0.0
         self._client = None
         self._seen: dict[str, int] = {}  # events per project since start (token)
+        self._changes: dict[str, deque[tuple[int, str]]] = {}  # (event number, container id)
         self._epoch = 0  # reconnects (token)
         self._connected_at = 0.0
         self._serial = next(_serials)
@@ -143,6 +148,17 @@ class EventListener:
         if not self.connected or time.monotonic() - self._connected_at < TOKEN_SETTLE:
             return None
         return (self._serial, self.connects, self._epoch, self._seen.get(project, 0))
+
+    def changed(self, project: str, old: tuple, new: tuple) -> set[str] | None:
+        """Ids of the containers whose events lie between two tokens of this project, or None
+        when they are not known (tokens of another connection, or older than CHANGES_KEPT)."""
+        if old[:3] != new[:3] or new[3] < old[3]:
+            return None
+        with self._lock:
+            kept = [(n, cid) for n, cid in self._changes.get(project, ()) if old[3] < n <= new[3]]
+        if len(kept) != new[3] - old[3] or not all(cid for _, cid in kept):
+            return None
+        return {cid for _, cid in kept}
 
     def _start_locked(self) -> None:
         if not self._stop.is_set() and (self._thread is None or not self._thread.is_alive()):
@@ -185,12 +201,13 @@ class EventListener:
             api._raise_for_status(response)
         return LogStream(response, tty=True)  # newline-separated JSON documents
 
-    def _publish(self, project: str) -> None:
+    def _publish(self, project: str, container_id: str = "") -> None:
         with self._lock:
             if project == RECONNECTED:
                 self._epoch += 1
             else:
-                self._seen[project] = self._seen.get(project, 0) + 1
+                n = self._seen[project] = self._seen.get(project, 0) + 1
+                self._changes.setdefault(project, deque(maxlen=CHANGES_KEPT)).append((n, container_id))
             subs = [s for s in self._subs if s.project is None or s.project == project or project == RECONNECTED]
         for s in subs:
             s._notify(project)
@@ -271,9 +288,10 @@ class EventListener:
         action = (event.get("Action") or event.get("status") or "").split(":", 1)[0]
         if action not in ACTIONS:
             return
-        project = ((event.get("Actor") or {}).get("Attributes") or {}).get(PROJECT_LABEL)
+        actor = event.get("Actor") or {}
+        project = (actor.get("Attributes") or {}).get(PROJECT_LABEL)
         if project:
-            self._publish(project)
+            self._publish(project, str(actor.get("ID") or event.get("id") or ""))
 
     def _drop_client(self) -> None:
         client, self._client = self._client, None

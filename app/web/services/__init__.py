@@ -8,6 +8,7 @@ stack) and are audited when they finish. The graph blueprint reuses snapshot().
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
 
@@ -68,7 +69,7 @@ def snapshot() -> Snapshot:
     found = None
     images: dict[str, str] = {}
     try:
-        found = engine_containers.project_containers(engine(), stack.project, list_token(stack))
+        found = engine_containers.project_containers(engine(), stack.project, *list_token(stack))
         sampler().watch(stack.project)
         images = engine_containers.image_ids(engine(), {c.image for c in found})
     except StackpilotError as e:
@@ -79,27 +80,35 @@ def snapshot() -> Snapshot:
     return snap
 
 
-def list_token(stack: Stack) -> tuple | None:
+def list_token(stack: Stack) -> tuple[tuple | None, Callable[[tuple], set[str] | None] | None]:
     """A value that stays equal while nothing of the stack's containers changed, so the engine's
-    list of them can be reused (app.engine.containers.project_containers); None: ask the engine.
+    list of them can be reused, and what tells which containers changed since an older value
+    (app.engine.containers.project_containers); (None, None): ask the engine for all.
 
     Made of the engine's event stream (kept open while pages ask, see LIST_LEASE) and the stack's
     own Compose runs: events arrive asynchronously, so an action Stackpilot runs must not rely on
     them. While a run (or any action holding the stack) goes on there is no reuse, and the end of
-    a run changes the value, so the first table after an action lists afresh."""
+    a run changes the value, so the first table after an action lists everything afresh."""
     listeners = current_app.extensions.get(LISTENERS)
     if listeners is None:
-        return None
+        return None, None
     runner = runners().for_stack(stack)
     if runner.busy():
-        return None
+        return None, None
     listener = listeners.get(engine())
     listener.keep(LIST_LEASE)
     seen = listener.token(stack.project)
     if seen is None:
-        return None
+        return None, None
     last = next(iter(runner.recent_runs(1)), None)
-    return (seen, last.id, last.finished_at) if last is not None else (seen, "", None)
+    token = (seen, last.id, last.finished_at) if last is not None else (seen, "", None)
+
+    def changes(old: tuple) -> set[str] | None:
+        if old[1:] != token[1:]:  # a run started or ended since: everything may have changed
+            return None
+        return listener.changed(stack.project, old[0], seen)
+
+    return token, changes
 
 
 def _from_containers(snap: Snapshot) -> Snapshot:
