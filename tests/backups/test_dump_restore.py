@@ -57,6 +57,28 @@ def in_db(proj, *cmd: str) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", "exec", db, *cmd], capture_output=True, check=True)
 
 
+def root_password_as_the_official_images_take_it(proj) -> None:
+    """MARIADB_ before MYSQL_, a *_FILE secret, and no -p at all when there is none (a bare -p would
+    ask, and a restore's client would read the dump's first line as the password)."""
+    db = proj.compose("ps", "-q", "db").stdout.split()[0]
+    subprocess.run(["docker", "exec", db, "sh", "-c", "printf 'from a file\\n' > /tmp/pw"], check=True)
+    dump_cmd = jobs.DUMP_COMMANDS["mysql"][0]
+    options = "--all-databases --single-transaction --routines --events --default-character-set=utf8mb4"
+
+    def dump_args(*env: str) -> str:
+        pairs = [a for e in env for a in ("-e", e)]
+        subprocess.run(["docker", "exec", *pairs, db, *dump_cmd], capture_output=True, check=True)
+        return in_db(proj, "cat", "/tmp/mysqldump-args").stdout.decode().strip()
+
+    assert dump_args() == f"-uroot -pr00t pw {options}"  # MYSQL_ROOT_PASSWORD of the service
+    assert dump_args("MARIADB_ROOT_PASSWORD=maria $pw") == f"-uroot -pmaria $pw {options}"
+    assert dump_args("MYSQL_ROOT_PASSWORD=", "MARIADB_ROOT_PASSWORD_FILE=/tmp/pw") == f"-uroot -pfrom a file {options}"
+    assert dump_args("MYSQL_ROOT_PASSWORD=", "MYSQL_ALLOW_EMPTY_PASSWORD=yes") == f"-uroot {options}"
+    restore_cmd = jobs.RESTORE_COMMANDS["mysql"][0]
+    subprocess.run(["docker", "exec", "-e", "MYSQL_ROOT_PASSWORD=", db, *restore_cmd], capture_output=True, check=True)
+    assert in_db(proj, "cat", "/tmp/mysql-args").stdout == b"-uroot\n"
+
+
 def test_a_dump_is_fed_to_the_client_and_its_failure_reported(make_stack, backups):
     proj = make_stack({"docker-compose.yml": COMPOSE, "mysqldump": FAKE_MYSQLDUMP, "mysql": FAKE_MYSQL}, name="feed")
     (proj.dir / "mysqldump").chmod(0o755)
@@ -85,6 +107,7 @@ def test_a_dump_is_fed_to_the_client_and_its_failure_reported(make_stack, backup
     [kept] = store.get(safety.id).entries
     assert gzip.open(store.path(safety.id) / kept.file).readline() == b"-- dump of generation 2\n"
     assert state(proj, "db") == "running"
+    root_password_as_the_official_images_take_it(proj)
 
     in_db(proj, "touch", "/tmp/fail")
     with pytest.raises(jobs.StackpilotError) as failed:
@@ -93,29 +116,3 @@ def test_a_dump_is_fed_to_the_client_and_its_failure_reported(make_stack, backup
     assert "mysql exit 1" in message and "ERROR 1064 (42000) at line 3" in message
     assert "The safety dump" in message and "holds what was there" in message
     assert state(proj, "db") == "running"
-
-
-def test_the_root_password_as_the_official_images_take_it(make_stack):
-    """MARIADB_ before MYSQL_, a *_FILE secret, and no -p at all when there is none (a bare -p would
-    ask, and a restore's client would read the dump's first line as the password)."""
-    proj = make_stack({"docker-compose.yml": COMPOSE, "mysqldump": FAKE_MYSQLDUMP, "mysql": FAKE_MYSQL}, name="mypw")
-    (proj.dir / "mysqldump").chmod(0o755)
-    (proj.dir / "mysql").chmod(0o755)
-    proj.compose("up", "-d", "--no-build")
-    db = proj.compose("ps", "-q", "db").stdout.split()[0]
-    subprocess.run(["docker", "exec", db, "sh", "-c", "printf 'from a file\\n' > /tmp/pw"], check=True)
-    dump_cmd = jobs.DUMP_COMMANDS["mysql"][0]
-    options = "--all-databases --single-transaction --routines --events --default-character-set=utf8mb4"
-
-    def dump_args(*env: str) -> str:
-        pairs = [a for e in env for a in ("-e", e)]
-        subprocess.run(["docker", "exec", *pairs, db, *dump_cmd], capture_output=True, check=True)
-        return in_db(proj, "cat", "/tmp/mysqldump-args").stdout.decode().strip()
-
-    assert dump_args() == f"-uroot -pr00t pw {options}"  # MYSQL_ROOT_PASSWORD of the service
-    assert dump_args("MARIADB_ROOT_PASSWORD=maria $pw") == f"-uroot -pmaria $pw {options}"
-    assert dump_args("MYSQL_ROOT_PASSWORD=", "MARIADB_ROOT_PASSWORD_FILE=/tmp/pw") == f"-uroot -pfrom a file {options}"
-    assert dump_args("MYSQL_ROOT_PASSWORD=", "MYSQL_ALLOW_EMPTY_PASSWORD=yes") == f"-uroot {options}"
-    restore_cmd = jobs.RESTORE_COMMANDS["mysql"][0]
-    subprocess.run(["docker", "exec", "-e", "MYSQL_ROOT_PASSWORD=", db, *restore_cmd], capture_output=True, check=True)
-    assert in_db(proj, "cat", "/tmp/mysql-args").stdout == b"-uroot\n"

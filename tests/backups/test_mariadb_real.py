@@ -11,15 +11,16 @@ stand-ins."""
 from __future__ import annotations
 
 import gzip
+import json
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
-from app.backups import jobs
-from app.backups.mounts import consistency
+from app.store import Store
 from tests.backups.conftest import project_containers
-from tests.backups.conftest import stack_data
+from tests.backups.test_web import settle
 from tests.support.images import ensure_mariadb_image
 from tests.support.images import ensure_python_base_image
 
@@ -110,7 +111,7 @@ def started_at(proj) -> str:
     ).stdout.strip()
 
 
-def test_dump_while_running_then_restore_the_tables(mariadb_image, make_stack, backups):
+def test_dump_while_running_then_restore_the_tables(mariadb_image, make_stack, backup_server):
     proj = make_stack({"docker-compose.yml": COMPOSE.format(image=mariadb_image)}, name="mariareal")
     proj.compose("up", "-d", "--no-build", "--wait", "--wait-timeout", "90")
     # as in the official mariadb images from 11.0: no mysql / mysqldump names, only mariadb*
@@ -125,15 +126,19 @@ def test_dump_while_running_then_restore_the_tables(mariadb_image, make_stack, b
     assert rows(proj) == ROWS
     before = started_at(proj)
 
-    data = stack_data(proj)
-    assert consistency(data.labels["db"], data.images["db"])[0] == "dump"  # by the image's name, no label
-    store = backups(data.key)
-    manifest = jobs.backup(data, store, ["db"], "db")
-    assert manifest.status == "ok", manifest.error
-    assert manifest.modes == {"db": "dump"} and manifest.downtime == {}
-    [entry] = manifest.entries
-    assert entry.kind == "dump" and entry.name == "mysql" and entry.file.endswith(".sql.gz")
-    dump = gzip.open(store.path(manifest.id) / entry.file).read().decode()
+    server = backup_server(proj)
+    admin = server.session()
+    page = admin.get(server.url + "/backups/", timeout=20)
+    assert 'data-mode="dump"' in page.text  # chosen by the image's name, no label
+    assert admin.post(server.url + "/backups/run", data={"service": "db"}, timeout=20).status_code == 200
+    [(backup_id, status)] = settle(server, admin)
+    assert status == "ok"
+    root = Path(server.data_dir) / "backups"
+    manifest = json.loads(next(root.glob(f"*/{backup_id}/manifest.json")).read_text())
+    assert manifest["modes"] == {"db": "dump"} and manifest["downtime"] == {}
+    [entry] = manifest["entries"]
+    assert entry["kind"] == "dump" and entry["name"] == "mysql" and entry["file"].endswith(".sql.gz")
+    dump = gzip.open(root / manifest["stack"] / backup_id / entry["file"]).read().decode()
     assert "CREATE TABLE `items`" in dump and "plum 🍑 l\\'été" in dump and "FUNCTION `answer`" in dump
     assert started_at(proj) == before  # dumped while it ran: never stopped or restarted
 
@@ -147,8 +152,10 @@ def test_dump_while_running_then_restore_the_tables(mariadb_image, make_stack, b
     sql(proj, "CREATE DATABASE later_db; CREATE TABLE later_db.t (x int)")
     assert sql(proj, "SELECT 1", user="later", password="later-pw") == "1"
 
-    plan = jobs.plan_restore(store, manifest.id, "db")
-    assert plan.replaced() == ["every dumped table of the MySQL/MariaDB server in db"]
+    confirm = admin.get(f"{server.url}/backups/{backup_id}/restore", params={"service": "db"}, timeout=10)
+    assert confirm.status_code == 200
+    assert "every dumped table of the MySQL/MariaDB server in db" in confirm.text
+    assert "its other connections are ended" in confirm.text and "users and grants" in confirm.text
     # an app inside a transaction holds items' metadata lock: DROP TABLE would wait for it (a day);
     # the restore ends that connection instead
     holder = subprocess.Popen(
@@ -167,8 +174,12 @@ def test_dump_while_running_then_restore_the_tables(mariadb_image, make_stack, b
             assert time.monotonic() < deadline and holder.poll() is None, "the holding client did not start"
             time.sleep(0.2)
         started = time.monotonic()
-        safety = jobs.restore(data, store, plan)
+        r = admin.post(f"{server.url}/backups/{backup_id}/restore", data={"service": "db"}, timeout=20)
+        assert r.status_code == 200
+        listed = settle(server, admin)
         took = time.monotonic() - started
+        text = admin.get(server.url + "/backups/-/list", timeout=10).text
+        assert "Restored; what was there before is kept as" in text, text[:3000]
         held_out = holder.communicate(timeout=30)[0]
     finally:
         if holder.poll() is None:
@@ -187,9 +198,14 @@ def test_dump_while_running_then_restore_the_tables(mariadb_image, make_stack, b
     assert started_at(proj) == before  # loaded into the running server
 
     # the safety dump taken first holds what was replaced
-    assert safety.scope == "safety:db" and safety.status == "ok" and safety.modes == {"db": "dump"}
-    [kept] = safety.entries
-    assert kept.kind == "dump" and kept.name == "mysql"
-    text = gzip.open(store.path(safety.id) / kept.file).read().decode()
+    assert len(listed) == 2 and all(s == "ok" for _, s in listed)
+    safety_id = next(i for i, _ in listed if i != backup_id)
+    safety = json.loads(next(root.glob(f"*/{safety_id}/manifest.json")).read_text())
+    assert safety["scope"] == "safety:db" and safety["modes"] == {"db": "dump"}
+    [kept] = safety["entries"]
+    assert kept["kind"] == "dump" and kept["name"] == "mysql"
+    text = gzip.open(root / safety["stack"] / safety_id / kept["file"]).read().decode()
     assert "'changed'" in text and "(4,'later')" in text and "CREATE TABLE `made_later`" in text
     assert "later" in text.split("`global_priv`", 1)[1]  # the user made after the backup
+    actions = [(e.action, e.result) for e in Store(Path(server.data_dir) / "stackpilot.sqlite3").audit_events(50)]
+    assert ("backup.restore", "ok") in actions
