@@ -20,6 +20,8 @@ DUMPS = {
     "valkey": "redis",
 }
 
+FAMILY_NAMES = {"postgres": "Postgres", "mysql": "MySQL/MariaDB", "redis": "Redis"}
+
 
 @dataclass(frozen=True)
 class Mount:
@@ -72,6 +74,7 @@ def consistency(labels: dict[str, str], image: str) -> tuple[str, str]:
     wanted = (labels.get(LABEL) or "").strip().lower()
     if wanted in MODES:
         return wanted, f"label {LABEL}: {wanted}"
-    if image_family(image):
-        return "dump", f"{image_family(image)} image: a dump while it runs"
+    family = image_family(image)
+    if family:
+        return "dump", f"{FAMILY_NAMES.get(family, family)} image: a dump while it runs"
     return "stop", "stopped for the copy, started again after"

@@ -12,6 +12,7 @@ import subprocess
 import pytest
 
 from app.backups import jobs
+from app.backups.mounts import consistency
 from app.backups.mounts import image_family
 from tests.backups.conftest import stack_data
 from tests.backups.test_roundtrip import state
@@ -85,3 +86,11 @@ def test_dump_streams_the_tools_output(make_stack, backups):
 )
 def test_image_family_by_the_last_path_segment(image, family):
     assert image_family(image) == family
+    if family:
+        assert consistency({}, image)[0] == "dump"
+        assert consistency({"stackpilot.backup": "stop"}, image)[0] == "stop"  # the label overrides
+
+
+def test_the_mode_says_which_database():
+    assert consistency({}, "mariadb:11")[1] == "MySQL/MariaDB image: a dump while it runs"
+    assert consistency({}, "postgres:16")[1] == "Postgres image: a dump while it runs"
