@@ -679,7 +679,21 @@ def read_gzip(path: Path, ahead: bool = True) -> Iterator[bytes]:
     its own while the caller uses them (ahead); each member's CRC and size are checked, and a file
     cut short is an error."""
     chunks = _read_gzip(path)
-    return prefetch(chunks, depth=32, name="gzip-read") if ahead else chunks
+    if not ahead:
+        return chunks
+    return (chunk for batch in prefetch(_batches(chunks, 8), depth=4, name="gzip-read") for chunk in batch)
+
+
+def _batches(chunks: Iterable[bytes], n: int) -> Iterator[list[bytes]]:
+    """Chunks in lists of n: one hand-over between threads per list instead of per chunk."""
+    batch = []
+    for chunk in chunks:
+        batch.append(chunk)
+        if len(batch) == n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _read_gzip(path: Path) -> Iterator[bytes]:
