@@ -2,6 +2,8 @@
 
 busybox: Debian's busybox-static binary with its applet links, imported as a scratch image.
 python base: `debootstrap --variant=minbase` with python3, for building our own Dockerfile.
+postgres, mariadb: Debian's server packages on the python base (apt over host networking), with an
+entrypoint like the official image's, for the backups' dump paths.
 """
 
 from __future__ import annotations
