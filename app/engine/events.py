@@ -49,6 +49,7 @@ IDLE_AFTER = 5.0
 RETRY_FIRST = 0.5
 RETRY_CAP = 5.0
 CHANGES_KEPT = 64  # container ids of the latest events, per project (changed())
+PROJECTS_KEPT = 500  # projects whose event counts are kept (a busy test engine makes new ones all day)
 TOKEN_SETTLE = 0.5  # seconds after connecting before token() vouches for anything
 # Events that change what a table shows (exec_*, attach, top, resize... do not).
 ACTIONS = {
@@ -124,7 +125,7 @@ class EventListener:
         self._client = None
         self._seen: dict[str, int] = {}  # events per project since start (token)
         self._changes: dict[str, deque[tuple[int, str]]] = {}  # (event number, container id)
-        self._epoch = 0  # reconnects (token)
+        self._epoch = 0  # reconnects and forgotten projects (token)
         self._connected_at = 0.0
         self._serial = next(_serials)
 
@@ -205,9 +206,14 @@ class EventListener:
         with self._lock:
             if project == RECONNECTED:
                 self._epoch += 1
-            else:
-                n = self._seen[project] = self._seen.get(project, 0) + 1
-                self._changes.setdefault(project, deque(maxlen=CHANGES_KEPT)).append((n, container_id))
+            else:  # the project moves to the end: the first ones are the longest quiet
+                n = self._seen[project] = self._seen.pop(project, 0) + 1
+                changes = self._changes[project] = self._changes.pop(project, None) or deque(maxlen=CHANGES_KEPT)
+                changes.append((n, container_id))
+                if len(self._seen) > PROJECTS_KEPT:  # forgetting one resets its count: no token may hold
+                    quiet = next(iter(self._seen))
+                    del self._seen[quiet], self._changes[quiet]
+                    self._epoch += 1
             subs = [s for s in self._subs if s.project is None or s.project == project or project == RECONNECTED]
         for s in subs:
             s._notify(project)

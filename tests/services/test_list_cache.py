@@ -4,13 +4,17 @@ dead engine shows in the next table all the same."""
 
 from __future__ import annotations
 
+import json
 import queue
 import subprocess
 import threading
 
 import pytest
 
+from app.engine import Engine
 from app.engine import containers as engine_containers
+from app.engine import events
+from app.engine.events import EventListener
 from tests.conftest import sign_in
 from tests.services.conftest import ROW_STATE
 from tests.services.conftest import app_for
@@ -153,3 +157,30 @@ def test_poll_reuses_the_list_until_something_happens(make_stack, app_factory, m
     finally:
         proxy.flowing.set()
         proxy.close()
+
+
+def test_listener_tokens_name_the_changed_containers(monkeypatch):
+    """The tokens the table's list cache relies on, fed event lines as the engine writes them."""
+    listener = EventListener(Engine("unix:///nowhere.sock"))
+    listener.connected, listener._connected_at = True, 0.0  # as after a connect, without an engine
+
+    def event(project: str, cid: str, action: str = "die") -> None:
+        attributes = {"com.docker.compose.project": project}
+        listener._handle(
+            json.dumps({"Type": "container", "Action": action, "Actor": {"ID": cid, "Attributes": attributes}})
+        )
+
+    before = listener.token("p")
+    event("p", "c1")
+    event("p", "c2", "health_status: healthy")
+    event("p", "c1", "exec_start: sh")  # changes nothing a table shows
+    event("other", "x1")
+    now = listener.token("p")
+    assert now != before and listener.changed("p", before, now) == {"c1", "c2"}
+    assert listener.changed("p", now, now) == set() and listener.token("other") != now
+    # the oldest quiet project is forgotten past PROJECTS_KEPT: every token changes, none can be patched
+    monkeypatch.setattr(events, "PROJECTS_KEPT", 2)
+    event("third", "t1")
+    assert listener.token("p") != now and listener.changed("p", now, listener.token("p")) is None
+    listener.connected = False
+    assert listener.token("p") is None  # no stream: nothing is vouched for
