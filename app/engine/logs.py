@@ -14,16 +14,24 @@ resuming and de-duplicating are keyed on. Callers strip it when a person asked f
 
 from __future__ import annotations
 
+import http.client
+import json
 import logging
 import socket
 import struct
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import urlencode
+from urllib.parse import urlsplit
 
+from app.engine import NOT_DOCKER
 from app.engine import Engine
+from app.engine import describe_socket
 from app.engine import engine_errors
 from app.errors import EngineUnavailable
+from app.errors import NotFound
+from app.errors import StackpilotError
 
 log = logging.getLogger(__name__)
 
@@ -327,10 +335,15 @@ def _fast_chunks(buf: bytes, limit: int = RUN_LIMIT) -> tuple[list[Run], int, bo
 
 
 class LogStream:
-    """One open `GET /containers/{id}/logs`; iterate batches() or messages(), close() from any thread."""
+    """One open `GET /containers/{id}/logs`; iterate batches() or messages(), close() from any thread.
 
-    def __init__(self, response, tty: bool) -> None:
+    response: a streamed requests response (through the SDK), or an http.client.HTTPResponse of our
+    own connection (`conn`, closed with the stream)."""
+
+    def __init__(self, response, tty: bool, conn=None) -> None:
         self._response = response
+        self._http = response.raw._fp if hasattr(response, "raw") else response  # http.client.HTTPResponse
+        self._conn = conn
         self.tty = tty
         self.chunked = False  # known once the body is read: whether it carries chunk framing
         self.closed = False
@@ -346,9 +359,9 @@ class LogStream:
 
         Reads below http.client: its buffered reader (the bytes after the headers may already sit
         there); an unusual transport is left to http.client's own de-chunking."""
-        resp = self._response.raw._fp  # http.client.HTTPResponse, headers read, body untouched
+        resp = self._http  # headers read, body untouched
         reader = getattr(resp, "fp", None)
-        if reader is None or not hasattr(reader, "read1") or getattr(resp, "chunk_left", None) is not None:
+        if reader is None or not hasattr(reader, "read1") or isinstance(getattr(resp, "chunk_left", None), int):
             self.chunked = False
             yield from self._chunks()
             return
@@ -374,7 +387,7 @@ class LogStream:
         import requests.exceptions  # loaded with the SDK that opened this stream (not at start-up)
         import urllib3.exceptions
 
-        fp = self._response.raw._fp  # http.client.HTTPResponse: de-chunks, read1 returns what is there
+        fp = self._http  # http.client de-chunks, read1 returns what is there
         while not self.closed:
             try:
                 data = fp.read1(READ_SIZE)
@@ -460,14 +473,16 @@ class LogStream:
                 pass
         try:
             self._response.close()
+            if self._conn is not None:
+                self._conn.close()
         except Exception:  # noqa: BLE001 - closing a half-dead connection: nothing to report
             log.debug("closing a log response failed", exc_info=True)
 
 
 def _socket_of(response) -> socket.socket | None:
-    """The socket under a streamed requests response (unix or tcp), so close() can interrupt it."""
+    """The socket under a streamed response (unix or tcp), so close() can interrupt it."""
     try:
-        raw = response.raw._fp.fp.raw
+        raw = (response.raw._fp if hasattr(response, "raw") else response).fp.raw
     except AttributeError:
         return None
     sock = getattr(raw, "_sock", raw)
@@ -507,9 +522,63 @@ def open_logs(
         api._raise_for_status(response)
         return response
 
+    if follow:
+        path = engine.socket_path()
+        if path is not None:
+            url = engine.call(lambda c: c.api._url("/containers/{0}/logs", container_id), "container")
+            return _follow_unix(engine, path, urlsplit(url).path + "?" + urlencode(params), tty)
     with engine_errors("container"):
         response = engine.call(request, "container")
         return LogStream(response, tty)
+
+
+class _UnixHTTP10(http.client.HTTPConnection):
+    """HTTP/1.0 to the engine's unix socket. Asked so, the engine sends a followed log as a plain
+    body (no chunk per message, the connection closes at the end): it writes each message with less
+    work, and under a flood that work is what bounds the rate (curl, same run, 10 alternating
+    rounds: 44.2k lines/s over HTTP/1.0 against 33.7k over HTTP/1.1; compose 41.3k)."""
+
+    _http_vsn = 10
+    _http_vsn_str = "HTTP/1.0"
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self._path)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def _follow_unix(engine: Engine, path: str, target: str, tty: bool) -> LogStream:
+    """Open a followed log on our own HTTP/1.0 connection to the local engine's socket."""
+    conn = _UnixHTTP10(path, engine.timeout)
+    try:
+        conn.request("GET", target)
+        response = conn.getresponse()
+    except (OSError, http.client.HTTPException) as e:
+        conn.close()
+        raise EngineUnavailable(describe_socket(e) if isinstance(e, OSError) else NOT_DOCKER) from None
+    if response.status >= 400:
+        try:
+            body = response.read(64 * 1024)
+        except (OSError, http.client.HTTPException):
+            body = b""
+        conn.close()
+        try:
+            message = json.loads(body).get("message", "")
+        except (ValueError, AttributeError):
+            message = body.decode("utf-8", "replace").strip()[:300]
+        if response.status == 404:
+            raise NotFound("container not found", detail=message)
+        raise StackpilotError(f"the Docker engine refused: {message or response.status}")
+    return LogStream(response, tty, conn=conn)
 
 
 class ProjectLogs:
