@@ -71,8 +71,21 @@ class _DirectFile:
         self._stage = mmap.mmap(-1, STAGE) if self.direct else None  # page-aligned
         self._fill = 0
 
-    def write(self, data) -> int:
+    def write(self, data, aligned: bool = False) -> int:
+        """Write data; `aligned`: it starts at a page boundary in memory, so when nothing is staged and
+        it is whole blocks long, O_DIRECT takes it from where it is."""
         view = memoryview(data).cast("B")
+        if aligned and self.direct and not self._fill and len(view) % ALIGN == 0:
+            try:
+                written = os.write(self.fd, view)
+            except OSError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+                written = 0
+            if written < len(view):  # refused (or cut short): the ordinary way from here on
+                self._plain()
+                _write_all(self.fd, view[written:])
+            return len(view)
         done = 0
         while done < len(view):
             if not self.direct:  # nothing is staged then
@@ -261,18 +274,21 @@ def write_gzip(chunks: Iterable[bytes], path: Path, level: int | None = None) ->
     return written
 
 
-SLOTS = 64  # stored blocks per member in the slotted layout: 64 x 65535 bytes, just under 4 MiB
+SLOTS = 64  # stored blocks per member in the slotted layout
 SLOT_STEP = 5 + STORED_MAX
-SLOTTED_SIZE = len(GZIP_HEADER) + SLOTS * SLOT_STEP + len(STORED_END) + 8
+# A full stored member is exactly 4 MiB, whole blocks of the disk: O_DIRECT writes it from its own
+# (page-aligned) buffer without the staging copy. So its last block holds 279 bytes less.
+SLOTTED_SIZE = 4 * 1024 * 1024
+MEMBER_DATA = SLOTTED_SIZE - len(GZIP_HEADER) - SLOTS * 5 - len(STORED_END) - 8
 POOL = 4  # slotted buffers in flight (reader, framer, writer, one spare): 16 MiB
 
 
 def _slot(i: int) -> slice:
     start = len(GZIP_HEADER) + i * SLOT_STEP + 5
-    return slice(start, start + STORED_MAX)
+    return slice(start, start + min(STORED_MAX, MEMBER_DATA - i * STORED_MAX))
 
 
-def _read_member(readinto, buf: bytearray, level: int) -> tuple[int, int | None]:
+def _read_member(readinto, buf: mmap.mmap, level: int) -> tuple[int, int | None]:
     """Read into the data slots of buf, in order, until they are full or the source ends; the number of
     bytes, and their CRC when the first slot's sample says the member is to be stored (None: compress
     it). The CRC is taken slot by slot as it arrives, while the data is still in the CPU's cache."""
@@ -281,7 +297,7 @@ def _read_member(readinto, buf: bytearray, level: int) -> tuple[int, int | None]
     for i in range(SLOTS):
         slot = view[_slot(i)]
         got = 0
-        while got < STORED_MAX and (n := readinto(slot[got:])):
+        while got < len(slot) and (n := readinto(slot[got:])):
             got += n
         if i == 0:
             sample = slot[: min(got, SAMPLE)]
@@ -290,12 +306,12 @@ def _read_member(readinto, buf: bytearray, level: int) -> tuple[int, int | None]
         if crc is not None:
             crc = zlib.crc32(slot[:got], crc)
         total += got
-        if got < STORED_MAX:
+        if got < len(slot):
             break
     return total, crc
 
 
-def _frame_stored(buf: bytearray, n: int, crc: int) -> memoryview:
+def _frame_stored(buf: mmap.mmap, n: int, crc: int) -> memoryview:
     """Turn a slotted buffer holding n data bytes into one whole stored gzip member, in place: a few
     header bytes written around the data."""
     view = memoryview(buf)
@@ -322,7 +338,7 @@ def _write_slotted(src, out: _DirectFile, level: int) -> Written:
     writes release the GIL."""
     free: queue.Queue = queue.Queue()
     for _ in range(POOL):
-        free.put(bytearray(SLOTTED_SIZE))
+        free.put(mmap.mmap(-1, SLOTTED_SIZE))  # page-aligned
     full: queue.Queue = queue.Queue()
     stop = threading.Event()
     done = object()
@@ -339,7 +355,7 @@ def _write_slotted(src, out: _DirectFile, level: int) -> Written:
                 if n or first:  # an empty source still makes one (empty) member
                     full.put((buf, n, crc))
                 first = False
-                if n < SLOTS * STORED_MAX:
+                if n < MEMBER_DATA:
                     break
             full.put(done)
         except BaseException as e:  # noqa: BLE001 - raised in the framing thread
@@ -353,7 +369,7 @@ def _write_slotted(src, out: _DirectFile, level: int) -> Written:
             data, buf = item
             if not failed:
                 try:
-                    out.write(data)
+                    out.write(data, aligned=buf is not None)  # a stored member: from its buffer's start
                 except BaseException as e:  # noqa: BLE001 - raised in the framing thread
                     failed.append(e)
             if buf is not None:
@@ -364,7 +380,7 @@ def _write_slotted(src, out: _DirectFile, level: int) -> Written:
     reader.start()
     writer.start()
 
-    def deflate(buf: bytearray, n: int) -> tuple[bytes, None]:
+    def deflate(buf: mmap.mmap, n: int) -> tuple[bytes, None]:
         view, crc, pieces = memoryview(buf), 0, [GZIP_HEADER]
         z = zlib.compressobj(level, zlib.DEFLATED, -15)
         for i in range((n + STORED_MAX - 1) // STORED_MAX):

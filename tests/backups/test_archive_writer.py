@@ -16,7 +16,7 @@ import pytest
 from app.backups import streams
 from app.backups.streams import write_gzip
 
-SLOTTED = streams.SLOTS * streams.STORED_MAX  # the data one slotted member holds
+SLOTTED = streams.MEMBER_DATA  # the data one slotted member holds
 
 
 def sizes_and_contents():
@@ -93,7 +93,7 @@ def test_a_source_failing_halfway_raises_and_leaves_no_thread(tmp_path):
 def test_a_disk_failing_halfway_raises_and_leaves_no_thread(tmp_path, monkeypatch):
     calls = []
 
-    def full(self, data):
+    def full(self, data, aligned=False):
         calls.append(len(data))
         if len(calls) > 2:
             raise OSError(errno.ENOSPC, "No space left on device")
