@@ -4,9 +4,12 @@ Why not `container.logs(stream=True)`: the SDK drops which stream (stdout or std
 came from, its generator cannot be interrupted from another thread, and it reads one small frame
 at a time (the engine sends every log message as its own HTTP chunk, and http.client de-chunks
 one chunk per call). Here every open response is a LogStream that reads the socket in large
-blocks, removes the chunk framing and splits the engine's frames in bulk (a few slices per
-message, no per-message read), and whose close() shuts the HTTP connection down at once, from any
-thread, so a viewer that leaves releases its Docker connection within a scan interval.
+blocks, removes the chunk framing and splits the engine's frames in one pass (FrameReader: a
+slice per message, ordinary lines joined into runs), and whose close() shuts the HTTP connection
+down at once, from any thread, so a viewer that leaves releases its Docker connection within a
+scan interval. A followed log of the local engine is asked over our own HTTP/1.0 connection to
+its socket: the engine then writes a plain body, which costs it less per message (see
+_UnixHTTP10); other transports go through the SDK's session.
 
 Messages always carry the engine's timestamp ("<RFC3339Nano> payload"): it is what merging,
 resuming and de-duplicating are keyed on. Callers strip it when a person asked for no timestamps.

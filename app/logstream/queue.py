@@ -33,6 +33,7 @@ class LineQueue:
         self._skipped = 0
         self._cond = threading.Condition()
         self._consumer_waiting = False
+        self._want = 1  # lines the waiting consumer wants before it is woken (see wait_for)
         self._producers_waiting = 0
         self.closed = False
         self.total_skipped = 0
@@ -65,7 +66,7 @@ class LineQueue:
             self._items.append((item, size, 1))
             self._bytes += size
             self._lines += 1
-            if self._consumer_waiting:
+            if self._consumer_waiting and (force or self._lines >= self._want):
                 self._cond.notify_all()
             return True
 
@@ -113,7 +114,7 @@ class LineQueue:
                 self._bytes += size
                 self._lines += lines
                 queued += 1
-            if self._consumer_waiting:
+            if self._consumer_waiting and self._lines >= self._want:
                 self._cond.notify_all()
             return queued
 
@@ -149,6 +150,26 @@ class LineQueue:
             if self._producers_waiting:
                 self._cond.notify_all()
             return batch
+
+    def wait_for(self, lines: int, timeout: float) -> None:
+        """Wait up to timeout until at least `lines` lines are queued (a notice or the queue
+        closing ends the wait too): the reader's pause between frames, cut short by a flood so the
+        queue never fills while the reader sleeps. Producers wake it once, not once per put."""
+        with self._cond:
+            deadline = time.monotonic() + timeout
+            self._want = lines
+            try:
+                while self._lines < lines and not self.closed:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._consumer_waiting = True
+                    try:
+                        self._cond.wait(remaining)
+                    finally:
+                        self._consumer_waiting = False
+            finally:
+                self._want = 1
 
     def __len__(self) -> int:
         """Lines (and notices) waiting."""

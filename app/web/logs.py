@@ -52,6 +52,7 @@ bp = Blueprint("logs", __name__, url_prefix="/logs")
 SHARES = "stackpilot.shares"
 SEND_INTERVAL = 0.02  # batch lines for ~20 ms between frames (latency at rest stays well under 50 ms)
 SESSION_RECHECK = 5.0  # a signed-out viewer's socket closes within this long
+FRAME_LINES = 2000  # a pause between frames ends early once this many lines wait
 BATCH_LINES = 20000  # at most this many lines / bytes of text per batch taken from the queue
 BATCH_BYTES = 1024 * 1024
 SERVICE_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
@@ -235,8 +236,9 @@ def _signed_in_check():
 
 def _pump(ws, session: LogSession, signed_in=lambda: True) -> None:
     """Drain the session into the socket: what is queued goes out at once (in frames of up to
-    wire.FRAME_BYTES of text), then the pump waits SEND_INTERVAL so a flood travels in few large
-    frames; every SESSION_RECHECK seconds make sure the viewer is still signed in."""
+    wire.FRAME_BYTES of text), then the pump waits SEND_INTERVAL, or until FRAME_LINES lines wait,
+    so a flood travels in few large frames and never fills the queue while the pump pauses; every
+    SESSION_RECHECK seconds make sure the viewer is still signed in."""
     recheck_at = time.monotonic() + SESSION_RECHECK
     queue = session.queue
     while ws.connected and not queue.closed:
@@ -255,5 +257,4 @@ def _pump(ws, session: LogSession, signed_in=lambda: True) -> None:
             ws.send(frame)
         if any(getattr(item, "state", "") == "ended" for item in batch):
             return
-        if not queue.waiting:
-            time.sleep(SEND_INTERVAL)
+        queue.wait_for(FRAME_LINES, SEND_INTERVAL)

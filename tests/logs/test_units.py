@@ -211,3 +211,24 @@ def test_queue_caps_and_skips_count_the_lines_of_a_run():
     runs = [LineRun(0, 1, "x", 4, 0, 0) for _ in range(4)]
     assert q.put_many(runs, [1] * 4, wait=0, counts=[4] * 4) == 2  # 8 lines fit, 12 do not
     assert q.get_batch(wait=0) == runs[:2] + [Skipped(8)]
+
+
+def test_the_pause_between_frames_ends_when_a_flood_fills_the_queue():
+    import time
+
+    from app.logstream.lines import LineRun
+
+    q = LineQueue()
+    start = time.monotonic()
+    q.wait_for(2000, 0.2)  # nothing comes: the whole pause
+    assert time.monotonic() - start >= 0.19
+
+    def producer():
+        for _ in range(3):
+            time.sleep(0.05)
+            q.put_many([LineRun(0, 1, "x", 1000, 0, 0)], [1000], counts=[1000])
+
+    threading.Thread(target=producer, daemon=True).start()
+    start = time.monotonic()
+    q.wait_for(2000, 5.0)
+    assert time.monotonic() - start < 2.0 and q.waiting >= 2000
