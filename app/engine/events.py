@@ -148,7 +148,8 @@ class EventListener:
         subscribes the stream to its events, so an event in that moment is never delivered)."""
         if not self.connected or time.monotonic() - self._connected_at < TOKEN_SETTLE:
             return None
-        return (self._serial, self.connects, self._epoch, self._seen.get(project, 0))
+        with self._lock:  # _publish moves the project to the end (pop, then insert) under it
+            return (self._serial, self.connects, self._epoch, self._seen.get(project, 0))
 
     def changed(self, project: str, old: tuple, new: tuple) -> set[str] | None:
         """Ids of the containers whose events lie between two tokens of this project, or None

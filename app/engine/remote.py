@@ -98,7 +98,7 @@ class TLSEngine(RemoteEngine):
         client = docker.DockerClient(
             base_url=self.base_url, tls=tls, version=_PLACEHOLDER_API, timeout=self.timeout, max_pool_size=10
         )
-        adapter = FastConnectAdapter(pool_connections=1, pool_maxsize=10)
+        adapter = FastConnectAdapter(CONNECT_TIMEOUT, pool_connections=1, pool_maxsize=10)
         client.api.mount("https://", adapter)
         client.api._custom_adapter = adapter
         return self._negotiate(client)

@@ -16,16 +16,18 @@ import urllib3.connection
 import urllib3.connectionpool
 import urllib3.util
 
-from app.engine.remote import CONNECT_TIMEOUT
-
 
 class FastConnectAdapter(requests.adapters.HTTPAdapter):
-    """Splits the SDK's single timeout: connect within CONNECT_TIMEOUT, then read as long as the
+    """Splits the SDK's single timeout: connect within `connect_timeout`, then read as long as the
     call needs (a stop with a grace period waits longer than a list)."""
+
+    def __init__(self, connect_timeout: float, **kwargs) -> None:
+        self.connect_timeout = connect_timeout
+        super().__init__(**kwargs)
 
     def send(self, request, stream=False, timeout=None, **kwargs):
         if isinstance(timeout, int | float):
-            timeout = (min(CONNECT_TIMEOUT, timeout), timeout)
+            timeout = (min(self.connect_timeout, timeout), timeout)
         return super().send(request, stream=stream, timeout=timeout, **kwargs)
 
 

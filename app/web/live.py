@@ -34,13 +34,13 @@ from app.web.context import settings
 from app.web.context import stack_engine as engine
 from app.web.context import store
 from app.web.security import require_role
+from app.web.services import LISTENERS
 from app.web.services import snapshot
 from app.web.services.table import table_context
 
 log = logging.getLogger(__name__)
 bp = Blueprint("live", __name__, url_prefix="/live")
 
-LISTENERS = "stackpilot.events"
 SAMPLERS = "stackpilot.samplers"
 SHARES = "stackpilot.shares"
 REFRESH = 2.0  # without an event, cells are refreshed (stats, uptime) this often

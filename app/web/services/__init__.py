@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("services", __name__)
 
-LISTENERS = "stackpilot.events"  # app/web/live.py registers the engines' event listeners there
+LISTENERS = "stackpilot.events"  # app/web/live.py registers the engines' event listeners under it
 LIST_LEASE = 15.0  # a polled table keeps its engine's event stream open this long after a request
 
 
