@@ -1,12 +1,13 @@
 """Benchmarks of the live logs, against the real engine and the real waitress server.
 
-    .venv/bin/python bench/bench_logs.py [--window 5] [--rounds 3]
+    .venv/bin/python bench/bench_logs.py [--window 4] [--rounds 7]
 
 Prints:
   - throughput: lines/s a WebSocket viewer receives from a container writing as fast as it can,
     against `docker compose logs -f` on the same container in the same run, windows alternating
     (the order flips every round), medians of the rounds (target ratio >= 1.0 with 0 lines
-    skipped); the Docker SDK's own `logs(follow)` for reference; for every reader the CPU it
+    skipped); the Docker SDK's own `logs(follow)` and compose run under SCHED_BATCH (`chrt -b 0`,
+    the policy our followers use) for reference; for every reader the CPU it
     spent per line received (the server process for the viewer; compose plus the pipe reader
     for the baseline) and dockerd's, and the load average around each window; a viewer that
     reads nothing for a while is told what it missed;
@@ -128,10 +129,15 @@ class Window:
         return seconds / max(1, self.lines) * 1e6
 
 
-def compose_rate(directory: Path, project: str, service: str, window: float) -> Window:
-    """Lines/s `docker compose logs -f --tail 0` prints for the service (the baseline)."""
+def compose_rate(directory: Path, project: str, service: str, window: float, batch: bool = False) -> Window:
+    """Lines/s `docker compose logs -f --tail 0` prints for the service (the baseline); batch: run
+    under SCHED_BATCH (`chrt -b 0`), as our log followers run (a reference, not the baseline)."""
     proc = subprocess.Popen(
-        [*compose_base(directory, project), "logs", "-f", "--no-color", "--tail", "0", service],
+        [
+            *(["chrt", "-b", "0"] if batch else []),
+            *compose_base(directory, project),
+            *("logs", "-f", "--no-color", "--tail", "0", service),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         bufsize=0,
@@ -333,11 +339,12 @@ def main() -> None:
         flood = container_id(client, project, "flood")
         time.sleep(1.0)
 
-        base, sdk, ws, skipped = [], [], [], 0
+        base, sdk, ws, batch, skipped = [], [], [], [], 0
+        readers = ["compose", "ws", "sdk"] + (["batch"] if shutil.which("chrt") else [])
         print(f"\n1. log flood: lines/s, median of {args.rounds} alternating {args.window:.0f} s windows")
         print(f"   load average before: {' / '.join(f'{x:.1f}' for x in os.getloadavg())}")
         for r in range(args.rounds):
-            order = ["compose", "ws", "sdk"] if r % 2 == 0 else ["sdk", "ws", "compose"]
+            order = readers if r % 2 == 0 else readers[::-1]
             for which in order:
                 if which == "compose":
                     w = compose_rate(stack, project, "flood", args.window)
@@ -348,6 +355,10 @@ def main() -> None:
                     ws.append(w)
                     skipped += lost
                     cost = f"server {w.per_line(w.cpu):.2f} + client {w.per_line(w.client):.2f}"
+                elif which == "batch":
+                    w = compose_rate(stack, project, "flood", args.window, batch=True)
+                    batch.append(w)
+                    cost = f"compose {w.per_line(w.cpu):.2f} + pipe reader {w.per_line(w.client):.2f}"
                 else:
                     w = sdk_rate(client, flood, args.window)
                     sdk.append(w)
@@ -361,6 +372,12 @@ def main() -> None:
         base_m, ws_m, sdk_m = (statistics.median(rates[k]) for k in ("base", "ws", "sdk"))
         row("docker compose logs -f (baseline)", f"{base_m:,.0f}", str([round(x) for x in rates["base"]]))
         row("Docker SDK logs(follow) (reference)", f"{sdk_m:,.0f}", str([round(x) for x in rates["sdk"]]))
+        if batch:
+            row(
+                "compose logs -f under chrt -b 0 (reference)",
+                f"{statistics.median(w.rate for w in batch):,.0f}",
+                str([round(w.rate) for w in batch]),
+            )
         row("WebSocket viewer that keeps up", f"{ws_m:,.0f}", str([round(x) for x in rates["ws"]]))
         row("ratio viewer / compose logs -f", f"{ws_m / base_m:.2f}", ">= 1.0", ws_m / base_m >= 1.0)
         pairs = [w.rate / b.rate for w, b in zip(ws, base, strict=True)]
