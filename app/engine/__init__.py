@@ -302,18 +302,10 @@ def unix_get_json(path: str, url: str, timeout: float) -> dict:
     import http.client
     import json
 
-    class Connection(http.client.HTTPConnection):
-        def connect(self) -> None:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                sock.settimeout(timeout)
-                sock.connect(path)
-            except BaseException:
-                sock.close()
-                raise
-            self.sock = sock
+    from app.engine.unixhttp import UnixHTTPConnection
+    from app.engine.unixhttp import refusal
 
-    conn = Connection("localhost", timeout=timeout)
+    conn = UnixHTTPConnection(path, timeout)
     try:
         conn.request("GET", url, headers={"Accept": "application/json"})
         response = conn.getresponse()
@@ -324,14 +316,12 @@ def unix_get_json(path: str, url: str, timeout: float) -> dict:
         raise EngineUnavailable(f"{NOT_DOCKER} ({e.__class__.__name__})") from None
     finally:
         conn.close()
+    if response.status >= 400:
+        raise EngineUnavailable(f"the Docker engine refused: {refusal(response.status, response.reason, body)}")
     try:
         data = json.loads(body or b"null")
     except ValueError:
         data = None
-    if response.status >= 400:
-        message = data.get("message") if isinstance(data, dict) else None
-        text = message or body.decode(errors="replace").strip()[:300] or f"{response.status} {response.reason}"
-        raise EngineUnavailable(f"the Docker engine refused: {text}")
     if not isinstance(data, dict):
         raise EngineUnavailable(NOT_DOCKER)
     return data
