@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
 
+from app.backups.mounts import FAMILY_NAMES
 from app.backups.mounts import Mount
 from app.backups.mounts import consistency
 from app.backups.mounts import image_family
@@ -228,15 +229,17 @@ def _copy_mount(
 
 
 # MySQL/MariaDB, as the official images document their dumps: root with the password the image was
-# set up with (MARIADB_* before MYSQL_*, or their *_FILE secrets); no -p when it is empty (a bare -p
-# asks for it, and a restore's client would take the dump's first line as the password). The tools
+# set up with (MARIADB_* before MYSQL_*, or their *_FILE secrets), handed over in MYSQL_PWD (both
+# clients read it) rather than as -p on the command line, which anyone in the container sees in ps;
+# none when it is empty (a bare -p would ask, and a restore's client would take the dump's first line
+# as the password). The tools
 # by either name: mariadb-dump / mariadb where they exist (the official mariadb images from 11.0 have
 # no mysql* names; Debian's 10.11 has both), else mysqldump / mysql (the official mysql images).
 MYSQL_ROOT = (
     'pw="${MARIADB_ROOT_PASSWORD:-${MYSQL_ROOT_PASSWORD:-}}"; '
     'file="${MARIADB_ROOT_PASSWORD_FILE:-${MYSQL_ROOT_PASSWORD_FILE:-}}"; '
     'if [ -z "$pw" ] && [ -n "$file" ]; then pw="$(cat "$file")"; fi; '
-    'set -- -uroot ${pw:+"-p$pw"}; '
+    'if [ -n "$pw" ]; then export MYSQL_PWD="$pw"; fi; set -- -uroot; '
 )
 MYSQL_TOOLS = {"dump": ("mariadb-dump", "mysqldump"), "client": ("mariadb", "mysql")}
 
@@ -344,11 +347,8 @@ class RestorePlan:
     def replaced(self) -> list[str]:
         if self.dump is not None:
             what = "every database but the templates" if self.dump.name == "postgres" else "every dumped table"
-            return [f"{what} of the {DATABASES.get(self.dump.name, self.dump.name)} server in {self.service}"]
+            return [f"{what} of the {FAMILY_NAMES.get(self.dump.name, self.dump.name)} server in {self.service}"]
         return [f"{'volume' if e.kind == 'volume' else 'folder'} {e.source}" for e in self.entries]
-
-
-DATABASES = {"postgres": "Postgres", "mysql": "MySQL/MariaDB"}
 
 
 def plan_restore(store: BackupStore, backup_id: str, service: str) -> RestorePlan:
@@ -425,8 +425,12 @@ def restore(data: StackData, store: BackupStore, plan: RestorePlan, user: str = 
 
 # Postgres: connected to template1, drop every other database (ending its connections: WITH (FORCE)
 # from 13 on) and make `postgres` again, stopping at the first error; then the dump runs with
-# ON_ERROR_STOP off (its CREATE ROLE for roles that exist fails, harmlessly).
+# ON_ERROR_STOP off (its CREATE ROLE for roles that exist fails, harmlessly). Lock waits end after two
+# minutes (an app reconnects at once and may hold a lock the dump's DDL needs): here, and in each
+# database's part of the dump, whose own `SET lock_timeout = 0;` is rewritten (POSTGRES_LOCK_TIMEOUT).
+# Every client's input ends in-band with `\\q` (exec.feed never half-closes the connection).
 POSTGRES_PRELUDE = b"""\\set ON_ERROR_STOP on
+SET lock_timeout = '120s';
 SELECT current_setting('server_version_num')::int >= 130000 AS force \\gset
 SELECT pg_terminate_backend(pid) FROM pg_stat_activity
  WHERE datname IS NOT NULL AND datname NOT IN ('template0', 'template1') AND pid <> pg_backend_pid();
@@ -450,7 +454,7 @@ RESTORE_COMMANDS = {
     "postgres": (
         ["sh", "-c", 'exec psql -X -q -v ON_ERROR_STOP=0 -U "${POSTGRES_USER:-postgres}" -d template1'],
         POSTGRES_PRELUDE,
-        b"",
+        b"\n\\q\n",
         ("psql",),
     ),
     # mysqldump's DROP TABLE IF EXISTS / CREATE / INSERT per table, the grant tables of `mysql` among
@@ -461,11 +465,55 @@ RESTORE_COMMANDS = {
     "mysql": (
         ["sh", "-c", MYSQL_ROOT + _pick(MYSQL_TOOLS["client"]) + MYSQL_END_OTHERS + 'exec "$tool" "$@"'],
         b"SET SESSION lock_wait_timeout = 120;\n",
-        b"\nFLUSH PRIVILEGES;\n",
+        b"\nFLUSH PRIVILEGES;\n\\q\n",
         MYSQL_TOOLS["client"],
     ),
 }
 EXPECTED_ERRORS = (re.compile(r'ERROR:\s+role "[^"]+" already exists'),)
+# pg_dump starts each database's part with these lines; only the whole pair is rewritten.
+POSTGRES_LOCK_TIMEOUT = (
+    b"\nSET statement_timeout = 0;\nSET lock_timeout = 0;\n",
+    b"\nSET statement_timeout = 0;\nSET lock_timeout = '120s';\n",
+)
+RESTORE_STALL = engine_exec.STALL_SECONDS
+
+
+def _replace_in_stream(chunks, old: bytes, new: bytes):
+    """`chunks` with every `old` replaced by `new`, also where `old` spans two chunks."""
+    keep = len(old) - 1
+    held = b""
+    for chunk in chunks:
+        held = (held + chunk).replace(old, new)
+        if len(held) > keep:
+            yield held[:-keep]
+            held = held[-keep:]
+    yield held
+
+
+class _ErrorLines:
+    """Counts the client's error lines as its stderr comes (an early error followed by many notices
+    must not scroll out of the kept tail), keeping the first few for the message."""
+
+    def __init__(self) -> None:
+        self.partial = b""
+        self.count = 0
+        self.first: list[str] = []
+
+    def __call__(self, data: bytes) -> None:
+        *lines, self.partial = (self.partial + data).split(b"\n")
+        for raw in lines:
+            self.line(raw.decode(errors="replace"))
+
+    def line(self, line: str) -> None:
+        if ("ERROR:" in line or "FATAL:" in line) and not any(p.search(line) for p in EXPECTED_ERRORS):
+            self.count += 1
+            if len(self.first) < 3:
+                self.first.append(line.strip())
+
+    def done(self) -> None:
+        if self.partial:
+            self.line(self.partial.decode(errors="replace"))
+            self.partial = b""
 
 
 def _restore_dump(data: StackData, store: BackupStore, plan: RestorePlan, entry: Entry, user: str) -> Manifest:
@@ -490,21 +538,27 @@ def _restore_dump(data: StackData, store: BackupStore, plan: RestorePlan, entry:
 
         def stream():
             yield prelude
-            yield from read_gzip(store.file(plan.backup_id, entry.file))
-            yield epilogue
+            dump = read_gzip(store.file(plan.backup_id, entry.file))
+            yield from _replace_in_stream(dump, *POSTGRES_LOCK_TIMEOUT) if entry.name == "postgres" else dump
+            yield epilogue  # only after the whole archive was read: it ends the client's input
 
-        fed = engine_exec.feed(data.engine, running[0].id, cmd, stream())
-        errors = [
-            line
-            for line in fed.stderr.decode(errors="replace").splitlines()
-            if ("ERROR:" in line or "FATAL:" in line) and not any(p.search(line) for p in EXPECTED_ERRORS)
-        ]
-        if fed.exit_code != 0 or errors:
-            detail = "; ".join(errors[:3]) or fed.stderr.decode(errors="replace")[-300:].strip()
+        errors = _ErrorLines()
+        kept = f"The safety dump {safety.id} holds what was there."
+        try:
+            fed = engine_exec.feed(data.engine, running[0].id, cmd, stream(), stall=RESTORE_STALL, on_stderr=errors)
+        except StackpilotError as e:
+            raise StackpilotError(f"Loading the dump into {plan.service} failed: {e.message} {kept}") from e
+        except (OSError, EOFError) as e:  # the archive could not be read to its end (its session was cut)
+            raise StackpilotError(
+                f"Reading the archive {entry.file} failed while loading it into {plan.service} ({e}); "
+                f"part of it may have been loaded. {kept}"
+            ) from e
+        errors.done()
+        if fed.exit_code != 0 or errors.count:
+            detail = "; ".join(errors.first) or fed.stderr.decode(errors="replace")[-300:].strip()
             raise StackpilotError(
                 f"Loading the dump into {plan.service} failed ({tool} exit {fed.exit_code}"
-                f"{f', {len(errors)} errors' if errors else ''}): {detail}. "
-                f"The safety dump {safety.id} holds what was there."
+                f"{f', {errors.count} errors' if errors.count else ''}): {detail}. {kept}"
             )
     return safety
 

@@ -17,15 +17,21 @@ from __future__ import annotations
 
 import logging
 import re
+import select
 import socket
-import threading
+import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.engine import Engine
 from app.engine.containers import ONEOFF_LABEL
 from app.engine.containers import PROJECT_LABEL
 from app.engine.containers import SERVICE_LABEL
+from app.engine.logs import STDERR
+from app.engine.logs import STDOUT
+from app.engine.logs import split_frames
+from app.errors import EngineUnavailable
 from app.errors import InvalidInput
 from app.errors import NotFound
 from app.errors import StackpilotError
@@ -227,10 +233,42 @@ class Fed:
     stderr: bytes
 
 
-def feed(engine: Engine, container_id: str, cmd: list[str], chunks, user: str = "", tail: int = 16000) -> Fed:
-    """Run `cmd` in the container with `chunks` (an iterable of bytes) streamed into its stdin, then
-    stdin closed; its stdout/stderr are read at the same time (a full pipe would block it), keeping
-    only their last `tail` bytes. A command that exits early stops the feeding (no error of ours)."""
+STALL_SECONDS = 600.0  # no byte in or out for this long: the command is stuck (a lock it waits on)
+_WAIT = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+class FeedStalled(StackpilotError):
+    """The fed command neither read nor wrote anything for too long; its session was cut."""
+
+    status = 504
+
+
+def feed(
+    engine: Engine,
+    container_id: str,
+    cmd: list[str],
+    chunks,
+    user: str = "",
+    tail: int = 16000,
+    stall: float = STALL_SECONDS,
+    on_stderr: Callable[[bytes], None] | None = None,
+) -> Fed:
+    """Run `cmd` in the container with `chunks` (an iterable of bytes) streamed into its stdin while its
+    stdout/stderr are read (a full pipe would block it), keeping their last `tail` bytes; `on_stderr`
+    sees every stderr piece as it comes. A command that exits early stops the feeding (no error of ours).
+
+    Stdin is never half-closed: on a TLS engine the SDK hands us the SSLSocket itself, whose shutdown()
+    drops the TLS layer (what follows would be read as raw records). So `chunks` must end the command's
+    input in-band (psql's and mysql's `\\q`), and the stream ends when the command exits. One thread
+    reads and writes through select(): a TLS connection must not be used by two threads at once. The
+    same code serves the local socket and the SSH transport's socketpair.
+
+    Nothing moving either way for `stall` seconds raises FeedStalled; an error of the connection raises
+    EngineUnavailable; an error of `chunks` (a damaged archive) is raised as it is. In each case the
+    socket is closed without an end of input being sent: the engine then closes the command's stdin.
+    (psql has by then run every complete statement it read, each committed on its own, and at EOF it
+    sends what is left in its buffer too, so a cut dump is partly applied: the caller names the safety
+    dump.)"""
 
     def start(client):
         ex = client.api.exec_create(container_id, cmd, stdin=True, stdout=True, stderr=True, user=user)
@@ -238,47 +276,65 @@ def feed(engine: Engine, container_id: str, cmd: list[str], chunks, user: str = 
 
     exec_id, raw = engine.call(start, what="container")
     sock: socket.socket = getattr(raw, "_sock", raw)
-    sock.settimeout(None)  # a big dump takes its time; the command's end closes the stream
-    outputs = {1: b"", 2: b""}
-
-    def reader() -> None:
-        """The stream without a TTY is multiplexed: 8-byte headers (stream, 0, 0, 0, size)."""
-        buffer = b""
-        try:
-            while True:
-                data = sock.recv(READ_SIZE)
-                if not data:
-                    return
-                buffer += data
-                while len(buffer) >= 8:
-                    size = int.from_bytes(buffer[4:8], "big")
-                    if len(buffer) < 8 + size:
-                        break
-                    kind, payload, buffer = buffer[0], buffer[8 : 8 + size], buffer[8 + size :]
-                    if kind in outputs:
-                        outputs[kind] = (outputs[kind] + payload)[-tail:]
-        except OSError:
-            return
-
-    thread = threading.Thread(target=reader, name="exec-feed-out", daemon=True)
-    thread.start()
+    outputs = {STDOUT: b"", STDERR: b""}
+    frames = bytearray()
+    source = iter(chunks)
+    pending = memoryview(b"")
+    sending = True
+    last = time.monotonic()
     try:
-        for chunk in chunks:
-            if chunk:
-                sock.sendall(chunk)
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # it exited before reading everything: its exit code and stderr say why
+        sock.setblocking(False)
+        while True:
+            while sending and not pending:
+                try:
+                    pending = memoryview(next(source))
+                except StopIteration:
+                    sending = False
+            moved = False
+            try:
+                buffered = isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
+                readable, writable, _ = (
+                    ([sock], [], []) if buffered else select.select([sock], [sock] if pending else [], [], 1.0)
+                )
+                if readable:
+                    try:
+                        data = sock.recv(READ_SIZE)
+                    except _WAIT:
+                        data = None
+                    if data == b"":
+                        break  # the command exited and the engine ended the stream
+                    if data:
+                        moved = True
+                        frames += data
+                        found, used = split_frames(frames)
+                        del frames[:used]
+                        for kind, payload in found:
+                            outputs[kind] = (outputs[kind] + payload)[-tail:]
+                            if kind == STDERR and on_stderr is not None:
+                                on_stderr(payload)
+                if writable and pending:
+                    try:
+                        pending = pending[sock.send(pending[:READ_SIZE]) :]
+                        moved = True
+                    except _WAIT:
+                        pass
+                    except (BrokenPipeError, ConnectionResetError):
+                        pending, sending = memoryview(b""), False  # it exited: its exit code and stderr say why
+            except OSError as e:
+                raise EngineUnavailable(f"The connection to the engine broke while feeding the command: {e}") from e
+            now = time.monotonic()
+            if moved:
+                last = now
+            elif now - last > stall:
+                raise FeedStalled(
+                    f"The command read and wrote nothing for {int(stall)} s (waiting on a lock?); its session was cut."
+                )
     finally:
-        try:
-            sock.shutdown(socket.SHUT_WR)  # end of stdin: the engine closes the command's stdin
-        except OSError:
-            pass
-    thread.join()
-    for s in (sock, raw):
-        try:
-            s.close()
-        except OSError:
-            pass
+        for s in (sock, raw):
+            try:
+                s.close()
+            except OSError:
+                pass
     code = None
     for _ in range(50):  # the stream ends a moment before the engine records the exit
         info = engine.call(lambda c: c.api.exec_inspect(exec_id), what="exec")
@@ -286,4 +342,4 @@ def feed(engine: Engine, container_id: str, cmd: list[str], chunks, user: str = 
             code = info.get("ExitCode")
             break
         time.sleep(0.1)
-    return Fed(code, outputs[1], outputs[2])
+    return Fed(code, outputs[STDOUT], outputs[STDERR])

@@ -94,3 +94,22 @@ def test_image_family_by_the_last_path_segment(image, family):
 def test_the_mode_says_which_database():
     assert consistency({}, "mariadb:11")[1] == "MySQL/MariaDB image: a dump while it runs"
     assert consistency({}, "postgres:16")[1] == "Postgres image: a dump while it runs"
+
+
+def test_the_dumps_lock_timeout_is_rewritten_across_chunk_boundaries():
+    """pg_dump's `SET lock_timeout = 0;` would let the restore wait forever on an app's lock; it is
+    rewritten wherever the stream's chunks happen to cut it, and nothing else changes."""
+    old, new = jobs.POSTGRES_LOCK_TIMEOUT
+    text = (
+        b"--\n-- db one\n--"
+        + old
+        + b"SELECT 1;\nCOPY t FROM stdin;\nSET lock_timeout = 0;\n\\.\n"
+        + b"\\connect b"
+        + old
+    )
+    want = text.replace(old, new)
+    assert want.count(new) == 2 and b"\nSET lock_timeout = 0;\n\\." in want  # alone (COPY data) it stays
+    for cut in range(1, len(text)):
+        for size in (cut, 7):
+            chunks = [text[:cut]] + [text[i : i + size] for i in range(cut, len(text), size)]
+            assert b"".join(jobs._replace_in_stream(iter(chunks), old, new)) == want

@@ -11,30 +11,40 @@ from __future__ import annotations
 import gzip
 import hashlib
 import subprocess
+import time
 
 import pytest
 
 from app.backups import jobs
 from tests.backups.conftest import stack_data
 from tests.backups.test_roundtrip import state
+from tests.support.live import wait_for
 
 pytestmark = pytest.mark.docker
 
 FAKE_MYSQLDUMP = r"""#!/bin/sh
-echo "$*" > /tmp/mysqldump-args
+echo "$* pwd=${MYSQL_PWD-unset}" > /tmp/mysqldump-args
 echo "-- dump of generation $(cat /tmp/generation 2>/dev/null || echo 1)"
 awk 'BEGIN { for (i = 0; i < 30000; i++) printf "INSERT INTO t VALUES (%d, \047row %d\047);\n", i, i }'
 """
-# The restore's client: keeps what it was given (and how it was called), or fails after 3 lines.
-FAKE_MYSQL = """#!/bin/sh
+# The restore's client: keeps what it was given up to its `\q` line (and how it was called), or fails
+# after 3 lines; /tmp/hang: reads nothing and waits (a lock it never gets); /tmp/noisy: one real error,
+# then 40 kB of harmless notices, and exit 0 (as psql with ON_ERROR_STOP off).
+FAKE_MYSQL = r"""#!/bin/sh
 case "$*" in *" -e "*) echo "$*" > /tmp/mysql-query; exit 0 ;; esac  # the restore's other connections: none
-echo "$*" > /tmp/mysql-args
+echo "$* pwd=${MYSQL_PWD-unset}" > /tmp/mysql-args
+if [ -f /tmp/hang ]; then exec sleep 30; fi
+if [ -f /tmp/noisy ]; then
+  echo 'ERROR:  relation "t" already exists' >&2
+  i=0; while [ $i -lt 800 ]; do echo "NOTICE:  role \"app\" already exists, skipping it for now $i" >&2; i=$((i+1)); done
+  awk '{ print } /^\\q$/ { exit }' > /dev/null; exit 0
+fi
 if [ -f /tmp/fail ]; then
   head -n 3 > /dev/null
   echo "ERROR 1064 (42000) at line 3: You have an error in your SQL syntax" >&2
   exit 1
 fi
-cat > /tmp/restored.sql
+awk '{ print } /^\\q$/ { exit }' > /tmp/restored.sql
 """
 
 COMPOSE = """
@@ -70,16 +80,24 @@ def root_password_as_the_official_images_take_it(proj) -> None:
         subprocess.run(["docker", "exec", *pairs, db, *dump_cmd], capture_output=True, check=True)
         return in_db(proj, "cat", "/tmp/mysqldump-args").stdout.decode().strip()
 
-    assert dump_args() == f"-uroot -pr00t pw {options}"  # MYSQL_ROOT_PASSWORD of the service
-    assert dump_args("MARIADB_ROOT_PASSWORD=maria $pw") == f"-uroot -pmaria $pw {options}"
-    assert dump_args("MYSQL_ROOT_PASSWORD=", "MARIADB_ROOT_PASSWORD_FILE=/tmp/pw") == f"-uroot -pfrom a file {options}"
-    assert dump_args("MYSQL_ROOT_PASSWORD=", "MYSQL_ALLOW_EMPTY_PASSWORD=yes") == f"-uroot {options}"
+    # in MYSQL_PWD, never on the command line (ps shows that to everyone in the container)
+    assert dump_args() == f"-uroot {options} pwd=r00t pw"  # MYSQL_ROOT_PASSWORD of the service
+    assert dump_args("MARIADB_ROOT_PASSWORD=maria $pw") == f"-uroot {options} pwd=maria $pw"
+    assert (
+        dump_args("MYSQL_ROOT_PASSWORD=", "MARIADB_ROOT_PASSWORD_FILE=/tmp/pw") == f"-uroot {options} pwd=from a file"
+    )
+    assert dump_args("MYSQL_ROOT_PASSWORD=", "MYSQL_ALLOW_EMPTY_PASSWORD=yes") == f"-uroot {options} pwd=unset"
     restore_cmd = jobs.RESTORE_COMMANDS["mysql"][0]
-    subprocess.run(["docker", "exec", "-e", "MYSQL_ROOT_PASSWORD=", db, *restore_cmd], capture_output=True, check=True)
-    assert in_db(proj, "cat", "/tmp/mysql-args").stdout == b"-uroot\n"
+    subprocess.run(
+        ["docker", "exec", "-i", "-e", "MYSQL_ROOT_PASSWORD=", db, *restore_cmd],
+        input=b"",
+        capture_output=True,
+        check=True,
+    )
+    assert in_db(proj, "cat", "/tmp/mysql-args").stdout == b"-uroot pwd=unset\n"
 
 
-def test_a_dump_is_fed_to_the_client_and_its_failure_reported(make_stack, backups):
+def test_a_dump_is_fed_to_the_client_and_its_failure_reported(make_stack, backups, monkeypatch):
     proj = make_stack({"docker-compose.yml": COMPOSE, "mysqldump": FAKE_MYSQLDUMP, "mysql": FAKE_MYSQL}, name="feed")
     (proj.dir / "mysqldump").chmod(0o755)
     (proj.dir / "mysql").chmod(0o755)
@@ -102,7 +120,7 @@ def test_a_dump_is_fed_to_the_client_and_its_failure_reported(make_stack, backup
     assert restored.startswith(prelude) and restored.endswith(epilogue)
     restored = restored[len(prelude) : -len(epilogue)]
     assert hashlib.sha256(restored).hexdigest() == hashlib.sha256(dumped).hexdigest()  # every byte, then EOF
-    assert in_db(proj, "cat", "/tmp/mysql-args").stdout == b"-uroot -pr00t pw\n"
+    assert in_db(proj, "cat", "/tmp/mysql-args").stdout == b"-uroot pwd=r00t pw\n"
     assert b"information_schema.processlist" in in_db(proj, "cat", "/tmp/mysql-query").stdout  # others ended
     [kept] = store.get(safety.id).entries
     assert gzip.open(store.path(safety.id) / kept.file).readline() == b"-- dump of generation 2\n"
@@ -115,4 +133,42 @@ def test_a_dump_is_fed_to_the_client_and_its_failure_reported(make_stack, backup
     message = failed.value.message
     assert "mysql exit 1" in message and "ERROR 1064 (42000) at line 3" in message
     assert "The safety dump" in message and "holds what was there" in message
+    assert state(proj, "db") == "running"
+
+    # an early error followed by more than the kept tail of notices still fails it
+    in_db(proj, "sh", "-c", "rm /tmp/fail; touch /tmp/noisy")
+    with pytest.raises(jobs.StackpilotError) as failed:
+        jobs.restore(data, store, plan)
+    assert '1 errors): ERROR:  relation "t" already exists' in failed.value.message
+
+    # the archive cannot be read to its end: the client's input is cut, never ended with \q
+    in_db(proj, "sh", "-c", "rm /tmp/noisy /tmp/restored.sql")
+
+    def breaks_halfway(path):
+        for n, chunk in enumerate(real_read_gzip(path)):
+            if n == 3:
+                raise OSError("Input/output error")
+            yield chunk
+
+    real_read_gzip = jobs.read_gzip
+    monkeypatch.setattr(jobs, "read_gzip", breaks_halfway)
+    with pytest.raises(jobs.StackpilotError) as failed:
+        jobs.restore(data, store, plan)
+    message = failed.value.message
+    assert f"Reading the archive {entry.file} failed" in message and "Input/output error" in message
+    assert "The safety dump" in message
+    monkeypatch.undo()
+    wait_for(lambda: in_db(proj, "sh", "-c", "pidof awk || echo gone").stdout == b"gone\n", 10, message="the client done")
+    partial = in_db(proj, "cat", "/tmp/restored.sql").stdout
+    assert partial.startswith(prelude) and b"\\q" not in partial and len(partial) < len(dumped)
+
+    # a client that neither reads nor writes (waiting on a lock) is cut after the stall time, naming it
+    in_db(proj, "touch", "/tmp/hang")
+    monkeypatch.setattr(jobs, "RESTORE_STALL", 2.0)
+    t0 = time.monotonic()
+    with pytest.raises(jobs.StackpilotError) as failed:
+        jobs.restore(data, store, plan)
+    assert time.monotonic() - t0 < 30
+    message = failed.value.message
+    assert "read and wrote nothing for 2 s" in message and "The safety dump" in message
     assert state(proj, "db") == "running"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from app.backups import jobs
 from app.store import Store
 from tests.backups.conftest import project_containers
 from tests.backups.test_web import settle
@@ -101,6 +102,7 @@ def test_dump_while_running_then_restore_the_rows(postgres_image, make_stack, ba
     [entry] = manifest["entries"]
     assert entry["kind"] == "dump" and entry["name"] == "postgres" and entry["file"].endswith(".sql.gz")
     dump = gzip.open(root / manifest["stack"] / backup_id / entry["file"]).read().decode()
+    assert jobs.POSTGRES_LOCK_TIMEOUT[0].decode() in dump  # what the restore rewrites to a 2 min lock timeout
     assert "CREATE DATABASE shop" in dump and "plum, with a comma" in dump
     assert started_at(proj) == before  # dumped while it ran: never stopped or restarted
 
