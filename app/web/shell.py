@@ -95,7 +95,7 @@ def may_open_shell() -> bool:
 @bp.before_request
 def _may_use():
     """Admins always; operators only when the setting grants them (checked before any socket)."""
-    if has_role("admin") or (has_role("operator") and options()["operators"]):
+    if may_open_shell():
         if request.endpoint == "shell.stream":
             _service(request.args.get("s", ""))  # unknown service: 404 at the handshake
         return None
