@@ -158,7 +158,9 @@ def test_a_dump_is_fed_to_the_client_and_its_failure_reported(make_stack, backup
     assert f"Reading the archive {entry.file} failed" in message and "Input/output error" in message
     assert "The safety dump" in message
     monkeypatch.undo()
-    wait_for(lambda: in_db(proj, "sh", "-c", "pidof awk || echo gone").stdout == b"gone\n", 10, message="the client done")
+    wait_for(
+        lambda: in_db(proj, "sh", "-c", "pidof awk || echo gone").stdout == b"gone\n", 10, message="the client done"
+    )
     partial = in_db(proj, "cat", "/tmp/restored.sql").stdout
     assert partial.startswith(prelude) and b"\\q" not in partial and len(partial) < len(dumped)
 
