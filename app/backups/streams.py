@@ -20,6 +20,7 @@ import io
 import mmap
 import os
 import queue
+import re
 import shutil
 import stat
 import struct
@@ -53,6 +54,31 @@ ALIGN = 4096  # O_DIRECT wants buffers, sizes and offsets in whole blocks of the
 STAGE = 4 * 1024 * 1024
 
 
+LOCAL_DISK_FS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "jfs", "bcachefs", "zfs"})
+
+
+def local_disk(path: Path) -> bool:
+    """Whether path lies on a local disk file system (the mount that holds it, from mountinfo). O_DIRECT
+    is used only there: on NFS/SMB (a NAS backups folder) it makes every write a synchronous round
+    trip, FUSE often refuses or ignores it, and tmpfs has no disk to go to."""
+    try:
+        target = os.path.realpath(path)
+        best, kind = "", ""
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                left, _, right = line.partition(" - ")
+                fields = left.split()
+                if len(fields) < 5 or not right:
+                    continue
+                point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+                inside = target == point or target.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best):
+                    best, kind = point, right.split()[0]
+    except OSError:
+        return False
+    return kind in LOCAL_DISK_FS
+
+
 class _DirectFile:
     """Writes to an fd with O_DIRECT when the file system takes it: the data goes from one reused,
     aligned staging buffer to the disk, instead of being copied into fresh page-cache pages (on the
@@ -60,9 +86,9 @@ class _DirectFile:
     once should not push the services' files out of the cache). Whatever is not a whole block at the
     end is written the ordinary way; a file system without O_DIRECT is written the ordinary way."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, direct: bool = True) -> None:
         self.fd = fd
-        self.direct = hasattr(os, "O_DIRECT")
+        self.direct = direct and hasattr(os, "O_DIRECT")
         if self.direct:
             try:
                 fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_DIRECT)
@@ -255,7 +281,7 @@ def write_gzip(chunks: Iterable[bytes], path: Path, level: int | None = None) ->
     can readinto() (a volume's stream) is read into reused buffers laid out as gzip members."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        out = _DirectFile(fd)
+        out = _DirectFile(fd, direct=local_disk(path))
         if hasattr(chunks, "readinto"):
             written = _write_slotted(chunks, out, level or LEVEL)
         else:
@@ -552,7 +578,7 @@ class _BlockFile:
 
     def __init__(self, path: Path, block: int = BLOCK, ring: int = 3) -> None:
         self.fd = os.open(path, os.O_RDONLY)
-        self.direct = hasattr(os, "O_DIRECT")
+        self.direct = hasattr(os, "O_DIRECT") and local_disk(path)
         if self.direct:
             try:
                 fcntl.fcntl(self.fd, fcntl.F_SETFL, fcntl.fcntl(self.fd, fcntl.F_GETFL) | os.O_DIRECT)

@@ -9,7 +9,10 @@ import gzip
 import hashlib
 import io
 import os
+import shutil
+import tempfile
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +106,21 @@ def test_a_disk_failing_halfway_raises_and_leaves_no_thread(tmp_path, monkeypatc
     with pytest.raises(OSError, match="No space"):
         write_gzip(io.BytesIO(os.urandom(20 * SLOTTED)), tmp_path / "a.tar.gz")
     assert not threads_left()
+
+
+def test_o_direct_only_on_a_local_disk_file_system(tmp_path):
+    """A NAS backups folder (NFS/SMB) or tmpfs is written the ordinary way; the archive is the same."""
+    assert not streams.local_disk(Path("/proc/self"))
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or "tmpfs" not in Path("/proc/self/mountinfo").read_text():
+        pytest.skip("no tmpfs at /dev/shm here")
+    assert not streams.local_disk(shm)
+    folder = Path(tempfile.mkdtemp(dir=shm, prefix="sptest-"))
+    try:
+        data = os.urandom(2 * SLOTTED + 3)
+        written = write_gzip(io.BytesIO(data), folder / "a.tar.gz")
+        assert gzip.decompress((folder / "a.tar.gz").read_bytes()) == data
+        assert written.sha256 == streams.file_sha256(folder / "a.tar.gz")
+        assert b"".join(streams.read_gzip(folder / "a.tar.gz")) == data
+    finally:
+        shutil.rmtree(folder)
