@@ -314,27 +314,34 @@ def _slot(i: int) -> slice:
     return slice(start, start + min(STORED_MAX, MEMBER_DATA - i * STORED_MAX))
 
 
-def _read_member(readinto, buf: mmap.mmap, level: int) -> tuple[int, int | None]:
-    """Read into the data slots of buf, in order, until they are full or the source ends; the number of
-    bytes, and their CRC when the first slot's sample says the member is to be stored (None: compress
-    it). The CRC is taken slot by slot as it arrives, while the data is still in the CPU's cache."""
+def _read_member(readinto, buf: mmap.mmap) -> int:
+    """Read into the data slots of buf, in order, until they are full or the source ends; the number
+    of bytes. Nothing else happens in the reading thread: it is the one stage that holds the GIL most
+    (http.client decodes the engine's chunks in Python), so it is kept short."""
     view = memoryview(buf)
-    total, crc = 0, 0
+    total = 0
     for i in range(SLOTS):
         slot = view[_slot(i)]
         got = 0
         while got < len(slot) and (n := readinto(slot[got:])):
             got += n
-        if i == 0:
-            sample = slot[: min(got, SAMPLE)]
-            if len(sample) >= 4096 and len(zlib.compress(sample, level)) <= INCOMPRESSIBLE * len(sample):
-                crc = None
-        if crc is not None:
-            crc = zlib.crc32(slot[:got], crc)
         total += got
         if got < len(slot):
             break
-    return total, crc
+    return total
+
+
+def _stored_crc(buf: mmap.mmap, n: int, level: int) -> int | None:
+    """The CRC of the member's data if it is to be stored (its first slot's sample does not compress),
+    None if it is to be compressed."""
+    view = memoryview(buf)
+    sample = view[_slot(0)][: min(n, SAMPLE)]
+    if len(sample) >= 4096 and len(zlib.compress(sample, level)) <= INCOMPRESSIBLE * len(sample):
+        return None
+    crc = 0
+    for i in range((n + STORED_MAX - 1) // STORED_MAX):
+        crc = zlib.crc32(view[_slot(i)][: n - i * STORED_MAX], crc)
+    return crc
 
 
 def _frame_stored(buf: mmap.mmap, n: int, crc: int) -> memoryview:
@@ -359,7 +366,7 @@ def _write_all(fd: int, data) -> None:
 
 def _write_slotted(src, out: _DirectFile, level: int) -> Written:
     """Threads, buffers passed along and reused (no allocation per block): one reads the source into a
-    buffer's slots (and takes the CRC), this one frames it as a stored member (or has it compressed)
+    buffer's slots, this one takes the CRC and frames it as a stored member (or has it compressed)
     and hashes it, one writes it and hands the buffer back. crc32, sha256, deflate, socket reads and
     writes release the GIL."""
     free: queue.Queue = queue.Queue()
@@ -377,9 +384,9 @@ def _write_slotted(src, out: _DirectFile, level: int) -> Written:
                     buf = free.get(timeout=0.5)
                 except queue.Empty:
                     continue
-                n, crc = _read_member(src.readinto, buf, level)
+                n = _read_member(src.readinto, buf)
                 if n or first:  # an empty source still makes one (empty) member
-                    full.put((buf, n, crc))
+                    full.put((buf, n))
                 first = False
                 if n < MEMBER_DATA:
                     break
@@ -436,8 +443,9 @@ def _write_slotted(src, out: _DirectFile, level: int) -> Written:
                 raise item
             if failed:
                 raise failed[0]
-            buf, n, crc = item
+            buf, n = item
             tar_bytes += n
+            crc = _stored_crc(buf, n, level)
             if crc is None:
                 pending.append(pool.submit(deflate, buf, n))
             else:
