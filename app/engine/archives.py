@@ -12,14 +12,23 @@ service's own image runs `rm` through its `sh` (NoShell when the image has none)
 
 from __future__ import annotations
 
+import http.client
 import logging
 import secrets
+import socket
 from collections.abc import Iterable
 from collections.abc import Iterator
 from contextlib import ExitStack
 from contextlib import contextmanager
+from urllib.parse import quote
+from urllib.parse import urlencode
 
+from app.engine import NOT_DOCKER
 from app.engine import Engine
+from app.engine import describe_socket
+from app.engine.unixhttp import UnixHTTPConnection
+from app.engine.unixhttp import refusal
+from app.errors import EngineUnavailable
 from app.errors import NotFound
 from app.errors import StackpilotError
 
@@ -200,9 +209,84 @@ def write_volume(engine: Engine, image: str, volume: str, tar: Iterable[bytes]) 
     """Extract an uncompressed tar (chunks; entries under ARCHIVE_ROOT/) into the volume; owners and
     modes kept."""
     with helper(engine, image, volume, read_only=False) as cid:
-        ok = engine.call(lambda c: c.api.put_archive(cid, "/", iter(tar)), what="volume")
-        if not ok:
+        if not put_archive(engine, cid, "/", tar):
             raise CopyFailed(f"The engine refused to write into the volume {volume}.")
+
+
+def put_archive(engine: Engine, cid: str, dest: str, tar: Iterable[bytes]) -> bool:
+    """PUT the tar chunks into the container at dest; True when the engine answers 200 (as the SDK's
+    put_archive). A local engine gets them on our own connection to its socket (put_archive_unix);
+    remote engines (TCP, TLS, SSH) through the SDK."""
+    path = engine.socket_path()
+    if path is None:
+        return engine.call(lambda c: c.api.put_archive(cid, dest, iter(tar)), what="volume")
+    version = engine.call(lambda c: c.api.api_version, what="volume")
+    return put_archive_unix(path, version, cid, dest, tar, engine.timeout)
+
+
+def put_archive_unix(path: str, version: str, cid: str, dest: str, tar: Iterable[bytes], timeout: float) -> bool:
+    """The SDK's put_archive over our own HTTP connection to a unix socket. urllib3 frames each piece
+    of a chunked upload as a new bytes object (size line, payload, CRLF): a copy of everything uploaded, in
+    fresh memory. Here each chunk goes out with one sendmsg of [size line, the piece, CRLF], the
+    piece itself never copied. Errors read as through the SDK: 404 NotFound, another refusal the
+    engine's message, a socket failure EngineUnavailable; a failing source raises its own error
+    (the engine then sees a cut upload and writes nothing more)."""
+    target = f"/v{version}/containers/{quote(cid, safe='')}/archive?{urlencode({'path': dest})}"
+    conn = UnixHTTPConnection(path, timeout)
+    pieces = iter(tar)
+    try:
+        try:
+            conn.putrequest("PUT", target, skip_accept_encoding=True)
+            conn.putheader("Content-Type", "application/x-tar")
+            conn.putheader("Transfer-Encoding", "chunked")
+            conn.endheaders()
+        except OSError as e:
+            raise EngineUnavailable(describe_socket(e)) from None
+        sock = conn.sock
+        cut: OSError | None = None
+        for piece in pieces:
+            if not len(piece):
+                continue
+            try:
+                _send_all(sock, [b"%x\r\n" % len(piece), piece, b"\r\n"])
+            except OSError as e:  # the engine may have answered (and closed) already: read its answer
+                cut = e
+                break
+        else:
+            try:
+                sock.sendall(b"0\r\n\r\n")
+            except OSError as e:
+                cut = e
+        try:
+            response = conn.getresponse()
+            body = response.read(64 * 1024)
+        except (OSError, http.client.HTTPException) as e:
+            if cut is not None or isinstance(e, OSError):
+                raise EngineUnavailable(describe_socket(cut or e)) from None
+            raise EngineUnavailable(NOT_DOCKER) from None
+    finally:
+        conn.close()
+        close = getattr(pieces, "close", None)
+        if close:
+            close()
+    if response.status >= 400:
+        message = refusal(response.status, response.reason, body)
+        if response.status == 404:
+            raise NotFound("container not found", detail=message)
+        raise StackpilotError(f"the Docker engine refused: {message}")
+    if cut is not None:  # a success answer to an upload we could not finish: not a success
+        raise EngineUnavailable(describe_socket(cut))
+    return response.status == 200
+
+
+def _send_all(sock: socket.socket, parts: list) -> None:
+    """sendmsg until every byte of parts is out (a send may stop short when the socket's buffer fills)."""
+    while parts:
+        sent = sock.sendmsg(parts)
+        while parts and sent >= len(parts[0]):
+            sent -= len(parts.pop(0))
+        if sent:
+            parts[0] = memoryview(parts[0])[sent:]
 
 
 def empty_volume(engine: Engine, image: str, volume: str, timeout: int = 300) -> None:
