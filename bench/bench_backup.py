@@ -7,7 +7,8 @@ half random, half text), then times:
   - Stackpilot's backup path (app/engine/archives.read_volume -> app/backups/streams.write_gzip: a
     created, never started busybox container with the volume read-only, the engine's archive
     stream gzipped to disk with its sha256) against `docker cp <ctr>:/data - > file.tar`;
-  - Stackpilot's restore path (write_volume of the .tar.gz into an empty volume) against
+  - Stackpilot's restore path (write_volume of the .tar.gz into an empty volume; to this local engine the
+    upload goes on our own unix-socket connection, archives.put_archive_unix) against
     `docker cp - <ctr>:/` of the tar;
 and the peak RSS of this process (it runs the same code the server runs) against its RSS before.
 Goal: backup and restore >= 0.8x of docker cp; peak memory flat (streams, never buffers).
