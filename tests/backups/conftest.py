@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -169,3 +171,18 @@ def backup_server(server_factory):
         return server
 
     return factory
+
+
+def database_image(ensure: Callable[[], str], what: str) -> str:
+    """A database image built on the suite's Debian base (once per machine); the test skips only
+    when that base cannot be built, any later failure is a real one."""
+    from tests.support.images import ensure_python_base_image
+
+    try:
+        ensure_python_base_image()
+    except (OSError, subprocess.CalledProcessError) as e:
+        pytest.skip(f"the Debian base image cannot be built here (debootstrap: {e}), so no {what} image")
+    started = time.monotonic()
+    tag = ensure()
+    print(f"{what} image {tag} ready in {time.monotonic() - started:.1f} s")
+    return tag

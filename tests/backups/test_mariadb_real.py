@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from app.store import Store
+from tests.backups.conftest import database_image
 from tests.backups.conftest import project_containers
 from tests.backups.test_web import settle
 from tests.support.images import ensure_mariadb_image
-from tests.support.images import ensure_python_base_image
 
 pytestmark = pytest.mark.docker
 
@@ -53,14 +53,7 @@ ROWS = [(1, "apple"), (2, "pear, with a comma"), (3, "plum 🍑 l'été")]
 
 @pytest.fixture(scope="module")
 def mariadb_image() -> str:
-    try:
-        ensure_python_base_image()
-    except (OSError, subprocess.CalledProcessError) as e:
-        pytest.skip(f"the Debian base image cannot be built here (debootstrap: {e}), so no MariaDB image")
-    started = time.monotonic()
-    tag = ensure_mariadb_image()  # a failure past the base is a real failure
-    print(f"mariadb image {tag} ready in {time.monotonic() - started:.1f} s")
-    return tag
+    return database_image(ensure_mariadb_image, "MariaDB")
 
 
 def db_id(proj) -> str:

@@ -7,17 +7,16 @@ from __future__ import annotations
 import gzip
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from app.backups import jobs
 from app.store import Store
+from tests.backups.conftest import database_image
 from tests.backups.conftest import project_containers
 from tests.backups.test_web import settle
 from tests.support.images import ensure_postgres_image
-from tests.support.images import ensure_python_base_image
 
 pytestmark = pytest.mark.docker
 
@@ -42,14 +41,7 @@ ROWS = [(1, "apple"), (2, "pear"), (3, "plum, with a comma")]
 
 @pytest.fixture(scope="module")
 def postgres_image() -> str:
-    try:
-        ensure_python_base_image()
-    except (OSError, subprocess.CalledProcessError) as e:
-        pytest.skip(f"the Debian base image cannot be built here (debootstrap: {e}), so no Postgres image")
-    started = time.monotonic()
-    tag = ensure_postgres_image()  # a failure past the base is a real failure
-    print(f"postgres image {tag} ready in {time.monotonic() - started:.1f} s")
-    return tag
+    return database_image(ensure_postgres_image, "Postgres")
 
 
 def psql(proj, sql: str, db: str = "shop") -> str:
