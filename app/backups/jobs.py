@@ -3,9 +3,10 @@
 Back up, per service: choose the consistency mode (label, else database image, else stop), stop the
 service's containers for the copy when the mode says so (started again whatever happens), copy each
 mount as a .tar.gz (volumes through a created, never started container of the service's own image;
-bind folders read directly), note sizes and sha256 in the manifest, with the .env backup taken at
-the same moment. A failure halfway marks the backup failed, removes its partial archives and still
-starts what was stopped.
+bind folders read directly on the local engine; on a remote one the folder is on the engine's host,
+so it goes through such a container too, bound instead of the volume), note sizes and sha256 in
+the manifest, with the .env backup taken at the same moment. A failure halfway marks the backup
+failed, removes its partial archives and still starts what was stopped.
 
 Restore, one service: verify the archives' sha256, stop the service, keep what is there now as a
 safety backup, empty the mount, write, start, and compare the written files with the archive's list.
@@ -80,6 +81,13 @@ class StackData:
 
     def mounts(self, service: str) -> list[Mount]:
         return service_mounts(self.config, service)
+
+
+def _folders_here(engine: Engine) -> bool:
+    """Whether the engine's bind folders are ours to read and write directly (the local engine: the
+    fast path). A remote engine's (TCP, TLS, SSH) are on its host: a local path of the same name is
+    missing or someone else's, so they go through a helper container of the service's image."""
+    return engine.kind == "local"
 
 
 def _containers(data: StackData, service: str) -> list:
@@ -219,11 +227,17 @@ def _copy_mount(
             manifest.entries.remove(entry)  # never created yet: nothing to keep
             return
         chunks = archives.read_volume(data.engine, image, mount.source)
-    else:
+    elif _folders_here(data.engine):
         if not Path(mount.source).is_dir():  # a bound file (a config) is part of the stack folder, not data
             manifest.entries.remove(entry)
             return
         chunks = read_folder(Path(mount.source))
+    else:  # opened now: a folder missing on the engine's host fails here (FolderMissing), before the archive
+        chunks = archives.read_volume(data.engine, image, mount.source, kind="bind").open()
+        if not chunks.is_dir:  # a bound file, as above
+            chunks.close()
+            manifest.entries.remove(entry)
+            return
     written = write_gzip(chunks, path)
     entry.tar_bytes, entry.file_bytes, entry.sha256 = written.tar_bytes, written.file_bytes, written.sha256
 
@@ -605,6 +619,9 @@ def _write_entry(data: StackData, entry: Entry, archive: Path, image: str) -> No
                 what="volume",
             )
         archives.write_volume(data.engine, image, entry.source, read_gzip(archive))
+    elif not _folders_here(data.engine):  # the folder on the engine's host, as a volume (made when missing)
+        archives.empty_volume(data.engine, image, entry.source, kind="bind")
+        archives.write_volume(data.engine, image, entry.source, read_gzip(archive), kind="bind")
     else:
         folder = Path(entry.source)
         folder.mkdir(parents=True, exist_ok=True)
@@ -615,6 +632,8 @@ def _write_entry(data: StackData, entry: Entry, archive: Path, image: str) -> No
 def _read_entry(data: StackData, entry: Entry, image: str):
     if entry.kind == "volume":
         return archives.read_volume(data.engine, image, entry.source)
+    if not _folders_here(data.engine):
+        return archives.read_volume(data.engine, image, entry.source, kind="bind")
     return read_folder(Path(entry.source))
 
 

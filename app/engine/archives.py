@@ -8,11 +8,19 @@ is buffered: `read_volume` streams the engine's tar into the reader's buffers as
 
 Emptying a volume before a restore is the one step that runs something: a container of the
 service's own image runs `rm` through its `sh` (NoShell when the image has none).
+
+The same goes for a bind folder of a service on a remote engine (kind="bind"): the folder is on the
+engine's host, not ours, so the helper mounts it from there (a bind instead of the volume, at the
+same MOUNT_AT: the archive's layout and its restore are the very same). For reading, the folder is
+bound as a mount, which the engine refuses when the folder is missing (FolderMissing); for writing,
+as a legacy bind, which the engine creates when missing (as a restore makes the folder locally).
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
+import json
 import logging
 import secrets
 import socket
@@ -44,6 +52,16 @@ class CopyFailed(StackpilotError):
     status = 502
 
 
+class FolderMissing(CopyFailed):
+    """A bind folder that is not on the engine's host."""
+
+    status = 404
+
+
+def _what(kind: str, source: str) -> str:
+    return f"the volume {source}" if kind == "volume" else f"the folder {source}"
+
+
 def volume_exists(engine: Engine, name: str) -> bool:
     try:
         engine.call(lambda c: c.api.inspect_volume(name), what="volume")
@@ -63,14 +81,13 @@ def image_of(engine: Engine, container_id: str) -> str:
 
 
 @contextmanager
-def helper(engine: Engine, image: str, volume: str, read_only: bool) -> Iterator[str]:
-    """A created, never started container of `image` with `volume` at MOUNT_AT; removed after."""
+def helper(engine: Engine, image: str, volume: str, read_only: bool, kind: str = "volume") -> Iterator[str]:
+    """A created, never started container of `image` with `volume` (a volume's name, or with
+    kind="bind" a folder of the engine's host) at MOUNT_AT; removed after."""
     name = f"stackpilot-backup-{secrets.token_hex(4)}"
 
     def create(client):
-        config = client.api.create_host_config(
-            binds={volume: {"bind": MOUNT_AT, "mode": "ro" if read_only else "rw"}}, network_mode="none"
-        )
+        config = client.api.create_host_config(network_mode="none", **_mount_at(kind, volume, read_only))
         return client.api.create_container(
             image,
             command=["stackpilot-never-started"],
@@ -81,7 +98,12 @@ def helper(engine: Engine, image: str, volume: str, read_only: bool) -> Iterator
             entrypoint=[],
         )["Id"]
 
-    cid = engine.call(create, what="image")
+    try:
+        cid = engine.call(create, what="image")
+    except StackpilotError as e:
+        if kind == "bind" and "does not exist" in e.message:
+            raise FolderMissing(f"The folder {volume} does not exist on {engine.name}: nothing to back up.") from None
+        raise
     try:
         yield cid
     finally:
@@ -89,6 +111,26 @@ def helper(engine: Engine, image: str, volume: str, read_only: bool) -> Iterator
             engine.call(lambda c: c.api.remove_container(cid, force=True, v=False), what="container")
         except StackpilotError as e:
             log.warning("could not remove backup helper %s: %s", name, e.message)
+
+
+def _mount_at(kind: str, source: str, read_only: bool) -> dict:
+    """The host config's part that puts the source at MOUNT_AT. A volume, or a folder to write, as a
+    bind (the engine makes a missing one); a folder to read as a bind mount, which the engine refuses
+    when it is missing rather than reading a new empty folder."""
+    if kind == "bind" and read_only:
+        from docker.types import Mount
+
+        return {"mounts": [Mount(MOUNT_AT, source, type="bind", read_only=True)]}
+    return {"binds": {source: {"bind": MOUNT_AT, "mode": "ro" if read_only else "rw"}}}
+
+
+def _is_dir(res) -> bool:
+    """Whether the archived path is a folder, from the engine's stat header (Go's FileMode: ModeDir)."""
+    try:
+        stat = json.loads(base64.b64decode(res.headers.get("X-Docker-Container-Path-Stat") or ""))
+        return bool(int(stat.get("mode", 0)) & (1 << 31))
+    except (ValueError, TypeError, AttributeError):
+        return True
 
 
 def _archive_response(client, cid: str, path: str):
@@ -116,25 +158,35 @@ class VolumeStream:
     host cost more than the copy itself. The helper container lives from the first read to the end
     (or close)."""
 
-    def __init__(self, engine: Engine, image: str, volume: str) -> None:
+    def __init__(self, engine: Engine, image: str, volume: str, kind: str = "volume") -> None:
         self.engine = engine
         self.image = image
         self.volume = volume
+        self.kind = kind
+        self.is_dir = True  # known once open: False for a bound file
         self._helper: ExitStack | None = None
         self._res = None
         self._readinto = None
         self._cid = ""
         self._done = False
 
+    def open(self) -> VolumeStream:
+        """Create the helper and start the archive now, so a missing folder or volume fails before
+        anything is written (readinto opens on first use otherwise)."""
+        if self._helper is None and not self._done:
+            self._open()
+        return self
+
     def _open(self) -> None:
         stack = ExitStack()
         try:
-            self._cid = stack.enter_context(helper(self.engine, self.image, self.volume, read_only=True))
+            self._cid = stack.enter_context(helper(self.engine, self.image, self.volume, True, self.kind))
             self._res = self.engine.call(lambda c: _archive_response(c, self._cid, MOUNT_AT), what="volume")
         except BaseException:
             stack.close()
             raise
         self._helper = stack
+        self.is_dir = _is_dir(self._res)
         body = getattr(self._res.raw, "_fp", None)  # http.client.HTTPResponse, as the SDK reaches it for attach
         self._readinto = body.readinto if hasattr(body, "readinto") else self._res.raw.readinto
 
@@ -154,7 +206,7 @@ class VolumeStream:
                 filled += n
         except Exception as e:  # the transport broke mid-stream (helper removed, engine gone)
             self.close()
-            raise CopyFailed(f"Reading the volume {self.volume} stopped halfway: {str(e)[:200]}") from None
+            raise CopyFailed(f"Reading {_what(self.kind, self.volume)} stopped halfway: {str(e)[:200]}") from None
         if filled < len(view):
             self._finish()
         return filled
@@ -168,7 +220,8 @@ class VolumeStream:
             self.engine.call(lambda c: c.api.inspect_container(self._cid), what="backup helper")
         except NotFound:
             raise CopyFailed(
-                f"The container reading the volume {self.volume} was removed during the copy; the copy is not trusted."
+                f"The container reading {_what(self.kind, self.volume)} was removed during the copy; "
+                "the copy is not trusted."
             ) from None
         finally:
             self.close()
@@ -200,17 +253,18 @@ class VolumeStream:
                 pass
 
 
-def read_volume(engine: Engine, image: str, volume: str) -> VolumeStream:
-    """The volume's files as an uncompressed tar (entries under ARCHIVE_ROOT/), chunk by chunk."""
-    return VolumeStream(engine, image, volume)
+def read_volume(engine: Engine, image: str, volume: str, kind: str = "volume") -> VolumeStream:
+    """The volume's (or with kind="bind" the engine host's folder's) files as an uncompressed tar
+    (entries under ARCHIVE_ROOT/), chunk by chunk."""
+    return VolumeStream(engine, image, volume, kind)
 
 
-def write_volume(engine: Engine, image: str, volume: str, tar: Iterable[bytes]) -> None:
-    """Extract an uncompressed tar (chunks; entries under ARCHIVE_ROOT/) into the volume; owners and
-    modes kept."""
-    with helper(engine, image, volume, read_only=False) as cid:
+def write_volume(engine: Engine, image: str, volume: str, tar: Iterable[bytes], kind: str = "volume") -> None:
+    """Extract an uncompressed tar (chunks; entries under ARCHIVE_ROOT/) into the volume (or with
+    kind="bind" the engine host's folder, made when missing); owners and modes kept."""
+    with helper(engine, image, volume, read_only=False, kind=kind) as cid:
         if not put_archive(engine, cid, "/", tar):
-            raise CopyFailed(f"The engine refused to write into the volume {volume}.")
+            raise CopyFailed(f"The engine refused to write into {_what(kind, volume)}.")
 
 
 def put_archive(engine: Engine, cid: str, dest: str, tar: Iterable[bytes]) -> bool:
@@ -289,12 +343,13 @@ def _send_all(sock: socket.socket, parts: list) -> None:
             parts[0] = memoryview(parts[0])[sent:]
 
 
-def empty_volume(engine: Engine, image: str, volume: str, timeout: int = 300) -> None:
-    """Remove every file of the volume with the image's own sh (a restore writes into an empty volume)."""
+def empty_volume(engine: Engine, image: str, volume: str, timeout: int = 300, kind: str = "volume") -> None:
+    """Remove every file of the volume (or with kind="bind" the engine host's folder, made when
+    missing) with the image's own sh (a restore writes into an empty volume)."""
     script = f"rm -rf {MOUNT_AT}/* {MOUNT_AT}/.[!.]* {MOUNT_AT}/..?* && ls -A {MOUNT_AT} | wc -l"
 
     def run(client):
-        config = client.api.create_host_config(binds={volume: {"bind": MOUNT_AT, "mode": "rw"}}, network_mode="none")
+        config = client.api.create_host_config(network_mode="none", **_mount_at(kind, volume, False))
         cid = client.api.create_container(
             image,
             entrypoint=["sh", "-c", script],
@@ -318,9 +373,9 @@ def empty_volume(engine: Engine, image: str, volume: str, timeout: int = 300) ->
             from app.engine.exec import NoShell
 
             raise NoShell(
-                f"The image {image} has no sh to empty the volume {volume} before the restore; "
+                f"The image {image} has no sh to empty {_what(kind, volume)} before the restore; "
                 "restore into a new volume instead."
             ) from None
         raise
     if code != 0 or out.splitlines()[-1:] != ["0"]:
-        raise CopyFailed(f"Emptying the volume {volume} failed (exit {code}): {out[-300:]}")
+        raise CopyFailed(f"Emptying {_what(kind, volume)} failed (exit {code}): {out[-300:]}")
