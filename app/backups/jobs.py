@@ -83,7 +83,7 @@ class StackData:
         return service_mounts(self.config, service)
 
 
-def _folders_here(engine: Engine) -> bool:
+def folders_here(engine: Engine) -> bool:
     """Whether the engine's bind folders are ours to read and write directly (the local engine: the
     fast path). A remote engine's (TCP, TLS, SSH) are on its host: a local path of the same name is
     missing or someone else's, so they go through a helper container of the service's image."""
@@ -227,7 +227,7 @@ def _copy_mount(
             manifest.entries.remove(entry)  # never created yet: nothing to keep
             return
         chunks = archives.read_volume(data.engine, image, mount.source)
-    elif _folders_here(data.engine):
+    elif folders_here(data.engine):
         if not Path(mount.source).is_dir():  # a bound file (a config) is part of the stack folder, not data
             manifest.entries.remove(entry)
             return
@@ -619,7 +619,7 @@ def _write_entry(data: StackData, entry: Entry, archive: Path, image: str) -> No
                 what="volume",
             )
         archives.write_volume(data.engine, image, entry.source, read_gzip(archive))
-    elif not _folders_here(data.engine):  # the folder on the engine's host, as a volume (made when missing)
+    elif not folders_here(data.engine):  # the folder on the engine's host, as a volume (made when missing)
         archives.empty_volume(data.engine, image, entry.source, kind="bind")
         archives.write_volume(data.engine, image, entry.source, read_gzip(archive), kind="bind")
     else:
@@ -632,7 +632,7 @@ def _write_entry(data: StackData, entry: Entry, archive: Path, image: str) -> No
 def _read_entry(data: StackData, entry: Entry, image: str):
     if entry.kind == "volume":
         return archives.read_volume(data.engine, image, entry.source)
-    if not _folders_here(data.engine):
+    if not folders_here(data.engine):
         return archives.read_volume(data.engine, image, entry.source, kind="bind")
     return read_folder(Path(entry.source))
 

@@ -183,6 +183,7 @@ def folder_size(path: Path, limit: int = 200_000) -> int | None:
 
 def _services(data: backup_jobs.StackData) -> list[dict]:
     sizes = _volume_sizes()
+    here = backup_jobs.folders_here(data.engine)
     rows = []
     for name in sorted(data.config.get("services") or {}):
         mode, why = consistency(data.labels.get(name, {}), data.images.get(name, ""))
@@ -200,14 +201,14 @@ def _services(data: backup_jobs.StackData) -> list[dict]:
                         "missing": size is None and bool(sizes),
                     }
                 )
-            elif Path(m.source).is_dir():
+            elif not here or Path(m.source).is_dir():  # a remote host's folder: listed, its size unknown here
                 mounts.append(
                     {
                         "kind": "bind",
                         "name": m.name,
                         "source": m.source,
                         "target": m.target,
-                        "size": folder_size(Path(m.source)),
+                        "size": folder_size(Path(m.source)) if here else None,
                         "missing": False,
                     }
                 )
