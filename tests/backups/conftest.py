@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -186,3 +187,24 @@ def database_image(ensure: Callable[[], str], what: str) -> str:
     tag = ensure()
     print(f"{what} image {tag} ready in {time.monotonic() - started:.1f} s")
     return tag
+
+
+def dump_through_page(server, family: str) -> tuple[object, str, str]:
+    """Back up the service `db` from the Backups page as an admin and wait for the job: checks that
+    dump mode was chosen by the image's name (no label) and that nothing was stopped. Returns the
+    admin session, the backup's id and the dump's SQL text."""
+    from tests.backups.test_web import settle
+
+    admin = server.session()
+    page = admin.get(server.url + "/backups/", timeout=20)
+    assert 'data-mode="dump"' in page.text  # chosen by the image's name, no label
+    assert admin.post(server.url + "/backups/run", data={"service": "db"}, timeout=20).status_code == 200
+    [(backup_id, status)] = settle(server, admin)
+    assert status == "ok"
+    root = Path(server.data_dir) / "backups"
+    manifest = json.loads(next(root.glob(f"*/{backup_id}/manifest.json")).read_text())
+    assert manifest["modes"] == {"db": "dump"} and manifest["downtime"] == {}
+    [entry] = manifest["entries"]
+    assert entry["kind"] == "dump" and entry["name"] == family and entry["file"].endswith(".sql.gz")
+    dump = gzip.open(root / manifest["stack"] / backup_id / entry["file"]).read().decode()
+    return admin, backup_id, dump

@@ -14,6 +14,7 @@ import pytest
 from app.backups import jobs
 from app.store import Store
 from tests.backups.conftest import database_image
+from tests.backups.conftest import dump_through_page
 from tests.backups.conftest import project_containers
 from tests.backups.test_web import settle
 from tests.support.images import ensure_postgres_image
@@ -82,18 +83,8 @@ def test_dump_while_running_then_restore_the_rows(postgres_image, make_stack, ba
     before = started_at(proj)
 
     server = backup_server(proj)
-    admin = server.session()
-    page = admin.get(server.url + "/backups/", timeout=20)
-    assert 'data-mode="dump"' in page.text  # chosen by the image's name, no label
-    assert admin.post(server.url + "/backups/run", data={"service": "db"}, timeout=20).status_code == 200
-    [(backup_id, status)] = settle(server, admin)
-    assert status == "ok"
+    admin, backup_id, dump = dump_through_page(server, "postgres")
     root = Path(server.data_dir) / "backups"
-    manifest = json.loads(next(root.glob(f"*/{backup_id}/manifest.json")).read_text())
-    assert manifest["modes"] == {"db": "dump"} and manifest["downtime"] == {}
-    [entry] = manifest["entries"]
-    assert entry["kind"] == "dump" and entry["name"] == "postgres" and entry["file"].endswith(".sql.gz")
-    dump = gzip.open(root / manifest["stack"] / backup_id / entry["file"]).read().decode()
     assert jobs.POSTGRES_LOCK_TIMEOUT[0].decode() in dump  # what the restore rewrites to a 2 min lock timeout
     assert "CREATE DATABASE shop" in dump and "plum, with a comma" in dump
     assert started_at(proj) == before  # dumped while it ran: never stopped or restarted
