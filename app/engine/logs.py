@@ -181,6 +181,11 @@ Run = tuple[int, bytes, int]
 RUN_LIMIT = 16 * 1024 + 32  # the engine's 16 KiB line pieces plus the stamp, its space and the newline
 
 
+def _run(kind: int, parts: list) -> Run:
+    """The ordinary messages of one stream that came in a row, joined (once per run, not per line)."""
+    return (STDERR if kind == 2 else STDOUT, b"".join(parts), len(parts))
+
+
 def split_runs(buf, pos: int = 0, limit: int = RUN_LIMIT) -> tuple[list[Run], int]:
     """The complete frames in buf from pos, as runs; and where the first incomplete frame starts.
 
@@ -203,19 +208,19 @@ def split_runs(buf, pos: int = 0, limit: int = RUN_LIMIT) -> tuple[list[Run], in
         if 31 < length <= limit and buf[stop - 1] == 10 and buf[start + 30] == 32 and buf[start + 19] == 46:
             if kind != run_kind:
                 if parts:
-                    runs.append((STDERR if run_kind == 2 else STDOUT, b"".join(parts), len(parts)))
+                    runs.append(_run(run_kind, parts))
                     parts = []
                     append = parts.append
                 run_kind = kind
             append(buf[start:stop])
         elif length:
             if parts:
-                runs.append((STDERR if run_kind == 2 else STDOUT, b"".join(parts), len(parts)))
+                runs.append(_run(run_kind, parts))
                 parts = []
                 append = parts.append
             runs.append((STDERR if kind == 2 else STDOUT, bytes(buf[start:stop]), 0))
     if parts:
-        runs.append((STDERR if run_kind == 2 else STDOUT, b"".join(parts), len(parts)))
+        runs.append(_run(run_kind, parts))
     return runs, pos
 
 
@@ -321,20 +326,20 @@ def _fast_chunks(buf: bytes, limit: int = RUN_LIMIT) -> tuple[list[Run], int, bo
         if 31 < length <= limit and buf[stop - 1] == 10 and buf[start + 30] == 32 and buf[start + 19] == 46:
             if kind != run_kind:
                 if parts:
-                    runs.append((STDERR if run_kind == 2 else STDOUT, b"".join(parts), len(parts)))
+                    runs.append(_run(run_kind, parts))
                     parts = []
                     append = parts.append
                 run_kind = kind
             append(buf[start:stop])
         elif length:
             if parts:
-                runs.append((STDERR if run_kind == 2 else STDOUT, b"".join(parts), len(parts)))
+                runs.append(_run(run_kind, parts))
                 parts = []
                 append = parts.append
             runs.append((STDERR if kind == 2 else STDOUT, buf[start:stop], 0))
         pos = stop + 2
     if parts:
-        runs.append((STDERR if run_kind == 2 else STDOUT, b"".join(parts), len(parts)))
+        runs.append(_run(run_kind, parts))
     return runs, pos, odd
 
 
